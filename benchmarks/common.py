@@ -1,0 +1,46 @@
+"""Shared benchmark plumbing: machine description, median tables, atomic JSON output."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+
+import numpy as np
+
+
+def machine() -> str:
+    import jax
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}, "
+            f"python {platform.python_version()}")
+
+
+def write_json_atomic(rows: list[dict], path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(rows, fh, indent=1)
+    os.replace(tmp, path)
+
+
+def median_table(rows: list[dict], keys: list[str], values: list[str]) -> str:
+    """Markdown table of medians of ``values`` over rows grouped by ``keys`` (first-seen order)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    lines = ["| " + " | ".join(keys + values + ["runs"]) + " |", "|" + "---|" * (len(keys) + len(values) + 1)]
+    for group, members in groups.items():
+        cells = []
+        for v in values:
+            xs = [m[v] for m in members if m[v] is not None]
+            cells.append("n/a" if not xs else f"{np.median(xs):.3f}" if isinstance(xs[0], float) else
+                         f"{np.median(xs):g}")
+        lines.append("| " + " | ".join([str(g) for g in group] + cells + [str(len(members))]) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,235 @@
+"""One generic jitted training step and the loop around it (shared by every model).
+
+A model is a ``flax.nnx`` module plus a loss function
+``loss_fn(model, batch, key, train) -> (loss, metrics)``. The module is split once into a
+static graph and a parameter pytree; the step is a plain ``jax.jit`` of
+``(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
+Data come from a ``BatchSource``: anything with ``n_obs`` and ``get(indices) -> pytree of arrays``.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+LossFn = Callable[[nnx.Module, Any, jax.Array, bool], tuple[jax.Array, dict]]
+
+
+class BatchSource(Protocol):
+    n_obs: int
+
+    def get(self, indices: np.ndarray) -> Any: ...
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 100
+    batch_size: int = 512
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    early_stopping: bool = False
+    validation_fraction: float = 0.1
+    patience: int = 10
+    min_delta: float = 0.0
+    checkpoint_path: str | None = None
+    checkpoint_every: int = 1
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    model: nnx.Module
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs_run: int = 0
+    stopped_early: bool = False
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    if config.weight_decay > 0:
+        return optax.adamw(config.learning_rate, weight_decay=config.weight_decay)
+    return optax.adam(config.learning_rate)
+
+
+def make_step(graphdef: nnx.GraphDef, loss_fn: LossFn, tx: optax.GradientTransformation) -> Callable:
+    """The jitted pure training step ``(params, opt_state, batch, key) -> (params, opt_state, metrics)``."""
+
+    def step(params, opt_state, batch, key):
+        def objective(p):
+            loss, metrics = loss_fn(nnx.merge(graphdef, p), batch, key, True)
+            return loss, metrics
+
+        (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, {"loss": loss, **metrics}
+
+    return jax.jit(step)
+
+
+def make_eval(graphdef: nnx.GraphDef, loss_fn: LossFn) -> Callable:
+    """Jitted evaluation loss ``(params, batch, key) -> metrics`` with ``train=False``."""
+
+    def evaluate(params, batch, key):
+        loss, metrics = loss_fn(nnx.merge(graphdef, params), batch, key, False)
+        return {"loss": loss, **metrics}
+
+    return jax.jit(evaluate)
+
+
+def minibatches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
+    """Consecutive slices of ``indices``; a final batch of one cell is folded into the previous one
+    (contrastive losses need at least two cells)."""
+    n = len(indices)
+    starts = list(range(0, n, batch_size))
+    if len(starts) > 1 and n - starts[-1] < 2:
+        starts.pop()
+    for i, s in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else n
+        yield indices[s:stop]
+
+
+def split_validation(n_obs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random train / held-out split of cell indices (labels play no part)."""
+    perm = np.random.default_rng([seed, 7919]).permutation(n_obs)
+    n_val = int(round(n_obs * fraction))
+    if n_val < 2 or n_obs - n_val < 2:
+        raise ValueError(
+            f"early stopping needs at least 2 training and 2 held-out cells; {n_obs} cells with "
+            f"validation_fraction={fraction} gives {n_val} held out"
+        )
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def _mean_metrics(rows: list[dict], weights: list[int]) -> dict[str, float]:
+    w = np.asarray(weights, dtype=float)
+    return {k: float(np.average([float(r[k]) for r in rows], weights=w)) for k in rows[0]}
+
+
+def _atomic_pickle(obj: Any, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            pickle.dump(obj, fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _to_host(tree: Any) -> list[np.ndarray]:
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
+
+
+def _from_host(leaves: list[np.ndarray], like: Any) -> Any:
+    treedef = jax.tree.structure(like)
+    if treedef.num_leaves != len(leaves):
+        raise ValueError("checkpoint does not match this model/optimizer (different number of arrays)")
+    return jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
+
+
+def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainConfig, seed: int,
+        desc: str = "training") -> TrainResult:
+    """Train ``model`` on minibatches of ``source``; deterministic given ``seed``.
+
+    Shuffling and step keys are derived from ``(seed, epoch, batch)``, so resuming from a
+    checkpoint reproduces an uninterrupted run exactly. With ``early_stopping``, a random
+    ``validation_fraction`` of cells is held out and the parameters with the best held-out
+    loss are returned.
+    """
+    graphdef, params = nnx.split(model)
+    tx = make_optimizer(config)
+    opt_state = tx.init(params)
+    step = make_step(graphdef, loss_fn, tx)
+    key = jax.random.key(seed)
+
+    if config.early_stopping:
+        train_idx, val_idx = split_validation(source.n_obs, config.validation_fraction, seed)
+        evaluate = make_eval(graphdef, loss_fn)
+    else:
+        train_idx, val_idx = np.arange(source.n_obs), None
+    if len(train_idx) < 2:
+        raise ValueError(f"training needs at least 2 cells, got {len(train_idx)}")
+
+    history: dict[str, list[float]] = {}
+    start_epoch, best_loss, best_params, bad_epochs = 0, np.inf, None, 0
+    fingerprint = {"config": {k: v for k, v in asdict(config).items() if k not in ("progress", "checkpoint_path")},
+                   "seed": seed, "n_obs": source.n_obs}
+    if config.checkpoint_path and os.path.exists(config.checkpoint_path):
+        with open(config.checkpoint_path, "rb") as fh:
+            ckpt = pickle.load(fh)
+        if ckpt["fingerprint"]["seed"] != seed or ckpt["fingerprint"]["n_obs"] != source.n_obs:
+            raise ValueError(f"checkpoint {config.checkpoint_path} was written for another seed or dataset "
+                             f"({ckpt['fingerprint']}); delete it or pick another checkpoint_path")
+        params = _from_host(ckpt["params"], params)
+        opt_state = _from_host(ckpt["opt_state"], opt_state)
+        best_params = _from_host(ckpt["best_params"], params) if ckpt["best_params"] is not None else None
+        start_epoch, history, best_loss, bad_epochs = (ckpt["epoch"], ckpt["history"], ckpt["best_loss"],
+                                                       ckpt["bad_epochs"])
+
+    stopped_early = False
+    bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not config.progress,
+               initial=start_epoch, total=config.epochs)
+    for epoch in bar:
+        epoch_key = jax.random.fold_in(key, epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(train_idx)
+        rows, sizes = [], []
+        for b, idx in enumerate(minibatches(order, config.batch_size)):
+            params, opt_state, metrics = step(params, opt_state, source.get(idx), jax.random.fold_in(epoch_key, b))
+            rows.append(metrics)
+            sizes.append(len(idx))
+        for k, v in _mean_metrics(rows, sizes).items():
+            history.setdefault(k, []).append(v)
+        postfix = {"loss": f"{history['loss'][-1]:.4g}"}
+
+        if val_idx is not None:
+            val_key = jax.random.fold_in(key, -1)  # the same augmentation draw every epoch
+            vrows, vsizes = [], []
+            for b, idx in enumerate(minibatches(val_idx, config.batch_size)):
+                vrows.append(evaluate(params, source.get(idx), jax.random.fold_in(val_key, b)))
+                vsizes.append(len(idx))
+            val_loss = _mean_metrics(vrows, vsizes)["loss"]
+            history.setdefault("val_loss", []).append(val_loss)
+            postfix["val_loss"] = f"{val_loss:.4g}"
+            if val_loss < best_loss - config.min_delta:
+                best_loss, best_params, bad_epochs = val_loss, params, 0
+            else:
+                bad_epochs += 1
+        bar.set_postfix(postfix)
+
+        done = epoch + 1 == config.epochs
+        stopped_early = val_idx is not None and bad_epochs >= config.patience
+        if config.checkpoint_path and ((epoch + 1) % config.checkpoint_every == 0 or done or stopped_early):
+            _atomic_pickle({
+                "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
+                "params": _to_host(params), "opt_state": _to_host(opt_state),
+                "best_params": None if best_params is None else _to_host(best_params),
+                "best_loss": best_loss, "bad_epochs": bad_epochs,
+            }, config.checkpoint_path)
+        if stopped_early:
+            break
+    bar.close()
+
+    final = best_params if best_params is not None else params
+    return TrainResult(nnx.merge(graphdef, final), history, len(history.get("loss", [])), stopped_early)
+
+
+def predict(fn: Callable[[nnx.Module, Any], jax.Array], model: nnx.Module, source: BatchSource,
+            batch_size: int = 4096) -> np.ndarray:
+    """Apply ``fn(model, batch)`` to all cells in order, in fixed-size batches, and stack the results."""
+    graphdef, params = nnx.split(model)
+    apply = jax.jit(lambda p, batch: fn(nnx.merge(graphdef, p), batch))
+    idx = np.arange(source.n_obs)
+    return np.concatenate([np.asarray(apply(params, source.get(idx[s:s + batch_size])))
+                           for s in range(0, source.n_obs, batch_size)])

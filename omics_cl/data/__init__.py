@@ -1,0 +1,1 @@
+"""AnnData / MuData to arrays: validation, preprocessing recipes, minibatch sources, dataset registry."""

@@ -1,0 +1,27 @@
+"""Minibatch sources: rows of a (sparse, dense or backed) matrix through a per-batch transform.
+
+Only the requested rows are read and densified, so a whole matrix never becomes dense.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+
+class RowSource:
+    """``get(indices) -> {"x": transform(rows, indices)}`` in the order of ``indices``."""
+
+    def __init__(self, x, transform: Callable[[object, np.ndarray], np.ndarray]):
+        self.x = x
+        self.transform = transform
+        self.n_obs = x.shape[0]
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        indices = np.asarray(indices)
+        order = np.argsort(indices, kind="stable")  # sorted reads are much faster on backed files
+        sorted_idx = indices[order]
+        out = self.transform(self.x[sorted_idx], sorted_idx)
+        restore = np.empty_like(order)
+        restore[order] = np.arange(len(order))
+        return {"x": out[restore]}

@@ -1,0 +1,201 @@
+"""Count validation and the log-normalisation + HVG recipe, computed in row chunks.
+
+Nothing here densifies the whole matrix: statistics are accumulated over chunks of rows,
+so the same code serves in-memory and ``backed="r"`` AnnData.
+"""
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+
+CHUNK_ROWS = 8192
+
+
+def counts_matrix(adata: ad.AnnData, layer: str | None = None):
+    """The matrix holding raw counts: ``adata.layers[layer]`` or ``adata.X``."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"the AnnData is empty ({adata.n_obs} cells x {adata.n_vars} genes)")
+    if layer is None:
+        if adata.X is None:
+            raise ValueError("adata.X is empty; pass layer=... naming the layer that holds raw counts "
+                             f"(layers present: {list(adata.layers.keys())})")
+        return adata.X
+    if layer not in adata.layers:
+        raise ValueError(f"layer {layer!r} not found; layers present: {list(adata.layers.keys()) or 'none'}. "
+                         "Pass layer=None to use adata.X")
+    return adata.layers[layer]
+
+
+def row_chunks(x, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, int, object]]:
+    """``(start, stop, rows)`` over row blocks of a dense, sparse or backed matrix."""
+    for start in range(0, x.shape[0], chunk_rows):
+        stop = min(start + chunk_rows, x.shape[0])
+        yield start, stop, x[start:stop]
+
+
+def _values(block) -> np.ndarray:
+    return block.data if sp.issparse(block) else np.asarray(block).ravel()
+
+
+def check_finite_counts(block, what: str = "counts") -> None:
+    """Raise ``ValueError`` when a block has NaN/inf, negative or non-integer values."""
+    v = _values(block)
+    if v.size == 0:
+        return
+    if not np.issubdtype(v.dtype, np.number):
+        raise ValueError(f"{what} must be numeric, got dtype {v.dtype}")
+    bad = ~np.isfinite(v)
+    if bad.any():
+        raise ValueError(f"{what} contain {int(bad.sum())} NaN/inf values; remove or impute them first")
+    if (v < 0).any():
+        raise ValueError(f"{what} contain negative values (min {v.min():g}); raw counts are expected, "
+                         "not scaled or log-transformed data. Pass layer=... if counts are in a layer")
+    frac = np.abs(v - np.round(v))
+    if (frac > 1e-6).any():
+        example = v[frac > 1e-6][0]
+        raise ValueError(f"{what} contain non-integer values (e.g. {example:g}); raw counts are expected, "
+                         "not normalised or log-transformed data. Pass layer=... if counts are in a layer")
+
+
+@dataclass
+class LogNormalizer:
+    """``log1p(counts[:, genes] / library_size * target_sum)`` applied to any row subset."""
+
+    genes: np.ndarray
+    library_size: np.ndarray
+    target_sum: float = 1e4
+
+    @property
+    def n_features(self) -> int:
+        return len(self.genes)
+
+    def __call__(self, rows, cell_idx: np.ndarray) -> np.ndarray:
+        rows = rows[:, self.genes]
+        rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+        scale = (self.target_sum / self.library_size[cell_idx]).astype(np.float32)
+        return np.log1p(rows.astype(np.float32) * scale[:, None])
+
+    def sparse(self, x) -> sp.csr_matrix:
+        """The whole transformed matrix, built chunk by chunk, kept sparse."""
+        blocks = []
+        for start, stop, rows in row_chunks(x):
+            rows = sp.csr_matrix(rows[:, self.genes], dtype=np.float32)
+            rows = sp.diags((self.target_sum / self.library_size[start:stop]).astype(np.float32)) @ rows
+            rows.data = np.log1p(rows.data)
+            blocks.append(rows)
+        return sp.vstack(blocks).tocsr()
+
+
+def _column_sums(block) -> tuple[np.ndarray, np.ndarray]:
+    if sp.issparse(block):
+        block = sp.csr_matrix(block, dtype=np.float64)
+        return np.asarray(block.sum(0)).ravel(), np.asarray(block.multiply(block).sum(0)).ravel()
+    block = np.asarray(block, dtype=np.float64)
+    return block.sum(0), (block**2).sum(0)
+
+
+def seurat_v3_genes(x, n_top_genes: int, gene_sum: np.ndarray, gene_sumsq: np.ndarray, span: float = 0.3,
+                    ) -> np.ndarray:
+    """Indices of the top genes by Seurat v3 normalised variance (scanpy's ``flavor="seurat_v3"``, one batch)."""
+    from skmisc.loess import loess
+
+    n = x.shape[0]
+    mean = gene_sum / n
+    var = (gene_sumsq - n * mean**2) / (n - 1)
+    not_const = var > 0
+    log_fit = np.zeros_like(mean)
+    model = loess(np.log10(mean[not_const]), np.log10(var[not_const]), span=span, degree=2)
+    model.fit()
+    log_fit[not_const] = model.outputs.fitted_values
+    reg_std = np.sqrt(10**log_fit)
+    clip = reg_std * np.sqrt(n) + mean
+    clipped_sum = np.zeros_like(mean)
+    clipped_sumsq = np.zeros_like(mean)
+    for _, _, rows in row_chunks(x):
+        if sp.issparse(rows):
+            rows = sp.csr_matrix(rows, dtype=np.float64)
+            rows.data = np.minimum(rows.data, clip[rows.indices])
+        else:
+            rows = np.minimum(np.asarray(rows, dtype=np.float64), clip)
+        s, sq = _column_sums(rows)
+        clipped_sum += s
+        clipped_sumsq += sq
+    norm_var = (n * mean**2 + clipped_sumsq - 2 * clipped_sum * mean) / ((n - 1) * reg_std**2)
+    return np.sort(np.argsort(-norm_var, kind="stable")[:n_top_genes])
+
+
+def fit_lognormalizer(x, n_top_genes: int | None = 2000, target_sum: float = 1e4) -> LogNormalizer:
+    """Validate counts and fit the recipe: library sizes, then seurat_v3 HVGs on the counts.
+
+    All genes are kept when ``n_top_genes`` is None or not smaller than the gene count.
+    Cells with zero total counts are refused (they cannot be normalised).
+    """
+    n_cells, n_genes = x.shape
+    if n_cells == 0 or n_genes == 0:
+        raise ValueError(f"the count matrix is empty ({n_cells} cells x {n_genes} genes)")
+    library = np.zeros(n_cells)
+    gene_sum = np.zeros(n_genes)
+    gene_sumsq = np.zeros(n_genes)
+    for start, stop, rows in row_chunks(x):
+        check_finite_counts(rows)
+        s, sq = _column_sums(rows)
+        gene_sum += s
+        gene_sumsq += sq
+        library[start:stop] = np.asarray(rows.sum(1)).ravel()
+    empty = int((library == 0).sum())
+    if empty:
+        raise ValueError(f"{empty} of {n_cells} cells have zero total counts and cannot be normalised; "
+                         "remove them first, e.g. sc.pp.filter_cells(adata, min_counts=1)")
+    if int((gene_sum > 0).sum()) < 2:
+        raise ValueError(f"only {int((gene_sum > 0).sum())} genes have any counts; at least 2 are needed")
+    if n_top_genes is None or n_top_genes >= n_genes:
+        genes = np.arange(n_genes)
+    else:
+        genes = seurat_v3_genes(x, n_top_genes, gene_sum, gene_sumsq)
+    return LogNormalizer(genes, library, target_sum)
+
+
+def mito_fraction(adata: ad.AnnData, layer: str | None = None, prefix: tuple[str, ...] = ("MT-", "mt-")) -> np.ndarray:
+    """Fraction of each cell's counts in genes whose names start with a mitochondrial prefix."""
+    x = counts_matrix(adata, layer)
+    is_mt = np.asarray(adata.var_names.str.startswith(prefix))
+    if not is_mt.any():
+        warnings.warn("no mitochondrial genes found (names starting with MT- or mt-)", stacklevel=2)
+    total = np.zeros(adata.n_obs)
+    mt = np.zeros(adata.n_obs)
+    for start, stop, rows in row_chunks(x):
+        total[start:stop] = np.asarray(rows.sum(1)).ravel()
+        mt[start:stop] = np.asarray(rows[:, is_mt].sum(1)).ravel()
+    return np.divide(mt, total, out=np.zeros_like(mt), where=total > 0)
+
+
+@dataclass
+class PreparedCounts:
+    """Raw counts (in memory or backed) plus the fitted recipe that turns rows into model input."""
+
+    counts: object
+    normalizer: LogNormalizer
+
+    @property
+    def n_obs(self) -> int:
+        return self.counts.shape[0]
+
+    def source(self):
+        from omics_cl.data.batches import RowSource
+
+        return RowSource(self.counts, self.normalizer)
+
+    def lognorm_sparse(self) -> sp.csr_matrix:
+        return self.normalizer.sparse(self.counts)
+
+
+def prepare_counts(adata: ad.AnnData, layer: str | None = None, n_top_genes: int | None = 2000,
+                   target_sum: float = 1e4) -> PreparedCounts:
+    """METHODS.md section 1 recipe: validate counts, normalize_total, log1p, seurat_v3 HVGs, no scaling."""
+    x = counts_matrix(adata, layer)
+    return PreparedCounts(x, fit_lognormalizer(x, n_top_genes, target_sum))

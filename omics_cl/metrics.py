@@ -1,0 +1,57 @@
+"""Clustering and classification metrics on label vectors (plain numpy / scikit-learn)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics as skm
+
+
+def _codes(labels) -> np.ndarray:
+    return pd.factorize(np.asarray(labels, dtype=object))[0]
+
+
+def contingency(true, pred) -> np.ndarray:
+    """Counts of (predicted cluster, true class) pairs: clusters x classes."""
+    t, p = _codes(true), _codes(pred)
+    table = np.zeros((p.max() + 1, t.max() + 1), dtype=np.int64)
+    np.add.at(table, (p, t), 1)
+    return table
+
+
+def nmi(true, pred) -> float:
+    return float(skm.normalized_mutual_info_score(_codes(true), _codes(pred), average_method="arithmetic"))
+
+
+def ari(true, pred) -> float:
+    return float(skm.adjusted_rand_score(_codes(true), _codes(pred)))
+
+
+def acc(true, pred) -> float:
+    """Clustering accuracy: one-to-one Hungarian matching of clusters to classes on the rectangular
+    contingency table; cells of unmatched clusters (or classes) count as errors."""
+    table = contingency(true, pred)
+    rows, cols = linear_sum_assignment(-table)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def macro_f1(true, pred) -> float:
+    """Macro-averaged F1 over the true classes (predictions outside them are errors)."""
+    true = np.asarray(true, dtype=object)
+    pred = np.asarray(pred, dtype=object)
+    return float(skm.f1_score(true, pred, labels=pd.unique(true), average="macro", zero_division=0))
+
+
+def labelled_mask(labels, exclude=()) -> np.ndarray:
+    """Cells with a usable label: not missing and not one of ``exclude`` (e.g. ``Mis``)."""
+    s = pd.Series(np.asarray(labels, dtype=object))
+    return np.asarray(s.notna() & ~s.isin(list(exclude)))
+
+
+def clustering_scores(true, pred, exclude=()) -> dict[str, float]:
+    """NMI, ARI and ACC on the cells with a usable label."""
+    mask = labelled_mask(true, exclude)
+    if not mask.any():
+        raise ValueError("no cell has a usable label to score against")
+    t, p = np.asarray(true, dtype=object)[mask], np.asarray(pred, dtype=object)[mask]
+    return {"nmi": nmi(t, p), "ari": ari(t, p), "acc": acc(t, p)}

@@ -1,0 +1,18 @@
+"""Helpers shared by model files: routing keyword parameters to config dataclasses."""
+from __future__ import annotations
+
+from dataclasses import fields, replace
+from typing import Any
+
+
+def configure(*defaults: Any, **params: Any) -> tuple[Any, ...]:
+    """Return copies of the ``defaults`` dataclasses with ``params`` applied to whichever has the field."""
+    out = list(defaults)
+    for name, value in params.items():
+        owners = [i for i, d in enumerate(out) if name in {f.name for f in fields(d)}]
+        if not owners:
+            valid = sorted({f.name for d in defaults for f in fields(d)})
+            raise TypeError(f"unknown parameter {name!r}; valid parameters: {valid}")
+        for i in owners:
+            out[i] = replace(out[i], **{name: value})
+    return tuple(out)

@@ -1,0 +1,66 @@
+"""Plots of results written by ``omics_cl.tl``; each returns the matplotlib Figure."""
+from __future__ import annotations
+
+import anndata as ad
+import matplotlib.pyplot as plt
+import numpy as np
+
+from omics_cl.metrics import contingency
+
+
+def umap(adata: ad.AnnData, use_rep: str, color: list[str] | str, seed: int = 0, save: str | None = None):
+    """UMAP of ``obsm[use_rep]`` (computed once, stored as ``obsm["X_umap_<rep>"]``) coloured by obs keys."""
+    import scanpy as sc
+
+    key = f"X_umap_{use_rep.removeprefix('X_')}"
+    if key not in adata.obsm:
+        tmp = ad.AnnData(obs=adata.obs[[]].copy(), obsm={use_rep: np.asarray(adata.obsm[use_rep])})
+        sc.pp.neighbors(tmp, use_rep=use_rep, n_neighbors=15, metric="cosine", random_state=seed)
+        sc.tl.umap(tmp, random_state=seed)
+        adata.obsm[key] = tmp.obsm["X_umap"]
+    colors = [color] if isinstance(color, str) else list(color)
+    fig, axes = plt.subplots(1, len(colors), figsize=(5.5 * len(colors), 4.5), squeeze=False)
+    for ax, c in zip(axes[0], colors):
+        sc.pl.embedding(adata, basis=key, color=c, ax=ax, show=False, frameon=False)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=120)
+    return fig
+
+
+def confusion_matrix(true, pred, normalize: bool = True, save: str | None = None):
+    """Heatmap of true class (rows) against prediction (columns); rows sum to 1 when ``normalize``."""
+    import pandas as pd
+
+    true = np.asarray(true, dtype=object)
+    pred = np.asarray(pred, dtype=object)
+    table = contingency(pred, true).astype(float)  # classes x predictions
+    rows, cols = pd.factorize(true)[1], pd.factorize(pred)[1]
+    if normalize:
+        table /= table.sum(1, keepdims=True)
+    fig, ax = plt.subplots(figsize=(0.45 * len(cols) + 3, 0.4 * len(rows) + 2))
+    im = ax.imshow(table, cmap="Blues", aspect="auto")
+    ax.set_xticks(range(len(cols)), [str(c) for c in cols], rotation=90)
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=120)
+    return fig
+
+
+def training_history(adata: ad.AnnData, method: str, save: str | None = None):
+    """Loss terms per epoch from ``uns["omics_cl"][method]["params"]["history"]``."""
+    history = adata.uns["omics_cl"][method]["params"]["history"]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, values in history.items():
+        ax.plot(np.arange(1, len(values) + 1), values, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=120)
+    return fig

@@ -1,0 +1,102 @@
+"""Tools (scanpy style): AnnData in, results written back into it.
+
+Keys written by :func:`cluster` for ``method="<m>"``:
+
+- ``obsm["X_<m>"]``: the embedding;
+- ``obs["<m>_cluster"]``: Leiden clusters (categorical, "0" is the largest);
+- ``uns["omics_cl"]["<m>"]``: parameters, seed, protocol, resolution, cluster count, loss per epoch, versions.
+"""
+from __future__ import annotations
+
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from omics_cl.core import graph
+from omics_cl.data.preprocess import prepare_counts
+from omics_cl.models import CLUSTER_METHODS
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("omics_cl", "jax", "flax", "optax", "anndata", "scanpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def _h5ad_safe(value):
+    """uns must be writable to .h5ad: drop None, tuples to lists, recurse into dicts."""
+    if isinstance(value, dict):
+        return {str(k): _h5ad_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def _record(adata: ad.AnnData, method: str, info: dict) -> None:
+    adata.uns.setdefault("omics_cl", {})[method] = _h5ad_safe(info)
+
+
+def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = None, resolution: float = 1.0,
+                      key_added: str | None = None, seed: int = 0, n_neighbors: int = 15,
+                      n_dims: int | None = None) -> dict:
+    """Leiden on a cosine kNN graph of ``obsm[use_rep]`` (first ``n_dims`` columns if given).
+
+    Protocols: ``resolution`` as given, or, when ``n_clusters`` is set, the resolution found by
+    bisection that yields that many clusters. Writes ``obs[key_added]`` (default
+    ``"<rep>_cluster"``) and returns ``{"protocol", "resolution", "n_clusters"}``.
+    """
+    if use_rep not in adata.obsm:
+        raise ValueError(f"obsm[{use_rep!r}] not found; present: {list(adata.obsm.keys())}")
+    if resolution <= 0:
+        raise ValueError(f"resolution must be > 0, got {resolution}")
+    z = np.asarray(adata.obsm[use_rep])[:, :n_dims]
+    if not np.isfinite(z).all():
+        raise ValueError(f"obsm[{use_rep!r}] contains NaN/inf")
+    adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
+    if n_clusters is None:
+        labels, protocol = graph.leiden(adjacency, resolution, seed), "resolution"
+    else:
+        labels, resolution = graph.leiden_n_clusters(adjacency, n_clusters, seed)
+        protocol = "n_clusters"
+    key = key_added or f"{use_rep.removeprefix('X_')}_cluster"
+    k = int(labels.max()) + 1
+    adata.obs[key] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
+    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": k}
+
+
+def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
+            seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
+            progress: bool = True, **method_params) -> dict:
+    """Embed cells with ``method`` (``"cae"``, ``"ae"`` or ``"pca"``) and cluster them with Leiden.
+
+    Counts are read from ``adata.layers[layer]`` or ``adata.X`` (raw integer counts; backed
+    AnnData works), normalised to 1e4, log1p, and restricted to ``n_top_genes`` seurat_v3 HVGs.
+    Extra keyword arguments go to the method's config (e.g. ``epochs=50``, ``temperature=0.1``).
+    No labels are used. Returns the run record also stored in ``uns["omics_cl"][method]``; its
+    ``graph_dims`` (PCA: 30) is how many embedding columns the cell graph used.
+    """
+    if method not in CLUSTER_METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {sorted(CLUSTER_METHODS)}")
+    if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
+        raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
+                         f"got {n_clusters!r}")
+    start = time.perf_counter()
+    prepared = prepare_counts(adata, layer, n_top_genes)
+    z, info = CLUSTER_METHODS[method](prepared, seed=seed, progress=progress, **method_params)
+    train_seconds = time.perf_counter() - start
+    adata.obsm[f"X_{method}"] = z
+    graph_dims = info.pop("graph_dims", None)
+    clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
+                                 n_neighbors, graph_dims)
+    record = {"method": method, "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
+              "n_features": prepared.normalizer.n_features, "n_neighbors": n_neighbors, "graph_dims": graph_dims,
+              "train_seconds": train_seconds, **clusters, "params": info, "versions": _versions()}
+    _record(adata, method, record)
+    return record

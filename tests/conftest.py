@@ -1,0 +1,23 @@
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+# small network settings so unit tests train in seconds
+FAST = dict(hidden=(64,), latent=16, epochs=3, batch_size=64)
+
+
+@pytest.fixture
+def counts_adata():
+    """300 cells x 120 genes of negative-binomial counts in three groups."""
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2], 100)
+    base = rng.gamma(2.0, 1.0, size=(3, 120))
+    mu = base[groups] * rng.uniform(0.5, 1.5, size=(300, 1))
+    x = rng.poisson(rng.gamma(5.0, mu / 5.0)).astype(np.int32)
+    x[:, 0] += 1  # no empty cells
+    a = ad.AnnData(sp.csr_matrix(x))
+    a.obs_names = [f"c{i}" for i in range(300)]
+    a.var_names = [f"g{i}" for i in range(120)]
+    a.obs["group"] = groups.astype(str)
+    return a

@@ -1,0 +1,111 @@
+import hashlib
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from conftest import FAST
+
+from omics_cl import cli, tl
+
+
+def _cluster(a, **kw):
+    tl.cluster(a, method="cae", progress=False, **{**FAST, **kw})
+
+
+def _no_results(a):
+    return "X_cae" not in a.obsm and "cae_cluster" not in a.obs and "omics_cl" not in a.uns
+
+
+def test_log_normalised_data_refused(counts_adata):
+    a = counts_adata.copy()
+    a.X = a.X.astype(np.float32)
+    a.X.data = np.log1p(a.X.data)
+    with pytest.raises(ValueError, match="non-integer values"):
+        _cluster(a)
+    assert _no_results(a)
+
+
+def test_negative_values_refused(counts_adata):
+    a = counts_adata.copy()
+    a.X = a.X.toarray().astype(np.float32) - 1.0
+    with pytest.raises(ValueError, match="negative values"):
+        _cluster(a)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_nan_inf_refused(counts_adata, bad):
+    a = counts_adata.copy()
+    a.X = a.X.astype(np.float32)
+    a.X.data[5] = bad
+    with pytest.raises(ValueError, match="NaN/inf"):
+        _cluster(a)
+    assert _no_results(a)
+
+
+def test_zero_count_cells_refused_with_count(counts_adata):
+    a = counts_adata.copy()
+    x = a.X.toarray()
+    x[[3, 7]] = 0
+    a.X = sp.csr_matrix(x)
+    with pytest.raises(ValueError, match="2 of 300 cells have zero total counts"):
+        _cluster(a)
+    assert _no_results(a)
+
+
+def test_empty_anndata_refused():
+    with pytest.raises(ValueError, match="empty"):
+        _cluster(ad.AnnData(np.zeros((0, 5), dtype=np.float32)))
+
+
+def test_missing_layer_refused(counts_adata):
+    with pytest.raises(ValueError, match="layer 'counts' not found"):
+        _cluster(counts_adata, layer="counts")
+
+
+def test_counts_from_layer_are_used(counts_adata):
+    a = counts_adata.copy()
+    a.layers["counts"] = a.X.copy()
+    a.X = sp.csr_matrix(np.log1p(a.X.toarray()))
+    _cluster(a, layer="counts")
+    assert a.obsm["X_cae"].shape == (300, 16)
+
+
+def test_bad_n_clusters_and_method(counts_adata):
+    with pytest.raises(ValueError, match="n_clusters"):
+        tl.cluster(counts_adata, method="pca", n_clusters=0, progress=False)
+    with pytest.raises(ValueError, match="unknown method"):
+        tl.cluster(counts_adata, method="nope", progress=False)
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_cli_missing_label_key_writes_nothing(counts_adata, tmp_path, capsys):
+    src, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    counts_adata.write_h5ad(src)
+    before = _sha(src)
+    code = cli.main(["cluster", str(src), "--method", "pca", "--out", str(out), "--label-key", "cell_type"])
+    assert code == 2 and "label key 'cell_type' not in obs" in capsys.readouterr().err
+    assert not out.exists() and _sha(src) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.h5ad"]  # no temporary left behind
+
+
+def test_cli_non_count_input_writes_nothing(counts_adata, tmp_path, capsys):
+    a = counts_adata.copy()
+    a.X = a.X * 0.5
+    src, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    a.write_h5ad(src)
+    before = _sha(src)
+    assert cli.main(["cluster", str(src), "--method", "pca", "--out", str(out)]) == 2
+    assert "non-integer" in capsys.readouterr().err
+    assert not out.exists() and _sha(src) == before
+
+
+def test_cli_refuses_to_overwrite_input(counts_adata, tmp_path, capsys):
+    src = tmp_path / "in.h5ad"
+    counts_adata.write_h5ad(src)
+    before = _sha(src)
+    assert cli.main(["cluster", str(src), "--method", "pca", "--out", str(src)]) == 2
+    assert "never overwrites its input" in capsys.readouterr().err and _sha(src) == before

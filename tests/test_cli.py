@@ -1,0 +1,43 @@
+import hashlib
+import subprocess
+import sys
+
+import anndata as ad
+import pytest
+
+from omics_cl import cli, datasets
+
+
+def test_cluster_cli_on_pbmc68k_reduced(tmp_path, capsys):
+    src = datasets.path("pbmc68k_reduced", "rna")
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    out = tmp_path / "out.h5ad"
+    code = cli.main(["cluster", str(src), "--method", "cae", "--epochs", "3", "--n-clusters", "10",
+                     "--label-key", "bulk_labels", "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| cae | n_clusters | 10 |" in printed and "nmi" in printed
+    result = ad.read_h5ad(out)
+    assert result.obsm["X_cae"].shape == (700, 128)
+    assert result.obs["cae_cluster"].nunique() == 10
+    assert result.uns["omics_cl"]["cae"]["params"]["epochs"] == 3
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("sub", [[], ["cluster"], ["demo"], ["datasets"]])
+def test_help(sub):
+    res = subprocess.run([sys.executable, "-m", "omics_cl.cli", *sub, "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "usage: omics-cl" in res.stdout
+
+
+def test_datasets_command_lists_registry(capsys):
+    assert cli.main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    assert "mop_snare_paired" in out and "gene_peak_links" in out and "missing" not in out
+
+
+def test_demo_runs_all_methods(capsys):
+    assert cli.main(["demo", "--epochs", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for method in ("pca", "ae", "cae"):
+        assert f"| {method} | n_clusters | 10 |" in out

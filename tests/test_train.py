@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+from conftest import FAST
+
+from omics_cl import tl
+from omics_cl.core.train import TrainConfig, minibatches
+from omics_cl.data.preprocess import prepare_counts
+from omics_cl.models.cae import embed_cae
+
+
+def test_same_seed_same_embedding_and_clusters(counts_adata):
+    a, b = counts_adata.copy(), counts_adata.copy()
+    tl.cluster(a, method="cae", seed=3, progress=False, **FAST)
+    tl.cluster(b, method="cae", seed=3, progress=False, **FAST)
+    assert np.array_equal(a.obsm["X_cae"], b.obsm["X_cae"])
+    assert np.array_equal(a.obs["cae_cluster"], b.obs["cae_cluster"])
+    c = counts_adata.copy()
+    tl.cluster(c, method="cae", seed=4, progress=False, **FAST)
+    assert not np.array_equal(a.obsm["X_cae"], c.obsm["X_cae"])
+
+
+def test_checkpoint_resume_equals_uninterrupted_run(counts_adata, tmp_path):
+    prepared = prepare_counts(counts_adata)
+    params = dict(FAST, epochs=4)
+    z_full, info_full = embed_cae(prepared, seed=1, progress=False, **params)
+    ckpt = str(tmp_path / "run.ckpt")
+    embed_cae(prepared, seed=1, progress=False, **dict(params, epochs=2, checkpoint_path=ckpt))
+    z_resumed, info_resumed = embed_cae(prepared, seed=1, progress=False, **dict(params, checkpoint_path=ckpt))
+    assert np.array_equal(z_full, z_resumed)
+    assert info_full["history"] == info_resumed["history"]
+
+
+def test_checkpoint_for_another_seed_is_refused(counts_adata, tmp_path):
+    prepared = prepare_counts(counts_adata)
+    ckpt = str(tmp_path / "run.ckpt")
+    embed_cae(prepared, seed=1, progress=False, **dict(FAST, epochs=1, checkpoint_path=ckpt))
+    with pytest.raises(ValueError, match="another seed"):
+        embed_cae(prepared, seed=2, progress=False, **dict(FAST, epochs=2, checkpoint_path=ckpt))
+
+
+def test_early_stopping_records_validation_loss_and_stops(counts_adata):
+    prepared = prepare_counts(counts_adata)
+    _, info = embed_cae(prepared, seed=0, progress=False,
+                        **dict(FAST, epochs=200, early_stopping=True, patience=2, learning_rate=0.05))
+    assert len(info["history"]["val_loss"]) == info["epochs_run"]
+    assert info["stopped_early"] and info["epochs_run"] < 200
+
+
+def test_loss_decreases(counts_adata):
+    _, info = embed_cae(prepare_counts(counts_adata), seed=0, progress=False, **dict(FAST, epochs=8))
+    assert info["history"]["loss"][-1] < info["history"]["loss"][0]
+
+
+def test_minibatches_cover_everything_without_singletons():
+    idx = np.arange(1025)
+    batches = list(minibatches(idx, 512))
+    assert [len(b) for b in batches] == [512, 513]
+    assert np.array_equal(np.concatenate(batches), idx)
+
+
+def test_unknown_parameter_is_rejected(counts_adata):
+    with pytest.raises(TypeError, match="unknown parameter 'epoch'"):
+        tl.cluster(counts_adata, method="cae", progress=False, epoch=3)
+
+
+def test_train_config_defaults_follow_methods_md():
+    cfg = TrainConfig()
+    assert (cfg.epochs, cfg.batch_size, cfg.learning_rate) == (100, 512, 1e-3)
