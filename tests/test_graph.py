@@ -12,9 +12,15 @@ def blobs(n_per=60, k=5, seed=0):
 def test_bisection_finds_requested_cluster_count():
     x, _ = blobs()
     adj = graph.neighbor_graph(x, 15, "euclidean")
-    for k in (3, 5, 8):
+    for k in (5, 8, 12):
         labels, res = graph.leiden_n_clusters(adj, k, seed=0)
         assert labels.max() + 1 == k and res > 0
+
+
+def test_bisection_returns_closest_count_when_unreachable():
+    x, _ = blobs()  # 5 disconnected blobs: Leiden never merges them, so 3 is out of reach
+    labels, _ = graph.leiden_n_clusters(graph.neighbor_graph(x, 15, "euclidean"), 3, seed=0)
+    assert labels.max() + 1 == 5
 
 
 def test_leiden_deterministic_and_recovers_blobs():

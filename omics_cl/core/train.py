@@ -152,7 +152,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
     tx = make_optimizer(config)
     opt_state = tx.init(params)
     step = make_step(graphdef, loss_fn, tx)
-    key = jax.random.key(seed)
+    key, val_key = jax.random.split(jax.random.key(seed))  # val_key: the same augmentation draw every epoch
 
     if config.early_stopping:
         train_idx, val_idx = split_validation(source.n_obs, config.validation_fraction, seed)
@@ -194,7 +194,6 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         postfix = {"loss": f"{history['loss'][-1]:.4g}"}
 
         if val_idx is not None:
-            val_key = jax.random.fold_in(key, -1)  # the same augmentation draw every epoch
             vrows, vsizes = [], []
             for b, idx in enumerate(minibatches(val_idx, config.batch_size)):
                 vrows.append(evaluate(params, source.get(idx), jax.random.fold_in(val_key, b)))

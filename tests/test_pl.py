@@ -1,0 +1,23 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+from conftest import FAST  # noqa: E402
+
+from omics_cl import pl, tl  # noqa: E402
+
+
+def test_plots_write_png(counts_adata, tmp_path):
+    tl.cluster(counts_adata, method="ae", progress=False, **FAST)
+    pl.umap(counts_adata, "X_ae", color=["ae_cluster", "group"], save=str(tmp_path / "umap.png"))
+    assert counts_adata.obsm["X_umap_ae"].shape == (300, 2)
+    pl.confusion_matrix(counts_adata.obs["group"], counts_adata.obs["ae_cluster"], save=str(tmp_path / "cm.png"))
+    pl.training_history(counts_adata, "ae", save=str(tmp_path / "loss.png"))
+    for name in ("umap.png", "cm.png", "loss.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+
+
+def test_confusion_matrix_rows_sum_to_one():
+    fig = pl.confusion_matrix(["a", "a", "b"], ["x", "y", "y"])
+    table = fig.axes[0].images[0].get_array()
+    assert np.allclose(np.asarray(table).sum(1), 1.0)
