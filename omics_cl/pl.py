@@ -5,8 +5,6 @@ import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 
-from omics_cl.metrics import contingency
-
 
 def umap(adata: ad.AnnData, use_rep: str, color: list[str] | str, seed: int = 0, save: str | None = None):
     """UMAP of ``obsm[use_rep]`` (computed once, stored as ``obsm["X_umap_<rep>"]``) coloured by obs keys."""
@@ -29,19 +27,23 @@ def umap(adata: ad.AnnData, use_rep: str, color: list[str] | str, seed: int = 0,
 
 
 def confusion_matrix(true, pred, normalize: bool = True, save: str | None = None):
-    """Heatmap of true class (rows) against prediction (columns); rows sum to 1 when ``normalize``."""
+    """Heatmap of true class (rows, largest first) against prediction (columns ordered by the best
+    one-to-one match to the rows, unmatched last); rows sum to 1 when ``normalize``."""
     import pandas as pd
+    from scipy.optimize import linear_sum_assignment
 
-    true = np.asarray(true, dtype=object)
-    pred = np.asarray(pred, dtype=object)
-    table = contingency(pred, true).astype(float)  # classes x predictions
-    rows, cols = pd.factorize(true)[1], pd.factorize(pred)[1]
+    table = pd.crosstab(pd.Series(np.asarray(true, dtype=object), name="true"),
+                        pd.Series(np.asarray(pred, dtype=object), name="predicted"))
+    table = table.loc[table.sum(1).sort_values(ascending=False, kind="stable").index]
+    rows, cols = linear_sum_assignment(-table.to_numpy())
+    matched = [table.columns[c] for _, c in sorted(zip(rows, cols))]
+    table = table[matched + [c for c in table.columns if c not in matched]].astype(float)
     if normalize:
-        table /= table.sum(1, keepdims=True)
-    fig, ax = plt.subplots(figsize=(0.45 * len(cols) + 3, 0.4 * len(rows) + 2))
-    im = ax.imshow(table, cmap="Blues", aspect="auto")
-    ax.set_xticks(range(len(cols)), [str(c) for c in cols], rotation=90)
-    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+        table = table.div(table.sum(1), axis=0)
+    fig, ax = plt.subplots(figsize=(0.45 * table.shape[1] + 3, 0.4 * table.shape[0] + 2))
+    im = ax.imshow(table.to_numpy(), cmap="Blues", aspect="auto")
+    ax.set_xticks(range(table.shape[1]), [str(c) for c in table.columns], rotation=90)
+    ax.set_yticks(range(table.shape[0]), [str(r) for r in table.index])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax)

@@ -17,7 +17,10 @@ def test_plots_write_png(counts_adata, tmp_path):
         assert (tmp_path / name).stat().st_size > 1000
 
 
-def test_confusion_matrix_rows_sum_to_one():
-    fig = pl.confusion_matrix(["a", "a", "b"], ["x", "y", "y"])
-    table = fig.axes[0].images[0].get_array()
-    assert np.allclose(np.asarray(table).sum(1), 1.0)
+def test_confusion_matrix_rows_sum_to_one_and_matches_on_the_diagonal():
+    fig = pl.confusion_matrix(["a", "b", "b", "b", "c"], ["2", "0", "0", "1", "1"])
+    ax = fig.axes[0]
+    table = np.asarray(ax.images[0].get_array())
+    assert np.allclose(table.sum(1), 1.0)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a", "c"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "2", "1"]
