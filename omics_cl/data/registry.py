@@ -135,4 +135,5 @@ def load(name: str, modality: str | None = None, backed: bool = False):
         return ad.read_h5ad(path(name, mods[0]), backed=mode)
     import mudata as md
 
-    return md.MuData({mod: ad.read_h5ad(path(name, mod), backed=mode) for mod in mods})
+    with md.set_options(pull_on_update=False):
+        return md.MuData({mod: ad.read_h5ad(path(name, mod), backed=mode) for mod in mods})
