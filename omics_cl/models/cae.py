@@ -6,7 +6,7 @@ code does, and ``views="two"`` uses two independently augmented views.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import jax
 import numpy as np
@@ -69,7 +69,7 @@ def make_loss(config: CAEConfig):
 
 
 def _embed(prepared, seed: int, progress: bool, config: CAEConfig, train: TrainConfig, name: str):
-    train = TrainConfig(**{**asdict(train), "progress": progress and train.progress})
+    train = replace(train, progress=progress and train.progress)
     model = AutoEncoder(prepared.normalizer.n_features, config, rngs=nnx.Rngs(seed))
     source = prepared.source()
     result = fit(model, make_loss(config), source, train, seed, desc=name)
