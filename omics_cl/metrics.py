@@ -55,3 +55,33 @@ def clustering_scores(true, pred, exclude=()) -> dict[str, float]:
         raise ValueError("no cell has a usable label to score against")
     t, p = np.asarray(true, dtype=object)[mask], np.asarray(pred, dtype=object)[mask]
     return {"nmi": nmi(t, p), "ari": ari(t, p), "acc": acc(t, p)}
+
+
+def auroc(is_novel, novelty) -> float:
+    """Area under the ROC curve of the novelty score, novel cells positive."""
+    return float(skm.roc_auc_score(np.asarray(is_novel, dtype=bool), np.asarray(novelty, dtype=float)))
+
+
+def aupr(is_novel, novelty) -> float:
+    """Average precision of the novelty score, novel cells positive."""
+    return float(skm.average_precision_score(np.asarray(is_novel, dtype=bool), np.asarray(novelty, dtype=float)))
+
+
+def oscr(is_novel, correct, confidence) -> float:
+    """Open-set classification rate: area under correct-classification rate (known cells labelled correctly
+    with confidence above the threshold / all known) against false-positive rate (novel cells above the
+    threshold / all novel), sweeping the threshold; the curve runs from (0, 0) to (1, 1)."""
+    is_novel = np.asarray(is_novel, dtype=bool)
+    correct = np.asarray(correct, dtype=bool) & ~is_novel
+    confidence = np.asarray(confidence, dtype=float)
+    n_known, n_novel = int((~is_novel).sum()), int(is_novel.sum())
+    if n_known == 0 or n_novel == 0:
+        raise ValueError(f"OSCR needs both known and novel cells, got {n_known} known and {n_novel} novel")
+    order = np.argsort(-confidence, kind="stable")
+    conf = confidence[order]
+    last_of_tie = np.r_[conf[1:] != conf[:-1], True]  # thresholds between distinct confidence values
+    ccr = np.cumsum(correct[order])[last_of_tie] / n_known
+    fpr = np.cumsum(is_novel[order])[last_of_tie] / n_novel
+    x = np.r_[0.0, fpr, 1.0]
+    y = np.r_[0.0, ccr, 1.0]
+    return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
