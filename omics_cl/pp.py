@@ -7,7 +7,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from omics_cl.data import gene_activity as ga
-from omics_cl.data.preprocess import check_finite_counts, counts_matrix, mito_fraction, row_chunks
+from omics_cl.data.preprocess import mito_fraction, row_chunks, validated_counts
 
 
 def filter_mito(adata: ad.AnnData, max_fraction: float = 0.2, layer: str | None = None) -> int:
@@ -36,9 +36,7 @@ def gene_activity(atac: ad.AnnData, annotation=None, upstream: int = 2000, layer
     names) gives the peak -> gene map directly. Peaks are read from ``var`` columns
     (chrom/chromStart/chromEnd and similar) or parsed from peak names. The ATAC matrix stays sparse.
     """
-    counts = counts_matrix(atac, layer)
-    for _, _, rows in row_chunks(counts):
-        check_finite_counts(rows, "ATAC counts")
+    counts = validated_counts(atac, layer, "ATAC counts")
     if links is not None:
         if link_genes is None:
             raise ValueError("links needs link_genes, the gene name of each of its gene columns")

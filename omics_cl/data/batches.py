@@ -7,6 +7,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.sparse as sp
+
+
+def dense_rows(x, rows) -> np.ndarray:
+    """``x[rows]`` as a dense float32 array (sparse rows are densified here, per batch)."""
+    out = x[rows]
+    return (out.toarray() if sp.issparse(out) else np.asarray(out)).astype(np.float32, copy=False)
 
 
 class RowSource:

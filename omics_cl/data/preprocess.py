@@ -62,6 +62,14 @@ def check_finite_counts(block, what: str = "counts") -> None:
                          "not normalised or log-transformed data. Pass layer=... if counts are in a layer")
 
 
+def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "counts"):
+    """``counts_matrix`` after checking every row chunk with ``check_finite_counts``."""
+    x = counts_matrix(adata, layer)
+    for _, _, rows in row_chunks(x):
+        check_finite_counts(rows, what)
+    return x
+
+
 @dataclass
 class LogNormalizer:
     """``log1p(counts[:, genes] / library_size * target_sum)`` applied to any row subset."""

@@ -1,0 +1,58 @@
+"""RNA + gene activity -> shared feature matrices for label transfer."""
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from omics_cl.data.preprocess import check_finite_counts, counts_matrix, fit_lognormalizer, row_chunks
+
+
+def shared_genes(rna_genes, activity: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices ``(rna_idx, activity_idx)`` of genes present in both, matched by name and,
+    failing that, by the activity table's ``alt_name`` (older symbols)."""
+    rna_genes = pd.Index(np.asarray(rna_genes, dtype=str))
+    lookup = {name: i for i, name in enumerate(activity.var_names)}
+    if "alt_name" in activity.var:
+        for i, alt in enumerate(activity.var["alt_name"]):
+            if isinstance(alt, str):
+                lookup.setdefault(alt, i)
+    pairs = [(i, lookup[g]) for i, g in enumerate(rna_genes) if g in lookup]
+    if not pairs:
+        raise ValueError(
+            f"no shared genes between the RNA reference ({len(rna_genes)} genes, e.g. {list(rna_genes[:3])}) and "
+            f"the gene activity matrix ({activity.n_vars} genes, e.g. {list(activity.var_names[:3])}); are both "
+            "gene symbols of the same species?")
+    rna_idx, act_idx = map(np.asarray, zip(*pairs))
+    return rna_idx, act_idx
+
+
+def _features(x, columns: np.ndarray, mode: str) -> sp.csr_matrix:
+    blocks = []
+    for _, _, rows in row_chunks(x):
+        rows = sp.csr_matrix(rows[:, columns], dtype=np.float32)
+        if mode == "binary":
+            rows.data[:] = 1.0
+        else:
+            totals = np.asarray(rows.sum(1)).ravel()
+            rows = sp.diags(np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)) @ rows
+            rows.data = np.log1p(rows.data)
+        blocks.append(sp.csr_matrix(rows))
+    return sp.vstack(blocks).tocsr()
+
+
+def transfer_features(rna: ad.AnnData, activity: ad.AnnData, rna_layer: str | None = None,
+                      n_top_genes: int | None = 2000, mode: str = "binary"):
+    """Shared genes -> RNA HVGs (seurat_v3 on the RNA counts of shared genes) -> binarised (default) or
+    log-normalised features for both. Returns ``(rna_features, activity_features, gene_names)``."""
+    if mode not in ("binary", "lognorm"):
+        raise ValueError(f"features must be 'binary' or 'lognorm', got {mode!r}")
+    rna_counts = counts_matrix(rna, rna_layer)
+    for _, _, rows in row_chunks(activity.X):
+        check_finite_counts(rows, "gene activity")
+    rna_idx, act_idx = shared_genes(rna.var_names, activity)
+    hvg = fit_lognormalizer(rna_counts[:, rna_idx], n_top_genes).genes
+    rna_idx, act_idx = rna_idx[hvg], act_idx[hvg]
+    return (_features(rna_counts, rna_idx, mode), _features(activity.X, act_idx, mode),
+            np.asarray(rna.var_names)[rna_idx])

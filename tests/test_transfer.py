@@ -1,0 +1,112 @@
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from omics_cl import datasets, metrics, pp, tl
+from omics_cl.models import scncl
+
+FAST = dict(epochs=4, batch_size=128, hidden=32)
+
+
+@pytest.fixture(scope="module")
+def mop_split():
+    """Disjoint halves of a 2,400-cell MOp subsample: RNA of half A (no Mis) and ATAC of half B,
+    with gene activity from the published peak -> gene links."""
+    rna = datasets.load("mop_snare_paired", modality="rna")
+    atac = datasets.load("mop_snare_paired", modality="atac")
+    cells = np.random.default_rng(0).permutation(rna.n_obs)[:2400]
+    ref = rna[cells[:1200]].copy()
+    ref = ref[ref.obs["cell_type"] != "Mis"].copy()
+    query = atac[cells[1200:]].copy()
+    links = sp.load_npz(datasets.path("mop_snare_paired", "gene_peak_links"))
+    genes = datasets.path("mop_snare_paired", "link_genes").read_text().split()
+    activity = pp.gene_activity(query, links=links, link_genes=genes)
+    return ref, query, activity
+
+
+def _run(ref, query, activity, **kw):
+    ref, query = ref.copy(), query.copy()
+    tl.transfer_labels(ref, query, "cell_type", gene_activity=activity, progress=False, **{**FAST, **kw})
+    return ref, query
+
+
+def test_end_to_end_on_mop_subsample(mop_split):
+    ref, query, activity = mop_split
+    ref_out, out = _run(ref, query, activity, epochs=40, hidden=256)
+    for key in ("omics_cl_label", "omics_cl_confidence", "omics_cl_novelty", "omics_cl_is_novel"):
+        assert key in out.obs
+    assert np.allclose(out.obs["omics_cl_novelty"], 1 - out.obs["omics_cl_confidence"])
+    assert out.obsm["X_scncl"].shape == (out.n_obs, 64) and ref_out.obsm["X_scncl"].shape == (ref.n_obs, 64)
+    known = (out.obs["cell_type"] != "Mis").to_numpy()
+    acc = np.mean(out.obs["omics_cl_label"].astype(str).to_numpy()[known]
+                  == out.obs["cell_type"].astype(str).to_numpy()[known])
+    majority = out.obs["cell_type"][known].value_counts(normalize=True).iloc[0]
+    assert acc > majority, (acc, majority)  # better than always answering the largest type
+
+
+def test_same_seed_same_transfer(mop_split):
+    a = _run(*mop_split, seed=2)[1]
+    b = _run(*mop_split, seed=2)[1]
+    assert np.array_equal(a.obsm["X_scncl"], b.obsm["X_scncl"])
+    assert np.array_equal(a.obs["omics_cl_label"], b.obs["omics_cl_label"])
+
+
+def test_unlabelled_reference_cells_left_out_and_counted(mop_split):
+    ref, query, activity = mop_split
+    ref = ref.copy()
+    ref.obs["cell_type"] = ref.obs["cell_type"].astype(object)
+    ref.obs.iloc[:10, ref.obs.columns.get_loc("cell_type")] = np.nan
+    ref_out, out = _run(ref, query, activity, epochs=1)
+    assert out.uns["omics_cl"]["scncl"]["n_unlabelled_reference_cells"] == 10
+    assert np.isnan(ref_out.obsm["X_scncl"][:10]).all() and not np.isnan(ref_out.obsm["X_scncl"][10:]).any()
+
+
+def _nothing_written(query):
+    return "omics_cl_label" not in query.obs and "X_scncl" not in query.obsm
+
+
+def test_bad_inputs_refused_and_nothing_written(mop_split):
+    ref, query, activity = mop_split
+    q = query.copy()
+    with pytest.raises(ValueError, match="label column 'nope'"):
+        tl.transfer_labels(ref, q, "nope", gene_activity=activity)
+    one_class = ref[ref.obs["cell_type"] == "L2/3"].copy()
+    with pytest.raises(ValueError, match="1 class"):
+        tl.transfer_labels(one_class, q, "cell_type", gene_activity=activity)
+    renamed = activity.copy()
+    renamed.var_names = [f"x{i}" for i in range(renamed.n_vars)]
+    with pytest.raises(ValueError, match="no shared genes.*1677 genes"):
+        tl.transfer_labels(ref, q, "cell_type", gene_activity=renamed)
+    non_count = q.copy()
+    non_count.X = non_count.X * 0.5
+    with pytest.raises(ValueError, match="ATAC counts contain non-integer"):
+        tl.transfer_labels(ref, non_count, "cell_type", gene_activity=activity)
+    with pytest.raises(ValueError, match="same cells"):
+        tl.transfer_labels(ref, q, "cell_type", gene_activity=activity[::-1].copy())
+    assert _nothing_written(q) and _nothing_written(non_count)
+
+
+def test_nndr_terms():
+    f = np.array([[1.0, 2.0], [3.0, 0.0], [5.0, 4.0]], dtype=np.float32)
+    centred = f - f.mean(0)
+    cov = centred.T @ centred / 2
+    assert float(scncl.centring(f)) == pytest.approx(np.abs(f.mean(0)).mean())
+    assert float(scncl.decorrelation(f)) == pytest.approx(abs(cov[0, 1]))
+    assert float(scncl.inverse_variance(f)) == pytest.approx(1 / np.abs(centred).mean(), rel=1e-5)
+
+
+def test_feature_alignment_keeps_top_fraction():
+    atac = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.2]], dtype=np.float32)
+    rna = np.array([[1.0, 0.1], [0.1, 1.0]], dtype=np.float32)
+    norm = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    best = (norm(atac) @ norm(rna).T).max(1)
+    expected = -np.sort(best)[::-1][:3].mean()
+    assert float(scncl.feature_alignment(atac, rna, 0.75)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_otsu_splits_bimodal_scores():
+    scores = np.r_[np.random.default_rng(0).normal(0.1, 0.03, 500), np.random.default_rng(1).normal(0.8, 0.05, 100)]
+    t = tl.otsu_threshold(scores)
+    assert scores[:500].max() < t < scores[500:].min()
