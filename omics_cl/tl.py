@@ -16,8 +16,12 @@ import numpy as np
 import pandas as pd
 
 from omics_cl.core import graph
+from omics_cl.data import lsi
 from omics_cl.data.preprocess import prepare_counts, validated_counts
+from omics_cl.data.transfer import transfer_features
 from omics_cl.models import CLUSTER_METHODS
+from omics_cl.models.scncl import fit_transfer
+from omics_cl.pp import gene_activity as build_gene_activity
 
 
 def _versions() -> dict[str, str]:
@@ -133,11 +137,6 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     ``obsm["X_scncl"]``; run record in both ``uns["omics_cl"]["scncl"]``. Reference cells without a label
     are left out of training and counted in the record.
     """
-    from omics_cl.data import lsi
-    from omics_cl.data.transfer import transfer_features
-    from omics_cl.models.scncl import fit_transfer
-    from omics_cl.pp import gene_activity as build_gene_activity
-
     if label_key not in rna.obs:
         raise ValueError(f"label column {label_key!r} not in the RNA reference's obs; columns: {list(rna.obs.columns)}")
     labels = rna.obs[label_key]

@@ -140,11 +140,21 @@ def fit_transfer(rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, n_clas
     model = SCNCL(rna_x.shape[1], n_classes, config, rngs=nnx.Rngs(seed))
     source = TransferSource(rna_x, rna_y.astype(np.int32), atac_x, neighbors, seed)
     result = fit(model, make_loss(config), source, train, seed, desc="scncl")
-    identity = lambda rows, idx: dense_rows(rows, slice(None))  # noqa: E731
-    embed = lambda m, b: m.encoder(b["x"])  # noqa: E731
-    classify = lambda m, b: jax.nn.softmax(m.classifier(m.encoder(b["x"])))  # noqa: E731
     info = {**asdict(config), **{k: v for k, v in asdict(train).items() if k != "progress"},
             "history": result.history, "epochs_run": result.epochs_run}
-    return {"rna_embedding": predict(embed, result.model, RowSource(rna_x, identity)),
-            "atac_embedding": predict(embed, result.model, RowSource(atac_x, identity)),
-            "probabilities": predict(classify, result.model, RowSource(atac_x, identity)), "info": info}
+    rna_rows, atac_rows = RowSource(rna_x, _as_dense), RowSource(atac_x, _as_dense)
+    return {"rna_embedding": predict(_embed, result.model, rna_rows),
+            "atac_embedding": predict(_embed, result.model, atac_rows),
+            "probabilities": predict(_class_probabilities, result.model, atac_rows), "info": info}
+
+
+def _as_dense(rows, _cells) -> np.ndarray:
+    return dense_rows(rows, slice(None))
+
+
+def _embed(model: SCNCL, batch) -> jax.Array:
+    return model.encoder(batch["x"])
+
+
+def _class_probabilities(model: SCNCL, batch) -> jax.Array:
+    return jax.nn.softmax(model.classifier(model.encoder(batch["x"])))
