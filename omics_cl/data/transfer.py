@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from omics_cl.data.preprocess import check_finite_counts, counts_matrix, fit_lognormalizer, row_chunks
+from omics_cl.data.preprocess import counts_matrix, fit_lognormalizer, row_chunks, validated_counts
 
 
 def shared_genes(rna_genes, activity: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
@@ -49,10 +49,9 @@ def transfer_features(rna: ad.AnnData, activity: ad.AnnData, rna_layer: str | No
     if mode not in ("binary", "lognorm"):
         raise ValueError(f"features must be 'binary' or 'lognorm', got {mode!r}")
     rna_counts = counts_matrix(rna, rna_layer)
-    for _, _, rows in row_chunks(activity.X):
-        check_finite_counts(rows, "gene activity")
+    activity_counts = validated_counts(activity, None, "gene activity")
     rna_idx, act_idx = shared_genes(rna.var_names, activity)
     hvg = fit_lognormalizer(rna_counts[:, rna_idx], n_top_genes).genes
     rna_idx, act_idx = rna_idx[hvg], act_idx[hvg]
-    return (_features(rna_counts, rna_idx, mode), _features(activity.X, act_idx, mode),
+    return (_features(rna_counts, rna_idx, mode), _features(activity_counts, act_idx, mode),
             np.asarray(rna.var_names)[rna_idx])
