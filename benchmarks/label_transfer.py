@@ -2,18 +2,29 @@
 
 Per seed the cells are split 50/50: RNA of half A with ``cell_type`` (Mis removed) is the reference,
 ATAC of half B the query (its labels are used only for scoring). Scenarios: ``closed`` (all types),
-``open_oligo_opc`` (Oligo and OPC removed from the reference), ``open_astro`` (Astro removed).
+``open_oligo_opc`` (Oligo and OPC removed from the reference), ``open_astro`` (Astro removed), and
+``annotation``: the query's atlas labels are corrupted (every Oligo cell relabelled Astro, 5% of the
+L2/3 cells, seeded, relabelled Pvalb; Mis cells carry no atlas label) and each method's closed-scenario
+transfer flags confident disagreements (``tl.annotation_flags``; scncl through ``tl.check_annotations``),
+scored by precision and recall against the corrupted cells.
 Methods: ``scncl``, its ablations ``scncl_no_ncl`` and ``scncl_sym_nndr`` (scJoint-like), and the
-baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity) and
-``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity). The scGLUE anchor and the
-``annotation`` scenario are not implemented yet.
+baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
+``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
+kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
+``benchmarks/anchors/README.md``; its python is ``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``).
 
-    python benchmarks/label_transfer.py --seeds 3 --json results/label_transfer.json
+    python benchmarks/label_transfer.py --seeds 3 --json results/label_transfer.json [--resume]
+
+``--resume`` keeps the rows already in the JSON file and runs only the missing (scenario, method, seed).
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,15 +36,16 @@ from common import machine, median_table, write_json_atomic  # noqa: E402
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.transfer import transfer_features  # noqa: E402
 
-SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"]}
+SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
 SCNCL_VARIANTS = {"scncl": {}, "scncl_no_ncl": {"ncl_weight": 0.0}, "scncl_sym_nndr": {"symmetric_nndr": True}}
-METHODS = [*SCNCL_VARIANTS, "logreg", "knn_pca"]
+METHODS = [*SCNCL_VARIANTS, "logreg", "knn_pca", "scglue"]
+ANCHORS = Path(__file__).resolve().parent / "anchors"
 
 
 def run_scncl(ref, query, activity, seed, params):
-    ref, query = ref.copy(), query.copy()
-    tl.transfer_labels(ref, query, "cell_type", gene_activity=activity, seed=seed, progress=False, **params)
-    return (query.obs["omics_cl_label"].astype(str).to_numpy(), query.obs["omics_cl_confidence"].to_numpy())
+    query = query.copy()
+    tl.transfer_labels(ref.copy(), query, "cell_type", gene_activity=activity, seed=seed, progress=False, **params)
+    return query.obs["omics_cl_label"].astype(str).to_numpy(), query.obs["omics_cl_confidence"].to_numpy(), query
 
 
 def run_logreg(ref, query, activity, seed):
@@ -45,19 +57,48 @@ def run_logreg(ref, query, activity, seed):
     return clf.classes_[prob.argmax(1)], prob.max(1)
 
 
-def run_knn_pca(ref, query, activity, seed, k=30):
+def knn_vote(ref_z, query_z, labels, k=30):
+    """Majority label among the ``k`` cosine-nearest reference cells; confidence = its vote fraction."""
+    from sklearn.neighbors import NearestNeighbors
+
+    _, idx = NearestNeighbors(n_neighbors=k, metric="cosine").fit(ref_z).kneighbors(query_z)
+    votes_of = labels[idx]
+    classes = np.unique(labels)
+    votes = np.stack([(votes_of == c).mean(1) for c in classes], axis=1)
+    return classes[votes.argmax(1)], votes.max(1)
+
+
+def run_knn_pca(ref, query, activity, seed):
     import scanpy as sc
     import scipy.sparse as sp
-    from sklearn.neighbors import NearestNeighbors
 
     rna_x, atac_x, _ = transfer_features(ref, activity, mode="lognorm")
     joint = sc.pp.pca(sp.vstack([rna_x, atac_x]).tocsr(), n_comps=30, random_state=seed, svd_solver="arpack")
-    ref_z, query_z = joint[: rna_x.shape[0]], joint[rna_x.shape[0]:]
-    _, idx = NearestNeighbors(n_neighbors=k, metric="cosine").fit(ref_z).kneighbors(query_z)
-    labels = ref.obs["cell_type"].astype(str).to_numpy()[idx]
-    classes = np.unique(labels)
-    votes = np.stack([(labels == c).mean(1) for c in classes], axis=1)
-    return classes[votes.argmax(1)], votes.max(1)
+    return knn_vote(joint[: rna_x.shape[0]], joint[rna_x.shape[0]:], ref.obs["cell_type"].astype(str).to_numpy())
+
+
+def run_scglue(ref, query, annotation, seed, python):
+    with tempfile.TemporaryDirectory() as tmp:
+        ref.write_h5ad(f"{tmp}/rna.h5ad")
+        query.write_h5ad(f"{tmp}/atac.h5ad")
+        subprocess.run([python, str(ANCHORS / "scglue_embed.py"), f"{tmp}/rna.h5ad", f"{tmp}/atac.h5ad",
+                        str(annotation), f"{tmp}/out.npz", "--seed", str(seed)], check=True,
+                       stdout=subprocess.DEVNULL)
+        z = np.load(f"{tmp}/out.npz")
+        return knn_vote(z["rna"], z["atac"], ref.obs["cell_type"].astype(str).to_numpy())
+
+
+def corrupt_atlas(truth, seed):
+    """Atlas labels with every Oligo relabelled Astro and 5% of L2/3 (seeded) relabelled Pvalb; Mis unlabelled."""
+    atlas = truth.astype(object).copy()
+    l23 = np.flatnonzero(truth == "L2/3")
+    picked = np.random.default_rng([seed, 5]).choice(l23, int(round(0.05 * len(l23))), replace=False)
+    corrupted = truth == "Oligo"
+    corrupted[picked] = True
+    atlas[truth == "Oligo"] = "Astro"
+    atlas[picked] = "Pvalb"
+    atlas[truth == "Mis"] = None
+    return atlas, corrupted
 
 
 def score(truth, removed, pred, confidence):
@@ -73,43 +114,83 @@ def score(truth, removed, pred, confidence):
     return row
 
 
+def score_flags(flags, corrupted):
+    hits = int((flags & corrupted).sum())
+    return {"acc": None, "macro_f1": None, "auroc": None, "aupr": None, "oscr": None,
+            "precision": hits / flags.sum() if flags.any() else 0.0, "recall": hits / corrupted.sum()}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--json", required=True)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
+    p.add_argument("--resume", action="store_true", help="keep rows already in --json; run only missing ones")
+    p.add_argument("--anchors-python", default=os.environ.get("OMICS_CL_ANCHORS_PYTHON"),
+                   help="python of the anchors environment (needed for scglue)")
     args = p.parse_args(argv)
+    methods, scenarios = args.methods.split(","), args.scenarios.split(",")
+    unknown = sorted(set(methods) - set(METHODS)) + sorted(set(scenarios) - set(SCENARIOS))
+    if unknown:
+        p.error(f"unknown method/scenario {unknown}; methods {METHODS}, scenarios {list(SCENARIOS)}")
+    if "scglue" in methods and not args.anchors_python:
+        p.error("scglue needs --anchors-python (or $OMICS_CL_ANCHORS_PYTHON); see benchmarks/anchors/README.md")
+    rows = json.loads(Path(args.json).read_text()) if args.resume and Path(args.json).exists() else []
+    done = {(r["scenario"], r["method"], r["seed"]) for r in rows}
     print(f"machine: {machine()}", flush=True)
     rna = datasets.load("mop_snare_paired", modality="rna")
     atac = datasets.load("mop_snare_paired", modality="atac")
-    annotation = datasets.data_dir().parent / "annotations" / "mm10_ensembl_genes.tsv.gz"
+    annotation = datasets.annotation_path("mm10_ensembl_genes.tsv.gz")
     activity_all = pp.gene_activity(atac, annotation)
-    rows = []
     for seed in range(args.seeds):
         perm = np.random.default_rng(seed).permutation(rna.n_obs)
         half_a, half_b = perm[: rna.n_obs // 2], perm[rna.n_obs // 2:]
         query, activity = atac[half_b].copy(), activity_all[half_b].copy()
         truth = query.obs["cell_type"].astype(str).to_numpy()
-        for scenario in args.scenarios.split(","):
+        atlas, corrupted = corrupt_atlas(truth, seed)
+        for scenario in [s for s in SCENARIOS if s in scenarios and s != "annotation"] or ["closed"]:
             removed = SCENARIOS[scenario]
             ref = rna[half_a].copy()
             ref = ref[~ref.obs["cell_type"].isin(["Mis", *removed])].copy()
-            for method in args.methods.split(","):
+            for method in methods:
+                wanted = [s for s in (scenario, "annotation" if scenario == "closed" else None)
+                          if s in scenarios and (s, method, seed) not in done]
+                if not wanted:
+                    continue
                 start = time.perf_counter()
+                annotated = None
                 if method in SCNCL_VARIANTS:
-                    pred, conf = run_scncl(ref, query, activity, seed, SCNCL_VARIANTS[method])
+                    pred, conf, annotated = run_scncl(ref, query, activity, seed, SCNCL_VARIANTS[method])
                 elif method == "logreg":
                     pred, conf = run_logreg(ref, query, activity, seed)
-                else:
+                elif method == "knn_pca":
                     pred, conf = run_knn_pca(ref, query, activity, seed)
-                row = {"scenario": scenario, "method": method, "seed": seed, **score(truth, removed, pred, conf),
-                       "seconds": time.perf_counter() - start}
-                rows.append(row)
-                print(row, flush=True)
+                else:
+                    pred, conf = run_scglue(ref, query, annotation, seed, args.anchors_python)
+                seconds = time.perf_counter() - start
+                new = []
+                if scenario in wanted:
+                    new.append({"scenario": scenario, "method": method, "seed": seed,
+                                **score(truth, removed, pred, conf), "seconds": seconds})
+                if "annotation" in wanted:
+                    if annotated is not None:
+                        annotated.obs["atlas"] = atlas
+                        tl.check_annotations(annotated, "atlas")
+                        flags = annotated.obs["omics_cl_annotation_flag"].to_numpy()
+                    else:
+                        flags, _ = tl.annotation_flags(atlas, pred, conf, np.unique(ref.obs["cell_type"].astype(str)))
+                    new.append({"scenario": "annotation", "method": method, "seed": seed,
+                                **score_flags(flags, corrupted), "seconds": seconds})
+                for row in new:
+                    rows.append(row)
+                    print(row, flush=True)
                 write_json_atomic(rows, args.json)
+    order = {(s, m): i for i, (s, m) in enumerate((s, m) for s in SCENARIOS for m in METHODS)}
+    rows.sort(key=lambda r: (order.get((r["scenario"], r["method"]), len(order)), r["seed"]))
     print(f"\nmachine: {machine()}")
-    print(median_table(rows, ["scenario", "method"], ["acc", "macro_f1", "auroc", "aupr", "oscr", "seconds"]))
+    print(median_table(rows, ["scenario", "method"],
+                       ["acc", "macro_f1", "auroc", "aupr", "oscr", "precision", "recall", "seconds"]))
     return 0
 
 

@@ -39,12 +39,7 @@ def cmd_cluster(args) -> int:
     from omics_cl import metrics, tl
 
     src, out = Path(args.input), Path(args.out)
-    if not src.is_file():
-        raise ValueError(f"input file {src} not found")
-    if out.resolve() == src.resolve():
-        raise ValueError("--out must differ from the input file; omics-cl never overwrites its input")
-    if not out.resolve().parent.is_dir():
-        raise ValueError(f"output directory {out.resolve().parent} does not exist")
+    _check_paths([src], out)
     adata = ad.read_h5ad(src)
     if args.label_key is not None and args.label_key not in adata.obs:
         raise ValueError(f"label key {args.label_key!r} not in obs; columns: {list(adata.obs.columns)}")
@@ -60,6 +55,69 @@ def cmd_cluster(args) -> int:
         print(_scores_table([{"method": args.method, "protocol": record["protocol"],
                               "n_clusters": record["n_clusters"], **s, "seconds": record["train_seconds"]}]))
     write_h5ad_atomic(adata, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _check_paths(inputs: list[Path], out: Path) -> None:
+    for src in inputs:
+        if not src.is_file():
+            raise ValueError(f"input file {src} not found")
+        if out.resolve() == src.resolve():
+            raise ValueError(f"--out must differ from the input {src}; omics-cl never overwrites its input")
+    if not out.resolve().parent.is_dir():
+        raise ValueError(f"output directory {out.resolve().parent} does not exist")
+
+
+def cmd_transfer(args) -> int:
+    import anndata as ad
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+
+    from omics_cl import metrics, pl, pp, tl
+
+    out = Path(args.out)
+    inputs = [Path(args.rna), Path(args.atac)] + ([Path(args.gene_activity)] if args.gene_activity else [])
+    _check_paths(inputs, out)
+    if (args.annotation is None) == (args.gene_activity is None):
+        raise ValueError("give exactly one of --annotation and --gene-activity")
+    rna, atac = ad.read_h5ad(args.rna), ad.read_h5ad(args.atac)
+    activity = ad.read_h5ad(args.gene_activity) if args.gene_activity else None
+    if activity is None:
+        activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
+    record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
+                                atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
+                                **({"epochs": args.epochs} if args.epochs else {}))
+    n_novel = int(atac.obs["omics_cl_is_novel"].sum())
+    print(f"scncl: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
+          f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "
+          f"(novelty > {record['novelty_threshold']:.3f}, Otsu threshold)")
+    query_key = args.query_label_key
+    table = None
+    if query_key is not None:
+        if query_key not in atac.obs:
+            raise ValueError(f"--query-label-key {query_key!r} not in the ATAC obs; columns: {list(atac.obs.columns)}")
+        table = tl.check_annotations(atac, query_key, gene_activity=activity)
+        truth = atac.obs[query_key].astype(str).to_numpy()
+        known = atac.obs[query_key].notna().to_numpy() & atac.obs[query_key].astype(str).isin(record["classes"])
+        pred = atac.obs["omics_cl_label"].astype(str).to_numpy()
+        print(f"against {query_key}: accuracy {np.mean(truth[known] == pred[known]):.3f}, macro-F1 "
+              f"{metrics.macro_f1(truth[known], pred[known]):.3f} on {known.sum()} cells of reference types; "
+              f"{int(atac.obs['omics_cl_annotation_flag'].sum())} confident disagreements in {len(table)} groups")
+    if args.report:
+        report = Path(args.report)
+        report.mkdir(parents=True, exist_ok=True)
+        pl.novelty_distribution(atac, save=str(report / "novelty_distribution.png"))
+        pl.transfer_umap(rna, atac, args.label_key, seed=args.seed, save=str(report / "umap_joint.png"))
+        if query_key is not None:
+            pl.confusion_matrix(atac.obs[query_key].astype(str), atac.obs["omics_cl_label"].astype(str),
+                                save=str(report / "confusion_matrix.png"))
+            table.to_csv(report / "annotation_check.csv", index=False)
+        atac.obs[[c for c in atac.obs if c.startswith("omics_cl_")]].to_csv(report / "labels.csv")
+        print(f"report in {report}")
+    write_h5ad_atomic(atac, out)
     print(f"wrote {out}")
     return 0
 
@@ -131,6 +189,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("transfer", help="transfer labels from an RNA reference to an ATAC query (scNCL)",
+                       description="Label every ATAC cell from a labelled scRNA-seq reference, score novelty, and "
+                                   "(with --query-label-key) check the query's own labels. Inputs are never "
+                                   "modified; the output is written atomically.")
+    t.add_argument("--rna", required=True, metavar="REF.h5ad", help="reference AnnData, raw counts, gene names")
+    t.add_argument("--atac", required=True, metavar="QUERY.h5ad", help="query AnnData, peak counts")
+    t.add_argument("--label-key", required=True, help="obs column of the reference with the cell types")
+    t.add_argument("--annotation", default=None, metavar="GENES",
+                   help="gene annotation (GTF, GFF3, BED or TSV, optionally gzipped) for the gene activity")
+    t.add_argument("--gene-activity", default=None, metavar="GA.h5ad",
+                   help="precomputed cells x genes gene activity of the query, instead of --annotation")
+    t.add_argument("--out", required=True, metavar="OUT.h5ad", help="annotated query (must differ from inputs)")
+    t.add_argument("--query-label-key", default=None,
+                   help="obs column of the query with atlas labels: score them and check them for errors")
+    t.add_argument("--report", default=None, metavar="DIR",
+                   help="write plots (novelty distribution, joint UMAP, confusion matrix) and CSV tables here")
+    t.add_argument("--rna-layer", default=None)
+    t.add_argument("--atac-layer", default=None)
+    t.add_argument("--epochs", type=int, default=None, help="training epochs (default 50)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_transfer)
 
     s = sub.add_parser("datasets", help="list registered datasets and whether their files are present and valid",
                        description="Lists data_manifests/ and checks each file's sha256 in the data directory.")

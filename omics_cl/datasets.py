@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from omics_cl.data.registry import DATA_DIR_VAR, data_dir, file_status, get_manifest, load, manifests, path
+from omics_cl.data.registry import (DATA_DIR_VAR, annotation_path, data_dir, file_status, get_manifest, load,
+                                    manifests, path)
 
-__all__ = ["DATA_DIR_VAR", "data_dir", "file_status", "get_manifest", "load", "manifests", "path",
+__all__ = ["DATA_DIR_VAR", "annotation_path", "data_dir", "file_status", "get_manifest", "load", "manifests", "path",
            "pbmc68k_reduced_counts"]
 
 

@@ -66,3 +66,40 @@ def training_history(adata: ad.AnnData, method: str, save: str | None = None):
     if save:
         fig.savefig(save, dpi=120)
     return fig
+
+
+def novelty_distribution(adata: ad.AnnData, save: str | None = None):
+    """Histograms of ``obs["omics_cl_novelty"]`` for cells predicted known and predicted novel, with the
+    threshold used by :func:`omics_cl.tl.transfer_labels`."""
+    novelty = adata.obs["omics_cl_novelty"].to_numpy()
+    novel = adata.obs["omics_cl_is_novel"].to_numpy(dtype=bool)
+    bins = np.linspace(novelty.min(), novelty.max(), 50) if novelty.max() > novelty.min() else 10
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.hist(novelty[~novel], bins=bins, alpha=0.7, label=f"predicted known ({(~novel).sum()})")
+    ax.hist(novelty[novel], bins=bins, alpha=0.7, label=f"predicted novel ({novel.sum()})")
+    threshold = adata.uns.get("omics_cl", {}).get("scncl", {}).get("novelty_threshold")
+    if threshold is not None:
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+    ax.set_xlabel("novelty score (1 - max softmax)")
+    ax.set_ylabel("cells")
+    ax.legend()
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=120)
+    return fig
+
+
+def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int = 0, save: str | None = None):
+    """UMAP of the joint scNCL embedding (``obsm["X_scncl"]`` of both), coloured by modality and by label
+    (reference label for RNA cells, transferred label for ATAC cells)."""
+    import pandas as pd
+
+    has = ~np.isnan(rna.obsm["X_scncl"]).any(1)
+    labels = np.concatenate([rna.obs[label_key].astype(str).to_numpy()[has],
+                             atac.obs["omics_cl_label"].astype(str).to_numpy()])
+    joint = ad.AnnData(obs=pd.DataFrame({
+        "modality": pd.Categorical(["RNA"] * int(has.sum()) + ["ATAC"] * atac.n_obs),
+        "label": pd.Categorical(labels)}, index=[f"rna:{n}" for n in rna.obs_names[has]]
+        + [f"atac:{n}" for n in atac.obs_names]),
+        obsm={"X_scncl": np.vstack([rna.obsm["X_scncl"][has], atac.obsm["X_scncl"]])})
+    return umap(joint, "X_scncl", ["modality", "label"], seed=seed, save=save)

@@ -174,3 +174,97 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     _record(rna, "scncl", record)
     return record
 
+
+
+def annotation_flags(atlas_labels, transferred, confidence, reference_labels, novel=None,
+                     min_confidence: float | None = None) -> tuple[np.ndarray, float]:
+    """Cells whose transferred label confidently disagrees with their atlas label.
+
+    A cell is flagged when its transferred label differs from its atlas label, it is not predicted
+    novel, and its confidence is at least ``min_confidence``. The default threshold is the median
+    confidence of the cells whose transfer agrees with the atlas: a disagreement is flagged only when
+    the model is as sure of it as it typically is when it agrees. Cells without an atlas label, or
+    with one the reference lacks (``reference_labels``: the transfer cannot confirm it), are never
+    flagged. Returns ``(flags, threshold)``.
+    """
+    atlas = pd.Series(np.asarray(atlas_labels, dtype=object))
+    transferred = np.asarray(transferred, dtype=object)
+    confidence = np.asarray(confidence, dtype=float)
+    has_label = atlas.notna().to_numpy()
+    atlas = atlas.astype(str).to_numpy()
+    has_label &= np.isin(atlas, np.asarray(list(reference_labels), dtype=str))
+    agree = has_label & (atlas == transferred)
+    if min_confidence is None:
+        if not agree.any():
+            raise ValueError("no cell's transferred label agrees with its atlas label; give min_confidence explicitly "
+                             "(do the two use the same label names?)")
+        min_confidence = float(np.median(confidence[agree]))
+    flags = has_label & (atlas != transferred) & (confidence >= min_confidence)
+    if novel is not None:
+        flags &= ~np.asarray(novel, dtype=bool)
+    return flags, float(min_confidence)
+
+
+def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnData | None = None,
+                      annotation=None, min_confidence: float | None = None, n_markers: int = 5,
+                      layer: str | None = None) -> pd.DataFrame:
+    """Find atlas labels that the transferred labels (from :func:`transfer_labels`) confidently contradict.
+
+    Flags cells with :func:`annotation_flags` (atlas labels the reference lacks are not checked) and writes ``obs["omics_cl_annotation_flag"]`` (bool) and
+    ``obs["omics_cl_suggested_label"]`` (the transferred label of flagged cells, else missing).
+    Returns one row per (atlas label, transferred label) group of flagged cells, largest first:
+    ``n_cells``, ``mean_confidence``, ``fraction_of_atlas_label`` and ``markers``, the ``n_markers``
+    genes whose gene activity (fraction of cells with any) is most higher in the group than in the cells
+    of the same atlas label whose transfer agrees. Gene activity comes from ``gene_activity`` (same
+    cells as ``atac``) or is built from ``annotation``; without either, markers are left empty.
+    """
+    missing = [k for k in ("omics_cl_label", "omics_cl_confidence", "omics_cl_is_novel") if k not in atac.obs]
+    if missing:
+        raise ValueError(f"atac.obs lacks {missing}; run omics_cl.tl.transfer_labels first")
+    if atlas_key not in atac.obs:
+        raise ValueError(f"atlas label column {atlas_key!r} not in obs; columns: {list(atac.obs.columns)}")
+    atlas = atac.obs[atlas_key]
+    transferred = atac.obs["omics_cl_label"].astype(str).to_numpy()
+    confidence = atac.obs["omics_cl_confidence"].to_numpy()
+    classes = atac.uns.get("omics_cl", {}).get("scncl", {}).get("classes")
+    if classes is None:
+        raise ValueError("atac.uns['omics_cl']['scncl'] lacks the reference classes; run tl.transfer_labels first")
+    flags, threshold = annotation_flags(atlas, transferred, confidence, classes,
+                                        atac.obs["omics_cl_is_novel"].to_numpy(), min_confidence)
+    if gene_activity is None and annotation is not None:
+        gene_activity = build_gene_activity(atac, annotation, layer=layer)
+    if gene_activity is not None and not gene_activity.obs_names.equals(atac.obs_names):
+        raise ValueError("gene_activity must have the same cells as atac, in the same order")
+    atlas_str = atlas.astype(str).to_numpy()
+    agree = atlas.notna().to_numpy() & (atlas_str == transferred)
+    rows = []
+    for (label, suggested), cells in pd.DataFrame({"a": atlas_str[flags], "t": transferred[flags]},
+                                                  index=np.flatnonzero(flags)).groupby(["a", "t"]).groups.items():
+        cells = np.asarray(cells)
+        markers = []
+        if gene_activity is not None:
+            markers = _marker_genes(gene_activity, cells, np.flatnonzero(agree & (atlas_str == label)), n_markers)
+        rows.append({"atlas_label": label, "transferred_label": suggested, "n_cells": len(cells),
+                     "mean_confidence": float(confidence[cells].mean()),
+                     "fraction_of_atlas_label": len(cells) / int((atlas_str == label).sum()),
+                     "markers": ", ".join(markers)})
+    table = pd.DataFrame(rows, columns=["atlas_label", "transferred_label", "n_cells", "mean_confidence",
+                                        "fraction_of_atlas_label", "markers"])
+    table = table.sort_values(["n_cells", "mean_confidence"], ascending=False, ignore_index=True)
+    atac.obs["omics_cl_annotation_flag"] = flags
+    atac.obs["omics_cl_suggested_label"] = pd.Categorical(np.where(flags, transferred, None))
+    _record(atac, "check_annotations", {"atlas_key": atlas_key, "min_confidence": threshold,
+                                        "n_flagged": int(flags.sum()), "n_groups": len(table)})
+    return table
+
+
+def _marker_genes(activity: ad.AnnData, group: np.ndarray, background: np.ndarray, n: int) -> list[str]:
+    """Genes with the largest gain in the fraction of cells with nonzero activity, group vs background."""
+    x = activity.X
+
+    def detected(rows):
+        return np.asarray((x[rows] > 0).mean(0)).ravel() if len(rows) else np.zeros(activity.n_vars)
+
+    gain = detected(group) - detected(background)
+    top = np.argsort(-gain, kind="stable")[:n]
+    return [str(activity.var_names[i]) for i in top if gain[i] > 0]

@@ -100,10 +100,8 @@ def test_links_matrix_accepted_in_either_orientation():
 
 def test_mop_recovers_published_peak_gene_links():
     """>= 99% of raw/GxR.npz links (gene x region) are found with mm10_ensembl_genes.tsv.gz."""
-    from pathlib import Path
-
     atac = datasets.load("mop_snare_paired", modality="atac")
-    annotation = Path(datasets.data_dir()).parent / "annotations" / "mm10_ensembl_genes.tsv.gz"
+    annotation = datasets.annotation_path("mm10_ensembl_genes.tsv.gz")
     genes = ga.read_annotation(annotation)
     peaks = ga.peak_coordinates(atac.var, atac.var_names)
     overlaps, var = ga.merge_genes_by_name(ga.peak_gene_overlaps(peaks, genes, 2000), genes)

@@ -110,3 +110,37 @@ def test_otsu_splits_bimodal_scores():
     scores = np.r_[np.random.default_rng(0).normal(0.1, 0.03, 500), np.random.default_rng(1).normal(0.8, 0.05, 100)]
     t = tl.otsu_threshold(scores)
     assert scores[:500].max() < t < scores[500:].min()
+
+
+def test_annotation_flags_rule():
+    atlas = np.array(["a", "a", "b", "b", "c", None], dtype=object)
+    transferred = np.array(["a", "b", "b", "a", "a", "a"], dtype=object)
+    confidence = np.array([0.9, 0.95, 0.5, 0.4, 0.99, 0.99])
+    flags, threshold = tl.annotation_flags(atlas, transferred, confidence, ["a", "b"])
+    assert threshold == pytest.approx(0.7)  # median confidence of the agreeing cells (0.9, 0.5)
+    # cell 3 disagrees but is unsure; cell 4's atlas label "c" is not in the reference; cell 5 has none
+    assert flags.tolist() == [False, True, False, False, False, False]
+    flags, _ = tl.annotation_flags(atlas, transferred, confidence, ["a", "b"], novel=[0, 1, 0, 0, 0, 0])
+    assert not flags.any()
+    with pytest.raises(ValueError, match="no cell's transferred label agrees"):
+        tl.annotation_flags(["x", "y"], ["a", "b"], [1.0, 1.0], ["a", "b"])
+
+
+def test_check_annotations_finds_relabelled_group(mop_split):
+    ref, query, activity = mop_split
+    _, out = _run(ref, query, activity, epochs=10)
+    with pytest.raises(ValueError, match="run omics_cl.tl.transfer_labels first"):
+        tl.check_annotations(query.copy(), "cell_type")
+    with pytest.raises(ValueError, match="atlas label column 'nope'"):
+        tl.check_annotations(out, "nope")
+    # the atlas calls every cell the model labels "L6" "Sst": a wrong label on a confident group
+    out.obs["atlas"] = out.obs["omics_cl_label"].astype(str).to_numpy().astype(object)
+    wrong = (out.obs["atlas"] == "L6").to_numpy()
+    out.obs.loc[wrong, "atlas"] = "Sst"
+    table = tl.check_annotations(out, "atlas", gene_activity=activity, n_markers=3)
+    flags = out.obs["omics_cl_annotation_flag"].to_numpy()
+    assert flags.any() and not flags[~wrong].any()
+    assert table.iloc[0][["atlas_label", "transferred_label"]].tolist() == ["Sst", "L6"]
+    assert table["n_cells"].sum() == flags.sum()
+    assert len(table.iloc[0]["markers"].split(", ")) == 3
+    assert (out.obs["omics_cl_suggested_label"].astype(str)[flags] == "L6").all()

@@ -61,6 +61,15 @@ def data_dir() -> Path:
     return (_REPO_DIR.parent / "shared" / "data").resolve()
 
 
+def annotation_path(name: str) -> Path:
+    """A gene annotation file shipped beside the data directory (``<data dir>/../annotations/<name>``)."""
+    out = data_dir().parent / "annotations" / name
+    if not out.is_file():
+        raise FileNotFoundError(f"gene annotation {out} not found (set ${DATA_DIR_VAR} to the data directory "
+                                "that has an annotations/ folder beside it)")
+    return out
+
+
 def _parse(raw: dict) -> Manifest:
     return Manifest(
         name=raw["name"], description=raw["description"],
