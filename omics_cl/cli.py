@@ -84,6 +84,12 @@ def cmd_transfer(args) -> int:
     if (args.annotation is None) == (args.gene_activity is None):
         raise ValueError("give exactly one of --annotation and --gene-activity")
     rna, atac = ad.read_h5ad(args.rna), ad.read_h5ad(args.atac)
+    if args.label_key not in rna.obs:
+        raise ValueError(f"label column {args.label_key!r} not in the RNA reference's obs; columns: "
+                         f"{list(rna.obs.columns)}")
+    if args.query_label_key is not None and args.query_label_key not in atac.obs:
+        raise ValueError(f"--query-label-key {args.query_label_key!r} not in the ATAC obs; columns: "
+                         f"{list(atac.obs.columns)}")
     activity = ad.read_h5ad(args.gene_activity) if args.gene_activity else None
     if activity is None:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
@@ -97,8 +103,6 @@ def cmd_transfer(args) -> int:
     query_key = args.query_label_key
     table = None
     if query_key is not None:
-        if query_key not in atac.obs:
-            raise ValueError(f"--query-label-key {query_key!r} not in the ATAC obs; columns: {list(atac.obs.columns)}")
         table = tl.check_annotations(atac, query_key, gene_activity=activity)
         truth = atac.obs[query_key].astype(str).to_numpy()
         known = atac.obs[query_key].notna().to_numpy() & atac.obs[query_key].astype(str).isin(record["classes"])
