@@ -77,12 +77,13 @@ def run_knn_pca(ref, query, activity, seed):
     return knn_vote(joint[: rna_x.shape[0]], joint[rna_x.shape[0]:], ref.obs["cell_type"].astype(str).to_numpy())
 
 
-def run_scglue(ref, query, annotation, seed, python):
+def run_scglue(ref, query, annotation, seed, python, max_epochs):
     with tempfile.TemporaryDirectory() as tmp:
         ref.write_h5ad(f"{tmp}/rna.h5ad")
         query.write_h5ad(f"{tmp}/atac.h5ad")
         subprocess.run([python, str(ANCHORS / "scglue_embed.py"), f"{tmp}/rna.h5ad", f"{tmp}/atac.h5ad",
-                        str(annotation), f"{tmp}/out.npz", "--seed", str(seed)], check=True,
+                        str(annotation), f"{tmp}/out.npz", "--seed", str(seed),
+                        *(["--max-epochs", str(max_epochs)] if max_epochs else [])], check=True,
                        stdout=subprocess.DEVNULL)
         z = np.load(f"{tmp}/out.npz")
         return knn_vote(z["rna"], z["atac"], ref.obs["cell_type"].astype(str).to_numpy())
@@ -117,7 +118,7 @@ def score(truth, removed, pred, confidence):
 def score_flags(flags, corrupted):
     hits = int((flags & corrupted).sum())
     return {"acc": None, "macro_f1": None, "auroc": None, "aupr": None, "oscr": None,
-            "precision": hits / flags.sum() if flags.any() else 0.0, "recall": hits / corrupted.sum()}
+            "precision": float(hits / flags.sum()) if flags.any() else 0.0, "recall": float(hits / corrupted.sum())}
 
 
 def main(argv=None) -> int:
@@ -129,6 +130,8 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="keep rows already in --json; run only missing ones")
     p.add_argument("--anchors-python", default=os.environ.get("OMICS_CL_ANCHORS_PYTHON"),
                    help="python of the anchors environment (needed for scglue)")
+    p.add_argument("--scglue-max-epochs", type=int, default=None,
+                   help="cap each scGLUE training stage at this many epochs (default: scGLUE's own schedule)")
     args = p.parse_args(argv)
     methods, scenarios = args.methods.split(","), args.scenarios.split(",")
     unknown = sorted(set(methods) - set(METHODS)) + sorted(set(scenarios) - set(SCENARIOS))
@@ -167,7 +170,7 @@ def main(argv=None) -> int:
                 elif method == "knn_pca":
                     pred, conf = run_knn_pca(ref, query, activity, seed)
                 else:
-                    pred, conf = run_scglue(ref, query, annotation, seed, args.anchors_python)
+                    pred, conf = run_scglue(ref, query, annotation, seed, args.anchors_python, args.scglue_max_epochs)
                 seconds = time.perf_counter() - start
                 new = []
                 if scenario in wanted:
@@ -183,6 +186,8 @@ def main(argv=None) -> int:
                     new.append({"scenario": "annotation", "method": method, "seed": seed,
                                 **score_flags(flags, corrupted), "seconds": seconds})
                 for row in new:
+                    if method == "scglue":
+                        row["scglue_max_epochs"] = args.scglue_max_epochs
                     rows.append(row)
                     print(row, flush=True)
                 write_json_atomic(rows, args.json)

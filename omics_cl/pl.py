@@ -6,6 +6,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
+def _finish(fig, save: str | None):
+    fig.tight_layout()
+    if save:
+        fig.savefig(save, dpi=120)
+    return fig
+
+
 def umap(adata: ad.AnnData, use_rep: str, color: list[str] | str, seed: int = 0, save: str | None = None):
     """UMAP of ``obsm[use_rep]`` (computed once, stored as ``obsm["X_umap_<rep>"]``) coloured by obs keys."""
     import scanpy as sc
@@ -20,10 +27,7 @@ def umap(adata: ad.AnnData, use_rep: str, color: list[str] | str, seed: int = 0,
     fig, axes = plt.subplots(1, len(colors), figsize=(5.5 * len(colors), 4.5), squeeze=False)
     for ax, c in zip(axes[0], colors):
         sc.pl.embedding(adata, basis=key, color=c, ax=ax, show=False, frameon=False)
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=120)
-    return fig
+    return _finish(fig, save)
 
 
 def confusion_matrix(true, pred, normalize: bool = True, save: str | None = None):
@@ -47,10 +51,7 @@ def confusion_matrix(true, pred, normalize: bool = True, save: str | None = None
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax)
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=120)
-    return fig
+    return _finish(fig, save)
 
 
 def training_history(adata: ad.AnnData, method: str, save: str | None = None):
@@ -62,10 +63,7 @@ def training_history(adata: ad.AnnData, method: str, save: str | None = None):
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax.legend()
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=120)
-    return fig
+    return _finish(fig, save)
 
 
 def novelty_distribution(adata: ad.AnnData, save: str | None = None):
@@ -83,10 +81,7 @@ def novelty_distribution(adata: ad.AnnData, save: str | None = None):
     ax.set_xlabel("novelty score (1 - max softmax)")
     ax.set_ylabel("cells")
     ax.legend()
-    fig.tight_layout()
-    if save:
-        fig.savefig(save, dpi=120)
-    return fig
+    return _finish(fig, save)
 
 
 def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int = 0, save: str | None = None):

@@ -1,11 +1,12 @@
 """scGLUE joint embedding of an RNA reference and an ATAC query (run in the anchors environment).
 
-    python scglue_embed.py RNA.h5ad ATAC.h5ad GENES.tsv.gz OUT.npz --seed S
+    python scglue_embed.py RNA.h5ad ATAC.h5ad GENES.tsv.gz OUT.npz --seed S [--max-epochs N]
 
 RNA: raw counts in X. ATAC: peak counts in X, var columns chrom/chromStart/chromEnd. Genes: a
 table with chrom/start/end/gene_name/strand (the ../shared/annotations TSV form). Follows the
 scGLUE tutorial: seurat_v3 HVGs + PCA(100) for RNA, LSI(100) for ATAC, RNA-anchored guidance
-graph, NB likelihoods, default training schedule. Writes ``rna`` and ``atac`` embeddings.
+graph, NB likelihoods, scGLUE's automatic training schedule unless ``--max-epochs`` caps each of its
+two stages (pre-training, fine-tuning). Writes ``rna`` and ``atac`` embeddings.
 """
 import argparse
 import tempfile
@@ -22,6 +23,7 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("rna"), p.add_argument("atac"), p.add_argument("genes"), p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-epochs", type=int, default=None)
     args = p.parse_args()
     rna, atac = ad.read_h5ad(args.rna), ad.read_h5ad(args.atac)
 
@@ -45,8 +47,9 @@ def main():
     hvf = chain(rna.var.query("highly_variable").index, atac.var.query("highly_variable").index)
     guidance_hvf = guidance.subgraph(hvf).copy()
     with tempfile.TemporaryDirectory() as tmp:
+        fit_kws = {"directory": tmp, **({"max_epochs": args.max_epochs} if args.max_epochs else {})}
         glue = scglue.models.fit_SCGLUE({"rna": rna, "atac": atac}, guidance_hvf,
-                                        init_kws={"random_seed": args.seed}, fit_kws={"directory": tmp})
+                                        init_kws={"random_seed": args.seed}, fit_kws=fit_kws)
     np.savez(args.out, rna=glue.encode_data("rna", rna), atac=glue.encode_data("atac", atac))
 
 
