@@ -14,6 +14,7 @@ kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors envir
 ``benchmarks/anchors/README.md``; its python is ``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``).
 
     python benchmarks/label_transfer.py --seeds 3 --json results/label_transfer.json [--resume]
+        [--methods scncl,logreg] [--scglue-max-epochs N]
 
 ``--resume`` keeps the rows already in the JSON file and runs only the missing (scenario, method, seed).
 """
