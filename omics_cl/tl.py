@@ -175,7 +175,6 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     return record
 
 
-
 def annotation_flags(atlas_labels, transferred, confidence, reference_labels, novel=None,
                      min_confidence: float | None = None) -> tuple[np.ndarray, float]:
     """Cells whose transferred label confidently disagrees with their atlas label.
@@ -210,8 +209,9 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
                       layer: str | None = None) -> pd.DataFrame:
     """Find atlas labels that the transferred labels (from :func:`transfer_labels`) confidently contradict.
 
-    Flags cells with :func:`annotation_flags` (atlas labels the reference lacks are not checked) and writes ``obs["omics_cl_annotation_flag"]`` (bool) and
-    ``obs["omics_cl_suggested_label"]`` (the transferred label of flagged cells, else missing).
+    Flags cells with :func:`annotation_flags` (atlas labels the reference lacks are not checked) and
+    writes ``obs["omics_cl_annotation_flag"]`` (bool) and ``obs["omics_cl_suggested_label"]`` (the
+    transferred label of flagged cells, else missing).
     Returns one row per (atlas label, transferred label) group of flagged cells, largest first:
     ``n_cells``, ``mean_confidence``, ``fraction_of_atlas_label`` and ``markers``, the ``n_markers``
     genes whose gene activity (fraction of cells with any) is most higher in the group than in the cells
