@@ -12,12 +12,14 @@ METHODS = ("pca", "ae", "cae")
 
 
 def write_h5ad_atomic(adata, out: Path) -> None:
-    """Write to a temporary file in the target directory, then rename over ``out``."""
+    """Write (an AnnData, or a MuData to .h5mu) to a temporary file in the target directory, then rename
+    over ``out``."""
     out = out.resolve()
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp.h5ad")
+    suffix = ".tmp.h5mu" if hasattr(adata, "mod") else ".tmp.h5ad"
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
     os.close(fd)
     try:
-        adata.write_h5ad(tmp)
+        adata.write(tmp)
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
@@ -126,6 +128,46 @@ def cmd_transfer(args) -> int:
     return 0
 
 
+def cmd_integrate(args) -> int:
+    import anndata as ad
+    import matplotlib
+    import mudata as md
+
+    matplotlib.use("Agg")
+    from omics_cl import metrics, pl, tl
+
+    out = Path(args.out)
+    if (args.mudata is None) == (args.rna is None or args.atac is None) or (args.rna is None) != (args.atac is None):
+        raise ValueError("give either --mudata, or both --rna and --atac")
+    inputs = [Path(args.mudata)] if args.mudata else [Path(args.rna), Path(args.atac)]
+    _check_paths(inputs, out)
+    if args.mudata:
+        mdata = md.read_h5mu(args.mudata)
+    else:
+        mdata = md.MuData({"rna": ad.read_h5ad(args.rna), "atac": ad.read_h5ad(args.atac)})
+    labels = tl._column(mdata, args.label_key) if args.label_key else None  # fails before any training
+    record = tl.integrate(mdata, n_clusters=args.n_clusters, resolution=args.resolution, seed=args.seed,
+                          rna_layer=args.rna_layer, atac_layer=args.atac_layer, n_top_genes=args.n_top_genes,
+                          n_top_peaks=args.n_top_peaks, progress=not args.no_progress,
+                          **({"epochs": args.epochs} if args.epochs else {}))
+    print(f"sci2cl: {mdata.n_obs} paired cells, {record['n_genes']} genes + {record['n_peaks']} peaks; "
+          f"{record['n_clusters']} clusters (resolution {record['resolution']:.4g}); embedding obsm['X_sci2cl'], "
+          "clusters obs['sci2cl_cluster']")
+    if labels is not None:
+        s = metrics.clustering_scores(labels, mdata.obs["sci2cl_cluster"], exclude=args.exclude_label)
+        print(_scores_table([{"method": "sci2cl", "protocol": record["protocol"], "n_clusters": record["n_clusters"],
+                              **s, "seconds": record["train_seconds"]}]))
+    if args.report:
+        report = Path(args.report)
+        report.mkdir(parents=True, exist_ok=True)
+        colors = ["sci2cl_cluster"] + ([args.label_key] if labels is not None else [])
+        pl.umap(mdata, "X_sci2cl", colors, seed=args.seed, save=str(report / "umap.png"))
+        print(f"report in {report}")
+    write_h5ad_atomic(mdata, out)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from omics_cl import datasets, metrics, tl
 
@@ -216,6 +258,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_transfer)
+
+    i = sub.add_parser("integrate", help="joint embedding and clusters of paired RNA + ATAC cells (scI2CL)",
+                       description="Integrate paired RNA + ATAC counts of the same cells with scI2CL and cluster "
+                                   "the joint embedding. Inputs are never modified; the output .h5mu is written "
+                                   "atomically.")
+    i.add_argument("--mudata", default=None, metavar="M.h5mu", help="MuData with modalities rna and atac")
+    i.add_argument("--rna", default=None, metavar="R.h5ad", help="RNA counts (instead of --mudata)")
+    i.add_argument("--atac", default=None, metavar="A.h5ad", help="ATAC peak counts of the same cells")
+    i.add_argument("--out", required=True, metavar="OUT.h5mu", help="output MuData (must differ from inputs)")
+    i.add_argument("--n-clusters", type=int, default=None, help="find the resolution giving this many clusters")
+    i.add_argument("--resolution", type=float, default=1.0)
+    i.add_argument("--label-key", default=None, help="obs column with known labels: scores and a UMAP (not used "
+                                                     "for training)")
+    i.add_argument("--exclude-label", action="append", default=[], metavar="VALUE",
+                   help="label value left out of scoring, e.g. Mis (repeatable)")
+    i.add_argument("--report", default=None, metavar="DIR", help="write UMAPs coloured by cluster and label here")
+    i.add_argument("--rna-layer", default=None)
+    i.add_argument("--atac-layer", default=None)
+    i.add_argument("--n-top-genes", type=int, default=2000)
+    i.add_argument("--n-top-peaks", type=int, default=10000)
+    i.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--no-progress", action="store_true")
+    i.set_defaults(func=cmd_integrate)
 
     s = sub.add_parser("datasets", help="list registered datasets and whether their files are present and valid",
                        description="Lists data_manifests/ and checks each file's sha256 in the data directory.")

@@ -85,3 +85,33 @@ def oscr(is_novel, correct, confidence) -> float:
     x = np.r_[0.0, fpr, 1.0]
     y = np.r_[0.0, ccr, 1.0]
     return float(np.sum(np.diff(x) * (y[1:] + y[:-1]) / 2))
+
+
+def _partner_ranks(za: np.ndarray, zb: np.ndarray, chunk: int = 2048) -> np.ndarray:
+    """For each row i of ``za``: how many rows of ``zb`` are closer (Euclidean) to it than ``zb[i]``."""
+    za, zb = np.asarray(za, dtype=np.float64), np.asarray(zb, dtype=np.float64)
+    if za.shape != zb.shape:
+        raise ValueError(f"paired embeddings must have the same shape, got {za.shape} and {zb.shape}")
+    sq_b = (zb**2).sum(1)
+    ranks = np.empty(len(za), dtype=np.int64)
+    for s in range(0, len(za), chunk):
+        a = za[s:s + chunk]
+        d = sq_b[None, :] - 2 * a @ zb.T  # squared distance up to the row constant |a|^2
+        own = d[np.arange(len(a)), np.arange(s, s + len(a))]
+        ranks[s:s + len(a)] = (d < own[:, None]).sum(1)
+    return ranks
+
+
+def foscttm(za: np.ndarray, zb: np.ndarray) -> float:
+    """Fraction of samples closer than the true match (row i of ``za`` pairs with row i of ``zb``),
+    averaged over both directions; 0 is perfect, 0.5 is random."""
+    n = len(za)
+    if n < 2:
+        raise ValueError("FOSCTTM needs at least 2 paired cells")
+    return float((_partner_ranks(za, zb).mean() + _partner_ranks(zb, za).mean()) / (2 * (n - 1)))
+
+
+def top1_match(za: np.ndarray, zb: np.ndarray) -> float:
+    """Share of cells whose nearest cell in the other modality's embedding is their own pair,
+    averaged over both directions."""
+    return float(((_partner_ranks(za, zb) == 0).mean() + (_partner_ranks(zb, za) == 0).mean()) / 2)

@@ -13,20 +13,27 @@ def _finish(fig, save: str | None):
     return fig
 
 
-def umap(adata: ad.AnnData, use_rep: str, color: list[str] | str, seed: int = 0, save: str | None = None):
-    """UMAP of ``obsm[use_rep]`` (computed once, stored as ``obsm["X_umap_<rep>"]``) coloured by obs keys."""
+def umap(adata, use_rep: str, color: list[str] | str, seed: int = 0, save: str | None = None):
+    """UMAP of ``obsm[use_rep]`` (computed once, stored as ``obsm["X_umap_<rep>"]``) coloured by obs keys.
+
+    ``adata`` may be an AnnData or a MuData (colour keys may then live in a modality's obs)."""
+    import pandas as pd
     import scanpy as sc
+
+    from omics_cl.tl import _column
 
     key = f"X_umap_{use_rep.removeprefix('X_')}"
     if key not in adata.obsm:
-        tmp = ad.AnnData(obs=adata.obs[[]].copy(), obsm={use_rep: np.asarray(adata.obsm[use_rep])})
+        tmp = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names), obsm={use_rep: np.asarray(adata.obsm[use_rep])})
         sc.pp.neighbors(tmp, use_rep=use_rep, n_neighbors=15, metric="cosine", random_state=seed)
         sc.tl.umap(tmp, random_state=seed)
         adata.obsm[key] = tmp.obsm["X_umap"]
     colors = [color] if isinstance(color, str) else list(color)
+    view = ad.AnnData(obs=pd.DataFrame({c: _column(adata, c).to_numpy() for c in colors}, index=adata.obs_names),
+                      obsm={key: np.asarray(adata.obsm[key])})
     fig, axes = plt.subplots(1, len(colors), figsize=(5.5 * len(colors), 4.5), squeeze=False)
     for ax, c in zip(axes[0], colors):
-        sc.pl.embedding(adata, basis=key, color=c, ax=ax, show=False, frameon=False)
+        sc.pl.embedding(view, basis=key, color=c, ax=ax, show=False, frameon=False)
     return _finish(fig, save)
 
 

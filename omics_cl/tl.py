@@ -268,3 +268,226 @@ def _marker_genes(activity: ad.AnnData, group: np.ndarray, background: np.ndarra
     gain = detected(group) - detected(background)
     top = np.argsort(-gain, kind="stable")[:n]
     return [str(activity.var_names[i]) for i in top if gain[i] > 0]
+
+
+def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, atac: ad.AnnData | None = None,
+              n_clusters: int | None = None, resolution: float = 1.0, seed: int = 0, rna_layer: str | None = None,
+              atac_layer: str | None = None, n_top_genes: int | None = 2000, n_top_peaks: int | None = 10000,
+              n_neighbors: int = 15, progress: bool = True, **model_params) -> dict:
+    """Joint embedding of paired RNA + ATAC cells with scI2CL (METHODS.md section 4), then Leiden clusters.
+
+    ``data`` is a MuData with modalities ``rna`` and ``atac``; or pass ``rna=`` and ``atac=`` AnnData.
+    Cells are matched by name (ATAC reordered if needed). Raw counts come from ``X`` or the given
+    layers; RNA keeps ``n_top_genes`` seurat_v3 HVGs, ATAC the ``n_top_peaks`` most often accessible
+    peaks. Extra keyword arguments go to ``SCI2CLConfig`` / ``TrainConfig`` (e.g. ``epochs=50``,
+    ``mom_weight=0``). Clusters: ``resolution``, or ``n_clusters`` by bisection. No labels are used.
+
+    Writes (on the MuData, or on both AnnData): ``obsm["X_sci2cl"]`` (joint embedding),
+    ``obsm["X_sci2cl_rna"]`` / ``obsm["X_sci2cl_atac"]`` (the aligned per-modality embeddings),
+    ``obs["sci2cl_cluster"]`` and the run record ``uns["omics_cl"]["sci2cl"]``. Nothing is written when
+    an error is raised.
+    """
+    from omics_cl.data.paired import Modality, PairedSource, paired_modalities
+    from omics_cl.models.sci2cl import fit_sci2cl
+
+    if method != "sci2cl":
+        raise ValueError(f"unknown integration method {method!r}; choose 'sci2cl'")
+    rna_view, atac_view = paired_modalities(data, rna, atac)
+    start = time.perf_counter()
+    modalities = {}
+    for name, view, layer, n_top, selection in (("RNA", rna_view, rna_layer, n_top_genes, "hvg"),
+                                                ("ATAC", atac_view, atac_layer, n_top_peaks, "accessible")):
+        try:
+            modalities[name] = Modality.fit(validated_counts(view, layer, f"{name} counts"), n_top, selection)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+    z, info = fit_sci2cl(PairedSource(modalities["RNA"], modalities["ATAC"]), seed, progress, **model_params)
+    train_seconds = time.perf_counter() - start
+    record = {"method": method, "seed": seed, "n_genes": modalities["RNA"].n_features,
+              "n_peaks": modalities["ATAC"].n_features, "n_neighbors": n_neighbors, "train_seconds": train_seconds,
+              "params": info, "versions": _versions()}
+    carrier = ad.AnnData(obs=pd.DataFrame(index=rna_view.obs_names),
+                         obsm={f"X_{method}{suffix}": z[part] for suffix, part in
+                               (("", "joint"), ("_rna", "rna"), ("_atac", "atac"))})
+    record.update(cluster_embedding(carrier, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
+                                    n_neighbors))
+    targets = [data] if data is not None else [rna, atac]
+    for target in targets:
+        order = rna_view.obs_names.get_indexer(target.obs_names)
+        for key, value in carrier.obsm.items():
+            target.obsm[key] = value[order]
+        target.obs[f"{method}_cluster"] = carrier.obs[f"{method}_cluster"].to_numpy()[order]
+        _record(target, method, record)
+    return record
+
+
+def _column(data, key: str) -> pd.Series:
+    """``obs[key]`` of an AnnData or MuData (for a MuData also ``<mod>:key`` and the modalities' own obs)."""
+    if key in data.obs:
+        return data.obs[key]
+    for name, mod in getattr(data, "mod", {}).items():
+        if key in mod.obs:
+            return mod.obs[key].reindex(data.obs_names)
+    raise ValueError(f"obs column {key!r} not found; columns: {list(data.obs.columns)}")
+
+
+def _rep(data, use_rep: str) -> np.ndarray:
+    if use_rep not in data.obsm:
+        raise ValueError(f"obsm[{use_rep!r}] not found (run omics_cl.tl.integrate first?); present: "
+                         f"{list(data.obsm.keys())}")
+    return np.asarray(data.obsm[use_rep])
+
+
+def _rna_of(data) -> ad.AnnData:
+    mods = getattr(data, "mod", None)
+    return mods["rna"][data.obs_names] if mods is not None else data
+
+
+def subclusters(data, groupby: str, group: str, use_rep: str = "X_sci2cl", resolution: float = 0.5,
+                n_clusters: int | None = None, n_neighbors: int = 15, n_genes: int = 10, layer: str | None = None,
+                gene_activity: ad.AnnData | None = None, key_added: str = "omics_cl_subcluster",
+                seed: int = 0) -> dict[str, pd.DataFrame | None]:
+    """Sub-populations of one labelled type: Leiden on the embedding of its cells, then marker genes.
+
+    ``data`` is a MuData (RNA counts from ``rna``) or an RNA AnnData with ``obsm[use_rep]``. Markers:
+    scanpy's ``rank_genes_groups`` (Wilcoxon, each sub-cluster vs the rest of the type) on log-normalised
+    RNA, and on log-normalised ``gene_activity`` (cells x genes, same cells) when given. Writes
+    ``obs[key_added]`` ("<group>.<i>" for the type's cells, missing elsewhere). Returns
+    ``{"markers": DataFrame, "activity_markers": DataFrame or None}`` with columns subcluster, rank,
+    gene, score, logfoldchange, pval_adj.
+    """
+    labels = _column(data, groupby).astype(str).to_numpy()
+    cells = np.flatnonzero(labels == str(group))
+    if len(cells) < 2 * n_neighbors:
+        raise ValueError(f"{groupby} == {group!r} has {len(cells)} cells; sub-clustering needs at least "
+                         f"{2 * n_neighbors}")
+    part = ad.AnnData(obs=pd.DataFrame(index=data.obs_names[cells]), obsm={"rep": _rep(data, use_rep)[cells]})
+    info = cluster_embedding(part, "rep", n_clusters, resolution, "sub", seed, n_neighbors)
+    sub = (f"{group}." + part.obs["sub"].astype(str)).to_numpy()
+    if info["n_clusters"] < 2:
+        raise ValueError(f"{group!r} forms a single cluster at resolution {resolution}; raise it or give n_clusters")
+    column = np.full(data.n_obs, None, dtype=object)
+    column[cells] = sub
+    markers = _rank_genes(_rna_of(data)[cells], sub, layer, n_genes)
+    activity = None
+    if gene_activity is not None:
+        if not gene_activity.obs_names.equals(data.obs_names):
+            raise ValueError("gene_activity must have the same cells as data, in the same order")
+        activity = _rank_genes(gene_activity[cells], sub, None, n_genes)
+    data.obs[key_added] = pd.Categorical(column)
+    _record(data, "subclusters", {"groupby": groupby, "group": str(group), "use_rep": use_rep, **info})
+    return {"markers": markers, "activity_markers": activity}
+
+
+def _rank_genes(adata: ad.AnnData, groups: np.ndarray, layer: str | None, n_genes: int) -> pd.DataFrame:
+    import scanpy as sc
+
+    from omics_cl.data.preprocess import fit_lognormalizer
+
+    x = adata.layers[layer] if layer else adata.X
+    if x is None:
+        raise ValueError("no expression matrix to rank genes on")
+    norm = fit_lognormalizer(x, None).sparse(x) if _is_counts(x) else x
+    work = ad.AnnData(norm, obs=pd.DataFrame({"g": pd.Categorical(groups)}, index=adata.obs_names),
+                      var=pd.DataFrame(index=adata.var_names))
+    sc.tl.rank_genes_groups(work, "g", method="wilcoxon", n_genes=n_genes)
+    table = sc.get.rank_genes_groups_df(work, group=None)
+    table["rank"] = table.groupby("group").cumcount()
+    return table.rename(columns={"group": "subcluster", "names": "gene", "scores": "score",
+                                 "logfoldchanges": "logfoldchange", "pvals_adj": "pval_adj"})[
+        ["subcluster", "rank", "gene", "score", "logfoldchange", "pval_adj"]]
+
+
+def _is_counts(x) -> bool:
+    import scipy.sparse as sp
+
+    v = x.data if sp.issparse(x) else np.asarray(x).ravel()
+    return bool(np.all(v >= 0) and np.all(np.abs(v - np.round(v)) < 1e-6))
+
+
+def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbors: int = 15,
+                      min_share: float = 0.5, exclude=(), layer: str | None = None, n_markers: int = 5,
+                      seed: int = 0) -> pd.DataFrame:
+    """Cells whose given label disagrees with their neighbourhood in the joint embedding.
+
+    For each labelled cell: ``agreement`` = share of its ``n_neighbors`` cosine neighbours (labelled ones)
+    carrying its label, and the neighbourhood's majority label. A cell is suspect when the majority
+    label differs from its own and holds at least ``min_share`` of the neighbours. Cells without a label
+    or labelled one of ``exclude`` are neither scored nor counted as votes. Writes
+    ``obs["omics_cl_label_agreement"]``, ``obs["omics_cl_neighbourhood_label"]``,
+    ``obs["omics_cl_label_suspect"]``. Returns one row per (given, neighbourhood) label pair of suspect
+    cells, largest first: ``n_cells``, ``mean_agreement``, ``fraction_of_label`` and ``markers``, the
+    ``n_markers`` RNA genes detected in more of these cells than of the agreeing cells of their label.
+    """
+    raw = _column(data, label_key)
+    usable = raw.notna().to_numpy() & ~raw.astype(str).isin([str(e) for e in exclude]).to_numpy()
+    labels = raw.astype(str).to_numpy()
+    if len(np.unique(labels[usable])) < 2:
+        raise ValueError(f"{label_key!r} has fewer than 2 usable labels; nothing to compare")
+    idx, _ = graph.knn(_rep(data, use_rep), n_neighbors + 1, "cosine", seed)
+    agreement = np.full(data.n_obs, np.nan)
+    majority = np.full(data.n_obs, None, dtype=object)
+    share = np.zeros(data.n_obs)
+    for i in np.flatnonzero(usable):
+        nb = idx[i][(idx[i] != i) & usable[idx[i]]][:n_neighbors]
+        if len(nb) == 0:
+            continue
+        values, counts = np.unique(labels[nb], return_counts=True)
+        agreement[i] = float(np.mean(labels[nb] == labels[i]))
+        majority[i], share[i] = values[counts.argmax()], counts.max() / len(nb)
+    suspect = usable & (majority != labels) & (majority != None) & (share >= min_share)  # noqa: E711
+    rna = _rna_of(data)
+    x = rna.layers[layer] if layer else rna.X
+    counts_view = ad.AnnData(x, obs=pd.DataFrame(index=rna.obs_names), var=pd.DataFrame(index=rna.var_names))
+    rows = []
+    for (given, neighbourhood), cells in pd.DataFrame({"g": labels[suspect], "n": majority[suspect]},
+                                                      index=np.flatnonzero(suspect)).groupby(["g", "n"]).groups.items():
+        cells = np.asarray(cells)
+        agreeing = np.flatnonzero(usable & ~suspect & (labels == given))
+        rows.append({"given_label": given, "neighbourhood_label": neighbourhood, "n_cells": len(cells),
+                     "mean_agreement": float(agreement[cells].mean()),
+                     "fraction_of_label": len(cells) / int((usable & (labels == given)).sum()),
+                     "markers": ", ".join(_marker_genes(counts_view, cells, agreeing, n_markers))})
+    table = pd.DataFrame(rows, columns=["given_label", "neighbourhood_label", "n_cells", "mean_agreement",
+                                        "fraction_of_label", "markers"])
+    table = table.sort_values("n_cells", ascending=False, ignore_index=True)
+    data.obs["omics_cl_label_agreement"] = agreement
+    data.obs["omics_cl_neighbourhood_label"] = pd.Categorical(majority)
+    data.obs["omics_cl_label_suspect"] = suspect
+    _record(data, "label_consistency", {"label_key": label_key, "use_rep": use_rep, "n_neighbors": n_neighbors,
+                                        "min_share": min_share, "n_suspect": int(suspect.sum())})
+    return table
+
+
+def trajectory(data, root_group: str, groupby: str, use_rep: str = "X_sci2cl", n_neighbors: int = 15,
+               seed: int = 0) -> dict:
+    """PAGA over ``groupby`` and diffusion pseudotime on the embedding, rooted in ``root_group``.
+
+    The root cell is the cell of ``root_group`` nearest to the group's median in diffusion-map space (a
+    typical cell of the group, not an outlier). Writes ``obs["omics_cl_pseudotime"]``
+    and ``uns["omics_cl_paga"]`` (group names and the connectivity matrix); returns ``{"root",
+    "group_pseudotime"}`` with the median pseudotime per group.
+    """
+    import scanpy as sc
+
+    labels = _column(data, groupby)
+    if str(root_group) not in set(labels.astype(str)):
+        raise ValueError(f"root group {root_group!r} not in {groupby!r}; groups: {sorted(set(labels.astype(str)))}")
+    work = ad.AnnData(obs=pd.DataFrame({"g": pd.Categorical(labels.astype(str))}, index=data.obs_names),
+                      obsm={"rep": _rep(data, use_rep)})
+    sc.pp.neighbors(work, n_neighbors=n_neighbors, use_rep="rep", metric="cosine", random_state=seed)
+    sc.tl.paga(work, groups="g")
+    sc.tl.diffmap(work, random_state=seed)
+    diffusion = work.obsm["X_diffmap"][:, 1:]
+    in_root = np.flatnonzero((work.obs["g"] == str(root_group)).to_numpy())
+    centre = np.median(diffusion[in_root], axis=0)
+    root = int(in_root[np.argmin(((diffusion[in_root] - centre) ** 2).sum(1))])
+    work.uns["iroot"] = root
+    sc.tl.dpt(work)
+    data.obs["omics_cl_pseudotime"] = work.obs["dpt_pseudotime"].to_numpy()
+    groups = list(work.obs["g"].cat.categories)
+    data.uns["omics_cl_paga"] = {"groups": groups, "connectivities": work.uns["paga"]["connectivities"].toarray()}
+    by_group = work.obs.assign(t=work.obs["dpt_pseudotime"]).groupby("g", observed=True)["t"].median()
+    _record(data, "trajectory", {"root_group": str(root_group), "groupby": groupby, "use_rep": use_rep,
+                                 "root_cell": str(data.obs_names[root])})
+    return {"root": str(data.obs_names[root]), "group_pseudotime": by_group.sort_values()}

@@ -1,0 +1,117 @@
+"""Paired RNA+ATAC anchors for benchmarks/integration.py (run in the anchors environment).
+
+    python integration_embed.py {wnn,multivi,scglue} RNA.h5ad ATAC.h5ad OUT.npz --seed S
+        [--genes GENES.tsv.gz] [--max-epochs N]
+
+RNA and ATAC hold raw counts of the same cells in the same order. Each method follows its own
+tutorial and writes to OUT.npz:
+
+- ``wnn`` (muon): RNA log-normalised, 2,000 seurat_v3 HVGs, scaled, PCA(50); ATAC TF-IDF + LSI(50)
+  without the first (depth) component; per-modality kNN graphs and muon's weighted-nearest-neighbour
+  graph. Writes ``graph_data/indices/indptr/shape`` (the WNN connectivities; WNN gives a graph, not an
+  embedding) and ``rna`` / ``atac`` (PCA and LSI, for reference only).
+- ``multivi`` (scvi-tools): a MuData of both, features seen in at least 1% of cells kept (the tutorial's
+  filter), MultiVI with its default training schedule (``--max-epochs`` caps it). Writes
+  ``joint`` and the modality latents ``rna`` / ``atac``.
+- ``scglue``: the paired mode (``use_obs_names=True``) of scGLUE with seurat_v3 HVGs + PCA(100) and
+  LSI(100), an RNA-anchored guidance graph from ``--genes``; its automatic schedule unless
+  ``--max-epochs`` caps each of its two stages. Writes ``rna``, ``atac`` and ``joint`` (their mean:
+  both live in one space).
+"""
+import argparse
+import tempfile
+
+import anndata as ad
+import numpy as np
+import scanpy as sc
+import scipy.sparse as sp
+
+
+def wnn(rna, atac, args):
+    import muon as mu
+
+    sc.pp.highly_variable_genes(rna, n_top_genes=2000, flavor="seurat_v3")
+    sc.pp.normalize_total(rna, target_sum=1e4)
+    sc.pp.log1p(rna)
+    rna = rna[:, rna.var["highly_variable"]].copy()
+    sc.pp.scale(rna, max_value=10)
+    sc.tl.pca(rna, n_comps=50, random_state=args.seed)
+    sc.pp.neighbors(rna, n_neighbors=20, random_state=args.seed)
+    mu.atac.pp.tfidf(atac, scale_factor=1e4)
+    mu.atac.tl.lsi(atac, n_comps=51)
+    atac.obsm["X_lsi"] = atac.obsm["X_lsi"][:, 1:]
+    sc.pp.neighbors(atac, use_rep="X_lsi", n_neighbors=20, random_state=args.seed)
+    mdata = mu.MuData({"rna": rna, "atac": atac})
+    mu.pp.neighbors(mdata, key_added="wnn", random_state=args.seed)
+    g = sp.csr_matrix(mdata.obsp["wnn_connectivities"])
+    return {"graph_data": g.data, "graph_indices": g.indices, "graph_indptr": g.indptr,
+            "graph_shape": np.array(g.shape), "rna": rna.obsm["X_pca"], "atac": atac.obsm["X_lsi"]}
+
+
+def multivi(rna, atac, args):
+    import mudata as md
+    import scvi
+
+    scvi.settings.seed = args.seed
+    for a in (rna, atac):
+        a.X = sp.csr_matrix(a.X, dtype=np.float32)
+        sc.pp.filter_genes(a, min_cells=int(a.n_obs * 0.01))
+    mdata = md.MuData({"rna": rna, "atac": atac})
+    scvi.model.MULTIVI.setup_mudata(mdata, modalities={"rna_layer": "rna", "atac_layer": "atac"})
+    model = scvi.model.MULTIVI(mdata, n_genes=rna.n_vars, n_regions=atac.n_vars)
+    model.train(**({"max_epochs": args.max_epochs} if args.max_epochs else {}))
+    print(f"multivi: {rna.n_vars} genes, {atac.n_vars} peaks, {len(model.history['elbo_train'])} epochs", flush=True)
+    return {"joint": model.get_latent_representation(),
+            "rna": model.get_latent_representation(modality="expression"),
+            "atac": model.get_latent_representation(modality="accessibility")}
+
+
+def scglue(rna, atac, args):
+    from itertools import chain
+
+    import pandas as pd
+    import scglue
+
+    genes = pd.read_csv(args.genes, sep="\t").drop_duplicates("gene_name").set_index("gene_name")
+    rna = rna[:, rna.var_names.isin(genes.index)].copy()
+    g = genes.loc[rna.var_names]
+    rna.var["chrom"], rna.var["chromStart"], rna.var["chromEnd"] = g["chrom"].values, g["start"].values, g["end"].values
+    rna.var["strand"] = g["strand"].values
+    rna.layers["counts"] = rna.X.copy()
+    sc.pp.highly_variable_genes(rna, n_top_genes=2000, flavor="seurat_v3")
+    sc.pp.normalize_total(rna)
+    sc.pp.log1p(rna)
+    sc.pp.scale(rna)
+    sc.tl.pca(rna, n_comps=100, svd_solver="auto", random_state=args.seed)
+    atac.var["highly_variable"] = True
+    scglue.data.lsi(atac, n_components=100, n_iter=15, random_state=args.seed)
+    guidance = scglue.genomics.rna_anchored_guidance_graph(rna, atac)
+    scglue.models.configure_dataset(rna, "NB", use_highly_variable=True, use_layer="counts", use_rep="X_pca",
+                                    use_obs_names=True)
+    scglue.models.configure_dataset(atac, "NB", use_highly_variable=True, use_rep="X_lsi", use_obs_names=True)
+    hvf = chain(rna.var.query("highly_variable").index, atac.var.query("highly_variable").index)
+    with tempfile.TemporaryDirectory() as tmp:
+        fit_kws = {"directory": tmp, **({"max_epochs": args.max_epochs} if args.max_epochs else {})}
+        glue = scglue.models.fit_SCGLUE({"rna": rna, "atac": atac}, guidance.subgraph(hvf).copy(),
+                                        init_kws={"random_seed": args.seed}, fit_kws=fit_kws)
+    z_rna, z_atac = glue.encode_data("rna", rna), glue.encode_data("atac", atac)
+    return {"rna": z_rna, "atac": z_atac, "joint": (z_rna + z_atac) / 2}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("method", choices=["wnn", "multivi", "scglue"])
+    p.add_argument("rna"), p.add_argument("atac"), p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--genes", help="gene annotation table (scglue)")
+    p.add_argument("--max-epochs", type=int, default=None)
+    args = p.parse_args()
+    rna, atac = ad.read_h5ad(args.rna), ad.read_h5ad(args.atac)
+    if not np.array_equal(rna.obs_names, atac.obs_names):
+        raise SystemExit("RNA and ATAC must hold the same cells in the same order")
+    out = {"wnn": wnn, "multivi": multivi, "scglue": scglue}[args.method](rna, atac, args)
+    np.savez(args.out, **{k: np.asarray(v) for k, v in out.items()})
+
+
+if __name__ == "__main__":
+    main()

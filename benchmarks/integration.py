@@ -1,0 +1,162 @@
+"""Paired RNA + ATAC integration benchmark on mop_snare_paired (METHODS.md section 4).
+
+Every method embeds all 10,309 cells (no labels); the embedding (for ``wnn``: its graph) is clustered with
+Leiden under the ``resolution`` protocol (1.0) and the ``n_clusters`` protocol (resolution bisected to the
+14 labelled types) and scored on ``cell_type`` with Mis excluded. Where a method gives one embedding per
+modality, FOSCTTM and top-1 pair retrieval between them are reported (null otherwise).
+
+Methods: ``pca_rna`` (omics_cl PCA of log-normalised RNA), ``lsi_atac`` (TF-IDF + LSI), ``concat`` (both,
+each scaled to unit total variance), the anchors ``wnn`` (muon), ``multivi`` (scvi-tools) and ``scglue``
+run by ``benchmarks/anchors/integration_embed.py`` in the anchors environment (``--anchors-python`` or
+``$OMICS_CL_ANCHORS_PYTHON``; see benchmarks/anchors/README.md), and ``sci2cl`` with its ablations
+``sci2cl_no_mom``, ``sci2cl_no_mse``, ``sci2cl_no_xattn``.
+
+    python benchmarks/integration.py --seeds 3 --json results/integration.json [--methods a,b] [--resume]
+        [--scglue-max-epochs N] [--multivi-max-epochs N]
+
+``--resume`` keeps the rows already in the JSON file and runs only the missing (method, seed).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, median_table, write_json_atomic  # noqa: E402
+
+from omics_cl import datasets, metrics, tl  # noqa: E402
+from omics_cl.core import graph  # noqa: E402
+from omics_cl.data import lsi  # noqa: E402
+
+SCI2CL_VARIANTS = {"sci2cl": {}, "sci2cl_no_mom": {"mom_weight": 0.0}, "sci2cl_no_mse": {"mse_weight": 0.0},
+                   "sci2cl_no_xattn": {"cross_attention": False}}
+ANCHOR_METHODS = ("wnn", "multivi", "scglue")
+METHODS = ["pca_rna", "lsi_atac", "concat", *ANCHOR_METHODS, *SCI2CL_VARIANTS]
+ANCHORS = Path(__file__).resolve().parent / "anchors"
+DATASET = "mop_snare_paired"
+
+
+def pca_rna(rna, seed):
+    work = rna.copy()
+    rec = tl.cluster(work, method="pca", seed=seed, progress=False)
+    return {"joint": work.obsm["X_pca"][:, :rec["graph_dims"]]}
+
+
+def lsi_atac(atac, seed):
+    return {"joint": lsi.lsi(atac.X, n_components=50, seed=seed)[0]}
+
+
+def concat(rna, atac, seed):
+    blocks = [pca_rna(rna, seed)["joint"], lsi_atac(atac, seed)["joint"]]
+    return {"joint": np.concatenate([b / np.sqrt((b.var(0)).sum()) for b in blocks], 1)}
+
+
+def sci2cl(rna, atac, seed, params):
+    import mudata as md
+
+    mdata = md.MuData({"rna": rna.copy(), "atac": atac.copy()})
+    tl.integrate(mdata, method="sci2cl", seed=seed, progress=False, **params)
+    return {"joint": mdata.obsm["X_sci2cl"], "rna": mdata.obsm["X_sci2cl_rna"], "atac": mdata.obsm["X_sci2cl_atac"]}
+
+
+def anchor(method, seed, args):
+    python = args.anchors_python or os.environ.get("OMICS_CL_ANCHORS_PYTHON")
+    if not python:
+        raise SystemExit(f"{method} runs in the anchors environment: pass --anchors-python or set "
+                         "OMICS_CL_ANCHORS_PYTHON (see benchmarks/anchors/README.md)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.npz"
+        cmd = [python, str(ANCHORS / "integration_embed.py"), method, str(datasets.path(DATASET, "rna")),
+               str(datasets.path(DATASET, "atac")), str(out), "--seed", str(seed)]
+        if method == "scglue":
+            cmd += ["--genes", str(datasets.annotation_path("mm10_ensembl_genes.tsv.gz"))]
+        cap = {"scglue": args.scglue_max_epochs, "multivi": args.multivi_max_epochs}.get(method)
+        if cap:
+            cmd += ["--max-epochs", str(cap)]
+        subprocess.run(cmd, check=True)
+        z = dict(np.load(out))
+    if method == "wnn":
+        z["graph"] = sp.csr_matrix((z.pop("graph_data"), z.pop("graph_indices"), z.pop("graph_indptr")),
+                                   shape=tuple(z.pop("graph_shape")))
+        z.pop("rna"), z.pop("atac")  # PCA and LSI: not one shared space, so no matching scores
+    return z
+
+
+def embed(method, rna, atac, seed, args):
+    if method == "pca_rna":
+        return pca_rna(rna, seed)
+    if method == "lsi_atac":
+        return lsi_atac(atac, seed)
+    if method == "concat":
+        return concat(rna, atac, seed)
+    if method in ANCHOR_METHODS:
+        return anchor(method, seed, args)
+    return sci2cl(rna, atac, seed, SCI2CL_VARIANTS[method])
+
+
+def score(method, out, labels, unlabelled, k, seed, seconds):
+    adjacency = out["graph"] if "graph" in out else graph.neighbor_graph(out["joint"], 15, "cosine", seed)
+    paired = "rna" in out and "atac" in out
+    match = {"foscttm": metrics.foscttm(out["rna"], out["atac"]) if paired else None,
+             "top1_match": metrics.top1_match(out["rna"], out["atac"]) if paired else None}
+    rows = []
+    for protocol, clusters in (("resolution", graph.leiden(adjacency, 1.0, seed)),
+                               ("n_clusters", graph.leiden_n_clusters(adjacency, k, seed)[0])):
+        s = metrics.clustering_scores(labels, clusters.astype(str), exclude=unlabelled)
+        rows.append({"method": method, "protocol": protocol, "seed": seed, **s, **match, "seconds": seconds,
+                     "n_clusters": int(clusters.max()) + 1})
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--json", required=True, help="output JSON list of rows")
+    p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
+    p.add_argument("--anchors-python", help="python of the anchors environment")
+    p.add_argument("--scglue-max-epochs", type=int, help="cap on each scGLUE training stage")
+    p.add_argument("--multivi-max-epochs", type=int, help="cap on MultiVI's epochs (default: its own schedule)")
+    args = p.parse_args(argv)
+    methods = args.methods.split(",")
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        p.error(f"unknown methods {unknown}; choose from {METHODS}")
+
+    manifest = datasets.get_manifest(DATASET)
+    rna, atac = datasets.load(DATASET, modality="rna"), datasets.load(DATASET, modality="atac")
+    labels = rna.obs["cell_type"]
+    k = int(labels[metrics.labelled_mask(labels, manifest.unlabelled_values)].nunique())
+    rows = json.loads(Path(args.json).read_text()) if args.resume and Path(args.json).exists() else []
+    done = {(r["method"], r["seed"]) for r in rows}
+    print(f"machine: {machine()}\n{DATASET}: {rna.n_obs} cells, {rna.n_vars} genes, {atac.n_vars} peaks, "
+          f"{k} labelled types", flush=True)
+    for method in methods:
+        for seed in range(args.seeds):
+            if (method, seed) in done:
+                continue
+            start = time.perf_counter()
+            out = embed(method, rna, atac, seed, args)
+            seconds = time.perf_counter() - start
+            for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds):
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+            write_json_atomic(rows, args.json)
+    order = {m: i for i, m in enumerate(METHODS)}
+    rows.sort(key=lambda r: (r["protocol"] != "n_clusters", order[r["method"]], r["seed"]))
+    print(f"\nmachine: {machine()}")
+    print(median_table(rows, ["method", "protocol"], ["nmi", "ari", "acc", "foscttm", "top1_match", "seconds"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""Method 4: scI2CL, paired RNA + ATAC integration by intra- and inter-omics contrastive learning.
+
+Per modality m (RNA, ATAC) a ZINB autoencoder: encoder -> global embedding Z_m; decoder -> ZINB mean
+(times the cell's size factor), dropout pi; gene-wise dispersion theta. Intra-omics: T sub-views of the
+batch, each with one random set of input columns zeroed (prob ``mask_rate``), go through the same
+encoder; multi-head self-attention across the T views of each cell, max-pool over views, an FFN gives
+Z_hat_m and ``L_MSE = mean ||Z_m - Z_hat_m||^2`` (on L2-normalised embeddings; see ``view_loss``). Inter-omics: cross-attention over the cells of the
+batch in both directions, ``Z_{r->a} = LayerNorm(Z_r + softmax(Q_r K_a^T / sqrt(d)) V_a)`` and
+``Z_{a->r}`` likewise. MOC = symmetric CLIP loss on (Z_r, Z_a), true pairs positive. MOM = binary
+cross-entropy of a classifier on ``concat(Z_{r->a}[i], Z_{a->r}[j])``: j = i matched, and for each i
+one negative j != i drawn with probability proportional to ``exp(cos(Z_r[i], Z_a[j]) / tau)`` (hard
+negatives from the embeddings, never from labels).
+
+    L = w_rec (ZINB_rna + ZINB_atac) + w_mse (MSE_rna + MSE_atac) + w_moc MOC + w_mom MOM
+
+Joint embedding: ``concat(Z_{r->a}, Z_{a->r})``. Cross-attention reads other cells, so at inference
+every cell attends to one fixed, seeded set of ``context_size`` cells (all cells when there are fewer)
+instead of its minibatch: a cell's embedding does not depend on how cells are ordered or batched.
+With ``cross_attention=False`` (ablation) the joint embedding is ``concat(Z_r, Z_a)`` and MOM reads it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from omics_cl.core import augment, losses
+from omics_cl.core.layers import MLP, encoder
+from omics_cl.core.train import TrainConfig, fit, predict
+from omics_cl.data.paired import PairedSource
+from omics_cl.models.common import configure
+
+
+@dataclass(frozen=True)
+class SCI2CLConfig:
+    """Sizes and loss weights (METHODS.md: weights 1). ``input_dropout`` (gene dropout on both inputs while
+    training, ours) and 20 epochs: without it MOC learns to match each cell's own pair (top-1 retrieval
+    1.0) and clustering suffers; on MOp seed 0 (n_clusters ARI of the joint embedding) 20 epochs gave
+    .25 without it and .36 with 0.5 (.30 with 0.7). The record is in benchmarks/README.md."""
+
+    hidden: tuple[int, ...] = (256,)
+    latent: int = 32
+    dropout: float = 0.1
+    n_views: int = 4
+    mask_rate: float = 0.4
+    n_heads: int = 4
+    rec_weight: float = 1.0
+    mse_weight: float = 1.0
+    moc_weight: float = 1.0
+    mom_weight: float = 1.0
+    temperature: float = 0.1
+    input_dropout: float = 0.5
+    cross_attention: bool = True
+    zinb_ridge: float = 0.0
+    pretrain_epochs: int = 0
+    context_size: int = 4096
+
+
+class ZINBAutoEncoder(nnx.Module):
+    def __init__(self, n_features: int, config: SCI2CLConfig, *, rngs: nnx.Rngs):
+        if not config.hidden:
+            raise ValueError("hidden needs at least one layer size")
+        self.encoder = encoder(n_features, config.hidden, config.latent, config.dropout, rngs=rngs)
+        self.decoder = MLP([config.latent, *reversed(config.hidden)], config.dropout, rngs=rngs)
+        self.mean = nnx.Linear(config.hidden[0], n_features, rngs=rngs)
+        self.dropout_logit = nnx.Linear(config.hidden[0], n_features, rngs=rngs)
+        self.log_theta = nnx.Param(jnp.zeros(n_features))
+
+    def nll(self, z: jax.Array, batch: dict, ridge: float, key: jax.Array | None) -> jax.Array:
+        h = jax.nn.gelu(self.decoder(z, key))
+        mu = losses.scaled_mean(self.mean(h), batch["size_factor"])
+        theta = jnp.clip(jnp.exp(self.log_theta[...]), 1e-4, 1e4)
+        return losses.zinb_nll(batch["counts"], mu, theta, jax.nn.sigmoid(self.dropout_logit(h)), ridge)
+
+
+class ViewAttention(nnx.Module):
+    """Self-attention across the T views of each cell, max-pool over views, FFN."""
+
+    def __init__(self, config: SCI2CLConfig, *, rngs: nnx.Rngs):
+        self.attention = nnx.MultiHeadAttention(config.n_heads, config.latent, decode=False, rngs=rngs)
+        self.ffn = MLP([config.latent, 2 * config.latent, config.latent], rngs=rngs)
+
+    def __call__(self, views: jax.Array) -> jax.Array:  # (B, T, k) -> (B, k)
+        return self.ffn(jnp.max(self.attention(views), axis=1))
+
+
+class CrossAttention(nnx.Module):
+    """``LayerNorm(Z_q + softmax((Z_q W^Q)(Z_kv W^K)^T / sqrt(d)) Z_kv W^V)`` over a set of cells."""
+
+    def __init__(self, latent: int, *, rngs: nnx.Rngs):
+        self.query = nnx.Linear(latent, latent, rngs=rngs)
+        self.key = nnx.Linear(latent, latent, rngs=rngs)
+        self.value = nnx.Linear(latent, latent, rngs=rngs)
+        self.norm = nnx.LayerNorm(latent, rngs=rngs)
+
+    def __call__(self, z_query: jax.Array, z_context: jax.Array) -> jax.Array:
+        scores = self.query(z_query) @ self.key(z_context).T / jnp.sqrt(z_query.shape[-1])
+        return self.norm(z_query + jax.nn.softmax(scores, axis=-1) @ self.value(z_context))
+
+
+class SCI2CL(nnx.Module):
+    def __init__(self, n_genes: int, n_peaks: int, config: SCI2CLConfig, *, rngs: nnx.Rngs):
+        self.rna = ZINBAutoEncoder(n_genes, config, rngs=rngs)
+        self.atac = ZINBAutoEncoder(n_peaks, config, rngs=rngs)
+        self.rna_views = ViewAttention(config, rngs=rngs)
+        self.atac_views = ViewAttention(config, rngs=rngs)
+        self.rna_to_atac = CrossAttention(config.latent, rngs=rngs)
+        self.atac_to_rna = CrossAttention(config.latent, rngs=rngs)
+        self.matcher = MLP([2 * config.latent, config.latent, 1], rngs=rngs)
+        self.cross_attention = config.cross_attention
+
+    def fuse(self, z_rna, z_atac, context_rna, context_atac) -> tuple[jax.Array, jax.Array]:
+        """``(Z_{r->a}, Z_{a->r})``, or ``(Z_r, Z_a)`` without cross-attention."""
+        if not self.cross_attention:
+            return z_rna, z_atac
+        return self.rna_to_atac(z_rna, context_atac), self.atac_to_rna(z_atac, context_rna)
+
+
+def hard_negatives(key: jax.Array, z_rna: jax.Array, z_atac: jax.Array, tau: float) -> jax.Array:
+    """For each cell i, one index j != i drawn with probability proportional to exp(cos(Z_r[i], Z_a[j]) / tau).
+
+    Only the embeddings are read (no labels); the true pair is excluded by construction.
+    """
+    za = jax.lax.stop_gradient(losses._l2_normalize(z_rna))
+    zb = jax.lax.stop_gradient(losses._l2_normalize(z_atac))
+    logits = za @ zb.T / tau
+    logits = jnp.where(jnp.eye(z_rna.shape[0], dtype=bool), -jnp.inf, logits)
+    return jax.random.categorical(key, logits, axis=1)
+
+
+def view_loss(ae: ZINBAutoEncoder, views: ViewAttention, x: jax.Array, z: jax.Array, n_views: int,
+              mask_rate: float, key: jax.Array, drop) -> jax.Array:
+    """``mean ||Z - Z_hat||^2`` on L2-normalised embeddings, Z_hat from T column-masked views through the shared
+    encoder. Normalised because on raw embeddings the loss is minimised by shrinking every embedding to zero
+    (measured: MOC stuck at log(batch size), ARI 0)."""
+    masked = jnp.stack([augment.column_mask(jax.random.fold_in(key, t), x, mask_rate) for t in range(n_views)], 1)
+    b, t, d = masked.shape
+    z_views = ae.encoder(masked.reshape(b * t, d), drop).reshape(b, t, -1)
+    diff = losses._l2_normalize(jax.lax.stop_gradient(z)) - losses._l2_normalize(views(z_views))
+    return jnp.mean(jnp.sum(diff**2, axis=-1))
+
+
+def make_loss(config: SCI2CLConfig, stage: str = "joint"):
+    """Loss ``(model, batch, key, train)``; ``stage="pretrain"`` is the per-modality ZINB reconstruction only."""
+
+    def loss_fn(model: SCI2CL, batch, key, train: bool):
+        keys = jax.random.split(key, 6)
+        drop = (lambda i: jax.random.fold_in(keys[0], i)) if train else (lambda i: None)
+        x_rna, x_atac = batch["rna"]["x"], batch["atac"]["x"]
+        if train and config.input_dropout > 0:
+            x_rna = augment.gene_dropout(keys[4], x_rna, config.input_dropout)
+            x_atac = augment.gene_dropout(keys[5], x_atac, config.input_dropout)
+        z_rna = model.rna.encoder(x_rna, drop(0))
+        z_atac = model.atac.encoder(x_atac, drop(1))
+        rec_rna = model.rna.nll(z_rna, batch["rna"], config.zinb_ridge, drop(2))
+        rec_atac = model.atac.nll(z_atac, batch["atac"], config.zinb_ridge, drop(3))
+        metrics = {"zinb_rna": rec_rna, "zinb_atac": rec_atac}
+        total = config.rec_weight * (rec_rna + rec_atac)
+        if stage == "pretrain":
+            return total, metrics
+        if config.mse_weight > 0:
+            mse = (view_loss(model.rna, model.rna_views, batch["rna"]["x"], z_rna, config.n_views, config.mask_rate,
+                             keys[1], drop(4))
+                   + view_loss(model.atac, model.atac_views, batch["atac"]["x"], z_atac, config.n_views,
+                               config.mask_rate, keys[2], drop(5)))
+            total, metrics["mse"] = total + config.mse_weight * mse, mse
+        if config.moc_weight > 0:
+            moc = losses.clip_loss(z_rna, z_atac, config.temperature)
+            total, metrics["moc"] = total + config.moc_weight * moc, moc
+        if config.mom_weight > 0:
+            f_rna, f_atac = model.fuse(z_rna, z_atac, z_rna, z_atac)
+            neg = hard_negatives(keys[3], z_rna, z_atac, config.temperature)
+            pos_logit = model.matcher(jnp.concatenate([f_rna, f_atac], 1))[:, 0]
+            neg_logit = model.matcher(jnp.concatenate([f_rna, f_atac[neg]], 1))[:, 0]
+            mom = 0.5 * (jnp.mean(jax.nn.softplus(-pos_logit)) + jnp.mean(jax.nn.softplus(neg_logit)))
+            total, metrics["mom"] = total + config.mom_weight * mom, mom
+        return total, metrics
+
+    return loss_fn
+
+
+def context_cells(n_obs: int, size: int, seed: int) -> np.ndarray:
+    """The fixed, seeded cells every cell attends to at inference (all cells when ``n_obs <= size``)."""
+    if n_obs <= size:
+        return np.arange(n_obs)
+    return np.sort(np.random.default_rng([seed, 104729]).choice(n_obs, size, replace=False))
+
+
+def fit_sci2cl(source: PairedSource, seed: int = 0, progress: bool = True, **params) -> tuple[dict, dict]:
+    """Train scI2CL on aligned paired batches; returns embeddings ``{"joint", "rna", "atac"}`` and run info."""
+    config, train = configure(SCI2CLConfig(), TrainConfig(epochs=20, batch_size=256), **params)
+    train = replace(train, progress=progress and train.progress)
+    model = SCI2CL(source.rna.n_features, source.atac.n_features, config, rngs=nnx.Rngs(seed))
+    history = {}
+    if config.pretrain_epochs > 0:
+        pre = fit(model, make_loss(config, "pretrain"), source,
+                  replace(train, epochs=config.pretrain_epochs, early_stopping=False,
+                          checkpoint_path=train.checkpoint_path and train.checkpoint_path + ".pretrain"),
+                  seed, desc="sci2cl pretrain")
+        model, history = pre.model, {f"pretrain_{k}": v for k, v in pre.history.items()}
+    result = fit(model, make_loss(config), source, train, seed, desc="sci2cl")
+    modality = predict(lambda m, b: jnp.concatenate([m.rna.encoder(b["rna"]["x"]), m.atac.encoder(b["atac"]["x"])], 1),
+                       result.model, source)
+    z_rna, z_atac = modality[:, :config.latent], modality[:, config.latent:]
+    ctx = context_cells(source.n_obs, config.context_size, seed)
+    graphdef, params_ = nnx.split(result.model)
+    fuse = jax.jit(lambda p, a, b, ca, cb: jnp.concatenate(nnx.merge(graphdef, p).fuse(a, b, ca, cb), 1))
+    joint = np.concatenate([np.asarray(fuse(params_, z_rna[s:s + 4096], z_atac[s:s + 4096], z_rna[ctx], z_atac[ctx]))
+                            for s in range(0, source.n_obs, 4096)])
+    info = {**asdict(config), **{k: v for k, v in asdict(train).items() if k != "progress"},
+            "history": {**history, **result.history}, "epochs_run": result.epochs_run,
+            "stopped_early": result.stopped_early}
+    as32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
+    return {"joint": as32(joint), "rna": as32(z_rna), "atac": as32(z_atac)}, info

@@ -1,0 +1,208 @@
+import anndata as ad
+import jax
+import jax.numpy as jnp
+import mudata as md
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from flax import nnx
+from scipy import stats
+
+from omics_cl import datasets, metrics, tl
+from omics_cl.data.paired import Modality, paired_modalities, top_accessible
+from omics_cl.models import sci2cl
+
+FAST = dict(hidden=(32,), latent=8, epochs=2, batch_size=64, n_top_peaks=300)
+
+
+def _paired(n=160, genes=60, peaks=400, seed=0):
+    """Two groups of cells; RNA negative-binomial counts, sparse binary-ish ATAC counts."""
+    rng = np.random.default_rng(seed)
+    group = np.repeat([0, 1], n // 2)
+    mu = rng.gamma(2.0, 1.0, size=(2, genes))[group]
+    x = rng.poisson(rng.gamma(5.0, mu / 5.0)).astype(np.float32)
+    x[:, 0] += 1
+    p = rng.uniform(0.01, 0.2, size=(2, peaks))[group]
+    y = (rng.random((n, peaks)) < p).astype(np.float32)
+    y[:, 0] += 1
+    names = [f"c{i}" for i in range(n)]
+    rna = ad.AnnData(sp.csr_matrix(x), obs={"cell_type": group.astype(str)})
+    atac = ad.AnnData(sp.csr_matrix(y))
+    rna.obs_names = atac.obs_names = names
+    rna.var_names = [f"g{i}" for i in range(genes)]
+    atac.var_names = [f"chr1:{100 * i}-{100 * i + 50}" for i in range(peaks)]
+    return rna, atac
+
+
+def test_model_zinb_nll_matches_scipy_with_size_factors():
+    config = sci2cl.SCI2CLConfig(hidden=(8,), latent=4)
+    ae = sci2cl.ZINBAutoEncoder(5, config, rngs=nnx.Rngs(0))
+    rng = np.random.default_rng(1)
+    z = jnp.asarray(rng.normal(size=(3, 4)), dtype=jnp.float32)
+    batch = {"counts": jnp.asarray(rng.poisson(2.0, size=(3, 5)), dtype=jnp.float32),
+             "size_factor": jnp.asarray([0.5, 1.0, 2.0], dtype=jnp.float32)}
+    got = float(ae.nll(z, batch, 0.0, None))
+    h = jax.nn.gelu(ae.decoder(z))
+    mu = np.asarray(jnp.exp(ae.mean(h))) * np.asarray(batch["size_factor"])[:, None]
+    pi = np.asarray(jax.nn.sigmoid(ae.dropout_logit(h)))
+    theta = np.exp(np.asarray(ae.log_theta[...]))[None, :].repeat(3, 0)
+    x = np.asarray(batch["counts"])
+    nb = stats.nbinom.pmf(x, theta, theta / (theta + mu))
+    want = -np.mean(np.log(np.where(x == 0, pi + (1 - pi) * nb, (1 - pi) * nb)))
+    assert got == pytest.approx(want, rel=1e-4)
+
+
+def test_views_mask_shared_columns_and_attention_shapes():
+    config = sci2cl.SCI2CLConfig(hidden=(16,), latent=8, n_views=5, mask_rate=0.4)
+    x = jnp.ones((6, 200))
+    key = jax.random.key(0)
+    masks = [np.asarray(sci2cl.augment.column_mask(jax.random.fold_in(key, t), x, config.mask_rate) == 0)
+             for t in range(config.n_views)]
+    for m in masks:
+        assert (m == m[0]).all()  # one set of columns for the whole batch
+        assert 0.25 < m[0].mean() < 0.55
+    assert not all((m == masks[0]).all() for m in masks[1:])  # the views differ
+    views = sci2cl.ViewAttention(config, rngs=nnx.Rngs(0))
+    assert views(jnp.ones((6, 5, 8))).shape == (6, 8)
+    ae = sci2cl.ZINBAutoEncoder(200, config, rngs=nnx.Rngs(0))
+    z = ae.encoder(x)
+    loss = sci2cl.view_loss(ae, views, x, z, config.n_views, config.mask_rate, key, None)
+    assert np.isfinite(float(loss)) and 0 <= float(loss) <= 4
+
+
+def test_hard_negatives_exclude_the_pair_and_follow_similarity():
+    rng = np.random.default_rng(0)
+    z = jnp.asarray(rng.normal(size=(32, 8)), dtype=jnp.float32)
+    draws = np.stack([np.asarray(sci2cl.hard_negatives(jax.random.key(s), z, z + 0.01, 0.1)) for s in range(200)])
+    assert (draws != np.arange(32)).all()
+    # hardest negative (most similar other cell) is drawn most often
+    sim = np.asarray(z @ z.T) / np.outer(np.linalg.norm(z, axis=1), np.linalg.norm(z, axis=1))
+    np.fill_diagonal(sim, -np.inf)
+    counts = np.stack([np.bincount(draws[:, i], minlength=32) for i in range(32)])
+    assert np.mean(counts.argmax(1) == sim.argmax(1)) > 0.8
+
+
+def test_integrate_ignores_labels_is_deterministic_and_matches_cells_by_name():
+    rna, atac = _paired()
+    runs = []
+    for labels, atac_order in ((rna.obs["cell_type"].to_numpy(), slice(None)),
+                               (np.random.default_rng(3).permutation(rna.obs["cell_type"].to_numpy()), slice(None, None, -1))):
+        r = rna.copy()
+        r.obs["cell_type"] = labels
+        mdata = md.MuData({"rna": r, "atac": atac[atac_order].copy()})
+        tl.integrate(mdata, seed=0, progress=False, **FAST)
+        z = mdata.obsm["X_sci2cl"][mdata.obs_names.get_indexer(rna.obs_names)]
+        runs.append((z, mdata))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    mdata = runs[0][1]
+    assert mdata.obsm["X_sci2cl"].shape == (160, 16)
+    assert mdata.obsm["X_sci2cl_rna"].shape == mdata.obsm["X_sci2cl_atac"].shape == (160, 8)
+    assert "sci2cl_cluster" in mdata.obs and mdata.uns["omics_cl"]["sci2cl"]["n_peaks"] == 300
+
+
+def test_integrate_two_anndata_and_batch_independent_inference():
+    rna, atac = _paired()
+    atac = atac[::-1].copy()
+    rec = tl.integrate(rna=rna, atac=atac, seed=1, n_clusters=2, progress=False, **FAST)
+    assert rec["n_clusters"] == 2
+    order = atac.obs_names.get_indexer(rna.obs_names)
+    np.testing.assert_array_equal(rna.obsm["X_sci2cl"], atac.obsm["X_sci2cl"][order])
+    assert (rna.obs["sci2cl_cluster"].to_numpy() == atac.obs["sci2cl_cluster"].to_numpy()[order]).all()
+    # inference: every cell attends to one fixed context, so a subset gives the same rows
+    assert list(sci2cl.context_cells(100, 200, 0)) == list(range(100))
+    ctx = sci2cl.context_cells(1000, 50, 0)
+    assert len(ctx) == 50 and (ctx == sci2cl.context_cells(1000, 50, 0)).all()
+
+
+@pytest.mark.parametrize("case", ["unmatched", "empty", "non_count_rna", "non_count_atac", "nan", "no_mudata_mods"])
+def test_integrate_bad_input_raises_and_writes_nothing(case):
+    rna, atac = _paired(n=40)
+    if case == "unmatched":
+        atac.obs_names = [f"x{i}" for i in range(40)]
+        match = "do not match: 40 RNA cells, 40 ATAC cells, 0 in both"
+    elif case == "empty":
+        atac = atac[:, []].copy()
+        match = "atac modality is empty"
+    elif case == "non_count_rna":
+        rna.X = rna.X * 0.5
+        match = "RNA: RNA counts contain non-integer"
+    elif case == "non_count_atac":
+        atac.X = sp.csr_matrix(np.log1p(atac.X.toarray()))
+        match = "ATAC: ATAC counts contain non-integer"
+    elif case == "nan":
+        x = rna.X.toarray()
+        x[3, 2] = np.nan
+        rna.X = sp.csr_matrix(x)
+        match = "NaN/inf"
+    if case == "no_mudata_mods":
+        with pytest.raises(ValueError, match="modalities 'rna' and 'atac'"):
+            tl.integrate(md.MuData({"gex": rna}), progress=False, **FAST)
+        return
+    before = (dict(rna.obsm), dict(atac.obsm), rna.obs.columns.tolist(), dict(rna.uns))
+    with pytest.raises(ValueError, match=match):
+        tl.integrate(rna=rna, atac=atac, progress=False, **FAST)
+    assert (dict(rna.obsm), dict(atac.obsm), rna.obs.columns.tolist(), dict(rna.uns)) == before
+
+
+def test_paired_modalities_reorders_and_top_accessible():
+    rna, atac = _paired(n=20)
+    r, a = paired_modalities(rna=rna, atac=atac[::-1])
+    assert list(a.obs_names) == list(r.obs_names)
+    x = sp.csr_matrix(np.array([[1, 0, 1], [1, 0, 0], [1, 1, 0]]))
+    assert list(top_accessible(x, 2)) == [0, 1] or list(top_accessible(x, 2)) == [0, 2]
+    mod = Modality.fit(x, None, "accessible")
+    np.testing.assert_allclose(mod.size_factor, np.array([2, 1, 2]) / 2)
+
+
+def test_foscttm_and_top1_match():
+    z = np.random.default_rng(0).normal(size=(50, 4))
+    assert metrics.foscttm(z, z) == 0 and metrics.top1_match(z, z) == 1
+    rev = z[::-1]
+    assert metrics.foscttm(z, rev) > 0.3 and metrics.top1_match(z, rev) < 0.1
+
+
+@pytest.fixture(scope="module")
+def mop_paired():
+    """A 1,200-cell MOp subsample integrated for a few epochs (shared by the downstream tests)."""
+    rna = datasets.load("mop_snare_paired", modality="rna")
+    atac = datasets.load("mop_snare_paired", modality="atac")
+    cells = np.sort(np.random.default_rng(0).permutation(rna.n_obs)[:1200])
+    mdata = md.MuData({"rna": rna[cells].copy(), "atac": atac[cells].copy()})
+    tl.integrate(mdata, seed=0, n_top_peaks=3000, epochs=6, progress=False)
+    return mdata
+
+
+def test_mop_end_to_end_beats_chance_and_aligns_modalities(mop_paired):
+    labels = mop_paired["rna"].obs["cell_type"]
+    s = metrics.clustering_scores(labels, mop_paired.obs["sci2cl_cluster"], exclude=["Mis"])
+    assert s["nmi"] > 0.3
+    assert metrics.foscttm(mop_paired.obsm["X_sci2cl_rna"], mop_paired.obsm["X_sci2cl_atac"]) < 0.1
+
+
+def test_downstream_subclusters_consistency_trajectory(mop_paired):
+    out = tl.subclusters(mop_paired, "cell_type", "L2/3", n_clusters=2, n_genes=5)
+    sub = mop_paired.obs["omics_cl_subcluster"].dropna()
+    assert set(sub) == {"L2/3.0", "L2/3.1"}
+    assert set(out["markers"]["subcluster"]) == {"L2/3.0", "L2/3.1"} and out["activity_markers"] is None
+    table = tl.label_consistency(mop_paired, "cell_type", exclude=["Mis"])
+    suspect = mop_paired.obs["omics_cl_label_suspect"].to_numpy()
+    assert table["n_cells"].sum() == suspect.sum()
+    assert not suspect[(mop_paired["rna"].obs["cell_type"] == "Mis").to_numpy()].any()
+    tr = tl.trajectory(mop_paired, "OPC", "cell_type")
+    t = mop_paired.obs["omics_cl_pseudotime"]
+    assert tr["group_pseudotime"].index[0] == "OPC" and np.isfinite(t).all()
+    with pytest.raises(ValueError, match="root group 'nope'"):
+        tl.trajectory(mop_paired, "nope", "cell_type")
+
+
+def test_label_consistency_flags_planted_relabelling(mop_paired):
+    mdata = mop_paired
+    labels = mdata["rna"].obs["cell_type"].astype(str).to_numpy().copy()
+    oligo = np.flatnonzero(labels == "Oligo")
+    planted = oligo[: len(oligo) // 4]
+    labels[planted] = "Astro"
+    mdata.obs["planted"] = labels
+    tl.label_consistency(mdata, "planted", exclude=["Mis"])
+    suspect = mdata.obs["omics_cl_label_suspect"].to_numpy()
+    assert suspect[planted].mean() > 0.6
+    assert (mdata.obs["omics_cl_neighbourhood_label"].to_numpy()[planted][suspect[planted]] == "Oligo").all()
