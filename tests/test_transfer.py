@@ -1,10 +1,8 @@
-import anndata as ad
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from omics_cl import datasets, metrics, pp, tl
+from omics_cl import datasets, pp, tl
 from omics_cl.models import scncl
 
 FAST = dict(epochs=4, batch_size=128, hidden=32)

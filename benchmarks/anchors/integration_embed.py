@@ -19,7 +19,6 @@ tutorial and writes to OUT.npz:
   both live in one space).
 """
 import argparse
-import tempfile
 
 import anndata as ad
 import numpy as np
@@ -67,34 +66,9 @@ def multivi(rna, atac, args):
 
 
 def scglue(rna, atac, args):
-    from itertools import chain
+    from scglue_embed import fit_glue  # same folder
 
-    import pandas as pd
-    import scglue
-
-    genes = pd.read_csv(args.genes, sep="\t").drop_duplicates("gene_name").set_index("gene_name")
-    rna = rna[:, rna.var_names.isin(genes.index)].copy()
-    g = genes.loc[rna.var_names]
-    rna.var["chrom"], rna.var["chromStart"], rna.var["chromEnd"] = g["chrom"].values, g["start"].values, g["end"].values
-    rna.var["strand"] = g["strand"].values
-    rna.layers["counts"] = rna.X.copy()
-    sc.pp.highly_variable_genes(rna, n_top_genes=2000, flavor="seurat_v3")
-    sc.pp.normalize_total(rna)
-    sc.pp.log1p(rna)
-    sc.pp.scale(rna)
-    sc.tl.pca(rna, n_comps=100, svd_solver="auto", random_state=args.seed)
-    atac.var["highly_variable"] = True
-    scglue.data.lsi(atac, n_components=100, n_iter=15, random_state=args.seed)
-    guidance = scglue.genomics.rna_anchored_guidance_graph(rna, atac)
-    scglue.models.configure_dataset(rna, "NB", use_highly_variable=True, use_layer="counts", use_rep="X_pca",
-                                    use_obs_names=True)
-    scglue.models.configure_dataset(atac, "NB", use_highly_variable=True, use_rep="X_lsi", use_obs_names=True)
-    hvf = chain(rna.var.query("highly_variable").index, atac.var.query("highly_variable").index)
-    with tempfile.TemporaryDirectory() as tmp:
-        fit_kws = {"directory": tmp, **({"max_epochs": args.max_epochs} if args.max_epochs else {})}
-        glue = scglue.models.fit_SCGLUE({"rna": rna, "atac": atac}, guidance.subgraph(hvf).copy(),
-                                        init_kws={"random_seed": args.seed}, fit_kws=fit_kws)
-    z_rna, z_atac = glue.encode_data("rna", rna), glue.encode_data("atac", atac)
+    z_rna, z_atac = fit_glue(rna, atac, args.genes, args.seed, args.max_epochs, paired=True)
     return {"rna": z_rna, "atac": z_atac, "joint": (z_rna + z_atac) / 2}
 
 

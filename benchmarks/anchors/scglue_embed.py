@@ -19,15 +19,9 @@ import scanpy as sc
 import scglue
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("rna"), p.add_argument("atac"), p.add_argument("genes"), p.add_argument("out")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-epochs", type=int, default=None)
-    args = p.parse_args()
-    rna, atac = ad.read_h5ad(args.rna), ad.read_h5ad(args.atac)
-
-    genes = pd.read_csv(args.genes, sep="\t").drop_duplicates("gene_name").set_index("gene_name")
+def fit_glue(rna, atac, genes_path, seed=0, max_epochs=None, paired=False):
+    """scGLUE embeddings ``(rna, atac)``; ``paired=True`` is its paired mode (cells matched by obs name)."""
+    genes = pd.read_csv(genes_path, sep="\t").drop_duplicates("gene_name").set_index("gene_name")
     rna = rna[:, rna.var_names.isin(genes.index)].copy()
     g = genes.loc[rna.var_names]
     rna.var["chrom"], rna.var["chromStart"], rna.var["chromEnd"] = g["chrom"].values, g["start"].values, g["end"].values
@@ -37,20 +31,31 @@ def main():
     sc.pp.normalize_total(rna)
     sc.pp.log1p(rna)
     sc.pp.scale(rna)
-    sc.tl.pca(rna, n_comps=100, svd_solver="auto", random_state=args.seed)
+    sc.tl.pca(rna, n_comps=100, svd_solver="auto", random_state=seed)
 
     atac.var["highly_variable"] = True
-    scglue.data.lsi(atac, n_components=100, n_iter=15, random_state=args.seed)
+    scglue.data.lsi(atac, n_components=100, n_iter=15, random_state=seed)
     guidance = scglue.genomics.rna_anchored_guidance_graph(rna, atac)
-    scglue.models.configure_dataset(rna, "NB", use_highly_variable=True, use_layer="counts", use_rep="X_pca")
-    scglue.models.configure_dataset(atac, "NB", use_highly_variable=True, use_rep="X_lsi")
+    scglue.models.configure_dataset(rna, "NB", use_highly_variable=True, use_layer="counts", use_rep="X_pca",
+                                    use_obs_names=paired)
+    scglue.models.configure_dataset(atac, "NB", use_highly_variable=True, use_rep="X_lsi", use_obs_names=paired)
     hvf = chain(rna.var.query("highly_variable").index, atac.var.query("highly_variable").index)
     guidance_hvf = guidance.subgraph(hvf).copy()
     with tempfile.TemporaryDirectory() as tmp:
-        fit_kws = {"directory": tmp, **({"max_epochs": args.max_epochs} if args.max_epochs else {})}
+        fit_kws = {"directory": tmp, **({"max_epochs": max_epochs} if max_epochs else {})}
         glue = scglue.models.fit_SCGLUE({"rna": rna, "atac": atac}, guidance_hvf,
-                                        init_kws={"random_seed": args.seed}, fit_kws=fit_kws)
-    np.savez(args.out, rna=glue.encode_data("rna", rna), atac=glue.encode_data("atac", atac))
+                                        init_kws={"random_seed": seed}, fit_kws=fit_kws)
+    return glue.encode_data("rna", rna), glue.encode_data("atac", atac)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("rna"), p.add_argument("atac"), p.add_argument("genes"), p.add_argument("out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-epochs", type=int, default=None)
+    args = p.parse_args()
+    z_rna, z_atac = fit_glue(ad.read_h5ad(args.rna), ad.read_h5ad(args.atac), args.genes, args.seed, args.max_epochs)
+    np.savez(args.out, rna=z_rna, atac=z_atac)
 
 
 if __name__ == "__main__":
