@@ -30,6 +30,11 @@ def write_json_atomic(rows: list[dict], path: str) -> None:
     os.replace(tmp, path)
 
 
+def _fmt(x: float) -> str:
+    """Three decimals; small nonzero values (e.g. FOSCTTM) in scientific notation so they do not read as 0."""
+    return f"{x:.2e}" if 0 < abs(x) < 0.005 else f"{x:.3f}"
+
+
 def median_table(rows: list[dict], keys: list[str], values: list[str]) -> str:
     """Markdown table of medians of ``values`` over rows grouped by ``keys`` (first-seen order)."""
     groups: dict[tuple, list[dict]] = {}
@@ -40,7 +45,7 @@ def median_table(rows: list[dict], keys: list[str], values: list[str]) -> str:
         cells = []
         for v in values:
             xs = [m[v] for m in members if m[v] is not None]
-            cells.append("n/a" if not xs else f"{np.median(xs):.3f}" if isinstance(xs[0], float) else
+            cells.append("n/a" if not xs else _fmt(float(np.median(xs))) if isinstance(xs[0], float) else
                          f"{np.median(xs):g}")
         lines.append("| " + " | ".join([str(g) for g in group] + cells + [str(len(members))]) + " |")
     return "\n".join(lines)
