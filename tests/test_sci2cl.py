@@ -261,3 +261,11 @@ def test_cli_integrate_writes_mudata_and_report_and_refuses_bad_input(tmp_path, 
         assert main(["integrate", *args, "--out", str(out2), "--epochs", "1", "--no-progress"]) == 2
         assert message in capsys.readouterr().err
         assert not out2.exists()
+
+
+def test_pretraining_runs_first_and_is_recorded():
+    rna, atac = _paired(n=64)
+    rec = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, pretrain_epochs=2, **FAST)
+    history = rec["params"]["history"]
+    assert len(history["pretrain_loss"]) == 2 and len(history["loss"]) == FAST["epochs"]
+    assert set(history) >= {"pretrain_zinb_rna", "pretrain_zinb_atac", "moc", "mom", "mse"}
