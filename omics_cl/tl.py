@@ -17,7 +17,7 @@ import pandas as pd
 
 from omics_cl.core import graph
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import prepare_counts, validated_counts
+from omics_cl.data.preprocess import counts_matrix, prepare_counts, validated_counts
 from omics_cl.data.transfer import transfer_features
 from omics_cl.models import CLUSTER_METHODS
 from omics_cl.models.scncl import fit_transfer
@@ -298,7 +298,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     for name, view, layer, n_top, selection in (("RNA", rna_view, rna_layer, n_top_genes, "hvg"),
                                                 ("ATAC", atac_view, atac_layer, n_top_peaks, "accessible")):
         try:
-            modalities[name] = Modality.fit(validated_counts(view, layer, f"{name} counts"), n_top, selection)
+            modalities[name] = Modality.fit(counts_matrix(view, layer), n_top, selection)  # validates the counts
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from None
     z, info = fit_sci2cl(PairedSource(modalities["RNA"], modalities["ATAC"]), seed, progress, **model_params)
@@ -322,10 +322,10 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
 
 
 def _column(data, key: str) -> pd.Series:
-    """``obs[key]`` of an AnnData or MuData (for a MuData also ``<mod>:key`` and the modalities' own obs)."""
+    """``obs[key]`` of an AnnData or MuData (for a MuData also the first modality whose own obs has ``key``)."""
     if key in data.obs:
         return data.obs[key]
-    for name, mod in getattr(data, "mod", {}).items():
+    for mod in getattr(data, "mod", {}).values():
         if key in mod.obs:
             return mod.obs[key].reindex(data.obs_names)
     raise ValueError(f"obs column {key!r} not found; columns: {list(data.obs.columns)}")

@@ -125,10 +125,10 @@ def test_integrate_bad_input_raises_and_writes_nothing(case):
         match = "atac modality is empty"
     elif case == "non_count_rna":
         rna.X = rna.X * 0.5
-        match = "RNA: RNA counts contain non-integer"
+        match = "RNA: counts contain non-integer"
     elif case == "non_count_atac":
         atac.X = sp.csr_matrix(np.log1p(atac.X.toarray()))
-        match = "ATAC: ATAC counts contain non-integer"
+        match = "ATAC: counts contain non-integer"
     elif case == "nan":
         x = rna.X.toarray()
         x[3, 2] = np.nan
