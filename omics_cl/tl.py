@@ -382,12 +382,17 @@ def subclusters(data, groupby: str, group: str, use_rep: str = "X_sci2cl", resol
 def _rank_genes(adata: ad.AnnData, groups: np.ndarray, layer: str | None, n_genes: int) -> pd.DataFrame:
     import scanpy as sc
 
-    from omics_cl.data.preprocess import fit_lognormalizer
+    from omics_cl.data.preprocess import check_finite_counts, fit_lognormalizer
 
     x = adata.layers[layer] if layer else adata.X
     if x is None:
         raise ValueError("no expression matrix to rank genes on")
-    norm = fit_lognormalizer(x, None).sparse(x) if _is_counts(x) else x
+    try:
+        check_finite_counts(x)
+    except ValueError:
+        norm = x  # already normalised: rank as given
+    else:
+        norm = fit_lognormalizer(x, None).sparse(x)
     work = ad.AnnData(norm, obs=pd.DataFrame({"g": pd.Categorical(groups)}, index=adata.obs_names),
                       var=pd.DataFrame(index=adata.var_names))
     sc.tl.rank_genes_groups(work, "g", method="wilcoxon", n_genes=n_genes)
@@ -396,13 +401,6 @@ def _rank_genes(adata: ad.AnnData, groups: np.ndarray, layer: str | None, n_gene
     return table.rename(columns={"group": "subcluster", "names": "gene", "scores": "score",
                                  "logfoldchanges": "logfoldchange", "pvals_adj": "pval_adj"})[
         ["subcluster", "rank", "gene", "score", "logfoldchange", "pval_adj"]]
-
-
-def _is_counts(x) -> bool:
-    import scipy.sparse as sp
-
-    v = x.data if sp.issparse(x) else np.asarray(x).ravel()
-    return bool(np.all(v >= 0) and np.all(np.abs(v - np.round(v)) < 1e-6))
 
 
 def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbors: int = 15,
