@@ -1,25 +1,39 @@
-"""Clustering benchmark: pca / ae / cae on real labelled datasets, both protocols, several seeds.
+"""Clustering benchmark: pca / ae / cae / scinno / siamese and the scVI anchor on real labelled
+datasets, both protocols, several seeds.
 
-Each (dataset, method, seed) trains once; the embedding is clustered under the ``resolution``
-protocol (Leiden, resolution 1.0) and the ``n_clusters`` protocol (resolution bisected to the
-number of labelled classes). Labels are used only for scoring and for that K.
+Embedding methods (pca, ae, cae, scvi) train once per (dataset, method, seed); the embedding is
+clustered under the ``resolution`` protocol (Leiden, resolution 1.0) and the ``n_clusters``
+protocol (resolution bisected to the number of labelled classes). Methods that cluster
+themselves (scinno, siamese) train once per protocol: with ``n_clusters`` = that K, and without
+it (K estimated by Leiden at resolution 1.0 on their pretrained latent); the second run reuses the
+first's pre-training stage (a checkpoint), and both rows report the first run's seconds. Labels are
+used only for scoring and for that K. ``scvi`` runs ``anchors/clustering_embed.py`` in the anchors environment
+(``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see anchors/README.md).
 
-    python benchmarks/clustering.py --datasets zeisel_cortex,pbmc68k_reduced --methods pca,ae,cae \
-        --seeds 3 --json results.json
+    python benchmarks/clustering.py --datasets zeisel_cortex,pbmc68k_reduced --methods pca,cae,scinno \
+        --seeds 3 --json results.json [--resume]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, median_table, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets, metrics, tl  # noqa: E402
+from omics_cl.models import SELF_CLUSTERING  # noqa: E402
 
 DEFAULT_DATASETS = "zeisel_cortex,cbmc_citeseq_rna500,pbmc68k_reduced,mop_snare_paired"
+ANCHORS = Path(__file__).resolve().parent / "anchors"
 
 
 def parse_value(text: str):
@@ -29,19 +43,60 @@ def parse_value(text: str):
         return text
 
 
+def scvi_embedding(name: str, seed: int, args) -> np.ndarray:
+    python = args.anchors_python or os.environ.get("OMICS_CL_ANCHORS_PYTHON")
+    if not python:
+        raise SystemExit("scvi runs in the anchors environment: pass --anchors-python or set "
+                         "OMICS_CL_ANCHORS_PYTHON (see benchmarks/anchors/README.md)")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "z.npz"
+        subprocess.run([python, str(ANCHORS / "clustering_embed.py"), str(datasets.path(name, "rna")), str(out),
+                        "--seed", str(seed)], check=True)
+        return np.load(out)["z"]
+
+
+def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
+    """Yield ``(protocol, obs key, run info, train_seconds)`` for one (dataset, method, seed)."""
+    if method in SELF_CLUSTERING:
+        with tempfile.TemporaryDirectory() as tmp:
+            ckpt = str(Path(tmp) / "run.ckpt")
+            full = tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, checkpoint_path=ckpt,
+                              **params)
+            yield "n_clusters", f"{method}_cluster", full, full["train_seconds"]
+            os.remove(f"{ckpt}.cluster")  # keep the (K-independent) pre-training stage, redo the clustering stage
+            rec = tl.cluster(adata, method=method, seed=seed, progress=False, checkpoint_path=ckpt, **params)
+            yield "resolution", f"{method}_cluster", rec, full["train_seconds"]
+        return
+    if method == "scvi":
+        start = time.perf_counter()
+        adata.obsm["X_scvi"] = scvi_embedding(name, seed, args)
+        seconds, graph_dims = time.perf_counter() - start, None
+        rec = tl.cluster_embedding(adata, "X_scvi", seed=seed, key_added="scvi_cluster")
+    else:
+        rec = tl.cluster(adata, method=method, seed=seed, progress=False, **params)
+        seconds, graph_dims = rec["train_seconds"], rec["graph_dims"]
+    yield "resolution", f"{method}_cluster", rec, seconds
+    fixed = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed, key_added=f"{method}_cluster_k",
+                                 n_dims=graph_dims)
+    yield "n_clusters", f"{method}_cluster_k", fixed, seconds
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
-    p.add_argument("--methods", default="pca,ae,cae", help="comma-separated methods")
+    p.add_argument("--methods", default="pca,ae,cae,scinno,siamese,scvi", help="comma-separated methods")
     p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     p.add_argument("--json", required=True, help="output JSON list of rows")
+    p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
+    p.add_argument("--anchors-python", help="python of the anchors environment (scvi)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trained method's default (exploration only; recorded in each row)")
     args = p.parse_args(argv)
     params = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.param)}
+    rows = json.loads(Path(args.json).read_text()) if args.resume and Path(args.json).exists() else []
+    done = {(r["dataset"], r["method"], r["seed"]) for r in rows}
 
     print(f"machine: {machine()}", flush=True)
-    rows = []
     for name in args.datasets.split(","):
         manifest = datasets.get_manifest(name)
         adata = datasets.load(name, modality="rna")
@@ -52,22 +107,22 @@ def main(argv=None) -> int:
               f"{manifest.default_label_key} ({int(scored.sum())} cells scored)", flush=True)
         for method in args.methods.split(","):
             for seed in range(args.seeds):
-                extra = params if method != "pca" else {}
-                rec = tl.cluster(adata, method=method, seed=seed, progress=False, **extra)
-                fixed = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed,
-                                             key_added=f"{method}_cluster_k", n_dims=rec["graph_dims"])
-                for protocol, key, info in (("resolution", f"{method}_cluster", rec),
-                                            ("n_clusters", f"{method}_cluster_k", fixed)):
+                if (name, method, seed) in done:
+                    continue
+                extra = params if method not in ("pca", "scvi") else {}
+                for protocol, key, info, seconds in runs(adata, name, method, seed, k, extra, args):
                     s = metrics.clustering_scores(labels, adata.obs[key], exclude=manifest.unlabelled_values)
                     row = {"dataset": name, "method": method, "protocol": protocol, "seed": seed, **s,
-                           "n_clusters": info["n_clusters"], "train_seconds": rec["train_seconds"]}
+                           "n_clusters": info["n_clusters"], "train_seconds": seconds}
                     if extra:
                         row["params"] = extra
                     rows.append(row)
                     print(json.dumps(row), flush=True)
                 write_json_atomic(rows, args.json)
     print(f"\nmachine: {machine()}")
-    print(median_table(rows, ["dataset", "method", "protocol"], ["nmi", "ari", "acc", "n_clusters", "train_seconds"]))
+    for protocol in ("n_clusters", "resolution"):
+        print(median_table([r for r in rows if r["protocol"] == protocol], ["dataset", "method", "protocol"],
+                           ["nmi", "ari", "acc", "n_clusters", "train_seconds"]) + "\n")
     return 0
 
 

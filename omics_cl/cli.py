@@ -8,7 +8,8 @@ import tempfile
 import time
 from pathlib import Path
 
-METHODS = ("pca", "ae", "cae")
+METHODS = ("pca", "ae", "cae", "scinno", "siamese")
+DEMO_METHODS = ("pca", "ae", "cae")
 
 
 def write_h5ad_atomic(adata, out: Path) -> None:
@@ -49,7 +50,12 @@ def cmd_cluster(args) -> int:
     record = tl.cluster(adata, method=args.method, n_clusters=args.n_clusters, resolution=args.resolution,
                         seed=args.seed, layer=args.layer, n_top_genes=args.n_top_genes,
                         progress=not args.no_progress, **params)
-    print(f"{args.method}: {record['n_clusters']} clusters (resolution {record['resolution']:.4g}), "
+    if "k_estimated" in record["params"]:
+        how = ("K estimated by Leiden on the pretrained latent" if record["params"]["k_estimated"] else "K given")
+        how += f"; memberships obsm['{args.method}_membership']"
+    else:
+        how = f"Leiden resolution {record['resolution']:.4g}"
+    print(f"{args.method}: {record['n_clusters']} clusters ({how}), "
           f"embedding obsm['X_{args.method}'], clusters obs['{args.method}_cluster']")
     if args.label_key is not None:
         s = metrics.clustering_scores(adata.obs[args.label_key], adata.obs[f"{args.method}_cluster"],
@@ -178,7 +184,7 @@ def cmd_demo(args) -> int:
           f"{k} sort-based labels (bulk_labels), seed {args.seed}; seconds = embedding + clustering "
           "(the first call also compiles the graph code once)")
     rows = []
-    for method in METHODS:
+    for method in DEMO_METHODS:
         params = {"epochs": args.epochs} if method != "pca" else {}
         t0 = time.perf_counter()
         rec = tl.cluster(adata, method=method, seed=args.seed, progress=not args.no_progress, **params)
@@ -210,20 +216,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("cluster", help="embed and cluster the cells of an .h5ad of raw counts",
-                       description="Embed cells (pca, ae or cae) and cluster them with Leiden. The input file "
+                       description="Embed cells (pca, ae or cae) and cluster them with Leiden, or cluster them "
+                                   "with scinno / siamese (argmax of soft memberships). The input file "
                                    "is never modified; the output is written atomically.")
     c.add_argument("input", metavar="IN.h5ad", help="AnnData with raw integer counts in X (or --layer)")
     c.add_argument("--method", choices=METHODS, default="cae")
     c.add_argument("--out", required=True, metavar="OUT.h5ad", help="output file (must differ from the input)")
     c.add_argument("--n-clusters", type=int, default=None,
-                   help="find the Leiden resolution giving this many clusters (bisection)")
+                   help="number of clusters (pca/ae/cae: Leiden resolution found by bisection); "
+                        "without it scinno/siamese estimate K by Leiden on their pretrained latent")
     c.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution when --n-clusters is not given")
     c.add_argument("--label-key", default=None, help="obs column with known labels: print NMI/ARI/ACC (scoring only)")
     c.add_argument("--exclude-label", action="append", default=[], metavar="VALUE",
                    help="label value left out of scoring, e.g. Mis (repeatable)")
     c.add_argument("--layer", default=None, help="layer holding raw counts (default: X)")
     c.add_argument("--n-top-genes", type=int, default=2000)
-    c.add_argument("--epochs", type=int, default=None, help="training epochs for ae/cae (default 100)")
+    c.add_argument("--epochs", type=int, default=None, help="training epochs (defaults: ae/cae 100, scinno 60, siamese 40; "
+                        "the first half pre-trains scinno/siamese)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     c.set_defaults(func=cmd_cluster)

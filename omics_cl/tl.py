@@ -3,7 +3,9 @@
 Keys written by :func:`cluster` for ``method="<m>"``:
 
 - ``obsm["X_<m>"]``: the embedding;
-- ``obs["<m>_cluster"]``: Leiden clusters (categorical, "0" is the largest);
+- ``obs["<m>_cluster"]``: clusters (categorical, "0" is the largest): Leiden on the embedding, or for
+  methods that cluster themselves (``scinno``, ``siamese``) the argmax of their soft memberships;
+- ``obsm["<m>_membership"]``: those soft memberships (cells x K, columns in the order of the cluster names);
 - ``uns["omics_cl"]["<m>"]``: parameters, seed, protocol, resolution, cluster count, loss per epoch, versions.
 """
 from __future__ import annotations
@@ -19,7 +21,7 @@ from omics_cl.core import graph
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import counts_matrix, prepare_counts, validated_counts
 from omics_cl.data.transfer import transfer_features
-from omics_cl.models import CLUSTER_METHODS
+from omics_cl.models import CLUSTER_METHODS, SELF_CLUSTERING
 from omics_cl.models.scncl import fit_transfer
 from omics_cl.pp import gene_activity as build_gene_activity
 
@@ -75,11 +77,29 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
     return {"protocol": protocol, "resolution": float(resolution), "n_clusters": k}
 
 
+def _write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, memberships: np.ndarray,
+                       protocol: str, resolution: float) -> dict:
+    """Argmax clusters renamed by decreasing size ("0" largest; empty clusters last) and the memberships in
+    that column order."""
+    sizes = np.bincount(labels, minlength=memberships.shape[1])
+    order = np.lexsort((np.arange(len(sizes)), -sizes))
+    rank = np.argsort(order)
+    names = [str(i) for i in range(len(order))]
+    adata.obs[f"{method}_cluster"] = pd.Categorical(np.asarray(names)[rank[labels]], categories=names)
+    adata.obsm[f"{method}_membership"] = memberships[:, order]
+    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": int((sizes > 0).sum()),
+            "n_centres": len(order)}
+
+
 def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
             seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
             progress: bool = True, **method_params) -> dict:
-    """Embed cells with ``method`` (``"cae"``, ``"ae"`` or ``"pca"``) and cluster them with Leiden.
+    """Embed cells with ``method`` and cluster them.
 
+    ``"pca"``, ``"ae"`` and ``"cae"`` give an embedding clustered by Leiden (``resolution``, or the
+    resolution bisected to ``n_clusters``). ``"scinno"`` and ``"siamese"`` cluster the cells
+    themselves into ``n_clusters``; without it they estimate K by Leiden at ``resolution`` on their
+    pretrained latent and report it (``n_clusters`` and ``k_estimated`` in the record).
     Counts are read from ``adata.layers[layer]`` or ``adata.X`` (raw integer counts; backed
     AnnData works), normalised to 1e4, log1p, and restricted to ``n_top_genes`` seurat_v3 HVGs.
     Extra keyword arguments go to the method's config (e.g. ``epochs=50``, ``temperature=0.1``).
@@ -93,12 +113,19 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
                          f"got {n_clusters!r}")
     start = time.perf_counter()
     prepared = prepare_counts(adata, layer, n_top_genes)
+    if method in SELF_CLUSTERING:
+        method_params = {"n_clusters": n_clusters, "resolution": resolution, "n_neighbors": n_neighbors,
+                         **method_params}
     z, info = CLUSTER_METHODS[method](prepared, seed=seed, progress=progress, **method_params)
     train_seconds = time.perf_counter() - start
     adata.obsm[f"X_{method}"] = z
     graph_dims = info.pop("graph_dims", None)
-    clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
-                                 n_neighbors, graph_dims)
+    if method in SELF_CLUSTERING:
+        clusters = _write_memberships(adata, method, info.pop("labels"), info.pop("memberships"),
+                                      "resolution" if info["k_estimated"] else "n_clusters", resolution)
+    else:
+        clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
+                                     n_neighbors, graph_dims)
     record = {"method": method, "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
               "n_features": prepared.normalizer.n_features, "n_neighbors": n_neighbors, "graph_dims": graph_dims,
               "train_seconds": train_seconds, **clusters, "params": info, "versions": _versions()}

@@ -41,3 +41,19 @@ def test_demo_runs_all_methods(capsys):
     out = capsys.readouterr().out
     for method in ("pca", "ae", "cae"):
         assert f"| {method} | n_clusters | 10 |" in out
+
+
+@pytest.mark.parametrize("method,extra", [("scinno", ["--n-clusters", "10"]), ("siamese", [])])
+def test_cluster_cli_self_clustering_methods(tmp_path, capsys, method, extra):
+    src = datasets.path("pbmc68k_reduced", "rna")
+    out = tmp_path / "out.h5ad"
+    code = cli.main(["cluster", str(src), "--method", method, "--epochs", "2", "--label-key", "bulk_labels",
+                     "--out", str(out), "--no-progress", *extra])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert ("K given" if extra else "K estimated by Leiden") in printed and f"| {method} |" in printed
+    result = ad.read_h5ad(out)
+    k = result.uns["omics_cl"][method]["n_centres"]
+    assert result.obsm[f"{method}_membership"].shape == (700, k)
+    if extra:
+        assert k == 10

@@ -11,6 +11,7 @@ from scipy import stats
 from omics_cl import datasets, metrics, tl
 from omics_cl.data.paired import Modality, paired_modalities, top_accessible
 from omics_cl.models import sci2cl
+from omics_cl.models.common import context_cells
 
 FAST = dict(hidden=(32,), latent=8, epochs=2, batch_size=64, n_top_peaks=300)
 
@@ -109,9 +110,9 @@ def test_integrate_two_anndata_and_batch_independent_inference():
     np.testing.assert_array_equal(rna.obsm["X_sci2cl"], atac.obsm["X_sci2cl"][order])
     assert (rna.obs["sci2cl_cluster"].to_numpy() == atac.obs["sci2cl_cluster"].to_numpy()[order]).all()
     # inference: every cell attends to one fixed context, so a subset gives the same rows
-    assert list(sci2cl.context_cells(100, 200, 0)) == list(range(100))
-    ctx = sci2cl.context_cells(1000, 50, 0)
-    assert len(ctx) == 50 and (ctx == sci2cl.context_cells(1000, 50, 0)).all()
+    assert list(context_cells(100, 200, 0)) == list(range(100))
+    ctx = context_cells(1000, 50, 0)
+    assert len(ctx) == 50 and (ctx == context_cells(1000, 50, 0)).all()
 
 
 @pytest.mark.parametrize("case", ["unmatched", "empty", "non_count_rna", "non_count_atac", "nan", "no_mudata_mods"])

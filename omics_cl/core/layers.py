@@ -5,7 +5,7 @@ a module holds only parameters and the training step stays a pure function.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,28 +19,32 @@ def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
 
 
 class MLP(nnx.Module):
-    """Hidden blocks ``Linear -> LayerNorm -> GELU -> Dropout(p)``, then a plain ``Linear``."""
+    """Hidden blocks ``Linear -> LayerNorm -> activation (GELU) -> Dropout(p)``, then a plain ``Linear``."""
 
-    def __init__(self, dims: Sequence[int], dropout_rate: float = 0.0, *, rngs: nnx.Rngs):
+    def __init__(self, dims: Sequence[int], dropout_rate: float = 0.0,
+                 activation: Callable[[jax.Array], jax.Array] = jax.nn.gelu, *, rngs: nnx.Rngs):
         if len(dims) < 2:
             raise ValueError(f"MLP needs at least input and output sizes, got {list(dims)}")
         self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dims[:-2], dims[1:-1])])
         self.norms = nnx.List([nnx.LayerNorm(b, rngs=rngs) for b in dims[1:-1]])
         self.out = nnx.Linear(dims[-2], dims[-1], rngs=rngs)
         self.dropout_rate = dropout_rate
+        self.activation = activation
 
     def __call__(self, x: jax.Array, key: jax.Array | None = None) -> jax.Array:
         for i, (linear, norm) in enumerate(zip(self.hidden, self.norms)):
-            x = jax.nn.gelu(norm(linear(x)))
+            x = self.activation(norm(linear(x)))
             if key is not None and self.dropout_rate > 0:
                 x = dropout(jax.random.fold_in(key, i), x, self.dropout_rate)
         return self.out(x)
 
 
-def encoder(n_in: int, hidden: Sequence[int], n_latent: int, dropout_rate: float, *, rngs: nnx.Rngs) -> MLP:
-    return MLP([n_in, *hidden, n_latent], dropout_rate, rngs=rngs)
+def encoder(n_in: int, hidden: Sequence[int], n_latent: int, dropout_rate: float,
+            activation: Callable[[jax.Array], jax.Array] = jax.nn.gelu, *, rngs: nnx.Rngs) -> MLP:
+    return MLP([n_in, *hidden, n_latent], dropout_rate, activation, rngs=rngs)
 
 
-def decoder(n_latent: int, hidden: Sequence[int], n_out: int, dropout_rate: float, *, rngs: nnx.Rngs) -> MLP:
+def decoder(n_latent: int, hidden: Sequence[int], n_out: int, dropout_rate: float,
+            activation: Callable[[jax.Array], jax.Array] = jax.nn.gelu, *, rngs: nnx.Rngs) -> MLP:
     """The mirror of :func:`encoder` built with the same ``hidden`` sizes."""
-    return MLP([n_latent, *reversed(hidden), n_out], dropout_rate, rngs=rngs)
+    return MLP([n_latent, *reversed(hidden), n_out], dropout_rate, activation, rngs=rngs)

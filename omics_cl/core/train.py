@@ -4,13 +4,15 @@ A model is a ``flax.nnx`` module plus a loss function
 ``loss_fn(model, batch, key, train) -> (loss, metrics)``. The module is split once into a
 static graph and a parameter pytree; the step is a plain ``jax.jit`` of
 ``(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
-Data come from a ``BatchSource``: anything with ``n_obs`` and ``get(indices) -> pytree of arrays``.
+Data come from a ``BatchSource``: anything with ``n_obs`` and ``get(indices) -> dict of arrays``.
+A ``schedule(epoch) -> dict of floats`` (e.g. a ramped loss weight) reaches the loss as ``batch["schedule"]``.
 """
 from __future__ import annotations
 
 import os
 import pickle
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -52,6 +54,7 @@ class TrainResult:
     history: dict[str, list[float]] = field(default_factory=dict)
     epochs_run: int = 0
     stopped_early: bool = False
+    epoch_seconds: list[float] = field(default_factory=list)  # wall time of each epoch run in this call
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -134,19 +137,22 @@ def _to_host(tree: Any) -> list[np.ndarray]:
 
 def _from_host(leaves: list[np.ndarray], like: Any) -> Any:
     treedef = jax.tree.structure(like)
-    if treedef.num_leaves != len(leaves):
-        raise ValueError("checkpoint does not match this model/optimizer (different number of arrays)")
+    shapes = [tuple(np.shape(x)) for x in jax.tree.leaves(like)]
+    if treedef.num_leaves != len(leaves) or shapes != [tuple(x.shape) for x in leaves]:
+        raise ValueError("checkpoint does not match this model/optimizer (different arrays or shapes, e.g. "
+                         "another number of clusters); delete it or pick another checkpoint_path")
     return jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
 
 
 def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainConfig, seed: int,
-        desc: str = "training") -> TrainResult:
+        desc: str = "training", schedule: Callable[[int], dict[str, float]] | None = None) -> TrainResult:
     """Train ``model`` on minibatches of ``source``; deterministic given ``seed``.
 
     Shuffling and step keys are derived from ``(seed, epoch, batch)``, so resuming from a
     checkpoint reproduces an uninterrupted run exactly. With ``early_stopping``, a random
     ``validation_fraction`` of cells is held out and the parameters with the best held-out
-    loss are returned.
+    loss are returned. ``schedule`` adds per-epoch scalars to every batch under ``"schedule"``
+    (held-out batches get the same epoch's values).
     """
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config)
@@ -178,15 +184,21 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         start_epoch, history, best_loss, bad_epochs = (ckpt["epoch"], ckpt["history"], ckpt["best_loss"],
                                                        ckpt["bad_epochs"])
 
-    stopped_early = False
+    stopped_early, epoch_seconds = False, []
     bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not config.progress,
                initial=start_epoch, total=config.epochs)
     for epoch in bar:
+        started = time.perf_counter()
         epoch_key = jax.random.fold_in(key, epoch)
+        extra = {} if schedule is None else {"schedule": {k: np.float32(v) for k, v in schedule(epoch).items()}}
+
+        def batch_of(idx):
+            return {**source.get(idx), **extra}
+
         order = np.random.default_rng([seed, epoch]).permutation(train_idx)
         rows, sizes = [], []
         for b, idx in enumerate(minibatches(order, config.batch_size)):
-            params, opt_state, metrics = step(params, opt_state, source.get(idx), jax.random.fold_in(epoch_key, b))
+            params, opt_state, metrics = step(params, opt_state, batch_of(idx), jax.random.fold_in(epoch_key, b))
             rows.append(metrics)
             sizes.append(len(idx))
         for k, v in _mean_metrics(rows, sizes).items():
@@ -196,7 +208,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         if val_idx is not None:
             vrows, vsizes = [], []
             for b, idx in enumerate(minibatches(val_idx, config.batch_size)):
-                vrows.append(evaluate(params, source.get(idx), jax.random.fold_in(val_key, b)))
+                vrows.append(evaluate(params, batch_of(idx), jax.random.fold_in(val_key, b)))
                 vsizes.append(len(idx))
             val_loss = _mean_metrics(vrows, vsizes)["loss"]
             history.setdefault("val_loss", []).append(val_loss)
@@ -206,6 +218,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
             else:
                 bad_epochs += 1
         bar.set_postfix(postfix)
+        epoch_seconds.append(time.perf_counter() - started)
 
         done = epoch + 1 == config.epochs
         stopped_early = val_idx is not None and bad_epochs >= config.patience
@@ -221,7 +234,8 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
     bar.close()
 
     final = best_params if best_params is not None else params
-    return TrainResult(nnx.merge(graphdef, final), history, len(history.get("loss", [])), stopped_early)
+    return TrainResult(nnx.merge(graphdef, final), history, len(history.get("loss", [])), stopped_early,
+                       epoch_seconds)
 
 
 def predict(fn: Callable[[nnx.Module, Any], jax.Array], model: nnx.Module, source: BatchSource,

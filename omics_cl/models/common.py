@@ -1,8 +1,10 @@
-"""Helpers shared by model files: routing keyword parameters to config dataclasses."""
+"""Helpers shared by model files: routing keyword parameters to config dataclasses, inference context cells."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
 from typing import Any
+
+import numpy as np
 
 
 def configure(*defaults: Any, **params: Any) -> tuple[Any, ...]:
@@ -16,3 +18,10 @@ def configure(*defaults: Any, **params: Any) -> tuple[Any, ...]:
         for i in owners:
             out[i] = replace(out[i], **{name: value})
     return tuple(out)
+
+
+def context_cells(n_obs: int, size: int, seed: int) -> np.ndarray:
+    """The fixed, seeded cells every cell attends to at inference (all cells when ``n_obs <= size``)."""
+    if n_obs <= size:
+        return np.arange(n_obs)
+    return np.sort(np.random.default_rng([seed, 104729]).choice(n_obs, size, replace=False))

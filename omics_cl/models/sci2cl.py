@@ -31,7 +31,7 @@ from omics_cl.core import augment, losses
 from omics_cl.core.layers import MLP, encoder
 from omics_cl.core.train import TrainConfig, fit, predict
 from omics_cl.data.paired import PairedSource
-from omics_cl.models.common import configure
+from omics_cl.models.common import configure, context_cells
 
 
 @dataclass(frozen=True)
@@ -181,13 +181,6 @@ def make_loss(config: SCI2CLConfig, stage: str = "joint"):
         return total, metrics
 
     return loss_fn
-
-
-def context_cells(n_obs: int, size: int, seed: int) -> np.ndarray:
-    """The fixed, seeded cells every cell attends to at inference (all cells when ``n_obs <= size``)."""
-    if n_obs <= size:
-        return np.arange(n_obs)
-    return np.sort(np.random.default_rng([seed, 104729]).choice(n_obs, size, replace=False))
 
 
 def fit_sci2cl(source: PairedSource, seed: int = 0, progress: bool = True, **params) -> tuple[dict, dict]:

@@ -1,0 +1,67 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from omics_cl import tl
+from omics_cl.models import scinno
+
+SMALL = dict(hidden=(32,), latent=16, n_heads=4, epochs=4, batch_size=64, ramp_epochs=1)
+
+
+def test_memberships_rows_sum_to_one_and_follow_distance():
+    z = jax.random.normal(jax.random.key(0), (50, 8))
+    centres = jax.random.normal(jax.random.key(1), (5, 8))
+    u, d = scinno.fuzzy_memberships(z, centres, gamma=2.0)
+    np.testing.assert_allclose(np.asarray(u.sum(1)), 1.0, rtol=1e-6)
+    assert (np.asarray(u.argmax(1)) == np.asarray(d.argmin(1))).all()
+
+
+def test_balance_term_is_minus_log_k_when_balanced_and_zero_when_collapsed():
+    k = 4
+    balanced = jnp.eye(k)[jnp.arange(40) % k]
+    collapsed = jnp.eye(k)[jnp.zeros(40, dtype=int)]
+    assert float(scinno.balance(balanced)) == pytest.approx(-np.log(k), abs=1e-5)
+    assert float(scinno.balance(collapsed)) == pytest.approx(0.0, abs=1e-5)
+    # with equal distances, the loss prefers the balanced assignment by alpha * log K
+    d = jnp.ones((40, k))
+    gap = scinno.fuzzy_loss(collapsed, d, 2.0, 0.1) - scinno.fuzzy_loss(balanced, d, 2.0, 0.1)
+    assert float(gap) == pytest.approx(0.1 * np.log(k), abs=1e-5)
+
+
+def test_inference_attention_does_not_depend_on_batching():
+    config = scinno.SCINNOConfig(latent=16, n_heads=4)
+    model = scinno.SCINNO(10, 3, config, rngs=nnx.Rngs(0))
+    model.attention.out.kernel[...] = jax.random.normal(jax.random.key(2), (16, 16))  # non-trivial output
+    z = jax.random.normal(jax.random.key(3), (30, 16))
+    context = z[:7]
+    whole = model.refine(z, context)
+    perm = np.random.default_rng(0).permutation(30)
+    parts = jnp.concatenate([model.refine(z[perm[:11]], context), model.refine(z[perm[11:]], context)])
+    np.testing.assert_allclose(np.asarray(parts), np.asarray(whole[perm]), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(np.asarray(whole), np.asarray(z))
+
+
+def test_cluster_writes_memberships_and_is_deterministic(counts_adata):
+    a, b = counts_adata.copy(), counts_adata.copy()
+    rec = tl.cluster(a, method="scinno", n_clusters=3, progress=False, **SMALL)
+    tl.cluster(b, method="scinno", n_clusters=3, progress=False, **SMALL)
+    u = a.obsm["scinno_membership"]
+    assert u.shape == (300, 3)
+    np.testing.assert_allclose(u.sum(1), 1.0, rtol=1e-5)
+    assert (a.obs["scinno_cluster"].cat.codes.to_numpy() == u.argmax(1)).all()
+    np.testing.assert_array_equal(a.obsm["X_scinno"], b.obsm["X_scinno"])
+    assert rec["protocol"] == "n_clusters" and not rec["params"]["k_estimated"]
+    assert rec["params"]["warmup_epochs"] == 2 and len(rec["params"]["history"]["clustering"]) == 2
+
+
+def test_k_is_estimated_without_labels_and_reported(counts_adata):
+    rec = tl.cluster(counts_adata, method="scinno", progress=False, **SMALL)
+    assert rec["params"]["k_estimated"] and rec["protocol"] == "resolution"
+    assert rec["n_centres"] == counts_adata.obsm["scinno_membership"].shape[1] >= 2
+
+
+def test_warmup_must_leave_clustering_epochs(counts_adata):
+    with pytest.raises(ValueError, match="warmup_epochs must be between"):
+        tl.cluster(counts_adata, method="scinno", progress=False, **{**SMALL, "warmup_epochs": 4})
