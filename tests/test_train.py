@@ -66,3 +66,33 @@ def test_unknown_parameter_is_rejected(counts_adata):
 def test_train_config_defaults_follow_methods_md():
     cfg = TrainConfig()
     assert (cfg.epochs, cfg.batch_size, cfg.learning_rate) == (100, 512, 1e-3)
+
+
+def test_schedule_reaches_the_loss_per_epoch():
+    import jax.numpy as jnp
+    from flax import nnx
+
+    from omics_cl.core.train import fit
+
+    class Source:
+        n_obs = 8
+
+        def get(self, idx):
+            return {"x": np.ones((len(idx), 2), np.float32)}
+
+    def loss_fn(model, batch, key, train):
+        w = batch["schedule"]["weight"]
+        return jnp.mean(model(batch["x"]) ** 2) * 0 + w, {"weight": w}
+
+    result = fit(nnx.Linear(2, 1, rngs=nnx.Rngs(0)), loss_fn, Source(), TrainConfig(epochs=3, batch_size=4,
+                 progress=False), seed=0, schedule=lambda epoch: {"weight": epoch / 2})
+    assert result.history["weight"] == [0.0, 0.5, 1.0]
+    assert len(result.epoch_seconds) == 3
+
+
+def test_checkpoint_with_other_shapes_is_refused(counts_adata, tmp_path):
+    prepared = prepare_counts(counts_adata)
+    ckpt = str(tmp_path / "run.ckpt")
+    embed_cae(prepared, seed=1, progress=False, **dict(FAST, epochs=1, checkpoint_path=ckpt))
+    with pytest.raises(ValueError, match="shapes"):
+        embed_cae(prepared, seed=1, progress=False, **dict(FAST, latent=8, epochs=2, checkpoint_path=ckpt))
