@@ -50,9 +50,10 @@ def run_one(method: str, n_cells: int, epochs: int, thin: float, seed: int) -> d
     row["pretrain_s_per_epoch"] = row["cluster_s_per_epoch"] = None
     if method == "siamese":
         secs = rec["params"]["epoch_seconds"]
-        # the first epoch of each stage includes compilation; report the later ones
-        row["pretrain_s_per_epoch"] = float(sum(secs["pretrain"][1:]) / max(len(secs["pretrain"]) - 1, 1))
-        row["cluster_s_per_epoch"] = float(sum(secs["clustering"][1:]) / max(len(secs["clustering"]) - 1, 1))
+        # the first epoch of a stage includes compilation: left out when the stage has more than one
+        for stage, key in (("pretrain", "pretrain_s_per_epoch"), ("clustering", "cluster_s_per_epoch")):
+            later = secs[stage][1:] or secs[stage]
+            row[key] = float(sum(later) / len(later))
     return row
 
 

@@ -105,3 +105,18 @@ def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int =
         + [f"atac:{n}" for n in atac.obs_names]),
         obsm={"X_scncl": np.vstack([rna.obsm["X_scncl"][has], atac.obsm["X_scncl"]])})
     return umap(joint, "X_scncl", ["modality", "label"], seed=seed, save=save)
+
+
+def memberships(adata: ad.AnnData, method: str, save: str | None = None):
+    """Per cluster, the distribution of each cell's largest soft membership (``obsm["<method>_membership"]``,
+    scinno / siamese): low values mark cells the model could not place confidently."""
+    u = np.asarray(adata.obsm[f"{method}_membership"])
+    clusters = adata.obs[f"{method}_cluster"]
+    names = [c for c in clusters.cat.categories if (clusters == c).any()]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(names) + 2), 3.5))
+    ax.boxplot([u[(clusters == c).to_numpy()].max(1) for c in names], showfliers=False)
+    ax.set_xticks(range(1, len(names) + 1), names)
+    ax.axhline(1.0 / u.shape[1], color="grey", linestyle=":", label="uniform (1/K)")
+    ax.set(xlabel=f"{method} cluster", ylabel="largest membership", ylim=(0, 1.02))
+    ax.legend(loc="lower right")
+    return _finish(fig, save)

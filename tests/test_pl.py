@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from conftest import FAST  # noqa: E402
 
 from omics_cl import pl, tl  # noqa: E402
@@ -24,3 +25,12 @@ def test_confusion_matrix_rows_sum_to_one_and_matches_on_the_diagonal():
     assert np.allclose(table.sum(1), 1.0)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a", "c"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "2", "1"]
+
+
+def test_membership_plot(counts_adata, tmp_path):
+    u = np.random.default_rng(0).dirichlet(np.ones(3), 300).astype(np.float32)
+    counts_adata.obsm["x_membership"] = u
+    counts_adata.obs["x_cluster"] = pd.Categorical(u.argmax(1).astype(str), categories=["0", "1", "2"])
+    fig = pl.memberships(counts_adata, "x", save=str(tmp_path / "m.png"))
+    assert (tmp_path / "m.png").stat().st_size > 1000
+    assert len(fig.axes[0].get_xticklabels()) == 3
