@@ -10,6 +10,9 @@
   Stage 2: NT-Xent between the two views' joint embeddings + ``clustering_weight`` x a DEC clustering
   loss: Student-t soft assignments q to K centres (k-means on the pretrained embedding), target
   p = q^2 / cluster frequency (per batch, no gradient), KL(p || q). Prediction = argmax q.
+  q is computed on L2-normalised embeddings and centres, the geometry NT-Xent trains; on the raw
+  embedding (whose norms NT-Xent leaves free) centres were abandoned and zeisel's 7 clusters
+  fell to 5 (argmax ARI 0.29 vs 0.56, seed 0, while Leiden on the same embedding scored 0.84).
 
 The GAT runs on minibatches: a batch carries each cell's ``n_neighbors_graph`` neighbours' features,
 and each training step attends to a random ``n_sampled`` of them, so memory per step is
@@ -96,7 +99,9 @@ class Siamese(nnx.Module):
 
 
 def student_t(z: jax.Array, centres: jax.Array) -> jax.Array:
-    """DEC soft assignments ``q_ik ~ (1 + ||z_i - mu_k||^2)^-1``, rows summing to 1."""
+    """DEC soft assignments ``q_ik ~ (1 + ||z_i - mu_k||^2)^-1`` on L2-normalised rows and centres, rows
+    summing to 1."""
+    z, centres = losses._l2_normalize(z), losses._l2_normalize(centres)
     q = 1.0 / (1.0 + jnp.sum((z[:, None, :] - centres[None]) ** 2, -1))
     return q / jnp.sum(q, 1, keepdims=True)
 
