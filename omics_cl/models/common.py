@@ -25,3 +25,10 @@ def context_cells(n_obs: int, size: int, seed: int) -> np.ndarray:
     if n_obs <= size:
         return np.arange(n_obs)
     return np.sort(np.random.default_rng([seed, 104729]).choice(n_obs, size, replace=False))
+
+
+def estimate_n_clusters(z: np.ndarray, n_neighbors: int, resolution: float, seed: int) -> int:
+    """Label-free K: the number of Leiden clusters (``resolution``) on a cosine kNN graph of ``z``."""
+    from omics_cl.core import graph
+
+    return int(graph.leiden(graph.neighbor_graph(z, n_neighbors, "cosine", seed), resolution, seed).max()) + 1

@@ -40,7 +40,7 @@ from omics_cl.core import augment, graph, losses
 from omics_cl.core.layers import decoder, encoder
 from omics_cl.core.train import TrainConfig, fit, predict
 from omics_cl.data.preprocess import row_chunks
-from omics_cl.models.common import configure, context_cells
+from omics_cl.models.common import configure, context_cells, estimate_n_clusters
 
 
 @dataclass(frozen=True)
@@ -63,8 +63,7 @@ class SCINNOConfig:
 
 def fuzzy_memberships(z: jax.Array, centres: jax.Array, gamma: float) -> tuple[jax.Array, jax.Array]:
     """``u_ik = softmax_k(-gamma * d_ik)`` and ``d_ik``, with d the squared distance of L2-normalised rows."""
-    z, centres = losses._l2_normalize(z), losses._l2_normalize(centres)
-    d = jnp.sum((z[:, None, :] - centres[None]) ** 2, axis=-1)
+    d = jnp.maximum(2.0 - 2.0 * losses._l2_normalize(z) @ losses._l2_normalize(centres).T, 0.0)
     return jax.nn.softmax(-gamma * d, axis=1), d
 
 
@@ -182,7 +181,7 @@ def embed_scinno(prepared, seed: int = 0, progress: bool = True, n_clusters: int
     z = predict(lambda m, b: m.embed(b["x"]), warm.model, source)
     k_estimated = n_clusters is None
     if k_estimated:
-        n_clusters = int(graph.leiden(graph.neighbor_graph(z, n_neighbors, "cosine", seed), resolution, seed).max()) + 1
+        n_clusters = estimate_n_clusters(z, n_neighbors, resolution, seed)
     model = SCINNO(prepared.normalizer.n_features, n_clusters, config, rngs=nnx.Rngs(seed))
     nnx.update(model, nnx.state(warm.model, nnx.Not(nnx.PathContains("centres"))))
     unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)

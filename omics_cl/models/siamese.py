@@ -33,7 +33,7 @@ from flax import nnx
 from omics_cl.core import augment, graph, losses
 from omics_cl.core.layers import decoder, encoder
 from omics_cl.core.train import TrainConfig, fit, predict
-from omics_cl.models.common import configure
+from omics_cl.models.common import configure, estimate_n_clusters
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ class Siamese(nnx.Module):
 def student_t(z: jax.Array, centres: jax.Array) -> jax.Array:
     """DEC soft assignments ``q_ik ~ (1 + ||z_i - mu_k||^2)^-1`` on L2-normalised rows and centres, rows
     summing to 1."""
-    z, centres = losses._l2_normalize(z), losses._l2_normalize(centres)
-    q = 1.0 / (1.0 + jnp.sum((z[:, None, :] - centres[None]) ** 2, -1))
+    cos = losses._l2_normalize(z) @ losses._l2_normalize(centres).T
+    q = 1.0 / (1.0 + jnp.maximum(2.0 - 2.0 * cos, 0.0))  # squared distance of unit vectors, no n x K x d tensor
     return q / jnp.sum(q, 1, keepdims=True)
 
 
@@ -195,7 +195,7 @@ def embed_siamese(prepared, seed: int = 0, progress: bool = True, n_clusters: in
     z = embed(pre.model)
     k_estimated = n_clusters is None
     if k_estimated:
-        n_clusters = int(graph.leiden(graph.neighbor_graph(z, n_neighbors, "cosine", seed), resolution, seed).max()) + 1
+        n_clusters = estimate_n_clusters(z, n_neighbors, resolution, seed)
     model = Siamese(n_features, n_clusters, config, rngs=nnx.Rngs(seed))
     nnx.update(model, nnx.state(pre.model, nnx.Not(nnx.PathContains("centres"))))
     model.centres[...] = jnp.asarray(graph.kmeans_centres(z, n_clusters, seed), jnp.float32)
