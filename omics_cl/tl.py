@@ -81,13 +81,12 @@ def _write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, membe
                        protocol: str, resolution: float) -> dict:
     """Argmax clusters renamed by decreasing size ("0" largest; empty clusters last) and the memberships in
     that column order."""
-    sizes = np.bincount(labels, minlength=memberships.shape[1])
-    order = np.lexsort((np.arange(len(sizes)), -sizes))
+    order = graph.size_order(labels, memberships.shape[1])
     rank = np.argsort(order)
     names = [str(i) for i in range(len(order))]
     adata.obs[f"{method}_cluster"] = pd.Categorical(np.asarray(names)[rank[labels]], categories=names)
     adata.obsm[f"{method}_membership"] = memberships[:, order]
-    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": int((sizes > 0).sum()),
+    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": len(np.unique(labels)),
             "n_centres": len(order)}
 
 

@@ -59,9 +59,13 @@ def leiden(adjacency: sp.spmatrix, resolution: float = 1.0, seed: int = 0, n_ite
         igraph.set_random_number_generator(random)
     labels = np.asarray(parts.membership)
     # relabel 0..K-1 by decreasing size so labels do not depend on igraph's internal order
-    sizes = np.bincount(labels)
-    order = np.lexsort((np.arange(len(sizes)), -sizes))
-    return np.argsort(order)[labels]
+    return np.argsort(size_order(labels))[labels]
+
+
+def size_order(labels: np.ndarray, n_labels: int = 0) -> np.ndarray:
+    """Label ids 0..max(n_labels, K)-1 sorted by decreasing cluster size (ties by id; empty ones last)."""
+    sizes = np.bincount(labels, minlength=n_labels)
+    return np.lexsort((np.arange(len(sizes)), -sizes))
 
 
 def leiden_n_clusters(adjacency: sp.spmatrix, n_clusters: int, seed: int = 0, max_steps: int = 40,
