@@ -106,9 +106,3 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
 
     return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(np.asarray(x))
 
-
-def kmeans_centres(x: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
-    """K-means centres (10 seeded restarts), e.g. to initialise a clustering head."""
-    from sklearn.cluster import KMeans
-
-    return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit(np.asarray(x)).cluster_centers_

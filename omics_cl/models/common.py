@@ -27,8 +27,17 @@ def context_cells(n_obs: int, size: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, 104729]).choice(n_obs, size, replace=False))
 
 
-def estimate_n_clusters(z: np.ndarray, n_neighbors: int, resolution: float, seed: int) -> int:
-    """Label-free K: the number of Leiden clusters (``resolution``) on a cosine kNN graph of ``z``."""
+def leiden_centres(z: np.ndarray, n_clusters: int | None, n_neighbors: int, resolution: float,
+                   seed: int) -> np.ndarray:
+    """Initial cluster centres from Leiden on a cosine kNN graph of ``z``: the mean L2-normalised row of
+    each cluster. Leiden gives ``n_clusters`` clusters (resolution by bisection) or, when ``n_clusters``
+    is None, as many as it finds at ``resolution`` (the label-free K estimate)."""
     from omics_cl.core import graph
 
-    return int(graph.leiden(graph.neighbor_graph(z, n_neighbors, "cosine", seed), resolution, seed).max()) + 1
+    adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
+    if n_clusters is None:
+        labels = graph.leiden(adjacency, resolution, seed)
+    else:
+        labels, _ = graph.leiden_n_clusters(adjacency, n_clusters, seed)
+    unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    return np.stack([unit[labels == k].mean(0) for k in range(labels.max() + 1)]).astype(np.float32)
