@@ -1,6 +1,7 @@
 import numpy as np
 
 from omics_cl.core import graph
+from omics_cl.models.common import leiden_centres
 
 
 def blobs(n_per=60, k=5, seed=0):
@@ -37,3 +38,22 @@ def test_knn_includes_self_first():
     x, _ = blobs(20, 2)
     idx, dist = graph.knn(x, 5, "cosine")
     assert np.array_equal(idx[:, 0], np.arange(len(x))) and np.allclose(dist[:, 0], 0, atol=1e-5)
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_leiden_centres_are_mean_directions_of_the_clusters():
+    x, truth = blobs()
+    centres = leiden_centres(x, None, 15, 0.5, seed=0)  # K estimated: the 5 blobs
+    assert centres.shape == (5, x.shape[1])
+    blob_means = np.stack([unit(x[truth == k]).mean(0) for k in range(5)])
+    nearest = np.abs(centres[:, None, :] - blob_means[None]).max(2).argmin(1)
+    assert sorted(nearest) == list(range(5))
+    assert np.allclose(centres, blob_means[nearest], atol=1e-5)
+
+
+def test_leiden_centres_honour_a_given_k():
+    x, _ = blobs()
+    assert leiden_centres(x, 8, 15, 1.0, seed=0).shape == (8, x.shape[1])
