@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from omics_cl.core import graph
 from omics_cl.models.common import leiden_centres
@@ -54,6 +55,8 @@ def test_leiden_centres_are_mean_directions_of_the_clusters():
     assert np.allclose(centres, blob_means[nearest], atol=1e-5)
 
 
-def test_leiden_centres_honour_a_given_k():
+def test_leiden_centres_honour_a_given_k_or_warn():
     x, _ = blobs()
     assert leiden_centres(x, 8, 15, 1.0, seed=0).shape == (8, x.shape[1])
+    with pytest.warns(UserWarning, match="training 5 centres"):  # 5 disconnected blobs: 3 is out of reach
+        assert len(leiden_centres(x, 3, 15, 1.0, seed=0)) == 5

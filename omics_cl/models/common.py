@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import fields, replace
+import warnings
 from typing import Any
 
 import numpy as np
@@ -39,5 +40,8 @@ def leiden_centres(z: np.ndarray, n_clusters: int | None, n_neighbors: int, reso
         labels = graph.leiden(adjacency, resolution, seed)
     else:
         labels, _ = graph.leiden_n_clusters(adjacency, n_clusters, seed)
+        if labels.max() + 1 != n_clusters:
+            warnings.warn(f"no Leiden resolution gives {n_clusters} clusters on the pretrained latent; "
+                          f"training {labels.max() + 1} centres (the closest count)", stacklevel=2)
     unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
     return np.stack([unit[labels == k].mean(0) for k in range(labels.max() + 1)]).astype(np.float32)
