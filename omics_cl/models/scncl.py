@@ -81,8 +81,7 @@ def nndr(f: jax.Array, with_variance: bool) -> jax.Array:
 def feature_alignment(h_atac: jax.Array, h_rna: jax.Array, fraction: float) -> jax.Array:
     """-mean cos between each ATAC cell and its most similar RNA cell, over the top ``fraction`` of
     ATAC cells by that similarity (matching and selection without gradient)."""
-    a = h_atac / jnp.maximum(jnp.linalg.norm(h_atac, axis=1, keepdims=True), 1e-12)
-    r = h_rna / jnp.maximum(jnp.linalg.norm(h_rna, axis=1, keepdims=True), 1e-12)
+    a, r = losses._l2_normalize(h_atac), losses._l2_normalize(h_rna)
     sims = jax.lax.stop_gradient(a @ r.T)
     match = jnp.argmax(sims, axis=1)
     best = jnp.max(sims, axis=1)
