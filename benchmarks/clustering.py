@@ -29,8 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, median_table, write_json_atomic  # noqa: E402
 
-from omics_cl import datasets, metrics, tl  # noqa: E402
-from omics_cl.models import SELF_CLUSTERING  # noqa: E402
+from omics_cl import datasets, metrics, models, tl  # noqa: E402
 
 DEFAULT_DATASETS = "zeisel_cortex,cbmc_citeseq_rna500,pbmc68k_reduced,mop_snare_paired"
 ANCHORS = Path(__file__).resolve().parent / "anchors"
@@ -57,7 +56,7 @@ def scvi_embedding(name: str, seed: int, args) -> np.ndarray:
 
 def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
     """Yield ``(protocol, obs key, run info, train_seconds)`` for one (dataset, method, seed)."""
-    if method in SELF_CLUSTERING:
+    if method in models.METHODS and models.METHODS[method].self_clustering:
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = str(Path(tmp) / "run.ckpt")
             full = tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, checkpoint_path=ckpt,

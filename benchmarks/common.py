@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 
 import numpy as np
+
+from omics_cl.core.files import atomic_write
 
 
 def machine() -> str:
@@ -23,11 +24,11 @@ def machine() -> str:
 
 
 def write_json_atomic(rows: list[dict], path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(rows, fh, indent=1)
-    os.replace(tmp, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+    atomic_write(path, write)
 
 
 def _fmt(x: float) -> str:

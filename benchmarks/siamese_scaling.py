@@ -51,7 +51,7 @@ def run_one(method: str, n_cells: int, epochs: int, thin: float, seed: int) -> d
     if method == "siamese":
         secs = rec["params"]["epoch_seconds"]
         # the first epoch of a stage includes compilation: left out when the stage has more than one
-        for stage, key in (("pretrain", "pretrain_s_per_epoch"), ("clustering", "cluster_s_per_epoch")):
+        for stage, key in (("pretrain", "pretrain_s_per_epoch"), ("cluster", "cluster_s_per_epoch")):
             later = secs[stage][1:] or secs[stage]
             row[key] = float(sum(later) / len(later))
     return row

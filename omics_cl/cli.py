@@ -2,30 +2,44 @@
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-METHODS = ("pca", "ae", "cae", "scinno", "siamese")
+from omics_cl import models
+from omics_cl.core.files import atomic_write
+
 DEMO_METHODS = ("pca", "ae", "cae")
 
 
 def write_h5ad_atomic(adata, out: Path) -> None:
-    """Write (an AnnData, or a MuData to .h5mu) to a temporary file in the target directory, then rename
-    over ``out``."""
-    out = out.resolve()
-    suffix = ".tmp.h5mu" if hasattr(adata, "mod") else ".tmp.h5ad"
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix)
-    os.close(fd)
+    """Write an AnnData (or a MuData, as .h5mu) atomically: temporary file beside ``out``, then rename."""
+    atomic_write(out, adata.write, suffix=".tmp.h5mu" if hasattr(adata, "mod") else ".tmp.h5ad")
+
+
+def method_params(args, job: str) -> dict:
+    """``--epochs`` and every ``--set KEY=VALUE`` (values read as JSON, else as text), checked against the
+    method's config before any data is read."""
+    params = {}
+    if getattr(args, "epochs", None) is not None:
+        params["epochs"] = args.epochs
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    method = models.get(args.method, job)
+    if method.train is None:
+        params.pop("epochs", None)  # untrained methods (pca) ignore --epochs
     try:
-        adata.write(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        models.configure(method, **params)
+    except TypeError as err:
+        raise ValueError(f"--set: {err}") from None
+    return params
 
 
 def _scores_table(rows: list[dict]) -> str:
@@ -41,16 +55,16 @@ def cmd_cluster(args) -> int:
 
     from omics_cl import metrics, tl
 
+    params = method_params(args, "cluster")
     src, out = Path(args.input), Path(args.out)
     _check_paths([src], out)
     adata = ad.read_h5ad(src)
     if args.label_key is not None and args.label_key not in adata.obs:
         raise ValueError(f"label key {args.label_key!r} not in obs; columns: {list(adata.obs.columns)}")
-    params = {"epochs": args.epochs} if args.epochs is not None and args.method != "pca" else {}
     record = tl.cluster(adata, method=args.method, n_clusters=args.n_clusters, resolution=args.resolution,
                         seed=args.seed, layer=args.layer, n_top_genes=args.n_top_genes,
                         progress=not args.no_progress, **params)
-    if "k_estimated" in record["params"]:
+    if models.get(args.method, "cluster").self_clustering:
         how = ("K estimated by Leiden on the pretrained latent" if record["params"]["k_estimated"] else "K given")
         how += f"; memberships obsm['{args.method}_membership']"
     else:
@@ -86,6 +100,7 @@ def cmd_transfer(args) -> int:
 
     from omics_cl import metrics, pl, pp, tl
 
+    params = method_params(args, "transfer")
     out = Path(args.out)
     inputs = [Path(args.rna), Path(args.atac)] + ([Path(args.gene_activity)] if args.gene_activity else [])
     _check_paths(inputs, out)
@@ -103,9 +118,9 @@ def cmd_transfer(args) -> int:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
-                                **({"epochs": args.epochs} if args.epochs else {}))
+                                method=args.method, **params)
     n_novel = int(atac.obs["omics_cl_is_novel"].sum())
-    print(f"scncl: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
+    print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "
           f"(novelty > {record['novelty_threshold']:.3f}, Otsu threshold)")
     query_key = args.query_label_key
@@ -140,8 +155,10 @@ def cmd_integrate(args) -> int:
     import mudata as md
 
     matplotlib.use("Agg")
-    from omics_cl import metrics, pl, tl
+    from omics_cl import get, metrics, pl, tl
 
+    params = method_params(args, "integrate")
+    name = args.method
     out = Path(args.out)
     if (args.mudata is None) == (args.rna is None or args.atac is None) or (args.rna is None) != (args.atac is None):
         raise ValueError("give either --mudata, or both --rna and --atac")
@@ -151,23 +168,22 @@ def cmd_integrate(args) -> int:
         mdata = md.read_h5mu(args.mudata)
     else:
         mdata = md.MuData({"rna": ad.read_h5ad(args.rna), "atac": ad.read_h5ad(args.atac)})
-    labels = tl._column(mdata, args.label_key) if args.label_key else None  # fails before any training
-    record = tl.integrate(mdata, n_clusters=args.n_clusters, resolution=args.resolution, seed=args.seed,
+    labels = get.obs_column(mdata, args.label_key) if args.label_key else None  # fails before any training
+    record = tl.integrate(mdata, method=name, n_clusters=args.n_clusters, resolution=args.resolution, seed=args.seed,
                           rna_layer=args.rna_layer, atac_layer=args.atac_layer, n_top_genes=args.n_top_genes,
-                          n_top_peaks=args.n_top_peaks, progress=not args.no_progress,
-                          **({"epochs": args.epochs} if args.epochs else {}))
-    print(f"sci2cl: {mdata.n_obs} paired cells, {record['n_genes']} genes + {record['n_peaks']} peaks; "
-          f"{record['n_clusters']} clusters (resolution {record['resolution']:.4g}); embedding obsm['X_sci2cl'], "
-          "clusters obs['sci2cl_cluster']")
+                          n_top_peaks=args.n_top_peaks, progress=not args.no_progress, **params)
+    print(f"{name}: {mdata.n_obs} paired cells, {record['n_genes']} genes + {record['n_peaks']} peaks; "
+          f"{record['n_clusters']} clusters (resolution {record['resolution']:.4g}); embedding obsm['X_{name}'], "
+          f"clusters obs['{name}_cluster']")
     if labels is not None:
-        s = metrics.clustering_scores(labels, mdata.obs["sci2cl_cluster"], exclude=args.exclude_label)
-        print(_scores_table([{"method": "sci2cl", "protocol": record["protocol"], "n_clusters": record["n_clusters"],
+        s = metrics.clustering_scores(labels, mdata.obs[f"{name}_cluster"], exclude=args.exclude_label)
+        print(_scores_table([{"method": name, "protocol": record["protocol"], "n_clusters": record["n_clusters"],
                               **s, "seconds": record["train_seconds"]}]))
     if args.report:
         report = Path(args.report)
         report.mkdir(parents=True, exist_ok=True)
-        colors = ["sci2cl_cluster"] + ([args.label_key] if labels is not None else [])
-        pl.umap(mdata, "X_sci2cl", colors, seed=args.seed, save=str(report / "umap.png"))
+        colors = [f"{name}_cluster"] + ([args.label_key] if labels is not None else [])
+        pl.umap(mdata, f"X_{name}", colors, seed=args.seed, save=str(report / "umap.png"))
         print(f"report in {report}")
     write_h5ad_atomic(mdata, out)
     print(f"wrote {out}")
@@ -211,16 +227,29 @@ def cmd_datasets(args) -> int:
     return 0
 
 
+def add_method_arguments(parser: argparse.ArgumentParser, job: str, default: str) -> None:
+    """``--method`` (choices from the registry), ``--epochs`` and ``--set``, with each method's defaults."""
+    choices = models.names(job)
+    epochs = ", ".join(f"{name} {models.METHODS[name].train.epochs}" for name in choices
+                       if models.METHODS[name].train is not None)
+    parser.add_argument("--method", choices=choices, default=default,
+                        help="; ".join(f"{n}: {models.METHODS[n].summary}" for n in choices))
+    parser.add_argument("--epochs", type=int, default=None, help=f"training epochs (defaults: {epochs})")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a parameter of the method's config or training config, e.g. --set temperature=0.1 "
+                             "--set hidden=[512,256] (repeatable; checked before any data is read)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omics-cl", description="Contrastive learning for single-cell omics.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("cluster", help="embed and cluster the cells of an .h5ad of raw counts",
-                       description="Embed cells (pca, ae or cae) and cluster them with Leiden, or cluster them "
-                                   "with scinno / siamese (argmax of soft memberships). The input file "
-                                   "is never modified; the output is written atomically.")
+                       description="Embed cells and cluster them with Leiden, or let a self-clustering method "
+                                   "(scinno, siamese) cluster them (argmax of soft memberships). The input "
+                                   "file is never modified; the output is written atomically.")
     c.add_argument("input", metavar="IN.h5ad", help="AnnData with raw integer counts in X (or --layer)")
-    c.add_argument("--method", choices=METHODS, default="cae")
+    add_method_arguments(c, "cluster", "cae")
     c.add_argument("--out", required=True, metavar="OUT.h5ad", help="output file (must differ from the input)")
     c.add_argument("--n-clusters", type=int, default=None,
                    help="number of clusters (pca/ae/cae: Leiden resolution found by bisection); "
@@ -231,8 +260,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label value left out of scoring, e.g. Mis (repeatable)")
     c.add_argument("--layer", default=None, help="layer holding raw counts (default: X)")
     c.add_argument("--n-top-genes", type=int, default=2000)
-    c.add_argument("--epochs", type=int, default=None, help="training epochs (defaults: ae/cae 100, scinno 60, siamese 40; "
-                        "the first half pre-trains scinno/siamese)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     c.set_defaults(func=cmd_cluster)
@@ -263,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write plots (novelty distribution, joint UMAP, confusion matrix) and CSV tables here")
     t.add_argument("--rna-layer", default=None)
     t.add_argument("--atac-layer", default=None)
-    t.add_argument("--epochs", type=int, default=None, help="training epochs (default 50)")
+    add_method_arguments(t, "transfer", "scncl")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_transfer)
@@ -287,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--atac-layer", default=None)
     i.add_argument("--n-top-genes", type=int, default=2000)
     i.add_argument("--n-top-peaks", type=int, default=10000)
-    i.add_argument("--epochs", type=int, default=None, help="training epochs (default 20)")
+    add_method_arguments(i, "integrate", "sci2cl")
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--no-progress", action="store_true")
     i.set_defaults(func=cmd_integrate)

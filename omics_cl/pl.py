@@ -5,6 +5,8 @@ import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
 
+from omics_cl import get
+
 
 def _finish(fig, save: str | None):
     fig.tight_layout()
@@ -20,8 +22,6 @@ def umap(adata, use_rep: str, color: list[str] | str, seed: int = 0, save: str |
     import pandas as pd
     import scanpy as sc
 
-    from omics_cl.tl import _column
-
     key = f"X_umap_{use_rep.removeprefix('X_')}"
     if key not in adata.obsm:
         tmp = ad.AnnData(obs=pd.DataFrame(index=adata.obs_names), obsm={use_rep: np.asarray(adata.obsm[use_rep])})
@@ -29,7 +29,7 @@ def umap(adata, use_rep: str, color: list[str] | str, seed: int = 0, save: str |
         sc.tl.umap(tmp, random_state=seed)
         adata.obsm[key] = tmp.obsm["X_umap"]
     colors = [color] if isinstance(color, str) else list(color)
-    view = ad.AnnData(obs=pd.DataFrame({c: _column(adata, c).to_numpy() for c in colors}, index=adata.obs_names),
+    view = ad.AnnData(obs=pd.DataFrame({c: get.obs_column(adata, c).to_numpy() for c in colors}, index=adata.obs_names),
                       obsm={key: np.asarray(adata.obsm[key])})
     fig, axes = plt.subplots(1, len(colors), figsize=(5.5 * len(colors), 4.5), squeeze=False)
     for ax, c in zip(axes[0], colors):
@@ -63,7 +63,7 @@ def confusion_matrix(true, pred, normalize: bool = True, save: str | None = None
 
 def training_history(adata: ad.AnnData, method: str, save: str | None = None):
     """Loss terms per epoch from ``uns["omics_cl"][method]["params"]["history"]``."""
-    history = adata.uns["omics_cl"][method]["params"]["history"]
+    history = get.run_record(adata, method)["params"]["history"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, values in history.items():
         ax.plot(np.arange(1, len(values) + 1), values, label=name)
@@ -73,16 +73,16 @@ def training_history(adata: ad.AnnData, method: str, save: str | None = None):
     return _finish(fig, save)
 
 
-def novelty_distribution(adata: ad.AnnData, save: str | None = None):
+def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str | None = None):
     """Histograms of ``obs["omics_cl_novelty"]`` for cells predicted known and predicted novel, with the
-    threshold used by :func:`omics_cl.tl.transfer_labels`."""
+    threshold used by :func:`omics_cl.tl.transfer_labels` (of ``method``; default: the recorded one)."""
     novelty = adata.obs["omics_cl_novelty"].to_numpy()
     novel = adata.obs["omics_cl_is_novel"].to_numpy(dtype=bool)
     bins = np.linspace(novelty.min(), novelty.max(), 50) if novelty.max() > novelty.min() else 10
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
     ax.hist(novelty[~novel], bins=bins, alpha=0.7, label=f"predicted known ({(~novel).sum()})")
     ax.hist(novelty[novel], bins=bins, alpha=0.7, label=f"predicted novel ({novel.sum()})")
-    threshold = adata.uns.get("omics_cl", {}).get("scncl", {}).get("novelty_threshold")
+    threshold = get.run_record(adata, get.transfer_method(adata, method)).get("novelty_threshold")
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
     ax.set_xlabel("novelty score (1 - max softmax)")
@@ -91,20 +91,23 @@ def novelty_distribution(adata: ad.AnnData, save: str | None = None):
     return _finish(fig, save)
 
 
-def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int = 0, save: str | None = None):
-    """UMAP of the joint scNCL embedding (``obsm["X_scncl"]`` of both), coloured by modality and by label
-    (reference label for RNA cells, transferred label for ATAC cells)."""
+def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int = 0, method: str | None = None,
+                  save: str | None = None):
+    """UMAP of the joint label-transfer embedding (``obsm["X_<method>"]`` of both; default method: the
+    recorded one), coloured by modality and by label (reference label for RNA cells, transferred label for
+    ATAC cells)."""
     import pandas as pd
 
-    has = ~np.isnan(rna.obsm["X_scncl"]).any(1)
+    key = f"X_{get.transfer_method(atac, method)}"
+    has = ~np.isnan(rna.obsm[key]).any(1)
     labels = np.concatenate([rna.obs[label_key].astype(str).to_numpy()[has],
                              atac.obs["omics_cl_label"].astype(str).to_numpy()])
     joint = ad.AnnData(obs=pd.DataFrame({
         "modality": pd.Categorical(["RNA"] * int(has.sum()) + ["ATAC"] * atac.n_obs),
         "label": pd.Categorical(labels)}, index=[f"rna:{n}" for n in rna.obs_names[has]]
         + [f"atac:{n}" for n in atac.obs_names]),
-        obsm={"X_scncl": np.vstack([rna.obsm["X_scncl"][has], atac.obsm["X_scncl"]])})
-    return umap(joint, "X_scncl", ["modality", "label"], seed=seed, save=save)
+        obsm={key: np.vstack([rna.obsm[key][has], atac.obsm[key]])})
+    return umap(joint, key, ["modality", "label"], seed=seed, save=save)
 
 
 def memberships(adata: ad.AnnData, method: str, save: str | None = None):

@@ -74,7 +74,7 @@ def test_counts_from_layer_are_used(counts_adata):
 def test_bad_n_clusters_and_method(counts_adata):
     with pytest.raises(ValueError, match="n_clusters"):
         tl.cluster(counts_adata, method="pca", n_clusters=0, progress=False)
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="unknown cluster method"):
         tl.cluster(counts_adata, method="nope", progress=False)
 
 

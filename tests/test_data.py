@@ -6,6 +6,7 @@ import scipy.sparse as sp
 
 from omics_cl import datasets
 from omics_cl.data.preprocess import fit_lognormalizer, prepare_counts
+from omics_cl.data.sources import KEYS
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_batches_match_scanpy_recipe(zeisel):
     sc.pp.log1p(ref)
     expected = ref.X[:, prepared.normalizer.genes].toarray()
     idx = np.array([17, 3, 2999, 40])
-    assert np.allclose(prepared.source().get(idx)["x"], expected[idx], atol=1e-5)
+    assert np.allclose(prepared.source().get(idx)[KEYS.X], expected[idx], atol=1e-5)
     assert np.allclose(prepared.lognorm_sparse().toarray(), expected, atol=1e-5)
 
 
@@ -35,7 +36,7 @@ def test_backed_anndata_gives_the_same_batches(zeisel):
     a, b = prepare_counts(zeisel), prepare_counts(backed)
     assert np.array_equal(a.normalizer.genes, b.normalizer.genes)
     idx = np.array([5, 1, 2000, 9])
-    assert np.array_equal(a.source().get(idx)["x"], b.source().get(idx)["x"])
+    assert np.array_equal(a.source().get(idx)[KEYS.X], b.source().get(idx)[KEYS.X])
     assert isinstance(backed.X, ad.abc.CSRDataset)  # stayed on disk
 
 

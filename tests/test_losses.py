@@ -69,3 +69,33 @@ def test_zinb_nll_matches_scipy_mixture():
 def test_scaled_mean_clamps_and_scales():
     mu = losses.scaled_mean(jnp.array([[-100.0, 0.0, 100.0]]), jnp.array([2.0]))
     assert np.allclose(np.asarray(mu), [[2e-5, 2.0, 2e6]], rtol=1e-5)
+
+
+def test_cross_entropy_and_dec_kl_agree_with_optax():
+    import jax
+    import optax
+
+    logits = jax.random.normal(jax.random.key(0), (64, 7)) * 3
+    labels = jax.random.randint(jax.random.key(1), (64,), 0, 7)
+    expected = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    assert np.isclose(float(losses.cross_entropy(logits, labels)), float(expected), rtol=1e-5)
+    q = jax.nn.softmax(jax.random.normal(jax.random.key(2), (64, 5)))
+    p = losses.dec_target(q)
+    expected = jnp.mean(jnp.sum(optax.kl_divergence(jnp.log(q), p), 1))
+    assert np.isclose(float(losses.dec_kl(p, q)), float(expected), rtol=1e-4)
+
+
+def test_student_t_and_dec_target_rows_sum_to_one_and_sharpen():
+    rng = np.random.default_rng(0)
+    z, centres = rng.normal(size=(40, 6)), rng.normal(size=(4, 6))
+    q = np.asarray(losses.student_t(jnp.asarray(z), jnp.asarray(centres)))
+    p = np.asarray(losses.dec_target(jnp.asarray(q)))
+    assert np.allclose(q.sum(1), 1, atol=1e-6) and np.allclose(p.sum(1), 1, atol=1e-6)
+    assert (p.max(1) >= q.max(1) - 1e-7).all()
+    cos = _normalize(z) @ _normalize(centres).T
+    assert (q.argmax(1) == cos.argmax(1)).all()
+
+
+def test_l2_normalize_keeps_zero_rows():
+    out = np.asarray(losses.l2_normalize(jnp.asarray([[3.0, 4.0], [0.0, 0.0]])))
+    assert np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])

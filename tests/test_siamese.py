@@ -5,6 +5,7 @@ from flax import nnx
 
 from omics_cl import tl
 from omics_cl.data.preprocess import prepare_counts
+from omics_cl.data.sources import KEYS, GraphSource, cell_graph
 from omics_cl.models import siamese
 
 SMALL = dict(hidden=(32,), latent=8, gat_dim=8, gat_heads=2, epochs=4, batch_size=64, n_neighbors_graph=6,
@@ -28,13 +29,13 @@ def test_gat_minibatch_equals_full_graph():
 
 def test_graph_source_feeds_the_same_neighbourhoods(counts_adata):
     prepared = prepare_counts(counts_adata, None, None)
-    neighbors = siamese.cell_graph(prepared, 10, 6, 0)
-    source = siamese.GraphSource(prepared.source(), neighbors)
+    neighbors = cell_graph(prepared.source(), 10, 6, 0)
+    source = GraphSource(prepared.source(), neighbors)
     idx = np.array([5, 0, 123])
     batch = source.get(idx)
-    rows = prepared.source().get(np.arange(300))["x"]
-    np.testing.assert_allclose(batch["x"], rows[idx])
-    np.testing.assert_allclose(batch["neighbors"], rows[neighbors[idx]])
+    rows = prepared.source().get(np.arange(300))[KEYS.X]
+    np.testing.assert_allclose(batch[KEYS.X], rows[idx])
+    np.testing.assert_allclose(batch[KEYS.NEIGHBOR_X], rows[neighbors[idx]])
 
 
 def test_cell_graph_ignores_labels(counts_adata):
@@ -42,8 +43,8 @@ def test_cell_graph_ignores_labels(counts_adata):
     b = counts_adata.copy()
     b.obs["group"] = np.random.default_rng(1).permutation(b.obs["group"].to_numpy())
     b.obs["cell_type"] = "same"
-    ga = siamese.cell_graph(prepare_counts(a, None, None), 10, 6, 0)
-    gb = siamese.cell_graph(prepare_counts(b, None, None), 10, 6, 0)
+    ga = cell_graph(prepare_counts(a, None, None).source(), 10, 6, 0)
+    gb = cell_graph(prepare_counts(b, None, None).source(), 10, 6, 0)
     np.testing.assert_array_equal(ga, gb)
     assert ga.shape == (300, 6) and (ga != np.arange(300)[:, None]).all()
     # the graph does follow the expression: most neighbours share the planted group
@@ -53,8 +54,8 @@ def test_cell_graph_ignores_labels(counts_adata):
 
 def test_view_samples_neighbours_and_drops_edges():
     config = siamese.SiameseConfig(n_sampled=4, edge_drop=0.5)
-    batch = {"x": np.ones((200, 3), np.float32), "neighbors": np.ones((200, 10, 3), np.float32),
-             "valid": np.ones((200, 10), bool)}
+    batch = {KEYS.X: np.ones((200, 3), np.float32), KEYS.NEIGHBOR_X: np.ones((200, 10, 3), np.float32),
+             KEYS.NEIGHBOR_MASK: np.ones((200, 10), bool)}
     _, _, mask = siamese.view(jax.random.key(0), batch, config)
     kept = np.asarray(mask).sum(1)
     assert kept.max() <= 4 and 1.5 < kept.mean() < 2.5

@@ -5,7 +5,12 @@ from conftest import FAST
 from omics_cl import tl
 from omics_cl.core.train import TrainConfig, minibatches
 from omics_cl.data.preprocess import prepare_counts
-from omics_cl.models.cae import embed_cae
+from omics_cl import models
+
+
+def embed_cae(prepared, seed, progress, **params):
+    out, info = models.run(models.METHODS["cae"], prepared, models.Context(seed), progress, **params)
+    return out["embedding"], info
 
 
 def test_same_seed_same_embedding_and_clusters(counts_adata):

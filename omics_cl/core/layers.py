@@ -12,6 +12,13 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+def dropout_keys(key: jax.Array, train: bool) -> Callable[[int], jax.Array | None]:
+    """``i -> key for the i-th dropout site`` while training; ``i -> None`` (no dropout) otherwise."""
+    if train:
+        return lambda i: jax.random.fold_in(key, i)
+    return lambda i: None
+
+
 def dropout(key: jax.Array, x: jax.Array, rate: float) -> jax.Array:
     """Inverted dropout: zero each entry with probability ``rate`` and rescale the rest."""
     keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)

@@ -4,17 +4,19 @@ A model is a ``flax.nnx`` module plus a loss function
 ``loss_fn(model, batch, key, train) -> (loss, metrics)``. The module is split once into a
 static graph and a parameter pytree; the step is a plain ``jax.jit`` of
 ``(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
-Data come from a ``BatchSource``: anything with ``n_obs`` and ``get(indices) -> dict of arrays``.
+Data come from a ``BatchSource``: anything with ``n_obs`` and ``get(indices) -> dict of arrays``
+(the sources and their batch keys live in ``omics_cl.data.sources``).
 A ``schedule(epoch) -> dict of floats`` (e.g. a ramped loss weight) reaches the loss as ``batch["schedule"]``.
+:func:`run_stages` runs a list of :class:`Stage` (pre-training, then fine-tuning, ...) with :func:`fit`,
+one checkpoint per stage; :func:`run_record` is the one record of a run (config, history, timings).
 """
 from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 import jax
@@ -24,6 +26,9 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from omics_cl.core.files import atomic_write
+
+SCHEDULE = "schedule"  # batch key of the per-epoch scalars from ``schedule``
 LossFn = Callable[[nnx.Module, Any, jax.Array, bool], tuple[jax.Array, dict]]
 
 
@@ -117,18 +122,12 @@ def _mean_metrics(rows: list[dict], weights: list[int]) -> dict[str, float]:
     return {k: float(np.average([float(r[k]) for r in rows], weights=w)) for k in rows[0]}
 
 
-def _atomic_pickle(obj: Any, path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".ckpt-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+def _write_pickle(obj: Any, path: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
             pickle.dump(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write(path, write)
 
 
 def _to_host(tree: Any) -> list[np.ndarray]:
@@ -190,7 +189,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
     for epoch in bar:
         started = time.perf_counter()
         epoch_key = jax.random.fold_in(key, epoch)
-        extra = {} if schedule is None else {"schedule": {k: np.float32(v) for k, v in schedule(epoch).items()}}
+        extra = {} if schedule is None else {SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
 
         def batch_of(idx):
             return {**source.get(idx), **extra}
@@ -223,7 +222,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         done = epoch + 1 == config.epochs
         stopped_early = val_idx is not None and bad_epochs >= config.patience
         if config.checkpoint_path and ((epoch + 1) % config.checkpoint_every == 0 or done or stopped_early):
-            _atomic_pickle({
+            _write_pickle({
                 "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
                 "params": _to_host(params), "opt_state": _to_host(opt_state),
                 "best_params": None if best_params is None else _to_host(best_params),
@@ -238,11 +237,78 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
                        epoch_seconds)
 
 
-def predict(fn: Callable[[nnx.Module, Any], jax.Array], model: nnx.Module, source: BatchSource,
-            batch_size: int = 4096) -> np.ndarray:
-    """Apply ``fn(model, batch)`` to all cells in order, in fixed-size batches, and stack the results."""
+def predict(fn: Callable[..., jax.Array], model: nnx.Module, source: BatchSource, batch_size: int = 4096,
+            constants: tuple = ()) -> np.ndarray:
+    """Apply ``fn(model, batch, *constants)`` to all cells in order, in fixed-size batches, and stack the
+    results. ``constants`` (e.g. context cells every cell attends to) are passed unchanged to every batch."""
     graphdef, params = nnx.split(model)
-    apply = jax.jit(lambda p, batch: fn(nnx.merge(graphdef, p), batch))
+    apply = jax.jit(lambda p, batch, *const: fn(nnx.merge(graphdef, p), batch, *const))
     idx = np.arange(source.n_obs)
-    return np.concatenate([np.asarray(apply(params, source.get(idx[s:s + batch_size])))
+    return np.concatenate([np.asarray(apply(params, source.get(idx[s:s + batch_size]), *constants))
                            for s in range(0, source.n_obs, batch_size)])
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: ``epochs`` of ``loss`` (with an optional per-epoch ``schedule``).
+
+    ``init(previous_model) -> (model, notes)`` runs before the stage (e.g. cluster centres from the
+    previous stage's latent); ``notes`` join the run record. ``early_stopping=False`` keeps a stage
+    (pre-training) from stopping early even when the run asks for it.
+    """
+
+    name: str
+    epochs: int
+    loss: LossFn
+    schedule: Callable[[int], dict[str, float]] | None = None
+    init: Callable[[nnx.Module], tuple[nnx.Module, dict]] | None = None
+    early_stopping: bool = True
+
+
+@dataclass
+class StagesResult:
+    model: nnx.Module | None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    epochs_run: int = 0
+    stopped_early: bool = False
+    epoch_seconds: dict[str, list[float]] = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+
+
+def run_stages(model: nnx.Module | None, stages: list[Stage], source: BatchSource, config: TrainConfig | None,
+               seed: int, desc: str = "training") -> StagesResult:
+    """Run ``stages`` in order with :func:`fit`, each from the model the previous one left.
+
+    A single stage checkpoints to ``config.checkpoint_path``; with several, stage ``s`` checkpoints to
+    ``<checkpoint_path>.<s>`` (a finished stage is not re-run on resume). History keys of every stage
+    but the last are prefixed ``<stage>_``.
+    """
+    out = StagesResult(model)
+    for i, stage in enumerate(stages):
+        if stage.init is not None:
+            out.model, notes = stage.init(out.model)
+            out.notes.update(notes)
+        path = config.checkpoint_path
+        if path and len(stages) > 1:
+            path = f"{path}.{stage.name}"
+        result = fit(out.model, stage.loss, source,
+                     replace(config, epochs=stage.epochs, checkpoint_path=path,
+                             early_stopping=config.early_stopping and stage.early_stopping),
+                     seed, desc=desc if len(stages) == 1 else f"{desc} {stage.name}", schedule=stage.schedule)
+        prefix = "" if i == len(stages) - 1 else f"{stage.name}_"
+        out.model = result.model
+        out.history.update({prefix + k: v for k, v in result.history.items()})
+        out.epochs_run += result.epochs_run
+        out.stopped_early = result.stopped_early
+        out.epoch_seconds[stage.name] = result.epoch_seconds
+    return out
+
+
+def run_record(config: Any, train: TrainConfig | None, result: StagesResult, **notes: Any) -> dict:
+    """The record of one run: config and training fields, history, epochs run, epoch seconds, notes."""
+    record = dict(asdict(config))
+    if train is not None:
+        record.update({k: v for k, v in asdict(train).items() if k != "progress"})
+        record.update(history=result.history, epochs_run=result.epochs_run, stopped_early=result.stopped_early,
+                      epoch_seconds=result.epoch_seconds)
+    return {**record, **result.notes, **notes}

@@ -86,19 +86,3 @@ class Modality:
     @property
     def n_features(self) -> int:
         return self.counts.shape[1]
-
-    def batch(self, idx: np.ndarray) -> dict[str, np.ndarray]:
-        rows = self.counts[idx]
-        return {"x": self.normalizer(rows, idx), "counts": rows.toarray(), "size_factor": self.size_factor[idx]}
-
-
-class PairedSource:
-    """``get(indices) -> {"rna": {...}, "atac": {...}}`` with rows of both modalities in the same order."""
-
-    def __init__(self, rna: Modality, atac: Modality):
-        self.rna, self.atac = rna, atac
-        self.n_obs = rna.counts.shape[0]
-
-    def get(self, indices: np.ndarray) -> dict:
-        indices = np.asarray(indices)
-        return {"rna": self.rna.batch(indices), "atac": self.atac.batch(indices)}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anndata as ad
 import numpy as np
@@ -194,9 +194,22 @@ class PreparedCounts:
         return self.counts.shape[0]
 
     def source(self):
-        from omics_cl.data.batches import RowSource
+        """Batches of log-normalised rows (``omics_cl.data.sources.CountsSource``)."""
+        from omics_cl.data.sources import CountsSource
 
-        return RowSource(self.counts, self.normalizer)
+        return CountsSource(self.counts, self.normalizer)
+
+    def with_detected_genes(self, min_fraction: float) -> PreparedCounts:
+        """The same recipe keeping only the genes with a nonzero count in at least ``min_fraction`` of cells."""
+        genes = self.normalizer.genes
+        nonzero = np.zeros(len(genes))
+        for _, _, rows in row_chunks(self.counts):
+            nonzero += np.asarray((rows[:, genes] != 0).sum(0)).ravel()
+        keep = genes[nonzero >= min_fraction * self.n_obs]
+        if len(keep) < 2:
+            raise ValueError(f"only {len(keep)} genes are detected in at least {min_fraction:.0%} of cells; "
+                             "lower min_detection")
+        return PreparedCounts(self.counts, replace(self.normalizer, genes=keep))
 
     def lognorm_sparse(self) -> sp.csr_matrix:
         return self.normalizer.sparse(self.counts)

@@ -1,12 +1,26 @@
 """RNA + gene activity -> shared feature matrices for label transfer."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from omics_cl.data.preprocess import counts_matrix, fit_lognormalizer, row_chunks, validated_counts
+
+
+@dataclass(frozen=True)
+class TransferInputs:
+    """What a label-transfer method trains on: labelled reference features, query features in the same
+    gene space, the query's kNN graph (from its own peaks) and the number of reference classes."""
+
+    rna_x: object
+    rna_y: np.ndarray
+    atac_x: object
+    neighbors: np.ndarray
+    n_classes: int
 
 
 def shared_genes(rna_genes, activity: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:

@@ -1,19 +1,43 @@
-"""One file per method; each clustering method is ``embed(prepared, seed, progress, **params) -> (Z, info)``.
-
-Register a new method with one line in ``CLUSTER_METHODS``.
+"""One file per method, each exporting a :class:`~omics_cl.models.method.Method`; the registry below is
+what ``omics_cl.tl``, ``omics_cl.pl`` and the CLI read. A new method is one file plus one line in
+``_BUILTIN`` (or, from outside the package, one call to :func:`register`).
 """
-from omics_cl.models.cae import embed_ae, embed_cae
-from omics_cl.models.pca import embed_pca
-from omics_cl.models.scinno import embed_scinno
-from omics_cl.models.siamese import embed_siamese
+from __future__ import annotations
 
-CLUSTER_METHODS = {
-    "pca": embed_pca,
-    "ae": embed_ae,
-    "cae": embed_cae,
-    "scinno": embed_scinno,
-    "siamese": embed_siamese,
-}
+from omics_cl.models import cae, pca, sci2cl, scinno, scncl, siamese
+from omics_cl.models.method import JOBS, Context, Method, configure, run
 
-# methods that cluster cells themselves (prediction = argmax membership) and take ``n_clusters``
-SELF_CLUSTERING = frozenset({"scinno", "siamese"})
+_BUILTIN = (pca.PCA, cae.AE, cae.CAE, scinno.METHOD, siamese.METHOD, sci2cl.METHOD, scncl.METHOD)
+
+METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method`` to the registry (its name must be new); returns it."""
+    if method.name in METHODS:
+        raise ValueError(f"a method named {method.name!r} is already registered")
+    METHODS[method.name] = method
+    return method
+
+
+def unregister(name: str) -> None:
+    METHODS.pop(name, None)
+
+
+def names(job: str) -> list[str]:
+    """Registered method names for ``job``, in registration order."""
+    return [name for name, m in METHODS.items() if m.job == job]
+
+
+def get(name: str, job: str) -> Method:
+    """The registered ``job`` method called ``name``; ``ValueError`` naming the choices otherwise."""
+    method = METHODS.get(name)
+    if method is None or method.job != job:
+        raise ValueError(f"unknown {job} method {name!r}; choose one of {names(job)}")
+    return method
+
+
+for _method in _BUILTIN:
+    register(_method)
+
+__all__ = ["JOBS", "METHODS", "Context", "Method", "configure", "get", "names", "register", "run", "unregister"]

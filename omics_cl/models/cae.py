@@ -6,16 +6,17 @@ code does, and ``views="two"`` uses two independently augmented views.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import jax
 import numpy as np
 from flax import nnx
 
 from omics_cl.core import augment, losses
-from omics_cl.core.layers import decoder, encoder
-from omics_cl.core.train import TrainConfig, fit, predict
-from omics_cl.models.common import configure
+from omics_cl.core.layers import decoder, dropout_keys, encoder
+from omics_cl.core.train import Stage, TrainConfig, predict
+from omics_cl.data.sources import KEYS
+from omics_cl.models.method import Method
 
 
 @dataclass(frozen=True)
@@ -52,9 +53,9 @@ def make_loss(config: CAEConfig):
     aug = make_augment(config)
 
     def loss_fn(model: AutoEncoder, batch, key, train: bool):
-        x = batch["x"]
+        x = batch[KEYS.X]
         k_view1, k_view2, k_drop = jax.random.split(key, 3)
-        drop = (lambda i: jax.random.fold_in(k_drop, i)) if train else (lambda i: None)
+        drop = dropout_keys(k_drop, train)
         if config.contrastive_weight == 0:
             rec = losses.mse(model.decoder(model.encoder(x, drop(0)), drop(1)), x)
             return rec, {"reconstruction": rec}
@@ -68,22 +69,16 @@ def make_loss(config: CAEConfig):
     return loss_fn
 
 
-def _embed(prepared, seed: int, progress: bool, config: CAEConfig, train: TrainConfig, name: str):
-    train = replace(train, progress=progress and train.progress)
-    model = AutoEncoder(prepared.normalizer.n_features, config, rngs=nnx.Rngs(seed))
-    source = prepared.source()
-    result = fit(model, make_loss(config), source, train, seed, desc=name)
-    z = predict(lambda m, b: m.encoder(b["x"]), result.model, source)
-    info = {**asdict(config), **{k: v for k, v in asdict(train).items() if k != "progress"},
-            "history": result.history, "epochs_run": result.epochs_run, "stopped_early": result.stopped_early}
-    return np.asarray(z, dtype=np.float32), info
+def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
+    z = predict(lambda m, b: m.encoder(b[KEYS.X]), model, source)
+    return {"embedding": np.asarray(z, dtype=np.float32)}, {}
 
 
-def embed_cae(prepared, seed: int = 0, progress: bool = True, **params):
-    config, train = configure(CAEConfig(), TrainConfig(), **params)
-    return _embed(prepared, seed, progress, config, train, "cae")
-
-
-def embed_ae(prepared, seed: int = 0, progress: bool = True, **params):
-    config, train = configure(CAEConfig(contrastive_weight=0.0), TrainConfig(), **params)
-    return _embed(prepared, seed, progress, config, train, "ae")
+CAE = Method(
+    name="cae", job="cluster", config=CAEConfig(), train=TrainConfig(),
+    source=lambda prepared, config, ctx: prepared.source(),
+    init=lambda source, config, ctx: AutoEncoder(source.n_features, config, rngs=nnx.Rngs(ctx.seed)),
+    stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))],
+    embed=embed, summary="contrastive autoencoder, Leiden on its 128-d latent")
+AE = replace(CAE, name="ae", config=CAEConfig(contrastive_weight=0.0),
+             summary="plain autoencoder (CAE without the contrastive term)")

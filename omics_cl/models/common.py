@@ -1,24 +1,15 @@
-"""Helpers shared by model files: routing keyword parameters to config dataclasses, inference context cells."""
+"""Helpers shared by model files: inference context cells, and cluster centres from Leiden on a latent
+(the stage init of the self-clustering methods)."""
 from __future__ import annotations
 
-from dataclasses import fields, replace
 import warnings
-from typing import Any
+from collections.abc import Callable
 
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
-
-def configure(*defaults: Any, **params: Any) -> tuple[Any, ...]:
-    """Return copies of the ``defaults`` dataclasses with ``params`` applied to whichever has the field."""
-    out = list(defaults)
-    for name, value in params.items():
-        owners = [i for i, d in enumerate(out) if name in {f.name for f in fields(d)}]
-        if not owners:
-            valid = sorted({f.name for d in defaults for f in fields(d)})
-            raise TypeError(f"unknown parameter {name!r}; valid parameters: {valid}")
-        for i in owners:
-            out[i] = replace(out[i], **{name: value})
-    return tuple(out)
+from omics_cl.core import graph
 
 
 def context_cells(n_obs: int, size: int, seed: int) -> np.ndarray:
@@ -33,8 +24,6 @@ def leiden_centres(z: np.ndarray, n_clusters: int | None, n_neighbors: int, reso
     """Initial cluster centres from Leiden on a cosine kNN graph of ``z``: the mean L2-normalised row of
     each cluster. Leiden gives ``n_clusters`` clusters (resolution by bisection) or, when ``n_clusters``
     is None, as many as it finds at ``resolution`` (the label-free K estimate)."""
-    from omics_cl.core import graph
-
     adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
     if n_clusters is None:
         labels = graph.leiden(adjacency, resolution, seed)
@@ -45,3 +34,19 @@ def leiden_centres(z: np.ndarray, n_clusters: int | None, n_neighbors: int, reso
                           f"training {labels.max() + 1} centres (the closest count)", stacklevel=2)
     unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
     return np.stack([unit[labels == k].mean(0) for k in range(labels.max() + 1)]).astype(np.float32)
+
+
+def leiden_centres_init(build: Callable[[int], nnx.Module], latent: Callable[[nnx.Module], np.ndarray], ctx,
+                        ) -> Callable[[nnx.Module], tuple[nnx.Module, dict]]:
+    """Stage init for self-clustering: Leiden centres on ``latent(previous model)``, then ``build(K)`` starts
+    from the previous model's parameters (all but ``centres``) with those centres. ``ctx`` carries the
+    request (``n_clusters`` or ``resolution``, ``n_neighbors``, ``seed``); no labels are read."""
+
+    def init(previous: nnx.Module) -> tuple[nnx.Module, dict]:
+        centres = leiden_centres(latent(previous), ctx.n_clusters, ctx.n_neighbors, ctx.resolution, ctx.seed)
+        model = build(len(centres))
+        nnx.update(model, nnx.state(previous, nnx.Not(nnx.PathContains("centres"))))
+        model.centres[...] = jnp.asarray(centres)
+        return model, {"n_clusters": len(centres), "k_estimated": ctx.n_clusters is None}
+
+    return init

@@ -8,8 +8,9 @@ Z_hat_m and ``L_MSE = mean ||Z_m - Z_hat_m||^2`` (L2-normalised, Z_m a fixed tar
 batch in both directions, ``Z_{r->a} = LayerNorm(Z_r + softmax(Q_r K_a^T / sqrt(d)) V_a)`` and
 ``Z_{a->r}`` likewise. MOC = symmetric CLIP loss on (Z_r, Z_a), true pairs positive. MOM = binary
 cross-entropy of a classifier on ``concat(Z_{r->a}[i], Z_{a->r}[j])``: j = i matched, and for each i
-one negative j != i drawn with probability proportional to ``exp(cos(Z_r[i], Z_a[j]) / tau)`` (hard
-negatives from the embeddings, never from labels).
+one negative j != i drawn with probability proportional to ``exp(cos(Z_r[i], Z_a[j]) / tau_neg)`` (hard
+negatives from the embeddings, never from labels). MOC's temperature is ``clip_temperature``, the hard-negative
+sampling temperature ``negative_temperature`` (one ``temperature`` did both jobs before; both 0.1).
 
     L = w_rec (ZINB_rna + ZINB_atac) + w_mse (MSE_rna + MSE_atac) + w_moc MOC + w_mom MOM
 
@@ -20,7 +21,7 @@ With ``cross_attention=False`` (ablation) the joint embedding is ``concat(Z_r, Z
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -28,10 +29,11 @@ import numpy as np
 from flax import nnx
 
 from omics_cl.core import augment, losses
-from omics_cl.core.layers import MLP, encoder
-from omics_cl.core.train import TrainConfig, fit, predict
-from omics_cl.data.paired import PairedSource
-from omics_cl.models.common import configure, context_cells
+from omics_cl.core.layers import MLP, dropout_keys, encoder
+from omics_cl.core.train import Stage, TrainConfig, predict
+from omics_cl.data.sources import KEYS, ArraySource, PairedSource
+from omics_cl.models.common import context_cells
+from omics_cl.models.method import Method
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class SCI2CLConfig:
     mse_weight: float = 1.0
     moc_weight: float = 1.0
     mom_weight: float = 1.0
-    temperature: float = 0.1
+    clip_temperature: float = 0.1
+    negative_temperature: float = 0.1
     input_dropout: float = 0.5
     cross_attention: bool = True
     zinb_ridge: float = 0.0
@@ -71,9 +74,9 @@ class ZINBAutoEncoder(nnx.Module):
 
     def nll(self, z: jax.Array, batch: dict, ridge: float, key: jax.Array | None) -> jax.Array:
         h = jax.nn.gelu(self.decoder(z, key))
-        mu = losses.scaled_mean(self.mean(h), batch["size_factor"])
+        mu = losses.scaled_mean(self.mean(h), batch[KEYS.SIZE_FACTOR])
         theta = jnp.clip(jnp.exp(self.log_theta[...]), 1e-4, 1e4)
-        return losses.zinb_nll(batch["counts"], mu, theta, jax.nn.sigmoid(self.dropout_logit(h)), ridge)
+        return losses.zinb_nll(batch[KEYS.COUNTS], mu, theta, jax.nn.sigmoid(self.dropout_logit(h)), ridge)
 
 
 class ViewAttention(nnx.Module):
@@ -124,8 +127,8 @@ def hard_negatives(key: jax.Array, z_rna: jax.Array, z_atac: jax.Array, tau: flo
 
     Only the embeddings are read (no labels); the true pair is excluded by construction.
     """
-    za = jax.lax.stop_gradient(losses._l2_normalize(z_rna))
-    zb = jax.lax.stop_gradient(losses._l2_normalize(z_atac))
+    za = jax.lax.stop_gradient(losses.l2_normalize(z_rna))
+    zb = jax.lax.stop_gradient(losses.l2_normalize(z_atac))
     logits = za @ zb.T / tau
     logits = jnp.where(jnp.eye(z_rna.shape[0], dtype=bool), -jnp.inf, logits)
     return jax.random.categorical(key, logits, axis=1)
@@ -140,7 +143,7 @@ def view_loss(ae: ZINBAutoEncoder, views: ViewAttention, x: jax.Array, z: jax.Ar
     masked = jnp.stack([augment.column_mask(jax.random.fold_in(key, t), x, mask_rate) for t in range(n_views)], 1)
     b, t, d = masked.shape
     z_views = ae.encoder(masked.reshape(b * t, d), drop).reshape(b, t, -1)
-    diff = losses._l2_normalize(jax.lax.stop_gradient(z)) - losses._l2_normalize(views(z_views))
+    diff = losses.l2_normalize(jax.lax.stop_gradient(z)) - losses.l2_normalize(views(z_views))
     return jnp.mean(jnp.sum(diff**2, axis=-1))
 
 
@@ -149,31 +152,32 @@ def make_loss(config: SCI2CLConfig, stage: str = "joint"):
 
     def loss_fn(model: SCI2CL, batch, key, train: bool):
         keys = jax.random.split(key, 6)
-        drop = (lambda i: jax.random.fold_in(keys[0], i)) if train else (lambda i: None)
-        x_rna, x_atac = batch["rna"]["x"], batch["atac"]["x"]
+        drop = dropout_keys(keys[0], train)
+        rna, atac = batch[KEYS.RNA], batch[KEYS.ATAC]
+        x_rna, x_atac = rna[KEYS.X], atac[KEYS.X]
         if train and config.input_dropout > 0:
             x_rna = augment.gene_dropout(keys[4], x_rna, config.input_dropout)
             x_atac = augment.gene_dropout(keys[5], x_atac, config.input_dropout)
         z_rna = model.rna.encoder(x_rna, drop(0))
         z_atac = model.atac.encoder(x_atac, drop(1))
-        rec_rna = model.rna.nll(z_rna, batch["rna"], config.zinb_ridge, drop(2))
-        rec_atac = model.atac.nll(z_atac, batch["atac"], config.zinb_ridge, drop(3))
+        rec_rna = model.rna.nll(z_rna, rna, config.zinb_ridge, drop(2))
+        rec_atac = model.atac.nll(z_atac, atac, config.zinb_ridge, drop(3))
         metrics = {"zinb_rna": rec_rna, "zinb_atac": rec_atac}
         total = config.rec_weight * (rec_rna + rec_atac)
         if stage == "pretrain":
             return total, metrics
         if config.mse_weight > 0:
-            mse = (view_loss(model.rna, model.rna_views, batch["rna"]["x"], z_rna, config.n_views, config.mask_rate,
+            mse = (view_loss(model.rna, model.rna_views, rna[KEYS.X], z_rna, config.n_views, config.mask_rate,
                              keys[1], drop(4))
-                   + view_loss(model.atac, model.atac_views, batch["atac"]["x"], z_atac, config.n_views,
+                   + view_loss(model.atac, model.atac_views, atac[KEYS.X], z_atac, config.n_views,
                                config.mask_rate, keys[2], drop(5)))
             total, metrics["mse"] = total + config.mse_weight * mse, mse
         if config.moc_weight > 0:
-            moc = losses.clip_loss(z_rna, z_atac, config.temperature)
+            moc = losses.clip_loss(z_rna, z_atac, config.clip_temperature)
             total, metrics["moc"] = total + config.moc_weight * moc, moc
         if config.mom_weight > 0:
             f_rna, f_atac = model.fuse(z_rna, z_atac, z_rna, z_atac)
-            neg = hard_negatives(keys[3], z_rna, z_atac, config.temperature)
+            neg = hard_negatives(keys[3], z_rna, z_atac, config.negative_temperature)
             pos_logit = model.matcher(jnp.concatenate([f_rna, f_atac], 1))[:, 0]
             neg_logit = model.matcher(jnp.concatenate([f_rna, f_atac[neg]], 1))[:, 0]
             mom = 0.5 * (jnp.mean(jax.nn.softplus(-pos_logit)) + jnp.mean(jax.nn.softplus(neg_logit)))
@@ -183,29 +187,29 @@ def make_loss(config: SCI2CLConfig, stage: str = "joint"):
     return loss_fn
 
 
-def fit_sci2cl(source: PairedSource, seed: int = 0, progress: bool = True, **params) -> tuple[dict, dict]:
-    """Train scI2CL on aligned paired batches; returns embeddings ``{"joint", "rna", "atac"}`` and run info."""
-    config, train = configure(SCI2CLConfig(), TrainConfig(epochs=20, batch_size=256), **params)
-    train = replace(train, progress=progress and train.progress)
-    model = SCI2CL(source.rna.n_features, source.atac.n_features, config, rngs=nnx.Rngs(seed))
-    history = {}
+def stages(config: SCI2CLConfig, train: TrainConfig, source: PairedSource, ctx) -> list[Stage]:
+    """Optional per-modality ZINB pre-training (never stopped early), then the joint loss."""
+    joint = Stage("joint", train.epochs, make_loss(config))
     if config.pretrain_epochs > 0:
-        pre = fit(model, make_loss(config, "pretrain"), source,
-                  replace(train, epochs=config.pretrain_epochs, early_stopping=False,
-                          checkpoint_path=train.checkpoint_path and train.checkpoint_path + ".pretrain"),
-                  seed, desc="sci2cl pretrain")
-        model, history = pre.model, {f"pretrain_{k}": v for k, v in pre.history.items()}
-    result = fit(model, make_loss(config), source, train, seed, desc="sci2cl")
-    modality = predict(lambda m, b: jnp.concatenate([m.rna.encoder(b["rna"]["x"]), m.atac.encoder(b["atac"]["x"])], 1),
-                       result.model, source)
+        return [Stage("pretrain", config.pretrain_epochs, make_loss(config, "pretrain"), early_stopping=False), joint]
+    return [joint]
+
+
+def embed(model: SCI2CL, source: PairedSource, config: SCI2CLConfig, train: TrainConfig, ctx):
+    """Per-modality embeddings, then the fusion with every cell attending to one fixed context."""
+    modality = predict(lambda m, b: jnp.concatenate([m.rna.encoder(b[KEYS.RNA][KEYS.X]),
+                                                     m.atac.encoder(b[KEYS.ATAC][KEYS.X])], 1), model, source)
     z_rna, z_atac = modality[:, :config.latent], modality[:, config.latent:]
-    ctx = context_cells(source.n_obs, config.context_size, seed)
-    graphdef, params_ = nnx.split(result.model)
-    fuse = jax.jit(lambda p, a, b, ca, cb: jnp.concatenate(nnx.merge(graphdef, p).fuse(a, b, ca, cb), 1))
-    joint = np.concatenate([np.asarray(fuse(params_, z_rna[s:s + 4096], z_atac[s:s + 4096], z_rna[ctx], z_atac[ctx]))
-                            for s in range(0, source.n_obs, 4096)])
-    info = {**asdict(config), **{k: v for k, v in asdict(train).items() if k != "progress"},
-            "history": {**history, **result.history}, "epochs_run": result.epochs_run,
-            "stopped_early": result.stopped_early}
+    ctx_cells = context_cells(source.n_obs, config.context_size, ctx.seed)
+    joint = predict(lambda m, b, ca, cb: jnp.concatenate(m.fuse(b[KEYS.RNA], b[KEYS.ATAC], ca, cb), 1), model,
+                    ArraySource(**{KEYS.RNA: z_rna, KEYS.ATAC: z_atac}), constants=(z_rna[ctx_cells], z_atac[ctx_cells]))
     as32 = lambda a: np.asarray(a, dtype=np.float32)  # noqa: E731
-    return {"joint": as32(joint), "rna": as32(z_rna), "atac": as32(z_atac)}, info
+    return {"joint": as32(joint), "rna": as32(z_rna), "atac": as32(z_atac)}, {}
+
+
+METHOD = Method(
+    name="sci2cl", job="integrate", config=SCI2CLConfig(), train=TrainConfig(epochs=20, batch_size=256),
+    source=lambda modalities, config, ctx: PairedSource(*modalities),
+    init=lambda source, config, ctx: SCI2CL(source.rna.n_features, source.atac.n_features, config,
+                                           rngs=nnx.Rngs(ctx.seed)),
+    stages=stages, embed=embed, summary="scI2CL: intra- and inter-omics contrastive integration of paired RNA + ATAC")

@@ -9,7 +9,7 @@ of cells dropped first):
 2. clustering: 4-head self-attention across the cells of a minibatch refines the latent
    (residual; output projection zero-initialised so the refined latent starts equal to the
    encoder's); centres start as the mean normalised warm-up latent of K Leiden clusters
-   (``models.common.leiden_centres``) and the fuzzy loss
+   (``models.common.leiden_centres_init``) and the fuzzy loss
    ``mean_i sum_k u_ik^m d_ik + alpha sum_k u_bar_k log u_bar_k`` is added with a weight ramped
    linearly from 0 to ``clustering_weight`` over ``ramp_epochs``.
 
@@ -34,7 +34,7 @@ batch.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -42,10 +42,11 @@ import numpy as np
 from flax import nnx
 
 from omics_cl.core import augment, losses
-from omics_cl.core.layers import decoder, encoder
-from omics_cl.core.train import TrainConfig, fit, predict
-from omics_cl.data.preprocess import row_chunks
-from omics_cl.models.common import configure, context_cells, leiden_centres
+from omics_cl.core.layers import decoder, dropout_keys, encoder
+from omics_cl.core.train import SCHEDULE, Stage, TrainConfig, predict
+from omics_cl.data.sources import KEYS, ArraySource
+from omics_cl.models.common import context_cells, leiden_centres_init
+from omics_cl.models.method import Method
 
 
 @dataclass(frozen=True)
@@ -64,24 +65,6 @@ class SCINNOConfig:
     warmup_epochs: int | None = None  # None: half of the epochs
     ramp_epochs: int = 10
     min_detection: float = 0.05
-
-
-def fuzzy_memberships(z: jax.Array, centres: jax.Array, gamma: float) -> tuple[jax.Array, jax.Array]:
-    """``u_ik = softmax_k(-gamma * d_ik)`` and ``d_ik``, with d the squared distance of L2-normalised rows."""
-    d = jnp.maximum(2.0 - 2.0 * losses._l2_normalize(z) @ losses._l2_normalize(centres).T, 0.0)
-    return jax.nn.softmax(-gamma * d, axis=1), d
-
-
-def balance(u: jax.Array) -> jax.Array:
-    """``sum_k u_bar_k log u_bar_k`` of the batch-mean membership: -log K when balanced, 0 when one cluster."""
-    u_bar = jnp.mean(u, axis=0)
-    return jnp.sum(u_bar * jnp.log(u_bar + losses.EPS))
-
-
-def fuzzy_loss(u: jax.Array, d: jax.Array, m: float, alpha: float) -> jax.Array:
-    """``mean_i sum_k sg(u_ik)^m d_ik + alpha * balance(u)``: as in fuzzy c-means, memberships are held fixed
-    in the first term (otherwise uniform memberships from coinciding centres minimise it)."""
-    return jnp.mean(jnp.sum(jax.lax.stop_gradient(u) ** m * d, axis=1)) + alpha * balance(u)
 
 
 class CellAttention(nnx.Module):
@@ -130,9 +113,9 @@ class SCINNO(nnx.Module):
 
 def make_loss(config: SCINNOConfig, stage: str):
     def loss_fn(model: SCINNO, batch, key, train: bool):
-        x = batch["x"]
+        x = batch[KEYS.X]
         k_noise, k_drop = jax.random.split(key)
-        drop = (lambda i: jax.random.fold_in(k_drop, i)) if train else (lambda i: None)
+        drop = dropout_keys(k_drop, train)
         z_clean = model.embed(x, drop(0))
         z_noise = model.embed(augment.uniform_noise(k_noise, x, config.noise), drop(1))
         rec = 0.5 * (losses.mse(model.decoder(z_clean, drop(2)), x) + losses.mse(model.decoder(z_noise, drop(3)), x))
@@ -143,70 +126,52 @@ def make_loss(config: SCINNOConfig, stage: str):
         con = losses.nt_xent(z_attn, model.refine(z_noise), config.temperature)
         # the clustering loss reaches the encoder and centres but not the attention (see module docstring)
         z_attn = z_clean + jax.lax.stop_gradient(z_attn - z_clean)
-        u, d = fuzzy_memberships(z_attn, model.centres[...], config.gamma)
-        clu = fuzzy_loss(u, d, config.fuzziness, config.balance_weight)
-        total = rec + config.contrastive_weight * con + batch["schedule"]["clustering_weight"] * clu
-        return total, {"reconstruction": rec, "infonce": con, "clustering": clu, "balance": balance(u)}
+        u, d = losses.fuzzy_memberships(z_attn, model.centres[...], config.gamma)
+        clu = losses.fuzzy_loss(u, d, config.fuzziness, config.balance_weight)
+        total = rec + config.contrastive_weight * con + batch[SCHEDULE]["clustering_weight"] * clu
+        return total, {"reconstruction": rec, "infonce": con, "clustering": clu, "balance": losses.balance(u)}
 
     return loss_fn
 
 
-def detected_genes(counts, genes: np.ndarray, min_fraction: float) -> np.ndarray:
-    """The entries of ``genes`` with a nonzero count in at least ``min_fraction`` of cells."""
-    nonzero = np.zeros(len(genes))
-    for _, _, rows in row_chunks(counts):
-        nonzero += np.asarray((rows[:, genes] != 0).sum(0)).ravel()
-    keep = genes[nonzero >= min_fraction * counts.shape[0]]
-    if len(keep) < 2:
-        raise ValueError(f"only {len(keep)} genes are detected in at least {min_fraction:.0%} of cells; "
-                         "lower min_detection")
-    return keep
-
-
-def embed_scinno(prepared, seed: int = 0, progress: bool = True, n_clusters: int | None = None,
-                 resolution: float = 1.0, n_neighbors: int = 15, **params):
-    """Train SCINNO; returns the refined latent and run info with ``labels`` and ``memberships``."""
-    config, train = configure(SCINNOConfig(), TrainConfig(epochs=60, batch_size=128), **params)
-    if config.warmup_epochs is None:
-        config = replace(config, warmup_epochs=train.epochs // 2)
-    if not 0 < config.warmup_epochs < train.epochs:
-        raise ValueError(f"warmup_epochs must be between 1 and epochs - 1 ({train.epochs - 1}), "
-                         f"got {config.warmup_epochs}")
-    train = replace(train, progress=progress and train.progress)
-    prepared = replace(prepared, normalizer=replace(
-        prepared.normalizer, genes=detected_genes(prepared.counts, prepared.normalizer.genes, config.min_detection)))
-    source = prepared.source()
-
-    def checkpoint(stage):
-        return train.checkpoint_path and f"{train.checkpoint_path}.{stage}"
-
-    warm = fit(SCINNO(prepared.normalizer.n_features, 1, config, rngs=nnx.Rngs(seed)), make_loss(config, "warmup"),
-               source, replace(train, epochs=config.warmup_epochs, checkpoint_path=checkpoint("warmup")), seed,
-               desc="scinno warm-up")
-    z = predict(lambda m, b: m.embed(b["x"]), warm.model, source)
-    k_estimated = n_clusters is None
-    centres = leiden_centres(z, n_clusters, n_neighbors, resolution, seed)
-    n_clusters = len(centres)
-    model = SCINNO(prepared.normalizer.n_features, n_clusters, config, rngs=nnx.Rngs(seed))
-    nnx.update(model, nnx.state(warm.model, nnx.Not(nnx.PathContains("centres"))))
-    model.centres[...] = jnp.asarray(centres)
+def stages(config: SCINNOConfig, train: TrainConfig, source, ctx) -> list[Stage]:
+    """Warm-up, then clustering from Leiden centres of the warm-up latent with the ramped fuzzy term."""
+    warmup = warmup_epochs(config, train)
+    if not 0 < warmup < train.epochs:
+        raise ValueError(f"warmup_epochs must be between 1 and epochs - 1 ({train.epochs - 1}), got {warmup}")
 
     def ramp(epoch):
         return {"clustering_weight": config.clustering_weight * min(1.0, (epoch + 1) / max(config.ramp_epochs, 1))}
 
-    result = fit(model, make_loss(config, "cluster"), source,
-                 replace(train, epochs=train.epochs - config.warmup_epochs, checkpoint_path=checkpoint("cluster")),
-                 seed, desc="scinno clustering", schedule=ramp)
-    z = predict(lambda m, b: m.embed(b["x"]), result.model, source)
-    z_context = jnp.asarray(z[context_cells(len(z), train.batch_size - 1, seed)])
-    graphdef, state = nnx.split(result.model)
-    refine = jax.jit(lambda s, zb: nnx.merge(graphdef, s).refine(zb, z_context))
-    z_attn = np.concatenate([np.asarray(refine(state, z[s:s + 4096])) for s in range(0, len(z), 4096)])
-    u = np.asarray(fuzzy_memberships(jnp.asarray(z_attn), result.model.centres[...], config.gamma)[0])
-    history = {**{f"warmup_{k}": v for k, v in warm.history.items()}, **result.history}
-    info = {**asdict(config), **{k: v for k, v in asdict(train).items() if k != "progress"},
-            "n_genes_used": prepared.normalizer.n_features, "history": history,
-            "epochs_run": warm.epochs_run + result.epochs_run, "n_clusters": n_clusters, "k_estimated": k_estimated,
-            "labels": u.argmax(1), "memberships": u.astype(np.float32)}
-    return z_attn.astype(np.float32), info
+    def build(n_clusters):
+        return SCINNO(source.n_features, n_clusters, config, rngs=nnx.Rngs(ctx.seed))
 
+    centres = leiden_centres_init(build, lambda model: latent(model, source), ctx)
+    return [Stage("warmup", warmup, make_loss(config, "warmup")),
+            Stage("cluster", train.epochs - warmup, make_loss(config, "cluster"), schedule=ramp, init=centres)]
+
+
+def warmup_epochs(config: SCINNOConfig, train: TrainConfig) -> int:
+    return train.epochs // 2 if config.warmup_epochs is None else config.warmup_epochs
+
+
+def latent(model: SCINNO, source) -> np.ndarray:
+    return predict(lambda m, b: m.embed(b[KEYS.X]), model, source)
+
+
+def embed(model: SCINNO, source, config: SCINNOConfig, train: TrainConfig, ctx):
+    """The refined latent (each cell attends to itself and a fixed context) and its fuzzy memberships."""
+    z = latent(model, source)
+    z_context = jnp.asarray(z[context_cells(len(z), train.batch_size - 1, ctx.seed)])
+    z_attn = predict(lambda m, b: m.refine(b[KEYS.X], z_context), model, ArraySource(**{KEYS.X: z}))
+    u = np.asarray(losses.fuzzy_memberships(jnp.asarray(z_attn), model.centres[...], config.gamma)[0])
+    return ({"embedding": z_attn.astype(np.float32), "memberships": u.astype(np.float32)},
+            {"n_genes_used": source.n_features, "warmup_epochs": warmup_epochs(config, train)})
+
+
+METHOD = Method(
+    name="scinno", job="cluster", config=SCINNOConfig(), train=TrainConfig(epochs=60, batch_size=128),
+    source=lambda prepared, config, ctx: prepared.with_detected_genes(config.min_detection).source(),
+    init=lambda source, config, ctx: SCINNO(source.n_features, 1, config, rngs=nnx.Rngs(ctx.seed)),
+    stages=stages, embed=embed, self_clustering=True,
+    summary="denoising contrastive AE + cell attention + fuzzy clustering (argmax membership)")

@@ -10,7 +10,7 @@
   Stage 2: NT-Xent between the two views' joint embeddings + ``clustering_weight`` x a DEC clustering
   loss: Student-t soft assignments q to K centres, target p = q^2 / cluster frequency (per batch,
   no gradient), KL(p || q). Prediction = argmax q. Centres start as the mean normalised
-  pretrained embedding of K Leiden clusters (``models.common.leiden_centres``).
+  pretrained embedding of K Leiden clusters (``models.common.leiden_centres_init``).
   q is computed on L2-normalised embeddings and centres, the geometry NT-Xent trains; on the raw
   embedding (whose norms NT-Xent leaves free) centres were abandoned and zeisel's 7 clusters
   fell to 5 (argmax ARI 0.29 vs 0.56, seed 0). On unit vectors q is flat (at most 5:1 between
@@ -28,17 +28,19 @@ pretrained embedding (no labels involved).
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from omics_cl.core import augment, graph, losses
-from omics_cl.core.layers import decoder, encoder
-from omics_cl.core.train import TrainConfig, fit, predict
-from omics_cl.models.common import configure, leiden_centres
+from omics_cl.core import augment, losses
+from omics_cl.core.layers import decoder, dropout_keys, encoder
+from omics_cl.core.train import Stage, TrainConfig, predict
+from omics_cl.data.sources import KEYS, GraphSource, cell_graph
+from omics_cl.models.common import leiden_centres_init
+from omics_cl.models.method import Method
 
 
 @dataclass(frozen=True)
@@ -103,115 +105,79 @@ class Siamese(nnx.Module):
         return jnp.concatenate([self.gene(x, key), self.gat(x, x_nb, mask)], axis=1)
 
 
-def student_t(z: jax.Array, centres: jax.Array) -> jax.Array:
-    """DEC soft assignments ``q_ik ~ (1 + ||z_i - mu_k||^2)^-1`` on L2-normalised rows and centres, rows
-    summing to 1."""
-    cos = losses._l2_normalize(z) @ losses._l2_normalize(centres).T
-    q = 1.0 / (1.0 + jnp.maximum(2.0 - 2.0 * cos, 0.0))  # squared distance of unit vectors, no n x K x d tensor
-    return q / jnp.sum(q, 1, keepdims=True)
-
-
-def dec_target(q: jax.Array) -> jax.Array:
-    """Sharpened target ``p_ik ~ q_ik^2 / sum_i q_ik`` (rows summing to 1)."""
-    p = q**2 / jnp.sum(q, 0, keepdims=True)
-    return p / jnp.sum(p, 1, keepdims=True)
-
-
 def view(key: jax.Array, batch: dict, config: SiameseConfig) -> tuple[jax.Array, jax.Array, jax.Array]:
     """One augmented view: masked genes (cell and neighbours), a random ``n_sampled`` neighbours, edges dropped."""
     k_gene, k_nb, k_sample, k_edge = jax.random.split(key, 4)
-    x = augment.gene_dropout(k_gene, batch["x"], config.gene_mask)
-    x_nb = augment.gene_dropout(k_nb, batch["neighbors"], config.gene_mask)
-    rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_sample, batch["valid"].shape), 1), 1)
+    x = augment.gene_dropout(k_gene, batch[KEYS.X], config.gene_mask)
+    x_nb = augment.gene_dropout(k_nb, batch[KEYS.NEIGHBOR_X], config.gene_mask)
+    valid = batch[KEYS.NEIGHBOR_MASK]
+    rank = jnp.argsort(jnp.argsort(jax.random.uniform(k_sample, valid.shape), 1), 1)
     kept = augment.drop_edges(k_edge, (rank < config.n_sampled).astype(x.dtype), config.edge_drop)
-    return x, x_nb, (kept > 0) & batch["valid"]
+    return x, x_nb, (kept > 0) & valid
 
 
 def make_loss(config: SiameseConfig, stage: str):
     def loss_fn(model: Siamese, batch, key, train: bool):
         k1, k2, k_drop = jax.random.split(key, 3)
-        drop = (lambda i: jax.random.fold_in(k_drop, i)) if train else (lambda i: None)
+        drop = dropout_keys(k_drop, train)
         z1 = model.joint(*view(k1, batch, config), drop(0))
         if stage == "pretrain":
-            rec = losses.mse(model.decoder(z1, drop(1)), batch["x"])
+            rec = losses.mse(model.decoder(z1, drop(1)), batch[KEYS.X])
             return rec, {"reconstruction": rec}
         z2 = model.joint(*view(k2, batch, config), drop(2))
         con = losses.nt_xent(z1, z2, config.temperature)
-        q1, q2 = student_t(z1, model.centres[...]), student_t(z2, model.centres[...])
-        p = jax.lax.stop_gradient(dec_target(0.5 * (q1 + q2)))
-        kl = lambda q: jnp.mean(jnp.sum(p * (jnp.log(p + losses.EPS) - jnp.log(q + losses.EPS)), 1))  # noqa: E731
-        clu = 0.5 * (kl(q1) + kl(q2))
+        q1, q2 = losses.student_t(z1, model.centres[...]), losses.student_t(z2, model.centres[...])
+        p = jax.lax.stop_gradient(losses.dec_target(0.5 * (q1 + q2)))
+        clu = 0.5 * (losses.dec_kl(p, q1) + losses.dec_kl(p, q2))
         return con + config.clustering_weight * clu, {"contrastive": con, "clustering": clu}
 
     return loss_fn
 
 
-class GraphSource:
-    """Batches of cells with their graph neighbours' features: ``{"x", "neighbors", "valid"}``."""
-
-    def __init__(self, rows, neighbors: np.ndarray):
-        self.rows, self.neighbors = rows, neighbors
-        self.n_obs = rows.n_obs
-
-    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        nb = self.neighbors[indices]
-        x = self.rows.get(np.concatenate([indices, nb.ravel()]))["x"]
-        return {"x": x[:len(indices)], "neighbors": x[len(indices):].reshape(*nb.shape, -1),
-                "valid": np.ones(nb.shape, dtype=bool)}
-
-
-def cell_graph(prepared, n_pcs: int, n_neighbors: int, seed: int) -> np.ndarray:
-    """Neighbour indices (cells x n_neighbors, self excluded) of a cosine kNN on PCA of the log-normalised HVGs."""
-    import scanpy as sc
-
-    x = prepared.lognorm_sparse()
-    n_pcs = min(n_pcs, min(x.shape) - 1)
-    pcs = sc.pp.pca(x, n_comps=n_pcs, random_state=seed, svd_solver="arpack")
-    idx, _ = graph.knn(pcs, n_neighbors + 1, "cosine", seed)
-    return idx[:, 1:]
-
-
-def embed_siamese(prepared, seed: int = 0, progress: bool = True, n_clusters: int | None = None,
-                  resolution: float = 1.0, n_neighbors: int = 15, **params):
-    """Train the siamese gene+graph model; returns the joint embedding and run info with ``labels`` and
-    ``memberships`` (q)."""
-    config, train = configure(SiameseConfig(), TrainConfig(epochs=40, batch_size=256), **params)
-    if config.pretrain_epochs is None:
-        config = replace(config, pretrain_epochs=train.epochs // 2)
-    if not 0 < config.pretrain_epochs < train.epochs:
-        raise ValueError(f"pretrain_epochs must be between 1 and epochs - 1 ({train.epochs - 1}), "
-                         f"got {config.pretrain_epochs}")
+def graph_source(prepared, config: SiameseConfig, ctx) -> GraphSource:
+    """Log-normalised rows with their neighbours in a cosine kNN graph of PCA of the same rows."""
     if prepared.n_obs <= config.n_neighbors_graph:
         raise ValueError(f"the cell graph needs more cells ({prepared.n_obs}) than n_neighbors_graph "
                          f"({config.n_neighbors_graph})")
-    train = replace(train, progress=progress and train.progress)
-    source = GraphSource(prepared.source(), cell_graph(prepared, config.n_pcs, config.n_neighbors_graph, seed))
+    rows = prepared.source()
+    return GraphSource(rows, cell_graph(rows, config.n_pcs, config.n_neighbors_graph, ctx.seed))
 
-    def checkpoint(stage):
-        return train.checkpoint_path and f"{train.checkpoint_path}.{stage}"
 
-    def embed(model):
-        return predict(lambda m, b: m.joint(b["x"], b["neighbors"], b["valid"]), model, source, batch_size=512)
+def pretrain_epochs(config: SiameseConfig, train: TrainConfig) -> int:
+    return train.epochs // 2 if config.pretrain_epochs is None else config.pretrain_epochs
 
-    n_features = prepared.normalizer.n_features
-    pre = fit(Siamese(n_features, 1, config, rngs=nnx.Rngs(seed)), make_loss(config, "pretrain"), source,
-              replace(train, epochs=config.pretrain_epochs, checkpoint_path=checkpoint("pretrain")), seed,
-              desc="siamese pretrain")
-    z = embed(pre.model)
-    k_estimated = n_clusters is None
-    centres = leiden_centres(z, n_clusters, n_neighbors, resolution, seed)
-    n_clusters = len(centres)
-    model = Siamese(n_features, n_clusters, config, rngs=nnx.Rngs(seed))
-    nnx.update(model, nnx.state(pre.model, nnx.Not(nnx.PathContains("centres"))))
-    model.centres[...] = jnp.asarray(centres)
-    result = fit(model, make_loss(config, "cluster"), source,
-                 replace(train, epochs=train.epochs - config.pretrain_epochs, checkpoint_path=checkpoint("cluster")),
-                 seed, desc="siamese clustering")
-    z = embed(result.model)
-    q = np.asarray(student_t(jnp.asarray(z), result.model.centres[...]))
-    history = {**{f"pretrain_{k}": v for k, v in pre.history.items()}, **result.history}
-    info = {**asdict(config), **{k: v for k, v in asdict(train).items() if k != "progress"}, "history": history,
-            "epochs_run": pre.epochs_run + result.epochs_run,
-            "epoch_seconds": {"pretrain": pre.epoch_seconds, "clustering": result.epoch_seconds}, "n_clusters": n_clusters, "k_estimated": k_estimated,
-            "labels": q.argmax(1), "memberships": q.astype(np.float32)}
-    return np.asarray(z, dtype=np.float32), info
+
+def joint_embedding(model: Siamese, source: GraphSource) -> np.ndarray:
+    """Each cell attends to all its graph neighbours (no sampling, no dropped edges)."""
+    return predict(lambda m, b: m.joint(b[KEYS.X], b[KEYS.NEIGHBOR_X], b[KEYS.NEIGHBOR_MASK]), model, source,
+                   batch_size=512)
+
+
+def stages(config: SiameseConfig, train: TrainConfig, source: GraphSource, ctx) -> list[Stage]:
+    """Reconstruction pre-training, then NT-Xent + DEC from Leiden centres of the pre-trained embedding."""
+    pretrain = pretrain_epochs(config, train)
+    if not 0 < pretrain < train.epochs:
+        raise ValueError(f"pretrain_epochs must be between 1 and epochs - 1 ({train.epochs - 1}), got {pretrain}")
+    n_features = source.rows.n_features
+
+    def build(n_clusters):
+        return Siamese(n_features, n_clusters, config, rngs=nnx.Rngs(ctx.seed))
+
+    centres = leiden_centres_init(build, lambda model: joint_embedding(model, source), ctx)
+    return [Stage("pretrain", pretrain, make_loss(config, "pretrain")),
+            Stage("cluster", train.epochs - pretrain, make_loss(config, "cluster"), init=centres)]
+
+
+def embed(model: Siamese, source: GraphSource, config: SiameseConfig, train: TrainConfig, ctx):
+    z = joint_embedding(model, source)
+    q = np.asarray(losses.student_t(jnp.asarray(z), model.centres[...]))
+    return ({"embedding": np.asarray(z, dtype=np.float32), "memberships": q.astype(np.float32)},
+            {"pretrain_epochs": pretrain_epochs(config, train)})
+
+
+METHOD = Method(
+    name="siamese", job="cluster", config=SiameseConfig(), train=TrainConfig(epochs=40, batch_size=256),
+    source=graph_source,
+    init=lambda source, config, ctx: Siamese(source.rows.n_features, 1, config, rngs=nnx.Rngs(ctx.seed)),
+    stages=stages, embed=embed, self_clustering=True,
+    summary="siamese gene MLP + graph attention, NT-Xent + DEC clustering (argmax q)")

@@ -1,0 +1,147 @@
+"""Batch sources: ``get(indices) -> dict of arrays`` with ``n_obs``, the protocol the training loop reads.
+
+Every batch uses the keys of :data:`KEYS` (like scvi-tools' ``REGISTRY_KEYS``); a paired or transfer batch
+nests one sub-batch per modality under ``KEYS.RNA`` / ``KEYS.ATAC``. Only the requested rows are read and
+densified, so a whole matrix never becomes dense. Sources are built from arrays and AnnData-free recipes;
+nothing here imports flax.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from types import SimpleNamespace
+
+import numpy as np
+import scipy.sparse as sp
+
+from omics_cl.core import graph
+
+KEYS = SimpleNamespace(
+    X="x",                          # model input rows (cells x features)
+    COUNTS="counts",                # raw counts of the same rows (likelihood target)
+    SIZE_FACTOR="size_factor",      # per-cell library size / median library size
+    NEIGHBOR_X="neighbor_x",        # inputs of graph neighbours: (B, k, d), or (B, d) for one drawn neighbour
+    NEIGHBOR_MASK="neighbor_mask",  # (B, k) bool, which neighbour slots are real
+    LABEL="label",                  # integer class of a labelled reference cell
+    RNA="rna",                      # per-modality sub-batches
+    ATAC="atac",
+)
+
+
+def dense_rows(x, rows) -> np.ndarray:
+    """``x[rows]`` as a dense float32 array (sparse rows are densified here, per batch)."""
+    out = x[rows]
+    return (out.toarray() if sp.issparse(out) else np.asarray(out)).astype(np.float32, copy=False)
+
+
+class RowSource:
+    """``get(indices) -> {X: transform(rows, indices)}`` in the order of ``indices``."""
+
+    def __init__(self, x, transform: Callable[[object, np.ndarray], np.ndarray]):
+        self.x = x
+        self.transform = transform
+        self.n_obs = x.shape[0]
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        indices = np.asarray(indices)
+        order = np.argsort(indices, kind="stable")  # sorted reads are much faster on backed files
+        sorted_idx = indices[order]
+        out = self.transform(self.x[sorted_idx], sorted_idx)
+        restore = np.empty_like(order)
+        restore[order] = np.arange(len(order))
+        return {KEYS.X: out[restore]}
+
+
+class CountsSource(RowSource):
+    """Rows of a count matrix through a fitted ``LogNormalizer`` (``omics_cl.data.preprocess``)."""
+
+    @property
+    def n_features(self) -> int:
+        return self.transform.n_features
+
+    def lognorm_sparse(self) -> sp.csr_matrix:
+        """The whole transformed matrix, kept sparse."""
+        return self.transform.sparse(self.x)
+
+
+def dense_source(x) -> RowSource:
+    """Rows of an already prepared (sparse or dense) feature matrix, densified per batch."""
+    return RowSource(x, lambda rows, _cells: dense_rows(rows, slice(None)))
+
+
+class ArraySource:
+    """Rows of in-memory arrays (e.g. embeddings for chunked inference): ``get -> {key: array[indices]}``."""
+
+    def __init__(self, **arrays: np.ndarray):
+        self.arrays = arrays
+        self.n_obs = len(next(iter(arrays.values())))
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v[indices] for k, v in self.arrays.items()}
+
+
+def cell_graph(rows: CountsSource, n_pcs: int, n_neighbors: int, seed: int) -> np.ndarray:
+    """Neighbour indices (cells x n_neighbors, self excluded) of a cosine kNN on PCA of the log-normalised
+    rows. Built from expression alone."""
+    import scanpy as sc
+
+    x = rows.lognorm_sparse()
+    n_pcs = min(n_pcs, min(x.shape) - 1)
+    pcs = sc.pp.pca(x, n_comps=n_pcs, random_state=seed, svd_solver="arpack")
+    idx, _ = graph.knn(pcs, n_neighbors + 1, "cosine", seed)
+    return idx[:, 1:]
+
+
+class GraphSource:
+    """Cells with their graph neighbours' inputs: ``{X, NEIGHBOR_X, NEIGHBOR_MASK}``."""
+
+    def __init__(self, rows: RowSource, neighbors: np.ndarray):
+        self.rows, self.neighbors = rows, neighbors
+        self.n_obs = rows.n_obs
+
+    def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        nb = self.neighbors[indices]
+        x = self.rows.get(np.concatenate([indices, nb.ravel()]))[KEYS.X]
+        return {KEYS.X: x[:len(indices)], KEYS.NEIGHBOR_X: x[len(indices):].reshape(*nb.shape, -1),
+                KEYS.NEIGHBOR_MASK: np.ones(nb.shape, dtype=bool)}
+
+
+class PairedSource:
+    """``get -> {RNA: {X, COUNTS, SIZE_FACTOR}, ATAC: {...}}``, rows of both modalities in the same order
+    (each modality a ``omics_cl.data.paired.Modality``)."""
+
+    def __init__(self, rna, atac):
+        self.rna, self.atac = rna, atac
+        self.n_obs = rna.counts.shape[0]
+
+    @staticmethod
+    def _modality(m, idx: np.ndarray) -> dict[str, np.ndarray]:
+        rows = m.counts[idx]
+        return {KEYS.X: m.normalizer(rows, idx), KEYS.COUNTS: rows.toarray(), KEYS.SIZE_FACTOR: m.size_factor[idx]}
+
+    def get(self, indices: np.ndarray) -> dict:
+        indices = np.asarray(indices)
+        return {KEYS.RNA: self._modality(self.rna, indices), KEYS.ATAC: self._modality(self.atac, indices)}
+
+
+class TransferSource:
+    """Batches indexed by ATAC cell: ``{ATAC: {X, NEIGHBOR_X}, RNA: {X, LABEL}}`` with the ATAC rows, one
+    random kNN neighbour of each, and as many labelled RNA cells drawn at random. The draws are seeded by
+    ``seed`` and the batch's indices, so a batch is the same whenever it is requested (runs and resumes
+    are reproducible)."""
+
+    def __init__(self, rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, n_classes: int, seed: int):
+        self.rna_x, self.rna_y, self.atac_x, self.neighbors, self.seed = rna_x, rna_y, atac_x, neighbors, seed
+        self.n_classes, self.n_features = n_classes, atac_x.shape[1]
+        self.n_obs = atac_x.shape[0]
+
+    def _rng(self, indices: np.ndarray) -> np.random.Generator:
+        digest = hashlib.blake2b(np.asarray(indices, dtype=np.int64).tobytes(), digest_size=8).digest()
+        return np.random.default_rng([self.seed, *np.frombuffer(digest, dtype=np.uint32).tolist()])
+
+    def get(self, indices: np.ndarray) -> dict:
+        rng = self._rng(indices)
+        nb = self.neighbors[indices, rng.integers(0, self.neighbors.shape[1], len(indices))]
+        rna = rng.integers(0, self.rna_x.shape[0], len(indices))
+        return {KEYS.RNA: {KEYS.X: dense_rows(self.rna_x, rna), KEYS.LABEL: self.rna_y[rna]},
+                KEYS.ATAC: {KEYS.X: dense_rows(self.atac_x, indices), KEYS.NEIGHBOR_X: dense_rows(self.atac_x, nb)}}

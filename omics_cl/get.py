@@ -1,0 +1,49 @@
+"""Read results back from AnnData / MuData (like ``scanpy.get``): obs columns, representations, run records."""
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+
+def obs_column(data, key: str) -> pd.Series:
+    """``obs[key]`` of an AnnData or MuData (for a MuData also the first modality whose own obs has ``key``)."""
+    if key in data.obs:
+        return data.obs[key]
+    for mod in getattr(data, "mod", {}).values():
+        if key in mod.obs:
+            return mod.obs[key].reindex(data.obs_names)
+    raise ValueError(f"obs column {key!r} not found; columns: {list(data.obs.columns)}")
+
+
+def rep(data, use_rep: str) -> np.ndarray:
+    """``obsm[use_rep]`` as an array, with an error naming what is present."""
+    if use_rep not in data.obsm:
+        raise ValueError(f"obsm[{use_rep!r}] not found (run an omics_cl.tl tool first?); present: "
+                         f"{list(data.obsm.keys())}")
+    return np.asarray(data.obsm[use_rep])
+
+
+def rna_modality(data) -> ad.AnnData:
+    """The RNA AnnData of a MuData (cells in the MuData's order), or ``data`` itself."""
+    mods = getattr(data, "mod", None)
+    return mods["rna"][data.obs_names] if mods is not None else data
+
+
+def run_record(data, key: str) -> dict:
+    """The record ``uns["omics_cl"][key]`` written by a tool."""
+    records = data.uns.get("omics_cl", {})
+    if key not in records:
+        raise ValueError(f"uns['omics_cl'] has no record {key!r} (records: {sorted(records)}); run the tool first")
+    return records[key]
+
+
+def transfer_method(adata: ad.AnnData, method: str | None = None) -> str:
+    """The label-transfer method whose results ``adata`` holds: ``method`` if given, else the one recorded by
+    ``omics_cl.tl.transfer_labels`` (``uns["omics_cl"]["transfer_method"]``)."""
+    if method is not None:
+        return method
+    recorded = adata.uns.get("omics_cl", {}).get("transfer_method")
+    if recorded is None:
+        raise ValueError("no label-transfer results in uns['omics_cl']; run omics_cl.tl.transfer_labels first")
+    return str(recorded)

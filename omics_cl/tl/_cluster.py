@@ -1,0 +1,107 @@
+"""Clustering: ``cluster`` (any registered cluster-job method) and ``cluster_embedding`` (Leiden on any
+representation).
+
+Keys written by :func:`cluster` for ``method="<m>"``:
+
+- ``obsm["X_<m>"]``: the embedding;
+- ``obs["<m>_cluster"]``: clusters (categorical, "0" is the largest): Leiden on the embedding, or for
+  self-clustering methods (``scinno``, ``siamese``) the argmax of their soft memberships;
+- ``obsm["<m>_membership"]``: those soft memberships (cells x K, columns in the order of the cluster names);
+- ``uns["omics_cl"]["<m>"]``: parameters, seed, protocol, resolution, cluster count, loss per epoch, versions.
+"""
+from __future__ import annotations
+
+import time
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from omics_cl import models
+from omics_cl.core import graph
+from omics_cl.data.preprocess import prepare_counts
+from omics_cl.tl._common import store_record, versions
+
+
+def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = None, resolution: float = 1.0,
+                      key_added: str | None = None, seed: int = 0, n_neighbors: int = 15,
+                      n_dims: int | None = None) -> dict:
+    """Leiden on a cosine kNN graph of ``obsm[use_rep]`` (first ``n_dims`` columns if given).
+
+    Protocols: ``resolution`` as given, or, when ``n_clusters`` is set, the resolution found by
+    bisection that yields that many clusters. Writes ``obs[key_added]`` (default
+    ``"<rep>_cluster"``) and returns ``{"protocol", "resolution", "n_clusters"}``.
+    """
+    if use_rep not in adata.obsm:
+        raise ValueError(f"obsm[{use_rep!r}] not found; present: {list(adata.obsm.keys())}")
+    if resolution <= 0:
+        raise ValueError(f"resolution must be > 0, got {resolution}")
+    z = np.asarray(adata.obsm[use_rep])[:, :n_dims]
+    if not np.isfinite(z).all():
+        raise ValueError(f"obsm[{use_rep!r}] contains NaN/inf")
+    adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
+    if n_clusters is None:
+        labels, protocol = graph.leiden(adjacency, resolution, seed), "resolution"
+    else:
+        labels, resolution = graph.leiden_n_clusters(adjacency, n_clusters, seed)
+        protocol = "n_clusters"
+    key = key_added or f"{use_rep.removeprefix('X_')}_cluster"
+    k = int(labels.max()) + 1
+    adata.obs[key] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
+    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": k}
+
+
+def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, memberships: np.ndarray,
+                       protocol: str, resolution: float) -> dict:
+    """Argmax clusters renamed by decreasing size ("0" largest; empty clusters last) and the memberships in
+    that column order."""
+    order = graph.size_order(labels, memberships.shape[1])
+    rank = np.argsort(order)
+    names = [str(i) for i in range(len(order))]
+    adata.obs[f"{method}_cluster"] = pd.Categorical(np.asarray(names)[rank[labels]], categories=names)
+    adata.obsm[f"{method}_membership"] = memberships[:, order]
+    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": len(np.unique(labels)),
+            "n_centres": len(order)}
+
+
+def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
+            seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
+            progress: bool = True, **method_params) -> dict:
+    """Embed cells with ``method`` (any registered cluster method, ``omics_cl.models.names("cluster")``)
+    and cluster them.
+
+    ``"pca"``, ``"ae"`` and ``"cae"`` give an embedding clustered by Leiden (``resolution``, or the
+    resolution bisected to ``n_clusters``). Self-clustering methods (``"scinno"``, ``"siamese"``) cluster
+    the cells themselves into ``n_clusters``; without it they estimate K by Leiden at ``resolution`` on
+    their pretrained latent and report it (``n_clusters`` and ``k_estimated`` in the record).
+    Counts are read from ``adata.layers[layer]`` or ``adata.X`` (raw integer counts; backed
+    AnnData works), normalised to 1e4, log1p, and restricted to ``n_top_genes`` seurat_v3 HVGs.
+    Extra keyword arguments go to the method's config or training config (e.g. ``epochs=50``,
+    ``temperature=0.1``; ``config={...}`` / ``train={...}`` for a name both have).
+    No labels are used. Returns the run record also stored in ``uns["omics_cl"][method]``; its
+    ``graph_dims`` (PCA: 30) is how many embedding columns the cell graph used.
+    """
+    spec = models.get(method, "cluster")
+    models.configure(spec, **method_params)  # a wrong parameter fails before any work
+    if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
+        raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
+                         f"got {n_clusters!r}")
+    start = time.perf_counter()
+    prepared = prepare_counts(adata, layer, n_top_genes)
+    ctx = models.Context(seed, n_clusters, resolution, n_neighbors)
+    out, info = models.run(spec, prepared, ctx, progress, **method_params)
+    train_seconds = time.perf_counter() - start
+    adata.obsm[f"X_{method}"] = out["embedding"]
+    graph_dims = info.pop("graph_dims", None)
+    if spec.self_clustering:
+        u = out["memberships"]
+        clusters = write_memberships(adata, method, u.argmax(1), u,
+                                     "resolution" if info["k_estimated"] else "n_clusters", resolution)
+    else:
+        clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
+                                     n_neighbors, graph_dims)
+    record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
+              "n_features": prepared.normalizer.n_features, "n_neighbors": n_neighbors, "graph_dims": graph_dims,
+              "train_seconds": train_seconds, **clusters, "params": info, "versions": versions()}
+    store_record(adata, method, record)
+    return record

@@ -1,0 +1,43 @@
+"""Shared by the tools: the run record stored in ``uns["omics_cl"]`` and group-vs-background markers."""
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+import anndata as ad
+import numpy as np
+
+
+def versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("omics_cl", "jax", "flax", "optax", "anndata", "scanpy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "unknown"
+    return out
+
+
+def h5ad_safe(value):
+    """uns must be writable to .h5ad: drop None, tuples to lists, recurse into dicts."""
+    if isinstance(value, dict):
+        return {str(k): h5ad_safe(v) for k, v in value.items() if v is not None}
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def store_record(data, key: str, record: dict) -> None:
+    """``uns["omics_cl"][key] = record`` (made writable to .h5ad)."""
+    data.uns.setdefault("omics_cl", {})[key] = h5ad_safe(record)
+
+
+def marker_genes(activity: ad.AnnData, group: np.ndarray, background: np.ndarray, n: int) -> list[str]:
+    """Genes with the largest gain in the fraction of cells with nonzero values, group vs background."""
+    x = activity.X
+
+    def detected(rows):
+        return np.asarray((x[rows] > 0).mean(0)).ravel() if len(rows) else np.zeros(activity.n_vars)
+
+    gain = detected(group) - detected(background)
+    top = np.argsort(-gain, kind="stable")[:n]
+    return [str(activity.var_names[i]) for i in top if gain[i] > 0]

@@ -1,0 +1,158 @@
+"""Downstream analyses of a (joint) embedding: sub-populations, label consistency, trajectory."""
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from omics_cl import get
+from omics_cl.core import graph
+from omics_cl.data.preprocess import check_finite_counts, fit_lognormalizer
+from omics_cl.tl._cluster import cluster_embedding
+from omics_cl.tl._common import marker_genes, store_record
+
+
+def subclusters(data, groupby: str, group: str, use_rep: str = "X_sci2cl", resolution: float = 0.5,
+                n_clusters: int | None = None, n_neighbors: int = 15, n_genes: int = 10, layer: str | None = None,
+                gene_activity: ad.AnnData | None = None, key_added: str = "omics_cl_subcluster",
+                seed: int = 0) -> dict[str, pd.DataFrame | None]:
+    """Sub-populations of one labelled type: Leiden on the embedding of its cells, then marker genes.
+
+    ``data`` is a MuData (RNA counts from ``rna``) or an RNA AnnData with ``obsm[use_rep]``. Markers:
+    scanpy's ``rank_genes_groups`` (Wilcoxon, each sub-cluster vs the rest of the type) on log-normalised
+    RNA, and on log-normalised ``gene_activity`` (cells x genes, same cells) when given. Writes
+    ``obs[key_added]`` ("<group>.<i>" for the type's cells, missing elsewhere). Returns
+    ``{"markers": DataFrame, "activity_markers": DataFrame or None}`` with columns subcluster, rank,
+    gene, score, logfoldchange, pval_adj.
+    """
+    labels = get.obs_column(data, groupby).astype(str).to_numpy()
+    cells = np.flatnonzero(labels == str(group))
+    if len(cells) < 2 * n_neighbors:
+        raise ValueError(f"{groupby} == {group!r} has {len(cells)} cells; sub-clustering needs at least "
+                         f"{2 * n_neighbors}")
+    part = ad.AnnData(obs=pd.DataFrame(index=data.obs_names[cells]), obsm={"rep": get.rep(data, use_rep)[cells]})
+    info = cluster_embedding(part, "rep", n_clusters, resolution, "sub", seed, n_neighbors)
+    sub = (f"{group}." + part.obs["sub"].astype(str)).to_numpy()
+    if info["n_clusters"] < 2:
+        raise ValueError(f"{group!r} forms a single cluster at resolution {resolution}; raise it or give n_clusters")
+    column = np.full(data.n_obs, None, dtype=object)
+    column[cells] = sub
+    markers = rank_genes(get.rna_modality(data)[cells], sub, layer, n_genes)
+    activity = None
+    if gene_activity is not None:
+        if not gene_activity.obs_names.equals(data.obs_names):
+            raise ValueError("gene_activity must have the same cells as data, in the same order")
+        activity = rank_genes(gene_activity[cells], sub, None, n_genes)
+    data.obs[key_added] = pd.Categorical(column)
+    store_record(data, "subclusters", {"groupby": groupby, "group": str(group), "use_rep": use_rep, **info})
+    return {"markers": markers, "activity_markers": activity}
+
+
+def rank_genes(adata: ad.AnnData, groups: np.ndarray, layer: str | None, n_genes: int) -> pd.DataFrame:
+    import scanpy as sc
+
+    x = adata.layers[layer] if layer else adata.X
+    if x is None:
+        raise ValueError("no expression matrix to rank genes on")
+    try:
+        check_finite_counts(x)
+    except ValueError:
+        norm = x  # already normalised: rank as given
+    else:
+        norm = fit_lognormalizer(x, None).sparse(x)
+    work = ad.AnnData(norm, obs=pd.DataFrame({"g": pd.Categorical(groups)}, index=adata.obs_names),
+                      var=pd.DataFrame(index=adata.var_names))
+    sc.tl.rank_genes_groups(work, "g", method="wilcoxon", n_genes=n_genes)
+    table = sc.get.rank_genes_groups_df(work, group=None)
+    table["rank"] = table.groupby("group").cumcount()
+    return table.rename(columns={"group": "subcluster", "names": "gene", "scores": "score",
+                                 "logfoldchanges": "logfoldchange", "pvals_adj": "pval_adj"})[
+        ["subcluster", "rank", "gene", "score", "logfoldchange", "pval_adj"]]
+
+
+def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbors: int = 15,
+                      min_share: float = 0.5, exclude=(), layer: str | None = None, n_markers: int = 5,
+                      seed: int = 0) -> pd.DataFrame:
+    """Cells whose given label disagrees with their neighbourhood in the joint embedding.
+
+    For each labelled cell: ``agreement`` = share of its ``n_neighbors`` cosine neighbours (labelled ones)
+    carrying its label, and the neighbourhood's majority label. A cell is suspect when the majority
+    label differs from its own and holds at least ``min_share`` of the neighbours. Cells without a label
+    or labelled one of ``exclude`` are neither scored nor counted as votes. Writes
+    ``obs["omics_cl_label_agreement"]``, ``obs["omics_cl_neighbourhood_label"]``,
+    ``obs["omics_cl_label_suspect"]``. Returns one row per (given, neighbourhood) label pair of suspect
+    cells, largest first: ``n_cells``, ``mean_agreement``, ``fraction_of_label`` and ``markers``, the
+    ``n_markers`` RNA genes detected in more of these cells than of the agreeing cells of their label.
+    """
+    raw = get.obs_column(data, label_key)
+    usable = raw.notna().to_numpy() & ~raw.astype(str).isin([str(e) for e in exclude]).to_numpy()
+    labels = raw.astype(str).to_numpy()
+    if len(np.unique(labels[usable])) < 2:
+        raise ValueError(f"{label_key!r} has fewer than 2 usable labels; nothing to compare")
+    idx, _ = graph.knn(get.rep(data, use_rep), n_neighbors + 1, "cosine", seed)
+    agreement = np.full(data.n_obs, np.nan)
+    majority = np.full(data.n_obs, None, dtype=object)
+    share = np.zeros(data.n_obs)
+    for i in np.flatnonzero(usable):
+        nb = idx[i][(idx[i] != i) & usable[idx[i]]][:n_neighbors]
+        if len(nb) == 0:
+            continue
+        values, counts = np.unique(labels[nb], return_counts=True)
+        agreement[i] = float(np.mean(labels[nb] == labels[i]))
+        majority[i], share[i] = values[counts.argmax()], counts.max() / len(nb)
+    suspect = usable & (majority != labels) & (majority != None) & (share >= min_share)  # noqa: E711
+    rna = get.rna_modality(data)
+    x = rna.layers[layer] if layer else rna.X
+    counts_view = ad.AnnData(x, obs=pd.DataFrame(index=rna.obs_names), var=pd.DataFrame(index=rna.var_names))
+    rows = []
+    for (given, neighbourhood), cells in pd.DataFrame({"g": labels[suspect], "n": majority[suspect]},
+                                                      index=np.flatnonzero(suspect)).groupby(["g", "n"]).groups.items():
+        cells = np.asarray(cells)
+        agreeing = np.flatnonzero(usable & ~suspect & (labels == given))
+        rows.append({"given_label": given, "neighbourhood_label": neighbourhood, "n_cells": len(cells),
+                     "mean_agreement": float(agreement[cells].mean()),
+                     "fraction_of_label": len(cells) / int((usable & (labels == given)).sum()),
+                     "markers": ", ".join(marker_genes(counts_view, cells, agreeing, n_markers))})
+    table = pd.DataFrame(rows, columns=["given_label", "neighbourhood_label", "n_cells", "mean_agreement",
+                                        "fraction_of_label", "markers"])
+    table = table.sort_values("n_cells", ascending=False, ignore_index=True)
+    data.obs["omics_cl_label_agreement"] = agreement
+    data.obs["omics_cl_neighbourhood_label"] = pd.Categorical(majority)
+    data.obs["omics_cl_label_suspect"] = suspect
+    store_record(data, "label_consistency", {"label_key": label_key, "use_rep": use_rep, "n_neighbors": n_neighbors,
+                                        "min_share": min_share, "n_suspect": int(suspect.sum())})
+    return table
+
+
+def trajectory(data, root_group: str, groupby: str, use_rep: str = "X_sci2cl", n_neighbors: int = 15,
+               seed: int = 0) -> dict:
+    """PAGA over ``groupby`` and diffusion pseudotime on the embedding, rooted in ``root_group``.
+
+    The root cell is the cell of ``root_group`` nearest to the group's median in diffusion-map space (a
+    typical cell of the group, not an outlier). Writes ``obs["omics_cl_pseudotime"]``
+    and ``uns["omics_cl_paga"]`` (group names and the connectivity matrix); returns ``{"root",
+    "group_pseudotime"}`` with the median pseudotime per group.
+    """
+    import scanpy as sc
+
+    labels = get.obs_column(data, groupby)
+    if str(root_group) not in set(labels.astype(str)):
+        raise ValueError(f"root group {root_group!r} not in {groupby!r}; groups: {sorted(set(labels.astype(str)))}")
+    work = ad.AnnData(obs=pd.DataFrame({"g": pd.Categorical(labels.astype(str))}, index=data.obs_names),
+                      obsm={"rep": get.rep(data, use_rep)})
+    sc.pp.neighbors(work, n_neighbors=n_neighbors, use_rep="rep", metric="cosine", random_state=seed)
+    sc.tl.paga(work, groups="g")
+    sc.tl.diffmap(work, random_state=seed)
+    diffusion = work.obsm["X_diffmap"][:, 1:]
+    in_root = np.flatnonzero((work.obs["g"] == str(root_group)).to_numpy())
+    centre = np.median(diffusion[in_root], axis=0)
+    root = int(in_root[np.argmin(((diffusion[in_root] - centre) ** 2).sum(1))])
+    work.uns["iroot"] = root
+    sc.tl.dpt(work)
+    data.obs["omics_cl_pseudotime"] = work.obs["dpt_pseudotime"].to_numpy()
+    groups = list(work.obs["g"].cat.categories)
+    data.uns["omics_cl_paga"] = {"groups": groups, "connectivities": work.uns["paga"]["connectivities"].toarray()}
+    by_group = work.obs.assign(t=work.obs["dpt_pseudotime"]).groupby("g", observed=True)["t"].median()
+    store_record(data, "trajectory", {"root_group": str(root_group), "groupby": groupby, "use_rep": use_rep,
+                                 "root_cell": str(data.obs_names[root])})
+    return {"root": str(data.obs_names[root]), "group_pseudotime": by_group.sort_values()}
