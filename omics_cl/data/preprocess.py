@@ -77,6 +77,7 @@ class LogNormalizer:
     genes: np.ndarray
     library_size: np.ndarray
     target_sum: float = 1e4
+    hvg_flavor: str | None = None  # how ``genes`` were chosen (``select_hvg``); None when set by hand
 
     @property
     def n_features(self) -> int:
@@ -99,7 +100,8 @@ class LogNormalizer:
         return sp.vstack(blocks).tocsr()
 
 
-def _column_sums(block) -> tuple[np.ndarray, np.ndarray]:
+def column_sums(block) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column sums and sums of squares of a dense or sparse block, in float64."""
     if sp.issparse(block):
         block = sp.csr_matrix(block, dtype=np.float64)
         return np.asarray(block.sum(0)).ravel(), np.asarray(block.multiply(block).sum(0)).ravel()
@@ -107,65 +109,27 @@ def _column_sums(block) -> tuple[np.ndarray, np.ndarray]:
     return block.sum(0), (block**2).sum(0)
 
 
-def seurat_v3_genes(x, n_top_genes: int, gene_sum: np.ndarray, gene_sumsq: np.ndarray, span: float = 0.3,
-                    ) -> np.ndarray:
-    """Indices of the top genes by Seurat v3 normalised variance (scanpy's ``flavor="seurat_v3"``, one batch)."""
-    from skmisc.loess import loess
-
-    n = x.shape[0]
-    mean = gene_sum / n
-    var = (gene_sumsq - n * mean**2) / (n - 1)
-    not_const = var > 0
-    log_fit = np.zeros_like(mean)
-    model = loess(np.log10(mean[not_const]), np.log10(var[not_const]), span=span, degree=2)
-    model.fit()
-    log_fit[not_const] = model.outputs.fitted_values
-    reg_std = np.sqrt(10**log_fit)
-    clip = reg_std * np.sqrt(n) + mean
-    clipped_sum = np.zeros_like(mean)
-    clipped_sumsq = np.zeros_like(mean)
-    for _, _, rows in row_chunks(x):
-        if sp.issparse(rows):
-            rows = sp.csr_matrix(rows, dtype=np.float64)
-            rows.data = np.minimum(rows.data, clip[rows.indices])
-        else:
-            rows = np.minimum(np.asarray(rows, dtype=np.float64), clip)
-        s, sq = _column_sums(rows)
-        clipped_sum += s
-        clipped_sumsq += sq
-    norm_var = (n * mean**2 + clipped_sumsq - 2 * clipped_sum * mean) / ((n - 1) * reg_std**2)
-    return np.sort(np.argsort(-norm_var, kind="stable")[:n_top_genes])
-
-
 def fit_lognormalizer(x, n_top_genes: int | None = 2000, target_sum: float = 1e4) -> LogNormalizer:
-    """Validate counts and fit the recipe: library sizes, then seurat_v3 HVGs on the counts.
+    """Validate counts and fit the recipe: library sizes, then HVGs on the counts (``omics_cl.data.hvg.select_hvg``:
+    seurat_v3, with a fallback when its loess fails; the flavour used is ``hvg_flavor``).
 
     All genes are kept when ``n_top_genes`` is None or not smaller than the gene count.
     Cells with zero total counts are refused (they cannot be normalised).
     """
+    from omics_cl.data.hvg import gene_stats, select_hvg
+
     n_cells, n_genes = x.shape
     if n_cells == 0 or n_genes == 0:
         raise ValueError(f"the count matrix is empty ({n_cells} cells x {n_genes} genes)")
-    library = np.zeros(n_cells)
-    gene_sum = np.zeros(n_genes)
-    gene_sumsq = np.zeros(n_genes)
-    for start, stop, rows in row_chunks(x):
-        check_finite_counts(rows)
-        s, sq = _column_sums(rows)
-        gene_sum += s
-        gene_sumsq += sq
-        library[start:stop] = np.asarray(rows.sum(1)).ravel()
+    gene_sum, gene_sumsq, library = gene_stats(x)
     empty = int((library == 0).sum())
     if empty:
         raise ValueError(f"{empty} of {n_cells} cells have zero total counts and cannot be normalised; "
                          "remove them first, e.g. sc.pp.filter_cells(adata, min_counts=1)")
     if int((gene_sum > 0).sum()) < 2:
         raise ValueError(f"only {int((gene_sum > 0).sum())} genes have any counts; at least 2 are needed")
-    if n_top_genes is None or n_top_genes >= n_genes:
-        genes = np.arange(n_genes)
-    else:
-        genes = seurat_v3_genes(x, n_top_genes, gene_sum, gene_sumsq)
-    return LogNormalizer(genes, library, target_sum)
+    genes, flavor = select_hvg(x, n_top_genes, gene_sum, gene_sumsq, library)
+    return LogNormalizer(genes, library, target_sum, flavor)
 
 
 def mito_fraction(adata: ad.AnnData, layer: str | None = None, prefix: tuple[str, ...] = ("MT-", "mt-")) -> np.ndarray:
@@ -211,12 +175,18 @@ class PreparedCounts:
                              "lower min_detection")
         return PreparedCounts(self.counts, replace(self.normalizer, genes=keep))
 
+    @property
+    def hvg_flavor(self) -> str | None:
+        """The HVG flavour actually used (``"seurat_v3"`` unless its loess failed; see ``select_hvg``)."""
+        return self.normalizer.hvg_flavor
+
     def lognorm_sparse(self) -> sp.csr_matrix:
         return self.normalizer.sparse(self.counts)
 
 
 def prepare_counts(adata: ad.AnnData, layer: str | None = None, n_top_genes: int | None = 2000,
                    target_sum: float = 1e4) -> PreparedCounts:
-    """METHODS.md section 1 recipe: validate counts, normalize_total, log1p, seurat_v3 HVGs, no scaling."""
+    """METHODS.md section 1 recipe: validate counts, normalize_total, log1p, seurat_v3 HVGs (``select_hvg``), no
+    scaling."""
     x = counts_matrix(adata, layer)
     return PreparedCounts(x, fit_lognormalizer(x, n_top_genes, target_sum))

@@ -7,7 +7,8 @@ Keys written by :func:`cluster` for ``method="<m>"``:
 - ``obs["<m>_cluster"]``: clusters (categorical, "0" is the largest): Leiden on the embedding, or for
   self-clustering methods (``scinno``, ``siamese``) the argmax of their soft memberships;
 - ``obsm["<m>_membership"]``: those soft memberships (cells x K, columns in the order of the cluster names);
-- ``uns["omics_cl"]["<m>"]``: parameters, seed, protocol, resolution, cluster count, loss per epoch, versions.
+- ``uns["omics_cl"]["<m>"]``: parameters, seed, protocol, resolution, cluster count, HVG flavour used
+  (``hvg_flavor``), loss per epoch, versions.
 """
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     the cells themselves into ``n_clusters``; without it they estimate K by Leiden at ``resolution`` on
     their pretrained latent and report it (``n_clusters`` and ``k_estimated`` in the record).
     Counts are read from ``adata.layers[layer]`` or ``adata.X`` (raw integer counts; backed
-    AnnData works), normalised to 1e4, log1p, and restricted to ``n_top_genes`` seurat_v3 HVGs.
+    AnnData works), normalised to 1e4, log1p, and restricted to ``n_top_genes`` seurat_v3 HVGs (when its
+    loess fails: wider spans, then Pearson residuals, with a warning; ``hvg_flavor`` in the record).
     Extra keyword arguments go to the method's config or training config (e.g. ``epochs=50``,
     ``temperature=0.1``; ``config={...}`` / ``train={...}`` for a name both have).
     No labels are used. Returns the run record also stored in ``uns["omics_cl"][method]``; its
@@ -101,7 +103,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
         clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
                                      n_neighbors, graph_dims)
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
-              "n_features": prepared.normalizer.n_features, "n_neighbors": n_neighbors, "graph_dims": graph_dims,
+              "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
+              "n_neighbors": n_neighbors, "graph_dims": graph_dims,
               "train_seconds": train_seconds, **clusters, "params": info, "versions": versions()}
     store_record(adata, method, record)
     return record
