@@ -19,8 +19,23 @@ def machine() -> str:
             cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    libs = []
+    for name in ("numpy", "scipy", "scikit-learn", "flax", "optax", "anndata", "scanpy"):
+        try:
+            libs.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        threads = ", ".join(sorted({f"{t['internal_api']} {t['num_threads']}" for t in threadpool_info()}))
+    except ImportError:
+        threads = "unknown"
     return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}, "
-            f"python {platform.python_version()}")
+            f"python {platform.python_version()}; {', '.join(libs)}; threads: {threads}; "
+            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 
 
 def write_json_atomic(rows: list[dict], path: str) -> None:
@@ -36,8 +51,9 @@ def _fmt(x: float) -> str:
     return f"{x:.2e}" if 0 < abs(x) < 0.005 else f"{x:.3f}"
 
 
-def median_table(rows: list[dict], keys: list[str], values: list[str]) -> str:
-    """Markdown table of medians of ``values`` over rows grouped by ``keys`` (first-seen order)."""
+def median_table(rows: list[dict], keys: list[str], values: list[str], spread: bool = False) -> str:
+    """Markdown table of medians of ``values`` over rows grouped by ``keys`` (first-seen order); with
+    ``spread``, each float median is followed by the spread (max - min) in brackets."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in keys), []).append(r)
@@ -45,8 +61,12 @@ def median_table(rows: list[dict], keys: list[str], values: list[str]) -> str:
     for group, members in groups.items():
         cells = []
         for v in values:
-            xs = [m[v] for m in members if m[v] is not None]
-            cells.append("n/a" if not xs else _fmt(float(np.median(xs))) if isinstance(xs[0], float) else
-                         f"{np.median(xs):g}")
+            xs = [m[v] for m in members if m.get(v) is not None]
+            if not xs:
+                cells.append("n/a")
+            elif isinstance(xs[0], float):
+                cells.append(_fmt(float(np.median(xs))) + (f" [{_fmt(max(xs) - min(xs))}]" if spread else ""))
+            else:
+                cells.append(f"{np.median(xs):g}")
         lines.append("| " + " | ".join([str(g) for g in group] + cells + [str(len(members))]) + " |")
     return "\n".join(lines)

@@ -5,16 +5,22 @@ ATAC of half B the query (its labels are used only for scoring). Scenarios: ``cl
 ``open_oligo_opc`` (Oligo and OPC removed from the reference), ``open_astro`` (Astro removed), and
 ``annotation``: the query's atlas labels are corrupted (every Oligo cell relabelled Astro, 5% of the
 L2/3 cells, seeded, relabelled Pvalb; Mis cells carry no atlas label) and each method's closed-scenario
-transfer flags confident disagreements (``tl.annotation_flags``; scncl through ``tl.check_annotations``),
-scored by precision and recall against the corrupted cells.
-Methods: ``scncl``, its ablations ``scncl_no_ncl`` and ``scncl_sym_nndr`` (scJoint-like), and the
+transfer flags disagreements its confusion does not explain (``tl.annotation_flags``; scncl through
+``tl.check_annotations``, which also reports its own label-free precision estimate), scored by precision
+and recall against the corrupted cells.
+Methods: ``scncl`` (package defaults), ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
+``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3), one ablation per
+default component (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``, ``scncl_no_ncl``),
+``scncl_cell_rule`` (annotation rows only: the default transfer flagged without the group rule), and the
 baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
 ``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
 kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
 ``benchmarks/anchors/README.md``; its python is ``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``).
+Novelty is each method's own score (scncl: 1 - its classifier's max softmax; others: 1 - confidence);
+``novel_rate`` is the share of scored cells scncl calls novel (closed scenario: false alarms).
 
-    python benchmarks/label_transfer.py --seeds 3 --json results/label_transfer.json [--resume]
-        [--methods scncl,logreg] [--scglue-max-epochs N]
+    python benchmarks/label_transfer.py --seeds 5 --json results/label_transfer.json [--resume]
+        [--methods scncl,logreg] [--first-seed 3] [--scglue-max-epochs N]
 
 ``--resume`` keeps the rows already in the JSON file and runs only the missing (scenario, method, seed).
 """
@@ -38,15 +44,20 @@ from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.transfer import transfer_features  # noqa: E402
 
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
-SCNCL_VARIANTS = {"scncl": {}, "scncl_no_ncl": {"ncl_weight": 0.0}, "scncl_sym_nndr": {"symmetric_nndr": True}}
-METHODS = [*SCNCL_VARIANTS, "logreg", "knn_pca", "scglue"]
+SCNCL_VARIANTS = {"scncl": {}, "scncl_seed": {"variant": "seed"}, "scncl_asym_nndr": {"symmetric_nndr": False},
+                  "scncl_classifier": {"prediction": "classifier"}, "scncl_no_peaks": {"peak_weight": 0.0},
+                  "scncl_no_ncl": {"ncl_weight": 0.0}, "scncl_previous": {"variant": "seed", "ncl_weight": 0.3}}
+CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flags without the group rule
+METHODS = [*SCNCL_VARIANTS, CELL_RULE, "logreg", "knn_pca", "scglue"]
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 
 
 def run_scncl(ref, query, activity, seed, params):
     query = query.copy()
     tl.transfer_labels(ref.copy(), query, "cell_type", gene_activity=activity, seed=seed, progress=False, **params)
-    return query.obs["omics_cl_label"].astype(str).to_numpy(), query.obs["omics_cl_confidence"].to_numpy(), query
+    obs = query.obs
+    return (obs["omics_cl_label"].astype(str).to_numpy(), obs["omics_cl_confidence"].to_numpy(),
+            obs["omics_cl_novelty"].to_numpy(), query)
 
 
 def run_logreg(ref, query, activity, seed):
@@ -103,16 +114,19 @@ def corrupt_atlas(truth, seed):
     return atlas, corrupted
 
 
-def score(truth, removed, pred, confidence):
+def score(truth, removed, pred, novelty, is_novel=None):
+    """Accuracy / macro-F1 on known types; AUROC, AUPR and OSCR of the novelty score when types were
+    removed; ``novel_rate``: the share of scored cells the method calls novel (closed: its false alarms)."""
     scored = truth != "Mis"
-    truth, pred, confidence = truth[scored], pred[scored], confidence[scored]
+    truth, pred, novelty = truth[scored], pred[scored], novelty[scored]
     novel = np.isin(truth, removed)
     known = ~novel
     row = {"acc": float(np.mean(pred[known] == truth[known])), "macro_f1": metrics.macro_f1(truth[known], pred[known]),
-           "auroc": None, "aupr": None, "oscr": None, "precision": None, "recall": None}
+           "auroc": None, "aupr": None, "oscr": None, "precision": None, "recall": None,
+           "novel_rate": None if is_novel is None else float(np.mean(is_novel[scored]))}
     if novel.any():
-        row.update(auroc=metrics.auroc(novel, 1 - confidence), aupr=metrics.aupr(novel, 1 - confidence),
-                   oscr=metrics.oscr(novel, pred == truth, confidence))
+        row.update(auroc=metrics.auroc(novel, novelty), aupr=metrics.aupr(novel, novelty),
+                   oscr=metrics.oscr(novel, pred == truth, -novelty))
     return row
 
 
@@ -124,7 +138,8 @@ def score_flags(flags, corrupted):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--seeds", type=int, default=5, help="number of seeds (splits)")
+    p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--json", required=True)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -147,7 +162,7 @@ def main(argv=None) -> int:
     atac = datasets.load("mop_snare_paired", modality="atac")
     annotation = datasets.annotation_path("mm10_ensembl_genes.tsv.gz")
     activity_all = pp.gene_activity(atac, annotation)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         perm = np.random.default_rng(seed).permutation(rna.n_obs)
         half_a, half_b = perm[: rna.n_obs // 2], perm[rna.n_obs // 2:]
         query, activity = atac[half_b].copy(), activity_all[half_b].copy()
@@ -162,10 +177,12 @@ def main(argv=None) -> int:
                           if s in scenarios and (s, method, seed) not in done]
                 if not wanted:
                     continue
+                if method == CELL_RULE:
+                    continue
                 start = time.perf_counter()
-                annotated = None
+                annotated, novelty = None, None
                 if method in SCNCL_VARIANTS:
-                    pred, conf, annotated = run_scncl(ref, query, activity, seed, SCNCL_VARIANTS[method])
+                    pred, conf, novelty, annotated = run_scncl(ref, query, activity, seed, SCNCL_VARIANTS[method])
                 elif method == "logreg":
                     pred, conf = run_logreg(ref, query, activity, seed)
                 elif method == "knn_pca":
@@ -175,17 +192,28 @@ def main(argv=None) -> int:
                 seconds = time.perf_counter() - start
                 new = []
                 if scenario in wanted:
+                    is_novel = None if annotated is None else annotated.obs["omics_cl_is_novel"].to_numpy()
                     new.append({"scenario": scenario, "method": method, "seed": seed,
-                                **score(truth, removed, pred, conf), "seconds": seconds})
+                                **score(truth, removed, pred, 1 - conf if novelty is None else novelty, is_novel),
+                                "seconds": seconds})
                 if "annotation" in wanted:
                     if annotated is not None:
                         annotated.obs["atlas"] = atlas
                         tl.check_annotations(annotated, "atlas")
                         flags = annotated.obs["omics_cl_annotation_flag"].to_numpy()
+                        estimate = annotated.uns["omics_cl"]["check_annotations"]["estimated_precision"]
+                        new.append({"scenario": "annotation", "method": method, "seed": seed,
+                                    **score_flags(flags, corrupted), "estimated_precision": estimate,
+                                    "seconds": seconds})
+                        if method == "scncl" and CELL_RULE in methods:
+                            tl.check_annotations(annotated, "atlas", min_enrichment=0)
+                            new.append({"scenario": "annotation", "method": CELL_RULE, "seed": seed,
+                                        **score_flags(annotated.obs["omics_cl_annotation_flag"].to_numpy(),
+                                                      corrupted), "seconds": seconds})
                     else:
                         flags, _ = tl.annotation_flags(atlas, pred, conf, np.unique(ref.obs["cell_type"].astype(str)))
-                    new.append({"scenario": "annotation", "method": method, "seed": seed,
-                                **score_flags(flags, corrupted), "seconds": seconds})
+                        new.append({"scenario": "annotation", "method": method, "seed": seed,
+                                    **score_flags(flags, corrupted), "seconds": seconds})
                 for row in new:
                     if method == "scglue":
                         row["scglue_max_epochs"] = args.scglue_max_epochs
@@ -196,7 +224,8 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (order.get((r["scenario"], r["method"]), len(order)), r["seed"]))
     print(f"\nmachine: {machine()}")
     print(median_table(rows, ["scenario", "method"],
-                       ["acc", "macro_f1", "auroc", "aupr", "oscr", "precision", "recall", "seconds"]))
+                       ["acc", "macro_f1", "auroc", "aupr", "oscr", "novel_rate", "precision", "recall",
+                        "estimated_precision", "seconds"], spread=True))
     return 0
 
 

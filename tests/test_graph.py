@@ -60,3 +60,16 @@ def test_leiden_centres_honour_a_given_k_or_warn():
     assert leiden_centres(x, 8, 15, 1.0, seed=0).shape == (8, x.shape[1])
     with pytest.warns(UserWarning, match="training 5 centres"):  # 5 disconnected blobs: 3 is out of reach
         assert len(leiden_centres(x, 3, 15, 1.0, seed=0)) == 5
+
+
+def test_knn_vote_shares_match_a_naive_count():
+    from omics_cl.core.graph import knn_vote
+
+    rng = np.random.default_rng(0)
+    reference, query = rng.normal(size=(40, 5)), rng.normal(size=(7, 5))
+    labels = rng.integers(0, 3, 40)
+    votes = knn_vote(reference, query, labels, 4, k=6)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    nearest = np.argsort(-(unit(query) @ unit(reference).T), axis=1)[:, :6]
+    expected = np.stack([np.bincount(labels[row], minlength=4) / 6 for row in nearest])
+    assert votes.shape == (7, 4) and np.allclose(votes, expected) and np.all(votes[:, 3] == 0)

@@ -35,7 +35,7 @@ def test_end_to_end_on_mop_subsample(mop_split):
     ref_out, out = _run(ref, query, activity, epochs=40, hidden=256)
     for key in ("omics_cl_label", "omics_cl_confidence", "omics_cl_novelty", "omics_cl_is_novel"):
         assert key in out.obs
-    assert np.allclose(out.obs["omics_cl_novelty"], 1 - out.obs["omics_cl_confidence"])
+    assert out.obs["omics_cl_novelty"].between(0, 1).all() and out.obs["omics_cl_confidence"].between(0, 1).all()
     assert out.obsm["X_scncl"].shape == (out.n_obs, 64) and ref_out.obsm["X_scncl"].shape == (ref.n_obs, 64)
     known = (out.obs["cell_type"] != "Mis").to_numpy()
     acc = np.mean(out.obs["omics_cl_label"].astype(str).to_numpy()[known]
@@ -114,14 +114,34 @@ def test_annotation_flags_rule():
     atlas = np.array(["a", "a", "b", "b", "c", None], dtype=object)
     transferred = np.array(["a", "b", "b", "a", "a", "a"], dtype=object)
     confidence = np.array([0.9, 0.95, 0.5, 0.4, 0.99, 0.99])
-    flags, threshold = tl.annotation_flags(atlas, transferred, confidence, ["a", "b"])
+    flags, threshold = tl.annotation_flags(atlas, transferred, confidence, ["a", "b"], min_confidence=None,
+                                           min_enrichment=0, min_agreement=0)
     assert threshold == pytest.approx(0.7)  # median confidence of the agreeing cells (0.9, 0.5)
     # cell 3 disagrees but is unsure; cell 4's atlas label "c" is not in the reference; cell 5 has none
     assert flags.tolist() == [False, True, False, False, False, False]
-    flags, _ = tl.annotation_flags(atlas, transferred, confidence, ["a", "b"], novel=[0, 1, 0, 0, 0, 0])
+    flags, _ = tl.annotation_flags(atlas, transferred, confidence, ["a", "b"], novel=[0, 1, 0, 0, 0, 0],
+                                   min_confidence=None, min_enrichment=0, min_agreement=0)
     assert not flags.any()
     with pytest.raises(ValueError, match="no cell's transferred label agrees"):
-        tl.annotation_flags(["x", "y"], ["a", "b"], [1.0, 1.0], ["a", "b"])
+        tl.annotation_flags(["x", "y"], ["a", "b"], [1.0, 1.0], ["a", "b"], min_confidence=None)
+
+
+def test_group_rule_flags_a_relabelled_type_not_a_confused_pair():
+    """L2 and L4 are mixed up both ways (model confusion, not flagged); every Oligo cell is labelled Astro
+    in the atlas, so the Astro -> Oligo disagreements have no opposite group (flagged)."""
+    atlas = np.array(["L2"] * 100 + ["L4"] * 100 + ["Astro"] * 60 + ["Oligo"] * 0, dtype=object)
+    transferred = np.array(["L2"] * 70 + ["L4"] * 30 + ["L4"] * 75 + ["L2"] * 25 + ["Astro"] * 30 + ["Oligo"] * 30,
+                           dtype=object)
+    flags, _ = tl.annotation_flags(atlas, transferred, np.ones(len(atlas)), ["L2", "L4", "Astro", "Oligo"])
+    assert flags.tolist() == [False] * 230 + [True] * 30
+    # a type the transfer rarely confirms (Astro agreement 30/60 < 0.6) is not checked
+    assert not tl.annotation_flags(atlas, transferred, np.ones(len(atlas)), ["L2", "L4", "Astro", "Oligo"],
+                                   min_agreement=0.6)[0].any()
+    groups = tl.confusion_groups(atlas, transferred.astype(str), atlas != transferred)
+    row = groups.set_index(["atlas_label", "transferred_label"])
+    assert row.loc[("L2", "L4"), "expected"] == 25 and row.loc[("Astro", "Oligo"), "estimated_precision"] == 1.0
+    assert not tl.annotation_flags(atlas, transferred, np.ones(len(atlas)), ["L2", "L4", "Astro", "Oligo"],
+                                   min_group_cells=31)[0].any()
 
 
 def test_check_annotations_finds_relabelled_group(mop_split):
@@ -131,14 +151,68 @@ def test_check_annotations_finds_relabelled_group(mop_split):
         tl.check_annotations(query.copy(), "cell_type")
     with pytest.raises(ValueError, match="atlas label column 'nope'"):
         tl.check_annotations(out, "nope")
-    # the atlas calls every cell the model labels "L6" "Sst": a wrong label on a confident group
-    out.obs["atlas"] = out.obs["omics_cl_label"].astype(str).to_numpy().astype(object)
-    wrong = (out.obs["atlas"] == "L6").to_numpy()
-    out.obs.loc[wrong, "atlas"] = "Sst"
+    # the atlas gives every cell of the model's second most frequent label the most frequent one (as a
+    # curator who merged two types would): a wrong label on a whole group
+    transferred = out.obs["omics_cl_label"].astype(str)
+    largest, second = transferred.value_counts().index[:2]
+    out.obs["atlas"] = transferred.to_numpy().astype(object)
+    wrong = (transferred == second).to_numpy()
+    out.obs.loc[wrong, "atlas"] = largest
     table = tl.check_annotations(out, "atlas", gene_activity=activity, n_markers=3)
     flags = out.obs["omics_cl_annotation_flag"].to_numpy()
     assert flags.any() and not flags[~wrong].any()
-    assert table.iloc[0][["atlas_label", "transferred_label"]].tolist() == ["Sst", "L6"]
+    assert table.iloc[0][["atlas_label", "transferred_label"]].tolist() == [largest, second]
+    assert table.iloc[0]["estimated_precision"] == 1.0  # nothing the other way round
     assert table["n_cells"].sum() == flags.sum()
     assert len(table.iloc[0]["markers"].split(", ")) == 3
-    assert (out.obs["omics_cl_suggested_label"].astype(str)[flags] == "L6").all()
+    assert (out.obs["omics_cl_suggested_label"].astype(str)[flags] == second).all()
+    assert out.uns["omics_cl"]["check_annotations"]["estimated_precision"] == 1.0
+
+
+def test_query_labels_never_reach_the_transfer(mop_split):
+    """Permuting (and renaming) the query's own label column changes no prediction, embedding or score
+    (defaults: neighbour vote and the peak-space classifier fitted to the query's transferred labels)."""
+    ref, query, activity = mop_split
+    params = dict(seed=1)
+    shuffled = query.copy()
+    shuffled.obs["cell_type"] = np.random.default_rng(0).permutation(query.obs["cell_type"].astype(str).to_numpy())
+    shuffled.obs["atlas"] = "x"
+    a, b = _run(ref, query, activity, **params)[1], _run(ref, shuffled, activity, **params)[1]
+    assert np.array_equal(a.obsm["X_scncl"], b.obsm["X_scncl"])
+    assert np.array_equal(a.obs["omics_cl_label"].astype(str), b.obs["omics_cl_label"].astype(str))
+    assert np.array_equal(a.obs["omics_cl_confidence"], b.obs["omics_cl_confidence"])
+    assert np.array_equal(a.obs["omics_cl_novelty"], b.obs["omics_cl_novelty"])
+
+
+def test_vote_probabilities_are_neighbour_shares(mop_split):
+    ref, query, activity = mop_split
+    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0)[1]
+    prob = out.obsm["scncl_probabilities"]
+    assert list(prob.columns) == list(out.uns["omics_cl"]["scncl"]["classes"])
+    assert np.allclose(prob.to_numpy().sum(1), 1) and np.allclose(prob.to_numpy() * 30, np.round(prob.to_numpy() * 30))
+    assert np.allclose(out.obs["omics_cl_confidence"], prob.to_numpy().max(1))
+    with pytest.raises(ValueError, match="prediction"):
+        _run(ref, query, activity, epochs=1, prediction="vote")
+
+
+def test_seed_variant_is_the_published_recipe(mop_split):
+    """variant="seed": the seed's losses and its classifier's softmax (novelty = 1 - confidence);
+    explicit parameters win over the variant."""
+    out = _run(*mop_split, variant="seed", epochs=2)[1]
+    record = out.uns["omics_cl"]["scncl"]["params"]
+    assert record["variant"] == "seed" and record["ncl_weight"] == 1.0 and not record["symmetric_nndr"]
+    assert record["prediction"] == "classifier" and record["peak_weight"] == 0.0
+    assert np.allclose(out.obs["omics_cl_novelty"], 1 - out.obs["omics_cl_confidence"])
+    assert _run(*mop_split, variant="seed", epochs=1, ncl_weight=0.5)[1].uns["omics_cl"]["scncl"]["params"][
+        "ncl_weight"] == 0.5
+    with pytest.raises(TypeError, match="unknown variant"):
+        _run(*mop_split, variant="paper")
+
+
+def test_peak_classifier_mixes_into_the_probabilities(mop_split):
+    out = _run(*mop_split, epochs=3, peak_weight=0.6)[1]
+    record = out.uns["omics_cl"]["scncl"]["params"]
+    assert 0 < record["n_peak_training_cells"] < out.n_obs
+    prob = out.obsm["scncl_probabilities"].to_numpy()
+    assert np.allclose(prob.sum(1), 1, atol=1e-5)
+    assert not np.allclose(prob * 30, np.round(prob * 30))  # no longer pure neighbour-vote shares

@@ -32,6 +32,26 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0) -> tu
     return idx.astype(np.int64), dist.astype(np.float32)
 
 
+def knn_vote(reference: np.ndarray, query: np.ndarray, labels: np.ndarray, n_classes: int, k: int = 30,
+             metric: str = "cosine", seed: int = 0) -> np.ndarray:
+    """Share of each query row's ``k`` nearest reference rows in each class: query x ``n_classes``.
+
+    Exact up to ``EXACT_KNN_MAX_CELLS`` reference rows, pynndescent above."""
+    reference, query = np.asarray(reference, dtype=np.float32), np.asarray(query, dtype=np.float32)
+    k = min(k, reference.shape[0])
+    if reference.shape[0] <= EXACT_KNN_MAX_CELLS:
+        from sklearn.neighbors import NearestNeighbors
+
+        idx = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(reference).kneighbors(query)[1]
+    else:
+        from pynndescent import NNDescent
+
+        idx = NNDescent(reference, n_neighbors=k, metric=metric, random_state=seed, n_jobs=1).query(query, k=k)[0]
+    votes = np.zeros((query.shape[0], n_classes), dtype=np.float32)
+    np.add.at(votes, (np.repeat(np.arange(query.shape[0]), k), np.asarray(labels)[idx].ravel()), 1.0 / k)
+    return votes
+
+
 def connectivities(idx: np.ndarray, dist: np.ndarray) -> sp.csr_matrix:
     """Symmetric fuzzy-union connectivities of a kNN graph (the weights scanpy's neighbors computes)."""
     from umap.umap_ import fuzzy_simplicial_set

@@ -126,12 +126,14 @@ class PairedSource:
 
 class TransferSource:
     """Batches indexed by ATAC cell: ``{ATAC: {X, NEIGHBOR_X}, RNA: {X, LABEL}}`` with the ATAC rows, one
-    random kNN neighbour of each, and as many labelled RNA cells drawn at random. The draws are seeded by
-    ``seed`` and the batch's indices, so a batch is the same whenever it is requested (runs and resumes
-    are reproducible)."""
+    random kNN neighbour of each, and as many labelled RNA cells drawn at random (uniformly over cells). The
+    draws are seeded by ``seed`` and the batch's indices, so a batch is the same whenever it is requested
+    (runs and resumes are reproducible)."""
 
-    def __init__(self, rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, n_classes: int, seed: int):
+    def __init__(self, rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, n_classes: int, seed: int,
+                 atac_peaks: np.ndarray | None = None):
         self.rna_x, self.rna_y, self.atac_x, self.neighbors, self.seed = rna_x, rna_y, atac_x, neighbors, seed
+        self.atac_peaks = atac_peaks  # the query's peak-space embedding, read by methods after training
         self.n_classes, self.n_features = n_classes, atac_x.shape[1]
         self.n_obs = atac_x.shape[0]
 

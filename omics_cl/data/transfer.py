@@ -14,13 +14,15 @@ from omics_cl.data.preprocess import counts_matrix, fit_lognormalizer, row_chunk
 @dataclass(frozen=True)
 class TransferInputs:
     """What a label-transfer method trains on: labelled reference features, query features in the same
-    gene space, the query's kNN graph (from its own peaks) and the number of reference classes."""
+    gene space, the query's kNN graph (from its own peaks), the number of reference classes and the query's
+    peak-space embedding (LSI; optional)."""
 
     rna_x: object
     rna_y: np.ndarray
     atac_x: object
     neighbors: np.ndarray
     n_classes: int
+    atac_peaks: np.ndarray | None = None
 
 
 def shared_genes(rna_genes, activity: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ import numbers
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from omics_cl.core.train import StagesResult, TrainConfig, run_record, run_stages
@@ -36,8 +36,10 @@ class Method:
     """One method. ``source(data, config, ctx)`` -> batch source; ``init(source, config, ctx)`` -> model
     (None for untrained methods); ``stages(config, train, source, ctx)`` -> list of ``core.train.Stage``;
     ``embed(model, source, config, train, ctx)`` -> ``(arrays, notes)``: named result arrays and extra record
-    entries. Arrays by job: cluster ``embedding`` (+ ``memberships`` when ``self_clustering``);
-    integrate ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``, ``atac_embedding``, ``probabilities``.
+    entries. Arrays by job: cluster ``embedding`` (+ ``memberships`` when ``self_clustering``); integrate
+    ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``, ``atac_embedding``, ``probabilities`` and
+    optionally ``novelty`` (default: 1 - the maximum probability). ``variants``: named parameter sets (e.g.
+    ``"seed"``: the published recipe), chosen with ``variant=`` wherever parameters are given.
     """
 
     name: str
@@ -50,6 +52,7 @@ class Method:
     stages: Callable | None = None
     self_clustering: bool = False
     summary: str = ""
+    variants: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.job not in JOBS:
@@ -103,14 +106,19 @@ def _apply(obj, params: dict, where: str):
     return replace(obj, **{k: coerce(hints[k], v, k) for k, v in params.items()})
 
 
-def configure(method: Method, config: dict | None = None, train: dict | None = None,
+def configure(method: Method, config: dict | None = None, train: dict | None = None, variant: str | None = None,
               **params: Any) -> tuple[Any, TrainConfig | None]:
     """The method's config and training config with ``params`` applied.
 
-    Each keyword goes to whichever of the two has that field; a name both have is refused (pass it in
-    ``config={...}`` or ``train={...}`` instead); an unknown name or a value of the wrong type raises
-    ``TypeError`` listing the valid names.
+    ``variant`` names one of ``method.variants``, applied first (``params`` win over it). Each keyword goes to
+    whichever of the two has that field; a name both have is refused (pass it in ``config={...}`` or
+    ``train={...}`` instead); an unknown name or a value of the wrong type raises ``TypeError`` listing the
+    valid names.
     """
+    if variant is not None:
+        if variant not in method.variants:
+            raise TypeError(f"unknown variant {variant!r} for {method.name}; variants: {sorted(method.variants)}")
+        params = {**method.variants[variant], **params}
     cfg = _apply(method.config, config or {}, f"{method.name} config")
     tr = method.train
     if train:
@@ -147,4 +155,4 @@ def run(method: Method, data: Any, ctx: Context = Context(), progress: bool = Tr
     stages = method.stages(config, train, source, ctx) if method.stages is not None else []
     result = run_stages(model, stages, source, train, ctx.seed, desc=method.name) if stages else StagesResult(model)
     arrays, notes = method.embed(result.model, source, config, train, ctx)
-    return arrays, run_record(config, train, result, **notes)
+    return arrays, run_record(config, train, result, variant=params.get("variant"), **notes)
