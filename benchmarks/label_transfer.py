@@ -9,9 +9,12 @@ transfer flags disagreements its confusion does not explain (``tl.annotation_fla
 ``tl.check_annotations``, which also reports its own label-free precision estimate), scored by precision
 and recall against the corrupted cells.
 Methods: ``scncl`` (package defaults), ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
-``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3), one ablation per
-default component (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``, ``scncl_no_ncl``),
-``scncl_cell_rule`` (annotation rows only: the default transfer flagged without the group rule), and the
+``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
+novelty), one ablation per
+default component (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``, ``scncl_no_ncl``,
+``scncl_cell_novelty``),
+``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
+confidence at least the agreeing cells' median, novel cells skipped, no group rule), and the
 baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
 ``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
 kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
@@ -46,8 +49,9 @@ from omics_cl.data.transfer import transfer_features  # noqa: E402
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
 SCNCL_VARIANTS = {"scncl": {}, "scncl_seed": {"variant": "seed"}, "scncl_asym_nndr": {"symmetric_nndr": False},
                   "scncl_classifier": {"prediction": "classifier"}, "scncl_no_peaks": {"peak_weight": 0.0},
-                  "scncl_no_ncl": {"ncl_weight": 0.0}, "scncl_previous": {"variant": "seed", "ncl_weight": 0.3}}
-CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flags without the group rule
+                  "scncl_no_ncl": {"ncl_weight": 0.0}, "scncl_cell_novelty": {"novelty_by": "cell"},
+                  "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"}}
+CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 METHODS = [*SCNCL_VARIANTS, CELL_RULE, "logreg", "knn_pca", "scglue"]
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 
@@ -206,7 +210,8 @@ def main(argv=None) -> int:
                                     **score_flags(flags, corrupted), "estimated_precision": estimate,
                                     "seconds": seconds})
                         if method == "scncl" and CELL_RULE in methods:
-                            tl.check_annotations(annotated, "atlas", min_enrichment=0)
+                            tl.check_annotations(annotated, "atlas", min_confidence=None, min_enrichment=0,
+                                                 min_agreement=0, skip_novel=True)
                             new.append({"scenario": "annotation", "method": CELL_RULE, "seed": seed,
                                         **score_flags(annotated.obs["omics_cl_annotation_flag"].to_numpy(),
                                                       corrupted), "seconds": seconds})

@@ -51,14 +51,13 @@ def _scores_table(rows: list[dict]) -> str:
 
 
 def cmd_cluster(args) -> int:
-    import anndata as ad
 
     from omics_cl import metrics, tl
 
     params = method_params(args, "cluster")
     src, out = Path(args.input), Path(args.out)
     _check_paths([src], out)
-    adata = ad.read_h5ad(src)
+    adata = read_input(src)
     if args.label_key is not None and args.label_key not in adata.obs:
         raise ValueError(f"label key {args.label_key!r} not in obs; columns: {list(adata.obs.columns)}")
     record = tl.cluster(adata, method=args.method, n_clusters=args.n_clusters, resolution=args.resolution,
@@ -81,6 +80,19 @@ def cmd_cluster(args) -> int:
     return 0
 
 
+def read_input(path, kind: str = "h5ad"):
+    """An input AnnData (``h5ad``) or MuData (``h5mu``); a file that cannot be read (truncated, not HDF5, not
+    an AnnData) becomes a ``ValueError`` naming it, so the CLI ends with one line and exit status 2."""
+    import anndata as ad
+    import mudata as md
+
+    reader = ad.read_h5ad if kind == "h5ad" else md.read_h5mu
+    try:
+        return reader(path)
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as .{kind} ({type(err).__name__}: {err}); is the file complete?") from None
+
+
 def _check_paths(inputs: list[Path], out: Path) -> None:
     for src in inputs:
         if not src.is_file():
@@ -92,7 +104,6 @@ def _check_paths(inputs: list[Path], out: Path) -> None:
 
 
 def cmd_transfer(args) -> int:
-    import anndata as ad
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,19 +117,19 @@ def cmd_transfer(args) -> int:
     _check_paths(inputs, out)
     if (args.annotation is None) == (args.gene_activity is None):
         raise ValueError("give exactly one of --annotation and --gene-activity")
-    rna, atac = ad.read_h5ad(args.rna), ad.read_h5ad(args.atac)
+    rna, atac = read_input(args.rna), read_input(args.atac)
     if args.label_key not in rna.obs:
         raise ValueError(f"label column {args.label_key!r} not in the RNA reference's obs; columns: "
                          f"{list(rna.obs.columns)}")
     if args.query_label_key is not None and args.query_label_key not in atac.obs:
         raise ValueError(f"--query-label-key {args.query_label_key!r} not in the ATAC obs; columns: "
                          f"{list(atac.obs.columns)}")
-    activity = ad.read_h5ad(args.gene_activity) if args.gene_activity else None
+    activity = read_input(args.gene_activity) if args.gene_activity else None
     if activity is None:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
-                                method=args.method, **params)
+                                method=args.method, novelty_by=args.novelty_by, **params)
     n_novel = int(atac.obs["omics_cl_is_novel"].sum())
     print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "
@@ -150,7 +161,6 @@ def cmd_transfer(args) -> int:
 
 
 def cmd_integrate(args) -> int:
-    import anndata as ad
     import matplotlib
     import mudata as md
 
@@ -165,9 +175,9 @@ def cmd_integrate(args) -> int:
     inputs = [Path(args.mudata)] if args.mudata else [Path(args.rna), Path(args.atac)]
     _check_paths(inputs, out)
     if args.mudata:
-        mdata = md.read_h5mu(args.mudata)
+        mdata = read_input(args.mudata, "h5mu")
     else:
-        mdata = md.MuData({"rna": ad.read_h5ad(args.rna), "atac": ad.read_h5ad(args.atac)})
+        mdata = md.MuData({"rna": read_input(args.rna), "atac": read_input(args.atac)})
     labels = get.obs_column(mdata, args.label_key) if args.label_key else None  # fails before any training
     record = tl.integrate(mdata, method=name, n_clusters=args.n_clusters, resolution=args.resolution, seed=args.seed,
                           rna_layer=args.rna_layer, atac_layer=args.atac_layer, n_top_genes=args.n_top_genes,
@@ -291,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rna-layer", default=None)
     t.add_argument("--atac-layer", default=None)
     add_method_arguments(t, "transfer", "scncl")
+    t.add_argument("--novelty-by", choices=["cluster", "cell"], default="cluster",
+                   help="novelty per query cluster (mean over a Leiden cluster of the query) or per cell")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_transfer)

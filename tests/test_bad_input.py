@@ -109,3 +109,20 @@ def test_cli_refuses_to_overwrite_input(counts_adata, tmp_path, capsys):
     before = _sha(src)
     assert cli.main(["cluster", str(src), "--method", "pca", "--out", str(src)]) == 2
     assert "never overwrites its input" in capsys.readouterr().err and _sha(src) == before
+
+
+@pytest.mark.parametrize("command", ["cluster", "transfer", "integrate"])
+def test_cli_truncated_input_is_one_line_error(counts_adata, tmp_path, capsys, command):
+    """A truncated .h5ad ends the CLI with one error line naming the file (exit 2), not a traceback."""
+    whole, broken, out = tmp_path / "whole.h5ad", tmp_path / "broken.h5ad", tmp_path / "out.h5ad"
+    counts_adata.write_h5ad(whole)
+    broken.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    args = {"cluster": [str(broken), "--method", "pca"],
+            "transfer": ["--rna", str(whole), "--atac", str(broken), "--label-key", "cell_type",
+                         "--annotation", str(whole)],
+            "integrate": ["--rna", str(whole), "--atac", str(broken)]}[command]
+    before = _sha(broken)
+    assert cli.main([command, *args, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"cannot read {broken}" in err[0]
+    assert not out.exists() and _sha(broken) == before

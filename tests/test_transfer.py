@@ -216,3 +216,16 @@ def test_peak_classifier_mixes_into_the_probabilities(mop_split):
     prob = out.obsm["scncl_probabilities"].to_numpy()
     assert np.allclose(prob.sum(1), 1, atol=1e-5)
     assert not np.allclose(prob * 30, np.round(prob * 30))  # no longer pure neighbour-vote shares
+
+
+def test_novelty_by_cluster_is_the_cluster_mean_of_cell_novelty(mop_split):
+    import pandas as pd
+
+    cell = _run(*mop_split, epochs=2, novelty_by="cell")[1]
+    by_cluster = _run(*mop_split, epochs=2)[1]
+    clusters = by_cluster.obs["omics_cl_query_cluster"].to_numpy()
+    expected = pd.Series(cell.obs["omics_cl_novelty"].to_numpy()).groupby(clusters).transform("mean").to_numpy()
+    assert np.allclose(by_cluster.obs["omics_cl_novelty"], expected)
+    assert by_cluster.uns["omics_cl"]["scncl"]["novelty_by"] == "cluster"
+    with pytest.raises(ValueError, match="novelty_by"):
+        _run(*mop_split, epochs=1, novelty_by="cells")

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import get, models
+from omics_cl.core import graph
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import validated_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
@@ -34,16 +35,19 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                     gene_activity: ad.AnnData | None = None, rna_layer: str | None = None,
                     atac_layer: str | None = None, n_top_genes: int | None = 2000, features: str = "binary",
                     n_neighbors: int = 10, seed: int = 0, progress: bool = True, method: str = "scncl",
-                    **model_params) -> dict:
+                    novelty_by: str = "cluster", **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
     Gene activity comes from ``gene_activity`` (cells x genes AnnData, same cells as ``atac``) or is
     built from ``annotation``. The ATAC neighbourhood graph is a cosine kNN on LSI of the peaks.
     Writes into ``atac``: ``obs["omics_cl_label"]``, ``obs["omics_cl_confidence"]`` (the label's
-    probability), ``obs["omics_cl_novelty"]`` (the method's novelty score, by default 1 - confidence; scncl:
-    1 - its classifier's max softmax), ``obs["omics_cl_is_novel"]`` (novelty above an Otsu
-    threshold of the novelty distribution, chosen without labels), ``obsm["X_<method>"]`` and
+    probability), ``obs["omics_cl_novelty"]`` (the method's per-cell novelty score, by default 1 -
+    confidence; scncl: 1 - its classifier's max softmax; with ``novelty_by="cluster"``, the default, its mean
+    over the cell's ``obs["omics_cl_query_cluster"]``, a Leiden cluster (resolution 1) of the query in the
+    method's embedding: an unseen type shows as a cluster the reference explains badly),
+    ``obs["omics_cl_is_novel"]`` (novelty above an Otsu threshold of the novelty distribution, chosen
+    without labels), ``obsm["X_<method>"]`` and
     ``obsm["<method>_probabilities"]`` (cells x reference classes, a DataFrame); into ``rna``:
     ``obsm["X_<method>"]``; run record in both ``uns["omics_cl"]["<method>"]`` and the method's name in
     ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference cells without a label
@@ -51,6 +55,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     """
     spec = models.get(method, "transfer")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
+    if novelty_by not in ("cell", "cluster"):
+        raise ValueError(f"novelty_by must be 'cell' or 'cluster', got {novelty_by!r}")
     if label_key not in rna.obs:
         raise ValueError(f"label column {label_key!r} not in the RNA reference's obs; columns: {list(rna.obs.columns)}")
     labels = rna.obs[label_key]
@@ -72,6 +78,10 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     prob = out["probabilities"]
     confidence = prob.max(1)
     novelty = out.get("novelty", 1.0 - confidence)
+    if novelty_by == "cluster":
+        clusters = graph.leiden(graph.neighbor_graph(out["atac_embedding"], 15, "cosine", seed), 1.0, seed)
+        novelty = (np.bincount(clusters, novelty) / np.bincount(clusters))[clusters]
+        atac.obs["omics_cl_query_cluster"] = pd.Categorical(clusters.astype(str))
     threshold = otsu_threshold(novelty)
 
     atac.obs["omics_cl_label"] = pd.Categorical(np.asarray(classes)[prob.argmax(1)], categories=classes)
@@ -85,7 +95,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna.obsm[f"X_{method}"] = rna_embedding
     record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
               "n_genes": len(genes), "features": features, "n_neighbors": n_neighbors, "seed": seed,
-              "novelty_threshold": threshold, "lsi": lsi_info, "params": info, "versions": versions()}
+              "novelty_by": novelty_by, "novelty_threshold": threshold, "lsi": lsi_info, "params": info, "versions": versions()}
     for target in (atac, rna):
         store_record(target, method, record)
         target.uns["omics_cl"]["transfer_method"] = method
@@ -159,14 +169,16 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
 
 def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnData | None = None,
                       annotation=None, min_confidence: float | None = 0.0, min_enrichment: float = 4.0,
-                      min_group_cells: int = 20, min_agreement: float = 0.35, n_markers: int = 5,
-                      layer: str | None = None,
+                      min_group_cells: int = 20, min_agreement: float = 0.35, skip_novel: bool = False,
+                      n_markers: int = 5, layer: str | None = None,
                       method: str | None = None) -> pd.DataFrame:
     """Find atlas labels that the transferred labels (from :func:`transfer_labels`) contradict more than the
     model's own confusion explains.
 
     ``method``: whose transfer to check (default: the one recorded by :func:`transfer_labels`).
-    Flags cells with :func:`annotation_flags` (atlas labels the reference lacks are not checked) and
+    Flags cells with :func:`annotation_flags` (atlas labels the reference lacks are not checked; cells
+    predicted novel only with ``skip_novel``: novelty is called per query cluster, and a relabelled type's
+    cluster may look novel to the reference) and
     writes ``obs["omics_cl_annotation_flag"]`` (bool) and ``obs["omics_cl_suggested_label"]`` (the
     transferred label of flagged cells, else missing).
     Returns one row per (atlas label, transferred label) group of flagged cells, the group its confusion
@@ -188,7 +200,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     classes = get.run_record(atac, method).get("classes")
     if classes is None:
         raise ValueError(f"atac.uns['omics_cl'][{method!r}] lacks the reference classes; run tl.transfer_labels first")
-    novel = atac.obs["omics_cl_is_novel"].to_numpy()
+    novel = atac.obs["omics_cl_is_novel"].to_numpy() if skip_novel else None
     flags, threshold = annotation_flags(atlas, transferred, confidence, classes, novel, min_confidence,
                                         min_enrichment, min_group_cells, min_agreement)
     if gene_activity is None and annotation is not None:
