@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, machine, median_table, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets, metrics, models, tl  # noqa: E402
 
@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                            "n_clusters": info["n_clusters"], "train_seconds": seconds}
                     if extra:
                         row["params"] = extra
-                    rows.append(row)
+                    rows.append({**row, "machine": MACHINE})
                     print(json.dumps(row), flush=True)
                 write_json_atomic(rows, args.json)
     print(f"\nmachine: {machine()}")

@@ -70,3 +70,6 @@ def median_table(rows: list[dict], keys: list[str], values: list[str], spread: b
                 cells.append(f"{np.median(xs):g}")
         lines.append("| " + " | ".join([str(g) for g in group] + cells + [str(len(members))]) + " |")
     return "\n".join(lines)
+
+
+MACHINE = machine()  # recorded with every benchmark row

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, machine, median_table, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets, metrics, tl  # noqa: E402
 from omics_cl.core import graph  # noqa: E402
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
             out = embed(method, rna, atac, seed, args)
             seconds = time.perf_counter() - start
             for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds):
-                rows.append(row)
+                rows.append({**row, "machine": MACHINE})
                 print(json.dumps(row), flush=True)
             write_json_atomic(rows, args.json)
     order = {m: i for i, m in enumerate(METHODS)}

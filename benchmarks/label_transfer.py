@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, machine, median_table, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.transfer import transfer_features  # noqa: E402
@@ -222,7 +222,7 @@ def main(argv=None) -> int:
                 for row in new:
                     if method == "scglue":
                         row["scglue_max_epochs"] = args.scglue_max_epochs
-                    rows.append(row)
+                    rows.append({**row, "machine": MACHINE})
                     print(row, flush=True)
                 write_json_atomic(rows, args.json)
     order = {(s, m): i for i, (s, m) in enumerate((s, m) for s in SCENARIOS for m in METHODS)}
