@@ -129,7 +129,7 @@ def cmd_transfer(args) -> int:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
-                                method=args.method, novelty_by=args.novelty_by, **params)
+                                method=args.method, **params)
     n_novel = int(atac.obs["omics_cl_is_novel"].sum())
     print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "
@@ -301,8 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rna-layer", default=None)
     t.add_argument("--atac-layer", default=None)
     add_method_arguments(t, "transfer", "scncl")
-    t.add_argument("--novelty-by", choices=["cluster", "cell"], default="cluster",
-                   help="novelty per query cluster (mean over a Leiden cluster of the query) or per cell")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_transfer)

@@ -201,7 +201,7 @@ def test_seed_variant_is_the_published_recipe(mop_split):
     out = _run(*mop_split, variant="seed", epochs=2)[1]
     record = out.uns["omics_cl"]["scncl"]["params"]
     assert record["variant"] == "seed" and record["ncl_weight"] == 1.0 and not record["symmetric_nndr"]
-    assert record["prediction"] == "classifier" and record["peak_weight"] == 0.0
+    assert record["prediction"] == "classifier" and record["peak_weight"] == 0.0 and record["novelty_by"] == "cell"
     assert np.allclose(out.obs["omics_cl_novelty"], 1 - out.obs["omics_cl_confidence"])
     assert _run(*mop_split, variant="seed", epochs=1, ncl_weight=0.5)[1].uns["omics_cl"]["scncl"]["params"][
         "ncl_weight"] == 0.5
@@ -226,6 +226,6 @@ def test_novelty_by_cluster_is_the_cluster_mean_of_cell_novelty(mop_split):
     clusters = by_cluster.obs["omics_cl_query_cluster"].to_numpy()
     expected = pd.Series(cell.obs["omics_cl_novelty"].to_numpy()).groupby(clusters).transform("mean").to_numpy()
     assert np.allclose(by_cluster.obs["omics_cl_novelty"], expected)
-    assert by_cluster.uns["omics_cl"]["scncl"]["novelty_by"] == "cluster"
+    assert by_cluster.uns["omics_cl"]["scncl"]["params"]["novelty_by"] == "cluster"
     with pytest.raises(ValueError, match="novelty_by"):
         _run(*mop_split, epochs=1, novelty_by="cells")

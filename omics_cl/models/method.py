@@ -38,7 +38,7 @@ class Method:
     ``embed(model, source, config, train, ctx)`` -> ``(arrays, notes)``: named result arrays and extra record
     entries. Arrays by job: cluster ``embedding`` (+ ``memberships`` when ``self_clustering``); integrate
     ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``, ``atac_embedding``, ``probabilities`` and
-    optionally ``novelty`` (default: 1 - the maximum probability). ``variants``: named parameter sets (e.g.
+    optionally ``novelty`` (default: 1 - the maximum probability) and ``query_clusters``. ``variants``: named parameter sets (e.g.
     ``"seed"``: the published recipe), chosen with ``variant=`` wherever parameters are given.
     """
 

@@ -14,7 +14,7 @@ Beyond the seed (each an ablation row in benchmarks/label_transfer.py; ``variant
 recipe): symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference cells in the latent
 space (``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the vote mixed with a
 classifier of the query's own peak-space embedding (LSI) fitted to its confidently labelled cells
-(``peak_weight``). Novelty is 1 - g's max softmax in every variant.
+(``peak_weight``); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 
 from omics_cl.core import losses
-from omics_cl.core.graph import knn_vote
+from omics_cl.core.graph import knn_vote, leiden, neighbor_graph
 from omics_cl.core.layers import MLP, dropout_keys
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data.sources import KEYS, TransferSource, dense_source
@@ -57,9 +57,11 @@ class SCNCLConfig:
     vote_neighbors: int = 30
     prediction: str = "knn"
     peak_weight: float = 0.6
+    novelty_by: str = "cluster"
 
 
-SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0}
+SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0,
+               "novelty_by": "cell"}
 
 
 class SCNCL(nnx.Module):
@@ -97,7 +99,12 @@ def make_loss(config: SCNCLConfig):
 
 
 def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
-    """Batches from ``omics_cl.data.transfer.TransferInputs``."""
+    """Batches from ``omics_cl.data.transfer.TransferInputs`` (the decision rules are checked first, before
+    any training)."""
+    if config.prediction not in ("classifier", "knn"):
+        raise ValueError(f"prediction must be 'classifier' or 'knn', got {config.prediction!r}")
+    if config.novelty_by not in ("cell", "cluster"):
+        raise ValueError(f"novelty_by must be 'cell' or 'cluster', got {config.novelty_by!r}")
     return TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
                           inputs.n_classes, ctx.seed, inputs.atac_peaks)
 
@@ -120,9 +127,9 @@ def embed(model: SCNCL, source: TransferSource, config: SCNCLConfig, train: Trai
     """Embeddings of every reference and query cell; the query's class probabilities: the classifier's
     softmax (``prediction="classifier"``) or the reference label shares among each query cell's latent
     neighbours (``"knn"``), mixed with :func:`peak_classifier` at ``peak_weight``; novelty: 1 - the
-    classifier's maximum softmax (it separates unseen types better than the neighbour vote)."""
-    if config.prediction not in ("classifier", "knn"):
-        raise ValueError(f"prediction must be 'classifier' or 'knn', got {config.prediction!r}")
+    classifier's maximum softmax (it separates unseen types better than the neighbour vote), with
+    ``novelty_by="cluster"`` averaged over the cell's Leiden cluster (resolution 1) of the query latent
+    (``query_clusters``): an unseen type shows as a cluster the reference explains badly."""
     softmax = predict(lambda m, b: jax.nn.softmax(m.classifier(m.encoder(b[KEYS.X]))), model,
                       dense_source(source.atac_x))
     if config.prediction == "knn":
@@ -134,8 +141,13 @@ def embed(model: SCNCL, source: TransferSource, config: SCNCLConfig, train: Trai
         peak_prob, notes["n_peak_training_cells"] = peak_classifier(source.atac_peaks, prob, config.min_vote)
         prob = (1 - config.peak_weight) * prob + config.peak_weight * peak_prob
         prob = np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
-    return {"rna_embedding": rna_z, "atac_embedding": atac_z, "probabilities": prob,
-            "novelty": 1.0 - softmax.max(1)}, notes
+    arrays = {"rna_embedding": rna_z, "atac_embedding": atac_z, "probabilities": prob,
+              "novelty": 1.0 - softmax.max(1)}
+    if config.novelty_by == "cluster":
+        clusters = leiden(neighbor_graph(atac_z, 15, "cosine", ctx.seed), 1.0, ctx.seed)
+        arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]
+        arrays["query_clusters"] = clusters
+    return arrays, notes
 
 
 def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float) -> tuple[np.ndarray, int]:

@@ -6,7 +6,6 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import get, models
-from omics_cl.core import graph
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import validated_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
@@ -35,17 +34,16 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                     gene_activity: ad.AnnData | None = None, rna_layer: str | None = None,
                     atac_layer: str | None = None, n_top_genes: int | None = 2000, features: str = "binary",
                     n_neighbors: int = 10, seed: int = 0, progress: bool = True, method: str = "scncl",
-                    novelty_by: str = "cluster", **model_params) -> dict:
+                    **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
     Gene activity comes from ``gene_activity`` (cells x genes AnnData, same cells as ``atac``) or is
     built from ``annotation``. The ATAC neighbourhood graph is a cosine kNN on LSI of the peaks.
     Writes into ``atac``: ``obs["omics_cl_label"]``, ``obs["omics_cl_confidence"]`` (the label's
-    probability), ``obs["omics_cl_novelty"]`` (the method's per-cell novelty score, by default 1 -
-    confidence; scncl: 1 - its classifier's max softmax; with ``novelty_by="cluster"``, the default, its mean
-    over the cell's ``obs["omics_cl_query_cluster"]``, a Leiden cluster (resolution 1) of the query in the
-    method's embedding: an unseen type shows as a cluster the reference explains badly),
+    probability), ``obs["omics_cl_novelty"]`` (the method's novelty score, by default 1 - confidence;
+    scncl: 1 - its classifier's max softmax averaged over the cell's query cluster, written to
+    ``obs["omics_cl_query_cluster"]``; ``novelty_by="cell"`` keeps it per cell),
     ``obs["omics_cl_is_novel"]`` (novelty above an Otsu threshold of the novelty distribution, chosen
     without labels), ``obsm["X_<method>"]`` and
     ``obsm["<method>_probabilities"]`` (cells x reference classes, a DataFrame); into ``rna``:
@@ -55,8 +53,6 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     """
     spec = models.get(method, "transfer")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
-    if novelty_by not in ("cell", "cluster"):
-        raise ValueError(f"novelty_by must be 'cell' or 'cluster', got {novelty_by!r}")
     if label_key not in rna.obs:
         raise ValueError(f"label column {label_key!r} not in the RNA reference's obs; columns: {list(rna.obs.columns)}")
     labels = rna.obs[label_key]
@@ -78,10 +74,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     prob = out["probabilities"]
     confidence = prob.max(1)
     novelty = out.get("novelty", 1.0 - confidence)
-    if novelty_by == "cluster":
-        clusters = graph.leiden(graph.neighbor_graph(out["atac_embedding"], 15, "cosine", seed), 1.0, seed)
-        novelty = (np.bincount(clusters, novelty) / np.bincount(clusters))[clusters]
-        atac.obs["omics_cl_query_cluster"] = pd.Categorical(clusters.astype(str))
+    if "query_clusters" in out:
+        atac.obs["omics_cl_query_cluster"] = pd.Categorical(out["query_clusters"].astype(str))
     threshold = otsu_threshold(novelty)
 
     atac.obs["omics_cl_label"] = pd.Categorical(np.asarray(classes)[prob.argmax(1)], categories=classes)
@@ -95,7 +89,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna.obsm[f"X_{method}"] = rna_embedding
     record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
               "n_genes": len(genes), "features": features, "n_neighbors": n_neighbors, "seed": seed,
-              "novelty_by": novelty_by, "novelty_threshold": threshold, "lsi": lsi_info, "params": info, "versions": versions()}
+              "novelty_threshold": threshold, "lsi": lsi_info, "params": info, "versions": versions()}
     for target in (atac, rna):
         store_record(target, method, record)
         target.uns["omics_cl"]["transfer_method"] = method
