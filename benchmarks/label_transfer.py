@@ -67,7 +67,7 @@ def run_scncl(ref, query, activity, seed, params):
 def run_logreg(ref, query, activity, seed):
     from sklearn.linear_model import LogisticRegression
 
-    rna_x, atac_x, _ = transfer_features(ref, activity)
+    rna_x, atac_x, _, _ = transfer_features(ref, activity)
     clf = LogisticRegression(max_iter=1000, random_state=seed).fit(rna_x, ref.obs["cell_type"].astype(str))
     prob = clf.predict_proba(atac_x)
     return clf.classes_[prob.argmax(1)], prob.max(1)
@@ -88,7 +88,7 @@ def run_knn_pca(ref, query, activity, seed):
     import scanpy as sc
     import scipy.sparse as sp
 
-    rna_x, atac_x, _ = transfer_features(ref, activity, mode="lognorm")
+    rna_x, atac_x, _, _ = transfer_features(ref, activity, mode="lognorm")
     joint = sc.pp.pca(sp.vstack([rna_x, atac_x]).tocsr(), n_comps=30, random_state=seed, svd_solver="arpack")
     return knn_vote(joint[: rna_x.shape[0]], joint[rna_x.shape[0]:], ref.obs["cell_type"].astype(str).to_numpy())
 

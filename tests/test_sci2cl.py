@@ -99,6 +99,7 @@ def test_integrate_ignores_labels_is_deterministic_and_matches_cells_by_name():
     assert mdata.obsm["X_sci2cl"].shape == (160, 16)
     assert mdata.obsm["X_sci2cl_rna"].shape == mdata.obsm["X_sci2cl_atac"].shape == (160, 8)
     assert "sci2cl_cluster" in mdata.obs and mdata.uns["omics_cl"]["sci2cl"]["n_peaks"] == 300
+    assert mdata.uns["omics_cl"]["sci2cl"]["hvg_flavor"] in ("seurat_v3", "all_genes")
 
 
 def test_integrate_two_anndata_and_batch_independent_inference():

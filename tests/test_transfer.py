@@ -37,6 +37,7 @@ def test_end_to_end_on_mop_subsample(mop_split):
         assert key in out.obs
     assert out.obs["omics_cl_novelty"].between(0, 1).all() and out.obs["omics_cl_confidence"].between(0, 1).all()
     assert out.obsm["X_scncl"].shape == (out.n_obs, 64) and ref_out.obsm["X_scncl"].shape == (ref.n_obs, 64)
+    assert out.uns["omics_cl"]["scncl"]["hvg_flavor"] in ("seurat_v3", "all_genes")
     known = (out.obs["cell_type"] != "Mis").to_numpy()
     acc = np.mean(out.obs["omics_cl_label"].astype(str).to_numpy()[known]
                   == out.obs["cell_type"].astype(str).to_numpy()[known])

@@ -73,6 +73,7 @@ class Modality:
     counts: sp.csr_matrix
     normalizer: LogNormalizer
     size_factor: np.ndarray
+    selected_by: str | None = None  # the HVG flavour used (``select_hvg``), or "accessible"
 
     @classmethod
     def fit(cls, x, n_top: int | None, selection: str) -> Modality:
@@ -81,7 +82,9 @@ class Modality:
             normalizer.genes = top_accessible(x, n_top)
         counts = _subset_counts(x, normalizer.genes)
         size_factor = (normalizer.library_size / np.median(normalizer.library_size)).astype(np.float32)
-        return cls(counts, LogNormalizer(np.arange(counts.shape[1]), normalizer.library_size), size_factor)
+        selected_by = "accessible" if selection == "accessible" else normalizer.hvg_flavor
+        return cls(counts, LogNormalizer(np.arange(counts.shape[1]), normalizer.library_size), size_factor,
+                   selected_by)
 
     @property
     def n_features(self) -> int:

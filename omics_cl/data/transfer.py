@@ -60,14 +60,15 @@ def _features(x, columns: np.ndarray, mode: str) -> sp.csr_matrix:
 
 def transfer_features(rna: ad.AnnData, activity: ad.AnnData, rna_layer: str | None = None,
                       n_top_genes: int | None = 2000, mode: str = "binary"):
-    """Shared genes -> RNA HVGs (seurat_v3 on the RNA counts of shared genes) -> binarised (default) or
-    log-normalised features for both. Returns ``(rna_features, activity_features, gene_names)``."""
+    """Shared genes -> RNA HVGs (seurat_v3 on the RNA counts of shared genes, with ``select_hvg``'s fallback)
+    -> binarised (default) or log-normalised features for both. Returns ``(rna_features, activity_features,
+    gene_names, hvg_flavor)``."""
     if mode not in ("binary", "lognorm"):
         raise ValueError(f"features must be 'binary' or 'lognorm', got {mode!r}")
     rna_counts = counts_matrix(rna, rna_layer)
     activity_counts = validated_counts(activity, None, "gene activity")
     rna_idx, act_idx = shared_genes(rna.var_names, activity)
-    hvg = fit_lognormalizer(rna_counts[:, rna_idx], n_top_genes).genes
-    rna_idx, act_idx = rna_idx[hvg], act_idx[hvg]
+    normalizer = fit_lognormalizer(rna_counts[:, rna_idx], n_top_genes)
+    rna_idx, act_idx = rna_idx[normalizer.genes], act_idx[normalizer.genes]
     return (_features(rna_counts, rna_idx, mode), _features(activity_counts, act_idx, mode),
-            np.asarray(rna.var_names)[rna_idx])
+            np.asarray(rna.var_names)[rna_idx], normalizer.hvg_flavor)

@@ -46,7 +46,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
                          **model_params)
     train_seconds = time.perf_counter() - start
     record = {"method": method, "job": "integrate", "seed": seed, "n_genes": modalities["RNA"].n_features,
-              "n_peaks": modalities["ATAC"].n_features, "n_neighbors": n_neighbors, "train_seconds": train_seconds,
+              "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors, "train_seconds": train_seconds,
               "params": info, "versions": versions()}
     carrier = ad.AnnData(obs=pd.DataFrame(index=rna_view.obs_names),
                          obsm={f"X_{method}{suffix}": z[part] for suffix, part in

@@ -65,7 +65,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     elif not gene_activity.obs_names.equals(atac.obs_names):
         raise ValueError(f"gene_activity has {gene_activity.n_obs} cells, atac {atac.n_obs}, or another order; "
                          "they must be the same cells in the same order")
-    rna_x, atac_x, genes = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes, features)
+    rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
+                                                         features)
     embedding, lsi_info = lsi.lsi(validated_counts(atac, atac_layer, "ATAC counts"), seed=seed)
     neighbors = lsi.neighbors(embedding, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
@@ -88,7 +89,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_embedding[labelled] = out["rna_embedding"]
     rna.obsm[f"X_{method}"] = rna_embedding
     record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
-              "n_genes": len(genes), "features": features, "n_neighbors": n_neighbors, "seed": seed,
+              "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors, "seed": seed,
               "novelty_threshold": threshold, "lsi": lsi_info, "params": info, "versions": versions()}
     for target in (atac, rna):
         store_record(target, method, record)
