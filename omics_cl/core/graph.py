@@ -10,45 +10,41 @@ import scipy.sparse as sp
 EXACT_KNN_MAX_CELLS = 20_000
 
 
-def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and distances of each row's ``k`` nearest rows (itself first).
+def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
+        query: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and distances of each row's ``k`` nearest rows of ``x`` (itself first), or, given ``query``,
+    of each query row's ``k`` nearest rows of ``x``.
 
-    Exact (brute force) up to ``EXACT_KNN_MAX_CELLS`` rows, pynndescent above.
+    Exact (brute force) up to ``EXACT_KNN_MAX_CELLS`` rows of ``x``, pynndescent above.
     """
     x = np.asarray(x, dtype=np.float32)
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"a kNN graph needs at least 2 cells, got {n}")
     k = min(k, n)
+    if query is not None:
+        query = np.asarray(query, dtype=np.float32)
     if n <= EXACT_KNN_MAX_CELLS:
         from sklearn.neighbors import NearestNeighbors
 
-        dist, idx = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(x).kneighbors(x)
+        dist, idx = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(x).kneighbors(
+            x if query is None else query)
     else:
         from pynndescent import NNDescent
 
         index = NNDescent(x, n_neighbors=k, metric=metric, random_state=seed, n_jobs=1)
-        idx, dist = index.neighbor_graph
+        idx, dist = index.neighbor_graph if query is None else index.query(query, k=k)
     return idx.astype(np.int64), dist.astype(np.float32)
 
 
 def knn_vote(reference: np.ndarray, query: np.ndarray, labels: np.ndarray, n_classes: int, k: int = 30,
              metric: str = "cosine", seed: int = 0) -> np.ndarray:
-    """Share of each query row's ``k`` nearest reference rows in each class: query x ``n_classes``.
-
-    Exact up to ``EXACT_KNN_MAX_CELLS`` reference rows, pynndescent above."""
-    reference, query = np.asarray(reference, dtype=np.float32), np.asarray(query, dtype=np.float32)
-    k = min(k, reference.shape[0])
-    if reference.shape[0] <= EXACT_KNN_MAX_CELLS:
-        from sklearn.neighbors import NearestNeighbors
-
-        idx = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(reference).kneighbors(query)[1]
-    else:
-        from pynndescent import NNDescent
-
-        idx = NNDescent(reference, n_neighbors=k, metric=metric, random_state=seed, n_jobs=1).query(query, k=k)[0]
-    votes = np.zeros((query.shape[0], n_classes), dtype=np.float32)
-    np.add.at(votes, (np.repeat(np.arange(query.shape[0]), k), np.asarray(labels)[idx].ravel()), 1.0 / k)
+    """Share of each query row's ``k`` nearest reference rows (:func:`knn`) in each class: query x
+    ``n_classes``."""
+    idx, _ = knn(reference, k, metric, seed, query=query)
+    votes = np.zeros((idx.shape[0], n_classes), dtype=np.float32)
+    np.add.at(votes, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), np.asarray(labels)[idx].ravel()),
+              1.0 / idx.shape[1])
     return votes
 
 

@@ -206,8 +206,8 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     agree = atlas.notna().to_numpy() & (atlas_str == transferred)
     candidates, _ = annotation_flags(atlas, transferred, confidence, classes, novel, threshold, 0.0, 0, 0.0)
     table = confusion_groups(atlas_str, transferred, candidates)
-    table = table[[(a, t) in set(zip(atlas_str[flags], transferred[flags]))
-                   for a, t in zip(table["atlas_label"], table["transferred_label"])]]
+    flagged_pairs = set(zip(atlas_str[flags], transferred[flags]))
+    table = table[[pair in flagged_pairs for pair in zip(table["atlas_label"], table["transferred_label"])]]
     extra = []
     for label, suggested in zip(table["atlas_label"], table["transferred_label"]):
         cells = np.flatnonzero(flags & (atlas_str == label) & (transferred == suggested))
