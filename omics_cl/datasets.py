@@ -4,11 +4,22 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from omics_cl.data.registry import (DATA_DIR_VAR, annotation_path, data_dir, file_status, get_manifest, load,
-                                    manifests, path)
+from omics_cl.data.registry import (
+    CACHE_DIR_VAR,
+    DATA_DIR_VAR,
+    MANIFEST_DIR_VAR,
+    annotation_path,
+    cache_dir,
+    data_dir,
+    file_status,
+    get_manifest,
+    load,
+    manifests,
+    path,
+)
 
-__all__ = ["DATA_DIR_VAR", "annotation_path", "data_dir", "file_status", "get_manifest", "load", "manifests", "path",
-           "pbmc68k_reduced_counts"]
+__all__ = ["CACHE_DIR_VAR", "DATA_DIR_VAR", "MANIFEST_DIR_VAR", "annotation_path", "cache_dir", "data_dir",
+           "file_status", "get_manifest", "load", "manifests", "path", "pbmc68k_reduced_counts"]
 
 
 def pbmc68k_reduced_counts():

@@ -1,7 +1,9 @@
 """Dataset registry: one JSON manifest per dataset in ``data_manifests/``, files in a data directory.
 
 The data directory is ``$OMICS_CL_DATA_DIR``, defaulting to ``../shared/data`` beside the
-repository when that exists. Files are checked against the manifest's sha256 before loading.
+repository. A file missing there is downloaded from its manifest ``url`` (when it has one) with pooch
+into ``$OMICS_CL_CACHE_DIR`` (default ``pooch.os_cache("omics_cl")``). Files are checked against the
+manifest's sha256 before loading.
 """
 from __future__ import annotations
 
@@ -12,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anndata as ad
+import pooch
 
 DATA_DIR_VAR = "OMICS_CL_DATA_DIR"
+CACHE_DIR_VAR = "OMICS_CL_CACHE_DIR"
+MANIFEST_DIR_VAR = "OMICS_CL_MANIFEST_DIR"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _REPO_DIR = _PACKAGE_DIR.parent
 _verified: dict[tuple[str, int, int], str] = {}
@@ -24,6 +29,7 @@ class DataFile:
     role: str
     path: str
     sha256: str
+    url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,10 @@ class Manifest:
 
 
 def manifest_dir() -> Path:
-    """Manifests shipped inside the wheel, else the repository's ``data_manifests/``."""
+    """``$OMICS_CL_MANIFEST_DIR``, else the manifests shipped inside the wheel, else ``data_manifests/``."""
+    env = os.environ.get(MANIFEST_DIR_VAR)
+    if env:
+        return Path(env).expanduser()
     packaged = _PACKAGE_DIR / "data_manifests"
     return packaged if packaged.is_dir() else _REPO_DIR / "data_manifests"
 
@@ -59,6 +68,12 @@ def data_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return (_REPO_DIR.parent / "shared" / "data").resolve()
+
+
+def cache_dir() -> Path:
+    """Where downloaded files go: ``$OMICS_CL_CACHE_DIR``, else ``pooch.os_cache("omics_cl")``."""
+    env = os.environ.get(CACHE_DIR_VAR)
+    return Path(env).expanduser() if env else Path(pooch.os_cache("omics_cl"))
 
 
 def annotation_path(name: str) -> Path:
@@ -73,7 +88,7 @@ def annotation_path(name: str) -> Path:
 def _parse(raw: dict) -> Manifest:
     return Manifest(
         name=raw["name"], description=raw["description"],
-        files=tuple(DataFile(f["role"], f["path"], f["sha256"]) for f in raw["files"]),
+        files=tuple(DataFile(f["role"], f["path"], f["sha256"], f.get("url")) for f in raw["files"]),
         label_keys=tuple(raw["label_keys"]), default_label_key=raw["default_label_key"],
         unlabelled_values=tuple(raw.get("unlabelled_values", [])),
         origin_url=raw["origin_url"], licence=raw["licence"],
@@ -103,32 +118,66 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_status(name: str, role: str) -> tuple[Path, str]:
-    """``(path, status)`` with status ``ok``, ``missing`` or ``checksum mismatch``."""
-    entry = get_manifest(name).file(role)
-    path = data_dir() / entry.path
-    if not path.is_file():
-        return path, "missing"
+def _matches(path: Path, expected: str) -> bool:
     st = path.stat()
     memo = (str(path), st.st_size, st.st_mtime_ns)
     if memo not in _verified:
         _verified[memo] = sha256(path)
-    return path, "ok" if _verified[memo] == entry.sha256 else "checksum mismatch"
+    return _verified[memo] == expected
+
+
+def file_status(name: str, role: str) -> tuple[Path, str]:
+    """``(path, status)``: ``ok`` or ``checksum mismatch`` in the data directory, else ``cached`` (a valid
+    download in the cache directory) or ``missing`` (the data-directory path)."""
+    entry = get_manifest(name).file(role)
+    path = data_dir() / entry.path
+    if path.is_file():
+        return path, "ok" if _matches(path, entry.sha256) else "checksum mismatch"
+    cached = cache_dir() / entry.path
+    if cached.is_file() and _matches(cached, entry.sha256):
+        return cached, "cached"
+    return path, "missing"
+
+
+def _download(m: Manifest, entry: DataFile) -> Path:
+    """Fetch ``entry.url`` into the cache with pooch; only a file matching its sha256 is kept."""
+    target = cache_dir() / entry.path
+    where = (f"dataset {m.name!r}, file {entry.role!r} ({entry.path}) is not in the data directory {data_dir()} "
+             f"(${DATA_DIR_VAR}) nor in the download cache {cache_dir()} (${CACHE_DIR_VAR})")
+    try:
+        target.unlink(missing_ok=True)  # a copy that failed its sha256 check
+        pooch.retrieve(entry.url, known_hash=f"sha256:{entry.sha256}", fname=target.name, path=target.parent,
+                       progressbar=False)
+    except ValueError:
+        raise ValueError(f"{where}, and {entry.url} served a file whose sha256 does not match the manifest "
+                         f"(nothing was kept). The data come from {m.origin_url}") from None
+    except OSError as err:  # requests' errors are OSErrors too; their text is long, the class says enough
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        reason = f"HTTP {status}" if status else type(err).__name__
+        raise FileNotFoundError(
+            f"{where}, and downloading {entry.url} failed ({reason}). Check the network and that "
+            f"${CACHE_DIR_VAR} is writable, or put the file under ${DATA_DIR_VAR}; the data come from "
+            f"{m.origin_url}") from None
+    return target
 
 
 def path(name: str, role: str) -> Path:
-    """Verified path of one file of a registered dataset."""
+    """Verified path of one file of a registered dataset, downloading it into the cache when missing."""
     p, status = file_status(name, role)
-    if status == "missing":
-        raise FileNotFoundError(
-            f"dataset {name!r}: file {p} is missing. Set ${DATA_DIR_VAR} to the directory holding "
-            f"{get_manifest(name).file(role).path} (now {data_dir()}); the data come from "
-            f"{get_manifest(name).origin_url}")
-    if status != "ok":
+    m = get_manifest(name)
+    entry = m.file(role)
+    if status == "checksum mismatch":
         raise ValueError(
             f"dataset {name!r}: file {p} does not match its sha256 in the manifest (corrupt or a different "
-            f"version). Re-fetch it from {get_manifest(name).origin_url}, or point ${DATA_DIR_VAR} elsewhere")
-    return p
+            f"version). Re-fetch it from {m.origin_url}, or point ${DATA_DIR_VAR} elsewhere")
+    if status != "missing":
+        return p
+    if entry.url is None:
+        raise FileNotFoundError(
+            f"dataset {name!r}: file {p} is missing. Set ${DATA_DIR_VAR} to the directory holding "
+            f"{entry.path} (now {data_dir()}); no direct download is registered for this file (it was derived "
+            f"from the original data: {m.origin_url})")
+    return _download(m, entry)
 
 
 def load(name: str, modality: str | None = None, backed: bool = False):
