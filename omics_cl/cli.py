@@ -11,6 +11,7 @@ from omics_cl import models
 from omics_cl.core.files import atomic_write
 
 DEMO_METHODS = ("pca", "ae", "cae")
+FRAGMENT_TILE_SIZE = 5000  # bp, the query features of --fragments without --peaks
 
 
 def write_h5ad_atomic(adata, out: Path) -> None:
@@ -109,23 +110,34 @@ def cmd_transfer(args) -> int:
     matplotlib.use("Agg")
     import numpy as np
 
-    from omics_cl import metrics, pl, pp, tl
+    from omics_cl import io, metrics, pl, pp, tl
 
     params = method_params(args, "transfer")
     out = Path(args.out)
-    inputs = [Path(args.rna), Path(args.atac)] + ([Path(args.gene_activity)] if args.gene_activity else [])
-    _check_paths(inputs, out)
+    if (args.atac is None) == (args.fragments is None):
+        raise ValueError("give exactly one of --atac and --fragments")
+    if args.fragments is None and (args.peaks or args.barcodes):
+        raise ValueError("--peaks and --barcodes go with --fragments")
+    optional = (args.gene_activity, args.peaks, args.barcodes)
+    _check_paths([Path(p) for p in (args.rna, args.atac or args.fragments, *optional) if p], out)
     if (args.annotation is None) == (args.gene_activity is None):
         raise ValueError("give exactly one of --annotation and --gene-activity")
-    rna, atac = read_input(args.rna), read_input(args.atac)
+    rna = read_input(args.rna)
     if args.label_key not in rna.obs:
         raise ValueError(f"label column {args.label_key!r} not in the RNA reference's obs; columns: "
                          f"{list(rna.obs.columns)}")
+    if args.fragments:
+        atac = io.read_fragments(args.fragments, peaks=args.peaks, barcodes=args.barcodes,
+                                 tile_size=None if args.peaks else FRAGMENT_TILE_SIZE)
+    else:
+        atac = read_input(args.atac)
     if args.query_label_key is not None and args.query_label_key not in atac.obs:
         raise ValueError(f"--query-label-key {args.query_label_key!r} not in the ATAC obs; columns: "
                          f"{list(atac.obs.columns)}")
     activity = read_input(args.gene_activity) if args.gene_activity else None
-    if activity is None:
+    if activity is None and args.fragments:
+        activity = io.gene_activity_from_fragments(args.fragments, args.annotation, barcodes=atac.obs_names)
+    elif activity is None:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
@@ -165,17 +177,20 @@ def cmd_integrate(args) -> int:
     import mudata as md
 
     matplotlib.use("Agg")
-    from omics_cl import get, metrics, pl, tl
+    from omics_cl import get, io, metrics, pl, tl
 
     params = method_params(args, "integrate")
     name = args.method
     out = Path(args.out)
-    if (args.mudata is None) == (args.rna is None or args.atac is None) or (args.rna is None) != (args.atac is None):
-        raise ValueError("give either --mudata, or both --rna and --atac")
-    inputs = [Path(args.mudata)] if args.mudata else [Path(args.rna), Path(args.atac)]
+    given = [args.mudata is not None, args.multiome is not None, args.rna is not None or args.atac is not None]
+    if sum(given) != 1 or (args.rna is None) != (args.atac is None):
+        raise ValueError("give one of --mudata, --multiome, or both --rna and --atac")
+    inputs = [Path(args.mudata or args.multiome)] if args.rna is None else [Path(args.rna), Path(args.atac)]
     _check_paths(inputs, out)
     if args.mudata:
         mdata = read_input(args.mudata, "h5mu")
+    elif args.multiome:
+        mdata = io.read_10x_multiome(args.multiome)
     else:
         mdata = md.MuData({"rna": read_input(args.rna), "atac": read_input(args.atac)})
     labels = get.obs_column(mdata, args.label_key) if args.label_key else None  # fails before any training
@@ -287,7 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(with --query-label-key) check the query's own labels. Inputs are never "
                                    "modified; the output is written atomically.")
     t.add_argument("--rna", required=True, metavar="REF.h5ad", help="reference AnnData, raw counts, gene names")
-    t.add_argument("--atac", required=True, metavar="QUERY.h5ad", help="query AnnData, peak counts")
+    t.add_argument("--atac", default=None, metavar="QUERY.h5ad", help="query AnnData, peak counts")
+    t.add_argument("--fragments", default=None, metavar="FRAGS.tsv.gz",
+                   help="query as an ATAC fragment file instead of --atac: Tn5 insertions counted in --peaks, else "
+                        f"in {FRAGMENT_TILE_SIZE} bp tiles; gene activity counted from the fragments")
+    t.add_argument("--peaks", default=None, metavar="PEAKS.bed", help="peaks for --fragments (BED)")
+    t.add_argument("--barcodes", default=None, metavar="BARCODES.tsv",
+                   help="cell barcodes for --fragments, one per line (e.g. Cell Ranger's barcodes.tsv.gz); "
+                        "without it every barcode in the file is a cell")
     t.add_argument("--label-key", required=True, help="obs column of the reference with the cell types")
     t.add_argument("--annotation", default=None, metavar="GENES",
                    help="gene annotation (GTF, GFF3, BED or TSV, optionally gzipped) for the gene activity")
@@ -310,6 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the joint embedding. Inputs are never modified; the output .h5mu is written "
                                    "atomically.")
     i.add_argument("--mudata", default=None, metavar="M.h5mu", help="MuData with modalities rna and atac")
+    i.add_argument("--multiome", default=None, metavar="ARC.h5",
+                   help="Cell Ranger ARC filtered_feature_bc_matrix.h5 (genes and peaks), instead of --mudata")
     i.add_argument("--rna", default=None, metavar="R.h5ad", help="RNA counts (instead of --mudata)")
     i.add_argument("--atac", default=None, metavar="A.h5ad", help="ATAC peak counts of the same cells")
     i.add_argument("--out", required=True, metavar="OUT.h5mu", help="output MuData (must differ from inputs)")
