@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from omics_cl import models
+from omics_cl.cli_map import add_map_parser
 from omics_cl.core.files import atomic_write
 
 DEMO_METHODS = ("pca", "ae", "cae")
@@ -57,7 +58,7 @@ def cmd_cluster(args) -> int:
 
     params = method_params(args, "cluster")
     src, out = Path(args.input), Path(args.out)
-    _check_paths([src], out)
+    check_paths([src], out)
     adata = read_input(src)
     if args.label_key is not None and args.label_key not in adata.obs:
         raise ValueError(f"label key {args.label_key!r} not in obs; columns: {list(adata.obs.columns)}")
@@ -94,7 +95,7 @@ def read_input(path, kind: str = "h5ad"):
         raise ValueError(f"cannot read {path} as .{kind} ({type(err).__name__}: {err}); is the file complete?") from None
 
 
-def _check_paths(inputs: list[Path], out: Path) -> None:
+def check_paths(inputs: list[Path], out: Path) -> None:
     for src in inputs:
         if not src.is_file():
             raise ValueError(f"input file {src} not found")
@@ -119,7 +120,7 @@ def cmd_transfer(args) -> int:
     if args.fragments is None and (args.peaks or args.barcodes):
         raise ValueError("--peaks and --barcodes go with --fragments")
     optional = (args.gene_activity, args.peaks, args.barcodes)
-    _check_paths([Path(p) for p in (args.rna, args.atac or args.fragments, *optional) if p], out)
+    check_paths([Path(p) for p in (args.rna, args.atac or args.fragments, *optional) if p], out)
     if (args.annotation is None) == (args.gene_activity is None):
         raise ValueError("give exactly one of --annotation and --gene-activity")
     rna = read_input(args.rna)
@@ -141,7 +142,7 @@ def cmd_transfer(args) -> int:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
-                                method=args.method, **params)
+                                method=args.method, save_model=args.save_model, **params)
     n_novel = int(atac.obs["omics_cl_is_novel"].sum())
     print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "
@@ -186,7 +187,7 @@ def cmd_integrate(args) -> int:
     if sum(given) != 1 or (args.rna is None) != (args.atac is None):
         raise ValueError("give one of --mudata, --multiome, or both --rna and --atac")
     inputs = [Path(args.mudata or args.multiome)] if args.rna is None else [Path(args.rna), Path(args.atac)]
-    _check_paths(inputs, out)
+    check_paths(inputs, out)
     if args.mudata:
         mdata = read_input(args.mudata, "h5mu")
     elif args.multiome:
@@ -320,12 +321,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="obs column of the query with atlas labels: score them and check them for errors")
     t.add_argument("--report", default=None, metavar="DIR",
                    help="write plots (novelty distribution, joint UMAP, confusion matrix) and CSV tables here")
+    t.add_argument("--save-model", default=None, metavar="DIR",
+                   help="save the trained model in this new directory, for omics-cl map")
     t.add_argument("--rna-layer", default=None)
     t.add_argument("--atac-layer", default=None)
     add_method_arguments(t, "transfer", "scncl")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_transfer)
+    add_map_parser(sub)
 
     i = sub.add_parser("integrate", help="joint embedding and clusters of paired RNA + ATAC cells (scI2CL)",
                        description="Integrate paired RNA + ATAC counts of the same cells with scI2CL and cluster "

@@ -8,7 +8,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from omics_cl.data.preprocess import counts_matrix, fit_lognormalizer, row_chunks, validated_counts
+from omics_cl.data.preprocess import (
+    counts_matrix,
+    fit_lognormalizer,
+    row_chunks,
+    validated_counts,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +28,19 @@ class TransferInputs:
     neighbors: np.ndarray
     n_classes: int
     atac_peaks: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class QueryInputs:
+    """What a trained transfer method maps a query with: the query's features in the model's gene space, its
+    peak-space embedding (LSI of its own peaks; optional), and the reference as the model saw it: the latent
+    rows of its labelled cells, their class indices and the number of classes."""
+
+    atac_x: object
+    atac_peaks: np.ndarray | None
+    reference_embedding: np.ndarray
+    reference_labels: np.ndarray
+    n_classes: int
 
 
 def shared_genes(rna_genes, activity: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:
@@ -72,3 +90,16 @@ def transfer_features(rna: ad.AnnData, activity: ad.AnnData, rna_layer: str | No
     rna_idx, act_idx = rna_idx[normalizer.genes], act_idx[normalizer.genes]
     return (_features(rna_counts, rna_idx, mode), _features(activity_counts, act_idx, mode),
             np.asarray(rna.var_names)[rna_idx], normalizer.hvg_flavor)
+
+
+def query_features(activity: ad.AnnData, genes, mode: str = "binary") -> tuple[sp.csr_matrix, list[str]]:
+    """A new query's features in a saved model's gene space: ``activity``'s genes matched to ``genes`` by name
+    (then ``alt_name``, as :func:`shared_genes`), transformed as :func:`transfer_features` does; genes the
+    query lacks are all-zero columns (``lognorm`` normalises over the genes present). Returns
+    ``(features, missing gene names)``; ``ValueError`` when no gene is shared."""
+    genes = np.asarray(genes, dtype=str)
+    gene_idx, act_idx = shared_genes(genes, activity)
+    x = _features(validated_counts(activity, None, "gene activity"), act_idx, mode)
+    if len(gene_idx) < len(genes):
+        x = sp.csr_matrix((x.data, gene_idx[x.indices], x.indptr), shape=(x.shape[0], len(genes)))
+    return x, genes[np.setdiff1d(np.arange(len(genes)), gene_idx)].tolist()

@@ -5,7 +5,15 @@ what ``omics_cl.tl``, ``omics_cl.pl`` and the CLI read. A new method is one file
 from __future__ import annotations
 
 from omics_cl.models import cae, pca, sci2cl, scinno, scncl, siamese
-from omics_cl.models.method import JOBS, Context, Method, configure, run
+from omics_cl.models.method import (
+    JOBS,
+    Context,
+    Method,
+    TrainedRun,
+    configure,
+    run,
+    train_method,
+)
 
 _BUILTIN = (pca.PCA, cae.AE, cae.CAE, scinno.METHOD, siamese.METHOD, sci2cl.METHOD, scncl.METHOD)
 
@@ -40,4 +48,5 @@ def get(name: str, job: str) -> Method:
 for _method in _BUILTIN:
     register(_method)
 
-__all__ = ["JOBS", "METHODS", "Context", "Method", "configure", "get", "names", "register", "run", "unregister"]
+__all__ = ["JOBS", "METHODS", "Context", "Method", "TrainedRun", "configure", "get", "names", "register", "run",
+           "train_method", "unregister"]

@@ -40,6 +40,9 @@ class Method:
     ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``, ``atac_embedding``, ``probabilities`` and
     optionally ``novelty`` (default: 1 - the maximum probability) and ``query_clusters``. ``variants``: named parameter sets (e.g.
     ``"seed"``: the published recipe), chosen with ``variant=`` wherever parameters are given.
+    ``map_query(model, query, config, ctx)`` -> ``(arrays, notes)`` (transfer; optional): the query arrays of
+    ``embed`` for a new query (``omics_cl.data.transfer.QueryInputs``) from a trained model, without training;
+    only methods with it can be saved for query mapping.
     """
 
     name: str
@@ -53,6 +56,7 @@ class Method:
     self_clustering: bool = False
     summary: str = ""
     variants: dict = field(default_factory=dict)
+    map_query: Callable | None = None
 
     def __post_init__(self):
         if self.job not in JOBS:
@@ -140,13 +144,22 @@ def configure(method: Method, config: dict | None = None, train: dict | None = N
     return cfg, tr
 
 
-def run(method: Method, data: Any, ctx: Context = Context(), progress: bool = True,
-        **params: Any) -> tuple[dict, dict]:
-    """Configure, build the source and model, run the stages, read the results.
+@dataclass(frozen=True)
+class TrainedRun:
+    """A finished run: the method, its config and training config, the trained model (None for untrained
+    methods), the named result arrays and the run record."""
 
-    Returns ``(arrays, record)``: the named result arrays and the run record (config, training fields,
-    history, epochs, notes).
-    """
+    method: Method
+    config: Any
+    train: TrainConfig | None
+    model: Any
+    arrays: dict
+    record: dict
+
+
+def train_method(method: Method, data: Any, ctx: Context = Context(), progress: bool = True,
+                 **params: Any) -> TrainedRun:
+    """Configure, build the source and model, run the stages, read the results; keeps the trained model."""
     config, train = configure(method, **params)
     if train is not None:
         train = replace(train, progress=progress and train.progress)
@@ -155,4 +168,13 @@ def run(method: Method, data: Any, ctx: Context = Context(), progress: bool = Tr
     stages = method.stages(config, train, source, ctx) if method.stages is not None else []
     result = run_stages(model, stages, source, train, ctx.seed, desc=method.name) if stages else StagesResult(model)
     arrays, notes = method.embed(result.model, source, config, train, ctx)
-    return arrays, run_record(config, train, result, variant=params.get("variant"), **notes)
+    record = run_record(config, train, result, variant=params.get("variant"), **notes)
+    return TrainedRun(method, config, train, result.model, arrays, record)
+
+
+def run(method: Method, data: Any, ctx: Context = Context(), progress: bool = True,
+        **params: Any) -> tuple[dict, dict]:
+    """:func:`train_method` without the model: ``(arrays, record)``, the named result arrays and the run record
+    (config, training fields, history, epochs, notes)."""
+    trained = train_method(method, data, ctx, progress, **params)
+    return trained.arrays, trained.record

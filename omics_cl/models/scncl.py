@@ -31,6 +31,7 @@ from omics_cl.core.graph import knn_vote, leiden, neighbor_graph
 from omics_cl.core.layers import MLP, dropout_keys
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data.sources import KEYS, TransferSource, dense_source
+from omics_cl.data.transfer import QueryInputs
 from omics_cl.models.method import Method
 
 
@@ -109,45 +110,46 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
                           inputs.n_classes, ctx.seed, inputs.atac_peaks)
 
 
-def encode(model: SCNCL, source: TransferSource) -> tuple[np.ndarray, np.ndarray]:
-    """Latent rows of every reference and every query cell."""
-    fn = lambda m, b: m.encoder(b[KEYS.X])  # noqa: E731
-    return predict(fn, model, dense_source(source.rna_x)), predict(fn, model, dense_source(source.atac_x))
+def encode(model: SCNCL, x) -> np.ndarray:
+    """Latent rows of the cells of the feature matrix ``x``."""
+    return predict(lambda m, b: m.encoder(b[KEYS.X]), model, dense_source(x))
 
 
-def votes(model: SCNCL, source: TransferSource, config: SCNCLConfig, ctx) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(rna_latent, atac_latent, votes)``: each query cell's share of reference labels among its
-    ``vote_neighbors`` nearest reference cells in the latent space."""
-    rna_z, atac_z = encode(model, source)
-    return rna_z, atac_z, knn_vote(rna_z, atac_z, source.rna_y, source.n_classes, config.vote_neighbors,
-                                   seed=ctx.seed)
-
-
-def embed(model: SCNCL, source: TransferSource, config: SCNCLConfig, train: TrainConfig, ctx):
-    """Embeddings of every reference and query cell; the query's class probabilities: the classifier's
-    softmax (``prediction="classifier"``) or the reference label shares among each query cell's latent
-    neighbours (``"knn"``), mixed with :func:`peak_classifier` at ``peak_weight``; novelty: 1 - the
-    classifier's maximum softmax (it separates unseen types better than the neighbour vote), with
-    ``novelty_by="cluster"`` averaged over the cell's Leiden cluster (resolution 1) of the query latent
-    (``query_clusters``): an unseen type shows as a cluster the reference explains badly."""
+def map_query(model: SCNCL, query: QueryInputs, config: SCNCLConfig, ctx):
+    """The query's latent rows, class probabilities and novelty (see :func:`embed`) from a trained model and
+    the reference's latent rows and labels; the peak-space classifier is fitted to this query. No training."""
     softmax = predict(lambda m, b: jax.nn.softmax(m.classifier(m.encoder(b[KEYS.X]))), model,
-                      dense_source(source.atac_x))
+                      dense_source(query.atac_x))
+    atac_z = encode(model, query.atac_x)
+    prob = softmax
     if config.prediction == "knn":
-        rna_z, atac_z, prob = votes(model, source, config, ctx)
-    else:
-        (rna_z, atac_z), prob = encode(model, source), softmax
+        prob = knn_vote(query.reference_embedding, atac_z, query.reference_labels, query.n_classes,
+                        config.vote_neighbors, seed=ctx.seed)
     notes = {}
     if config.peak_weight:
-        peak_prob, notes["n_peak_training_cells"] = peak_classifier(source.atac_peaks, prob, config.min_vote)
+        peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote)
         prob = (1 - config.peak_weight) * prob + config.peak_weight * peak_prob
         prob = np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
-    arrays = {"rna_embedding": rna_z, "atac_embedding": atac_z, "probabilities": prob,
-              "novelty": 1.0 - softmax.max(1)}
+    arrays = {"atac_embedding": atac_z, "probabilities": prob, "novelty": 1.0 - softmax.max(1)}
     if config.novelty_by == "cluster":
         clusters = leiden(neighbor_graph(atac_z, 15, "cosine", ctx.seed), 1.0, ctx.seed)
         arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]
         arrays["query_clusters"] = clusters
     return arrays, notes
+
+
+def embed(model: SCNCL, source: TransferSource, config: SCNCLConfig, train: TrainConfig, ctx):
+    """Embeddings of every reference and query cell; the query's class probabilities: the classifier's
+    softmax (``prediction="classifier"``) or the reference label shares among each query cell's
+    ``vote_neighbors`` nearest reference cells in the latent space (``"knn"``), mixed with
+    :func:`peak_classifier` at ``peak_weight``; novelty: 1 - the classifier's maximum softmax (it separates
+    unseen types better than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's
+    Leiden cluster (resolution 1) of the query latent (``query_clusters``): an unseen type shows as a cluster
+    the reference explains badly."""
+    rna_z = encode(model, source.rna_x)
+    arrays, notes = map_query(model, QueryInputs(source.atac_x, source.atac_peaks, rna_z, source.rna_y,
+                                                 source.n_classes), config, ctx)
+    return {"rna_embedding": rna_z, **arrays}, notes
 
 
 def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float) -> tuple[np.ndarray, int]:
@@ -177,5 +179,6 @@ METHOD = Method(
     name="scncl", job="transfer", config=SCNCLConfig(), train=TrainConfig(epochs=50, batch_size=256),
     source=transfer_source,
     init=lambda source, config, ctx: SCNCL(source.n_features, source.n_classes, config, rngs=nnx.Rngs(ctx.seed)),
-    stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed, variants={"seed": SEED_RECIPE},
+    stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed,
+    variants={"seed": SEED_RECIPE}, map_query=map_query,
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")

@@ -3,7 +3,8 @@
 - clustering: :func:`cluster`, :func:`cluster_embedding`
 - label transfer: :func:`transfer_labels`, :func:`check_annotations`, :func:`annotation_flags`,
   :func:`confusion_groups`,
-  :func:`otsu_threshold`
+  :func:`otsu_threshold`; a saved transfer model (``transfer_labels(..., save_model=DIR)``) labels a new query
+  with :func:`map_query` (:func:`load_transfer_model` reads it)
 - paired integration: :func:`integrate`
 - downstream: :func:`subclusters`, :func:`label_consistency`, :func:`trajectory`
 
@@ -12,8 +13,27 @@ Methods come from the registry (``omics_cl.models``); read results back with ``o
 from omics_cl.tl._cluster import cluster, cluster_embedding
 from omics_cl.tl._downstream import label_consistency, subclusters, trajectory
 from omics_cl.tl._integrate import integrate
-from omics_cl.tl._transfer import (annotation_flags, check_annotations, confusion_groups, otsu_threshold,
-                                  transfer_labels)
+from omics_cl.tl._map import load_transfer_model, map_query
+from omics_cl.tl._transfer import (
+    annotation_flags,
+    check_annotations,
+    confusion_groups,
+    otsu_threshold,
+    transfer_labels,
+)
 
-__all__ = ["annotation_flags", "check_annotations", "cluster", "confusion_groups", "cluster_embedding", "integrate", "label_consistency",
-           "otsu_threshold", "subclusters", "trajectory", "transfer_labels"]
+__all__ = [
+    "annotation_flags",
+    "check_annotations",
+    "cluster",
+    "cluster_embedding",
+    "confusion_groups",
+    "integrate",
+    "label_consistency",
+    "load_transfer_model",
+    "map_query",
+    "otsu_threshold",
+    "subclusters",
+    "trajectory",
+    "transfer_labels",
+]

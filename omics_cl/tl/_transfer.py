@@ -1,6 +1,8 @@
 """RNA -> ATAC label transfer (``transfer_labels``), its novelty threshold, and annotation checks."""
 from __future__ import annotations
 
+import os
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -11,6 +13,7 @@ from omics_cl.data.preprocess import validated_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._common import marker_genes, store_record, versions
+from omics_cl.tl._saved import check_saveable, save_method_model
 
 
 def otsu_threshold(scores: np.ndarray, bins: int = 256) -> float:
@@ -34,7 +37,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                     gene_activity: ad.AnnData | None = None, rna_layer: str | None = None,
                     atac_layer: str | None = None, n_top_genes: int | None = 2000, features: str = "binary",
                     n_neighbors: int = 10, seed: int = 0, progress: bool = True, method: str = "scncl",
-                    **model_params) -> dict:
+                    save_model: str | os.PathLike | None = None, **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
@@ -49,10 +52,15 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     ``obsm["<method>_probabilities"]`` (cells x reference classes, a DataFrame); into ``rna``:
     ``obsm["X_<method>"]``; run record in both ``uns["omics_cl"]["<method>"]`` and the method's name in
     ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference cells without a label
-    are left out of training and counted in the record.
+    are left out of training and counted in the record. ``save_model``: a new directory where the trained model
+    is saved for :func:`map_query` (checked before any work).
     """
     spec = models.get(method, "transfer")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
+    if save_model is not None:
+        if spec.map_query is None:
+            raise ValueError(f"{method} cannot map new queries, so its model cannot be saved")
+        check_saveable(save_model, spec)
     if label_key not in rna.obs:
         raise ValueError(f"label column {label_key!r} not in the RNA reference's obs; columns: {list(rna.obs.columns)}")
     labels = rna.obs[label_key]
@@ -70,31 +78,44 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     embedding, lsi_info = lsi.lsi(validated_counts(atac, atac_layer, "ATAC counts"), seed=seed)
     neighbors = lsi.neighbors(embedding, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
-    out, info = models.run(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding), models.Context(seed),
-                           progress, **model_params)
+    trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding),
+                                  models.Context(seed), progress, **model_params)
+    out = trained.arrays
+    threshold = write_predictions(atac, method, classes, out)
+    rna_embedding = np.full((rna.n_obs, out["rna_embedding"].shape[1]), np.nan, dtype=np.float32)
+    rna_embedding[labelled] = out["rna_embedding"]
+    rna.obsm[f"X_{method}"] = rna_embedding
+    record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
+              "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors, "seed": seed,
+              "novelty_threshold": threshold, "lsi": lsi_info, "params": trained.record, "versions": versions()}
+    if save_model is not None:
+        save_method_model(save_model, trained, {"genes": np.asarray(genes, dtype=str),
+                                                "reference_embedding": out["rna_embedding"], "reference_labels": y},
+                          classes=list(classes), label_key=label_key, features=features, seed=seed, record=record)
+    for target in (atac, rna):
+        store_record(target, method, record)
+        target.uns["omics_cl"]["transfer_method"] = method
+    return record
+
+
+def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dict,
+                      threshold: float | None = None) -> float:
+    """Write a transfer's query results (``out``: the method's arrays) into ``atac``: the obs / obsm keys
+    :func:`transfer_labels` documents. ``omics_cl_is_novel``: novelty above ``threshold`` (None: the Otsu
+    threshold of this query's novelty), which is returned."""
     prob = out["probabilities"]
     confidence = prob.max(1)
     novelty = out.get("novelty", 1.0 - confidence)
+    threshold = otsu_threshold(novelty) if threshold is None else threshold
     if "query_clusters" in out:
         atac.obs["omics_cl_query_cluster"] = pd.Categorical(out["query_clusters"].astype(str))
-    threshold = otsu_threshold(novelty)
-
     atac.obs["omics_cl_label"] = pd.Categorical(np.asarray(classes)[prob.argmax(1)], categories=classes)
     atac.obs["omics_cl_confidence"] = confidence
     atac.obs["omics_cl_novelty"] = novelty
     atac.obs["omics_cl_is_novel"] = novelty > threshold
     atac.obsm[f"X_{method}"] = out["atac_embedding"]
     atac.obsm[f"{method}_probabilities"] = pd.DataFrame(prob, index=atac.obs_names, columns=classes)
-    rna_embedding = np.full((rna.n_obs, out["rna_embedding"].shape[1]), np.nan, dtype=np.float32)
-    rna_embedding[labelled] = out["rna_embedding"]
-    rna.obsm[f"X_{method}"] = rna_embedding
-    record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
-              "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors, "seed": seed,
-              "novelty_threshold": threshold, "lsi": lsi_info, "params": info, "versions": versions()}
-    for target in (atac, rna):
-        store_record(target, method, record)
-        target.uns["omics_cl"]["transfer_method"] = method
-    return record
+    return threshold
 
 
 def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.ndarray) -> pd.DataFrame:

@@ -1,0 +1,97 @@
+"""Label a new ATAC query with a transfer model saved by ``transfer_labels(..., save_model=DIR)``, without
+retraining (``map_query``).
+
+What is saved and what is refitted: the trained parameters, the config, the selected genes (the model's
+input space; features are binarised or log-normalised per cell, so no fitted normaliser is needed), the
+reference's latent rows and class indices (the neighbour vote), its classes and the seed. The query's own
+parts are recomputed on the new query exactly as the original run computed them on its query: the LSI of
+its peaks, the peak-space classifier fitted to its confidently labelled cells, its Leiden clusters (cluster
+novelty) and, by default, the Otsu novelty threshold. The query's peaks therefore need not match the
+training query's; its genes are matched to the saved genes by name.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from omics_cl import models
+from omics_cl.data import lsi
+from omics_cl.data.preprocess import validated_counts
+from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
+from omics_cl.pp import gene_activity as build_gene_activity
+from omics_cl.tl._common import store_record, versions
+from omics_cl.tl._saved import LoadedModel, load_method_model
+from omics_cl.tl._transfer import write_predictions
+
+THRESHOLDS = ("query", "model")
+
+
+def _build(method: models.Method, config, meta: dict, arrays: dict):
+    """A freshly initialised model of the saved shapes: the method's own init on an empty source."""
+    n_genes, n_classes = len(arrays["genes"]), len(meta["classes"])
+    empty = sp.csr_matrix((0, n_genes), dtype=np.float32)
+    shape = TransferInputs(empty, np.zeros(0, np.int32), empty, np.zeros((0, 1), np.int64), n_classes)
+    ctx = models.Context(int(meta["seed"]))
+    return method.init(method.source(shape, config, ctx), config, ctx)
+
+
+def load_transfer_model(model_dir: str | os.PathLike) -> LoadedModel:
+    """Read a transfer model saved by :func:`transfer_labels` (``save_model=``). ``ValueError`` when the
+    directory is missing, corrupt, of another format version or not a transfer model."""
+    loaded = load_method_model(model_dir, "transfer", _build)
+    missing = {"genes", "reference_embedding", "reference_labels"} - set(loaded.arrays)
+    if missing or loaded.method.map_query is None:
+        raise ValueError(f"{model_dir} cannot map queries: it lacks {sorted(missing) or 'a query mapping'}")
+    return loaded
+
+
+def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.AnnData | None = None,
+              annotation=None, atac_layer: str | None = None, novelty_threshold: str | float = "query") -> dict:
+    """Label the ATAC cells of ``atac`` with a saved transfer model (no training).
+
+    Writes the same ``obs`` / ``obsm`` keys and run record as :func:`transfer_labels` writes into its query
+    (not the reference's embedding). Gene activity comes from ``gene_activity`` (same cells as ``atac``) or is
+    built from ``annotation``; its genes are matched to the model's by name (then ``alt_name``): genes the
+    query lacks are zero-filled with a warning and counted in the record (``n_missing_genes``), no shared gene
+    is an error. ``novelty_threshold``: ``"query"`` (Otsu on this query's novelty, as
+    :func:`transfer_labels`), ``"model"`` (the threshold the training run chose) or a number. Mapping the
+    training query with its gene activity gives the original run's results bit for bit.
+    Returns the run record.
+    """
+    if not (novelty_threshold in THRESHOLDS or isinstance(novelty_threshold, (int, float))):
+        raise ValueError(f"novelty_threshold must be one of {THRESHOLDS} or a number, got {novelty_threshold!r}")
+    saved = load_transfer_model(model_dir)
+    meta, method = saved.meta, saved.method.name
+    if gene_activity is None:
+        if annotation is None:
+            raise ValueError("give gene_activity (cells x genes, same cells as atac) or an annotation to build it")
+        gene_activity = build_gene_activity(atac, annotation, layer=atac_layer)
+    elif not gene_activity.obs_names.equals(atac.obs_names):
+        raise ValueError(f"gene_activity has {gene_activity.n_obs} cells, atac {atac.n_obs}, or another order; "
+                         "they must be the same cells in the same order")
+    atac_x, missing = query_features(gene_activity, saved.arrays["genes"], meta["features"])
+    if missing:
+        warnings.warn(f"{len(missing)} of the model's {len(saved.arrays['genes'])} genes are not in the query's gene "
+                      f"activity (e.g. {missing[:3]}); they are set to zero", stacklevel=2)
+    peaks, lsi_info = lsi.lsi(validated_counts(atac, atac_layer, "ATAC counts"), seed=int(meta["seed"]))
+    classes = pd.Index(meta["classes"])
+    query = QueryInputs(atac_x, peaks, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
+                        len(classes))
+    out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
+    fixed = {"query": None, "model": meta["record"]["novelty_threshold"]}.get(novelty_threshold, novelty_threshold)
+    threshold = write_predictions(atac, method, classes, out, fixed)
+    record = {"method": method, "job": "transfer", "mapped_with": str(os.path.abspath(model_dir)),
+              "label_key": meta["label_key"], "classes": list(classes), "n_genes": len(saved.arrays["genes"]),
+              "n_missing_genes": len(missing), "features": meta["features"], "seed": meta["seed"],
+              "novelty_threshold": threshold,
+              "novelty_threshold_from": novelty_threshold if novelty_threshold in THRESHOLDS else "given",
+              "lsi": lsi_info, "params": {**meta["record"]["params"], **notes}, "model_versions": meta["versions"],
+              "versions": versions()}
+    store_record(atac, method, record)
+    atac.uns["omics_cl"]["transfer_method"] = method
+    return record

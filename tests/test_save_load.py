@@ -1,0 +1,223 @@
+"""Saved transfer models: save, load, map a query without retraining (synthetic data, a few epochs)."""
+import json
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from flax import nnx
+
+from omics_cl import tl
+from omics_cl.cli import main
+from omics_cl.core import saved_model
+from omics_cl.core.layers import MLP
+
+FAST = {"epochs": 3, "hidden": 32, "n_top_genes": 50, "progress": False}
+OUTPUTS = ("omics_cl_label", "omics_cl_confidence", "omics_cl_novelty", "omics_cl_is_novel")
+
+
+def synthetic(seed=0, n_ref=300, n_query=240, n_genes=80, n_peaks=400):
+    """RNA reference, ATAC query and its gene activity of three cell types, each with its own marker genes
+    and accessible peaks."""
+    rng = np.random.default_rng(seed)
+    gene_prog, peak_prog = np.full((3, n_genes), 0.3), np.full((3, n_peaks), 0.05)
+    for t in range(3):
+        gene_prog[t, rng.choice(n_genes, 15, replace=False)] = 3.0
+        peak_prog[t, rng.choice(n_peaks, 60, replace=False)] = 0.8
+    ref_t, query_t = rng.integers(0, 3, n_ref), rng.integers(0, 3, n_query)
+    genes = [f"g{i}" for i in range(n_genes)]
+
+    def adata(x, prefix, var_names):
+        out = ad.AnnData(sp.csr_matrix(rng.poisson(x).astype(np.float32)))
+        out.obs_names, out.var_names = [f"{prefix}{i}" for i in range(len(x))], var_names
+        return out
+
+    rna = adata(gene_prog[ref_t], "r", genes)
+    rna.obs["cell_type"] = np.array(["A", "B", "C"])[ref_t]
+    atac = adata(peak_prog[query_t], "q", [f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(n_peaks)])
+    activity = adata(0.5 * gene_prog[query_t], "q", genes)
+    return rna, atac, activity
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic()
+
+
+def _train(data, path, **params):
+    rna, atac, activity = data
+    query = atac.copy()
+    tl.transfer_labels(rna.copy(), query, "cell_type", gene_activity=activity, save_model=path, **{**FAST, **params})
+    return query
+
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    path = tmp_path_factory.mktemp("models") / "scncl"
+    return path, _train(data, path)
+
+
+def _map(data, path, cells=None, **kw):
+    _, atac, activity = data
+    cells = np.arange(atac.n_obs) if cells is None else cells
+    query = atac[cells].copy()
+    tl.map_query(query, path, gene_activity=activity[cells].copy(), **kw)
+    return query
+
+
+def _assert_same(a, b):
+    assert ("omics_cl_query_cluster" in a.obs) == ("omics_cl_query_cluster" in b.obs)
+    for key in (*OUTPUTS, *[k for k in ("omics_cl_query_cluster",) if k in a.obs]):
+        assert np.array_equal(a.obs[key].to_numpy(), b.obs[key].to_numpy()), key
+    assert np.array_equal(a.obsm["X_scncl"], b.obsm["X_scncl"])
+    assert np.array_equal(a.obsm["scncl_probabilities"].to_numpy(), b.obsm["scncl_probabilities"].to_numpy())
+
+
+def test_saved_model_maps_its_training_query_bit_for_bit(data, trained):
+    path, original = trained
+    assert {p.name for p in path.iterdir()} == {"params.msgpack", "model.json", "arrays.npz"}
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["method"] == "scncl" and meta["config"]["hidden"] == 32 and meta["train"]["epochs"] == 3
+    assert sorted(meta["classes"]) == ["A", "B", "C"] and "checkpoint_path" not in meta["train"]
+    with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+        assert arrays["genes"].shape == (50,) and arrays["reference_embedding"].shape == (300, 64)
+    mapped = _map(data, path)
+    _assert_same(original, mapped)
+    record = mapped.uns["omics_cl"]["scncl"]
+    assert record["novelty_threshold"] == original.uns["omics_cl"]["scncl"]["novelty_threshold"]
+    assert record["n_missing_genes"] == 0 and mapped.uns["omics_cl"]["transfer_method"] == "scncl"
+
+
+def test_seed_variant_also_maps_bit_for_bit(data, tmp_path):
+    original = _train(data, tmp_path / "m", variant="seed")
+    _assert_same(original, _map(data, tmp_path / "m"))
+
+
+def test_permuted_query_maps_consistently(data, trained):
+    """The encoder and the reference vote are per cell: the latent rows are the same; the LSI, peak-space
+    classifier and Leiden clusters are refitted to the permuted query, so probabilities and cluster novelty
+    move a little."""
+    path, original = trained
+    perm = np.random.default_rng(1).permutation(original.n_obs)
+    back = _map(data, path, perm)[original.obs_names]
+    assert np.allclose(back.obsm["X_scncl"], original.obsm["X_scncl"], rtol=1e-5, atol=1e-6)
+    for key in ("omics_cl_label", "omics_cl_is_novel"):
+        assert np.mean(back.obs[key].to_numpy() == original.obs[key].to_numpy()) >= 0.95, key
+
+
+def test_per_cell_outputs_are_equivariant_under_permutation_and_subset(data, tmp_path):
+    """Without the query-fitted parts (peak_weight=0, per-cell novelty, the model's threshold) every output
+    of a cell depends on that cell alone."""
+    original = _train(data, tmp_path / "m", peak_weight=0.0, novelty_by="cell")
+    for cells in (np.random.default_rng(2).permutation(original.n_obs), np.arange(original.n_obs)[::-7]):
+        back = _map(data, tmp_path / "m", cells, novelty_threshold="model")
+        expected = original[back.obs_names]
+        for key in ("omics_cl_label", "omics_cl_is_novel"):
+            assert np.array_equal(back.obs[key].to_numpy(), expected.obs[key].to_numpy()), key
+        for key in ("omics_cl_confidence", "omics_cl_novelty"):
+            assert np.allclose(back.obs[key], expected.obs[key], rtol=1e-5, atol=1e-6), key
+        assert np.allclose(back.obsm["X_scncl"], expected.obsm["X_scncl"], rtol=1e-5, atol=1e-6)
+
+
+def test_genes_are_aligned_by_name(data, trained):
+    _, atac, activity = data
+    path, original = trained
+    shuffled = activity[:, np.random.default_rng(3).permutation(activity.n_vars)].copy()
+    query = atac.copy()
+    tl.map_query(query, path, gene_activity=shuffled)
+    _assert_same(original, query)
+    genes = np.load(path / "arrays.npz")["genes"]
+    fewer = activity[:, ~activity.var_names.isin(genes[:5])].copy()
+    with pytest.warns(UserWarning, match="5 of the model's 50 genes"):
+        tl.map_query(query, path, gene_activity=fewer)
+    assert query.uns["omics_cl"]["scncl"]["n_missing_genes"] == 5
+    renamed = activity.copy()
+    renamed.var_names = [f"x{i}" for i in range(activity.n_vars)]
+    with pytest.raises(ValueError, match="no shared genes"):
+        tl.map_query(atac.copy(), path, gene_activity=renamed)
+
+
+def _copy_model(path, tmp_path):
+    out = tmp_path / "copy"
+    out.mkdir()
+    for p in path.iterdir():
+        (out / p.name).write_bytes(p.read_bytes())
+    return out
+
+
+def test_loading_refuses_missing_corrupt_or_foreign_models(data, trained, tmp_path):
+    path, _ = trained
+    with pytest.raises(ValueError, match="no saved model at .*not a directory"):
+        tl.load_transfer_model(tmp_path / "nope")
+    bad = _copy_model(path, tmp_path)
+    (bad / "params.msgpack").write_bytes((path / "params.msgpack").read_bytes()[:-10])
+    with pytest.raises(ValueError, match="corrupt: params.msgpack does not match the sha256"):
+        tl.load_transfer_model(bad)
+    (bad / "params.msgpack").unlink()
+    with pytest.raises(ValueError, match="incomplete: params.msgpack is missing"):
+        tl.load_transfer_model(bad)
+    (bad / "params.msgpack").write_bytes((path / "params.msgpack").read_bytes())
+    meta = json.loads((path / "model.json").read_text())
+    for change, message in (({"format_version": 99}, "format version 99; this omics_cl reads version 1"),
+                            ({"job": "integrate"}, "holds a 'integrate' model"),
+                            ({"method": "scgpt"}, "unknown transfer method 'scgpt'"),
+                            ({"config": {**meta["config"], "hidden": 16}}, "saved parameters do not fit")):
+        (bad / "model.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(ValueError, match=message):
+            tl.load_transfer_model(bad)
+    (bad / "model.json").write_text("{not json")
+    with pytest.raises(ValueError, match="model.json is corrupt"):
+        tl.load_transfer_model(bad)
+    (bad / "model.json").unlink()
+    with pytest.raises(ValueError, match="not a saved omics_cl model: model.json is missing"):
+        tl.load_transfer_model(bad)
+
+
+def test_saving_refuses_an_existing_directory_before_training(data, trained):
+    rna, atac, activity = data
+    path, _ = trained
+    query = atac.copy()
+    with pytest.raises(ValueError, match="already exists"):
+        tl.transfer_labels(rna, query, "cell_type", gene_activity=activity, save_model=path, **FAST)
+    assert "omics_cl_label" not in query.obs
+
+
+def test_core_round_trip_and_atomic_write(tmp_path, monkeypatch):
+    model = MLP([5, 4, 3], rngs=nnx.Rngs(0))
+    saved_model.save_model(tmp_path / "m", model, {"note": "x"}, {"names": np.array(["a", "bc"])})
+    back = saved_model.read_model(tmp_path / "m")
+    assert back.meta == {"note": "x"} and back.arrays["names"].tolist() == ["a", "bc"]
+    fresh = saved_model.restore(MLP([5, 4, 3], rngs=nnx.Rngs(1)), back.params)
+    assert np.array_equal(fresh.out.kernel[...], model.out.kernel[...])
+    with pytest.raises(ValueError, match="do not fit"):
+        saved_model.restore(MLP([5, 6, 3], rngs=nnx.Rngs(1)), back.params)
+    with pytest.raises(ValueError, match="Python objects"):
+        saved_model.save_model(tmp_path / "o", model, {}, {"x": np.array([{}], dtype=object)})
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", fail)
+    with pytest.raises(OSError, match="disk full"):
+        saved_model.save_model(tmp_path / "f", model, {}, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no half-written model, no temporary left
+
+
+def test_cli_transfer_save_model_then_map(data, tmp_path, capsys):
+    rna, atac, activity = data
+    for name, adata in (("ref", rna), ("query", atac), ("ga", activity)):
+        adata.write_h5ad(tmp_path / f"{name}.h5ad")
+    common = ["--atac", str(tmp_path / "query.h5ad"), "--gene-activity", str(tmp_path / "ga.h5ad")]
+    rc = main(["transfer", "--rna", str(tmp_path / "ref.h5ad"), *common, "--label-key", "cell_type",
+               "--out", str(tmp_path / "out.h5ad"), "--save-model", str(tmp_path / "model"), "--epochs", "2",
+               "--set", "hidden=32", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    rc = main(["map", "--model", str(tmp_path / "model"), *common, "--out", str(tmp_path / "mapped.h5ad")])
+    assert rc == 0, capsys.readouterr().err
+    assert "threshold from query" in capsys.readouterr().out
+    original, mapped = ad.read_h5ad(tmp_path / "out.h5ad"), ad.read_h5ad(tmp_path / "mapped.h5ad")
+    for key in OUTPUTS:
+        assert np.array_equal(original.obs[key].to_numpy(), mapped.obs[key].to_numpy()), key
+    assert main(["map", "--model", str(tmp_path / "nope"), *common, "--out", str(tmp_path / "x.h5ad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no saved model at" in err and not (tmp_path / "x.h5ad").exists()
