@@ -13,7 +13,7 @@ from omics_cl.data.paired import Modality, paired_modalities, top_accessible
 from omics_cl.models import sci2cl
 from omics_cl.models.common import context_cells
 
-FAST = dict(hidden=(32,), latent=8, epochs=2, batch_size=64, n_top_peaks=300)
+FAST = {"hidden": (32,), "latent": 8, "epochs": 2, "batch_size": 64, "n_top_peaks": 300}
 
 
 def _paired(n=160, genes=60, peaks=400, seed=0):
@@ -96,8 +96,11 @@ def test_integrate_ignores_labels_is_deterministic_and_matches_cells_by_name():
         runs.append((z, mdata))
     np.testing.assert_array_equal(runs[0][0], runs[1][0])
     mdata = runs[0][1]
-    assert mdata.obsm["X_sci2cl"].shape == (160, 16)
     assert mdata.obsm["X_sci2cl_rna"].shape == mdata.obsm["X_sci2cl_atac"].shape == (160, 8)
+    assert mdata.obsm["X_sci2cl_xattn"].shape == (160, 16)  # the seed's joint embedding, kept beside
+    # default joint: per-cell weighted fusion of the RNA PCA and Z_r (weights rows sum to 1)
+    assert mdata.obsm["X_sci2cl"].shape == (160, mdata.obsm["X_sci2cl_pca"].shape[1] + 8)
+    np.testing.assert_allclose(mdata.obsm["X_sci2cl_view_weights"].sum(1), 1.0, rtol=1e-5)
     assert "sci2cl_cluster" in mdata.obs and mdata.uns["omics_cl"]["sci2cl"]["n_peaks"] == 300
     assert mdata.uns["omics_cl"]["sci2cl"]["hvg_flavor"] in ("seurat_v3", "all_genes")
 
@@ -258,7 +261,7 @@ def test_cli_integrate_writes_mudata_and_report_and_refuses_bad_input(tmp_path, 
     other.write_h5ad(bad)
     out2 = tmp_path / "out2.h5mu"
     for args, message in (([ "--rna", str(tmp_path / "rna.h5ad"), "--atac", str(bad)], "do not match"),
-                          (["--rna", str(tmp_path / "rna.h5ad")], "either --mudata, or both"),
+                          (["--rna", str(tmp_path / "rna.h5ad")], "give one of --mudata, --multiome, or both"),
                           (["--mudata", str(out), "--label-key", "nope"], "'nope' not found")):
         assert main(["integrate", *args, "--out", str(out2), "--epochs", "1", "--no-progress"]) == 2
         assert message in capsys.readouterr().err
@@ -271,3 +274,15 @@ def test_pretraining_runs_first_and_is_recorded():
     history = rec["params"]["history"]
     assert len(history["pretrain_loss"]) == 2 and len(history["loss"]) == FAST["epochs"]
     assert set(history) >= {"pretrain_zinb_rna", "pretrain_zinb_atac", "moc", "mom", "mse"}
+
+
+def test_seed_variant_joint_is_the_cross_attention_output_and_bad_fusion_is_refused():
+    rna, atac = _paired(n=64)
+    mdata = md.MuData({"rna": rna, "atac": atac})
+    tl.integrate(mdata, variant="seed", seed=0, progress=False, **FAST)
+    np.testing.assert_array_equal(mdata.obsm["X_sci2cl"], mdata.obsm["X_sci2cl_xattn"])
+    assert "X_sci2cl_view_weights" not in mdata.obsm
+    with pytest.raises(ValueError, match="fusion_views needs at least 2 distinct views"):
+        tl.integrate(mdata, fusion_views=("pca", "pca"), progress=False, **FAST)
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        tl.integrate(mdata, fusion="mean", progress=False, **FAST)

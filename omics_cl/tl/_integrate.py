@@ -27,7 +27,8 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     ``mom_weight=0``). Clusters: ``resolution``, or ``n_clusters`` by bisection. No labels are used.
 
     Writes (on the MuData, or on both AnnData): ``obsm["X_<method>"]`` (joint embedding),
-    ``obsm["X_<method>_rna"]`` / ``obsm["X_<method>_atac"]`` (the aligned per-modality embeddings),
+    ``obsm["X_<method>_rna"]`` / ``obsm["X_<method>_atac"]`` (the aligned per-modality embeddings) and any
+    further per-cell array the method gives (sci2cl: ``_xattn``, ``_pca``, ``_view_weights``),
     ``obs["<method>_cluster"]`` and the run record ``uns["omics_cl"]["<method>"]``. Nothing is written when
     an error is raised.
     """
@@ -46,11 +47,12 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
                          **model_params)
     train_seconds = time.perf_counter() - start
     record = {"method": method, "job": "integrate", "seed": seed, "n_genes": modalities["RNA"].n_features,
-              "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors, "train_seconds": train_seconds,
+              "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors,
+              "train_seconds": train_seconds,
               "params": info, "versions": versions()}
     carrier = ad.AnnData(obs=pd.DataFrame(index=rna_view.obs_names),
-                         obsm={f"X_{method}{suffix}": z[part] for suffix, part in
-                               (("", "joint"), ("_rna", "rna"), ("_atac", "atac"))})
+                         obsm={f"X_{method}" if part == "joint" else f"X_{method}_{part}": array
+                               for part, array in z.items()})
     record.update(cluster_embedding(carrier, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
                                     n_neighbors))
     targets = [data] if data is not None else [rna, atac]
