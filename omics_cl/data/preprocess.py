@@ -109,6 +109,27 @@ def column_sums(block) -> tuple[np.ndarray, np.ndarray]:
     return block.sum(0), (block**2).sum(0)
 
 
+def principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standardize: bool = False,
+                         max_value: float = 10.0) -> np.ndarray:
+    """The first ``n_comps`` principal components of a sparse non-negative matrix (implicitly centred, ARPACK).
+
+    With ``standardize``, of its columns scaled to unit variance and clipped at ``max_value`` standard deviations
+    above the mean, as ``sc.pp.scale(max_value=...)`` before PCA, but kept sparse (the clip is applied to the
+    stored values, so only the below-mean side is not clipped); constant columns stay zero. Deterministic for a
+    given ``seed``."""
+    import scanpy as sc
+
+    x = sp.csr_matrix(x, dtype=np.float32, copy=True)
+    if standardize:
+        sums, squares = column_sums(x)
+        mean = sums / x.shape[0]
+        sd = np.sqrt(np.maximum(squares / x.shape[0] - mean**2, 0.0))
+        x.data = np.minimum(x.data, (mean + max_value * sd)[x.indices]).astype(np.float32)
+        x = x @ sp.diags(np.where(sd > 0, 1 / np.maximum(sd, 1e-30), 0.0).astype(np.float32))
+    n_comps = min(n_comps, min(x.shape) - 1)
+    return np.asarray(sc.pp.pca(x, n_comps=n_comps, random_state=seed, svd_solver="arpack"), dtype=np.float32)
+
+
 def fit_lognormalizer(x, n_top_genes: int | None = 2000, target_sum: float = 1e4) -> LogNormalizer:
     """Validate counts and fit the recipe: library sizes, then HVGs on the counts (``omics_cl.data.hvg.select_hvg``:
     seurat_v3, with a fallback when its loess fails; the flavour used is ``hvg_flavor``).
