@@ -216,10 +216,16 @@ def test_label_consistency_flags_planted_relabelling_with_marker_evidence(mop_em
     planted = oligo[: len(oligo) // 4]
     labels[planted] = "Astro"
     mdata.obs["planted"] = labels
-    table = tl.label_consistency(mdata, "planted", use_rep="X_joint", exclude=["Mis"])
+    cell_rule = tl.label_consistency(mdata, "planted", use_rep="X_joint", exclude=["Mis"], min_enrichment=0,
+                                     min_group_cells=0)
+    cell_suspect = mdata.obs["omics_cl_label_suspect"].to_numpy()
+    table = tl.label_consistency(mdata, "planted", use_rep="X_joint", exclude=["Mis"], min_group_cells=5)
     suspect = mdata.obs["omics_cl_label_suspect"].to_numpy()
     assert suspect[planted].mean() > 0.8
-    assert suspect.sum() < 0.2 * len(suspect)
+    # the group rule drops the disagreements two mixed types leave both ways; the cell rule keeps them
+    assert (suspect & ~np.isin(np.arange(len(labels)), planted)).sum() <= 0.25 * suspect.sum()
+    assert cell_suspect.sum() > 2 * suspect.sum() and len(cell_rule) > len(table)
+    assert (table["n_cells"] >= 4 * table["expected"]).all() and table["estimated_precision"].between(0, 1).all()
     assert not suspect[labels == "Mis"].any() and table["n_cells"].sum() == suspect.sum()
     row = table[(table["given_label"] == "Astro") & (table["neighbourhood_label"] == "Oligo")].iloc[0]
     assert {"Mbp", "Plp1"} & set(row["markers"].split(", "))  # oligodendrocyte markers as evidence

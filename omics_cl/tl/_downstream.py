@@ -10,6 +10,7 @@ from omics_cl.core import graph
 from omics_cl.data.preprocess import check_finite_counts, fit_lognormalizer
 from omics_cl.tl._cluster import cluster_embedding
 from omics_cl.tl._common import marker_genes, store_record
+from omics_cl.tl._transfer import annotation_flags, confusion_groups
 
 
 def subclusters(data, groupby: str, group: str, use_rep: str = "X_sci2cl", resolution: float = 0.5,
@@ -72,17 +73,22 @@ def rank_genes(adata: ad.AnnData, groups: np.ndarray, layer: str | None, n_genes
 
 def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbors: int = 15,
                       min_share: float = 0.5, exclude=(), layer: str | None = None, n_markers: int = 5,
-                      seed: int = 0) -> pd.DataFrame:
-    """Cells whose given label disagrees with their neighbourhood in the joint embedding.
+                      min_enrichment: float = 4.0, min_group_cells: int = 20, seed: int = 0) -> pd.DataFrame:
+    """Cells whose given label disagrees with their neighbourhood in the joint embedding more than the
+    embedding's own mixing of labels explains (the group rule of :func:`annotation_flags`).
 
     For each labelled cell: ``agreement`` = share of its ``n_neighbors`` cosine neighbours (labelled ones)
-    carrying its label, and the neighbourhood's majority label. A cell is suspect when the majority
-    label differs from its own and holds at least ``min_share`` of the neighbours. Cells without a label
-    or labelled one of ``exclude`` are neither scored nor counted as votes. Writes
-    ``obs["omics_cl_label_agreement"]``, ``obs["omics_cl_neighbourhood_label"]``,
-    ``obs["omics_cl_label_suspect"]``. Returns one row per (given, neighbourhood) label pair of suspect
-    cells, largest first: ``n_cells``, ``mean_agreement``, ``fraction_of_label`` and ``markers``, the
-    ``n_markers`` RNA genes detected in more of these cells than of the agreeing cells of their label.
+    carrying its label, and the neighbourhood's majority label. Candidates: the majority label differs from
+    the cell's own and holds at least ``min_share`` of the neighbours. A candidate is suspect when its
+    (given, neighbourhood) group has at least ``min_group_cells`` cells and ``min_enrichment`` times the count
+    the opposite group explains (:func:`confusion_groups`: two types the embedding mixes leave disagreements
+    both ways, a relabelled subset one way); ``min_enrichment=0`` keeps every candidate (the cell-level rule).
+    Cells without a label or labelled one of ``exclude`` are neither scored nor counted as votes. Writes
+    ``obs["omics_cl_label_agreement"]``, ``obs["omics_cl_neighbourhood_label"]``, ``obs["omics_cl_label_suspect"]``.
+    Returns one row per (given, neighbourhood) label group of suspect cells, the group its mixing explains
+    least first: ``n_cells``, ``expected``, ``estimated_precision`` (label-free), ``mean_agreement``,
+    ``fraction_of_label`` and ``markers``, the ``n_markers`` RNA genes detected in more of these cells than of
+    the agreeing cells of their label.
     """
     raw = get.obs_column(data, label_key)
     usable = raw.notna().to_numpy() & ~raw.astype(str).isin([str(e) for e in exclude]).to_numpy()
@@ -100,27 +106,38 @@ def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbo
         values, counts = np.unique(labels[nb], return_counts=True)
         agreement[i] = float(np.mean(labels[nb] == labels[i]))
         majority[i], share[i] = values[counts.argmax()], counts.max() / len(nb)
-    suspect = usable & (majority != labels) & (majority != None) & (share >= min_share)  # noqa: E711
+    given = np.where(usable, labels, None)
+    neighbourhood = majority.astype(str)
+    suspect, _ = annotation_flags(given, neighbourhood, share, np.unique(labels[usable]), None, min_share,
+                                  min_enrichment, min_group_cells, min_agreement=0.0)
+    candidates, _ = annotation_flags(given, neighbourhood, share, np.unique(labels[usable]), None, min_share,
+                                     0.0, 0, min_agreement=0.0)
+    table = confusion_groups(labels, neighbourhood, candidates)
+    flagged_pairs = set(zip(labels[suspect], neighbourhood[suspect]))
+    table = table[[pair in flagged_pairs for pair in zip(table["atlas_label"], table["transferred_label"])]]
+    table = table.rename(columns={"atlas_label": "given_label", "transferred_label": "neighbourhood_label"})
     rna = get.rna_modality(data)
     x = rna.layers[layer] if layer else rna.X
     counts_view = ad.AnnData(x, obs=pd.DataFrame(index=rna.obs_names), var=pd.DataFrame(index=rna.var_names))
-    rows = []
-    for (given, neighbourhood), cells in pd.DataFrame({"g": labels[suspect], "n": majority[suspect]},
-                                                      index=np.flatnonzero(suspect)).groupby(["g", "n"]).groups.items():
-        cells = np.asarray(cells)
-        agreeing = np.flatnonzero(usable & ~suspect & (labels == given))
-        rows.append({"given_label": given, "neighbourhood_label": neighbourhood, "n_cells": len(cells),
-                     "mean_agreement": float(agreement[cells].mean()),
-                     "fraction_of_label": len(cells) / int((usable & (labels == given)).sum()),
-                     "markers": ", ".join(marker_genes(counts_view, cells, agreeing, n_markers))})
-    table = pd.DataFrame(rows, columns=["given_label", "neighbourhood_label", "n_cells", "mean_agreement",
-                                        "fraction_of_label", "markers"])
-    table = table.sort_values("n_cells", ascending=False, ignore_index=True)
+    extra = []
+    for label, suggested in zip(table["given_label"], table["neighbourhood_label"]):
+        cells = np.flatnonzero(suspect & (labels == label) & (neighbourhood == suggested))
+        agreeing = np.flatnonzero(usable & ~candidates & (labels == label))
+        extra.append({"mean_agreement": float(agreement[cells].mean()),
+                      "fraction_of_label": len(cells) / int((usable & (labels == label)).sum()),
+                      "markers": ", ".join(marker_genes(counts_view, cells, agreeing, n_markers))})
+    table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra, columns=["mean_agreement",
+                       "fraction_of_label", "markers"])], axis=1)
+    table = table.iloc[np.argsort(-(table["n_cells"] - table["expected"]).to_numpy(), kind="stable")]
+    table = table.reset_index(drop=True)
+    excess = np.maximum(table["n_cells"] - table["expected"], 0).sum()
     data.obs["omics_cl_label_agreement"] = agreement
     data.obs["omics_cl_neighbourhood_label"] = pd.Categorical(majority)
     data.obs["omics_cl_label_suspect"] = suspect
-    store_record(data, "label_consistency", {"label_key": label_key, "use_rep": use_rep, "n_neighbors": n_neighbors,
-                                        "min_share": min_share, "n_suspect": int(suspect.sum())})
+    store_record(data, "label_consistency", {
+        "label_key": label_key, "use_rep": use_rep, "n_neighbors": n_neighbors, "min_share": min_share,
+        "min_enrichment": min_enrichment, "min_group_cells": min_group_cells, "n_suspect": int(suspect.sum()),
+        "estimated_precision": float(excess / suspect.sum()) if suspect.any() else None})
     return table
 
 
