@@ -8,6 +8,7 @@ from omics_cl.data.registry import (
     CACHE_DIR_VAR,
     DATA_DIR_VAR,
     MANIFEST_DIR_VAR,
+    OFFLINE_VAR,
     annotation_path,
     cache_dir,
     data_dir,
@@ -15,11 +16,12 @@ from omics_cl.data.registry import (
     get_manifest,
     load,
     manifests,
+    offline,
     path,
 )
 
-__all__ = ["CACHE_DIR_VAR", "DATA_DIR_VAR", "MANIFEST_DIR_VAR", "annotation_path", "cache_dir", "data_dir",
-           "file_status", "get_manifest", "load", "manifests", "path", "pbmc68k_reduced_counts"]
+__all__ = ["CACHE_DIR_VAR", "DATA_DIR_VAR", "MANIFEST_DIR_VAR", "OFFLINE_VAR", "annotation_path", "cache_dir",
+           "data_dir", "file_status", "get_manifest", "load", "manifests", "offline", "path", "pbmc68k_reduced_counts"]
 
 
 def pbmc68k_reduced_counts():

@@ -3,8 +3,17 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from omics_cl import datasets
+
 # small network settings so unit tests train in seconds
-FAST = dict(hidden=(64,), latent=16, epochs=3, batch_size=64)
+FAST = {"hidden": (64,), "latent": 16, "epochs": 3, "batch_size": 64}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """No test reaches the outside network: registry downloads are off (test_download turns them back on
+    for its 127.0.0.1 server)."""
+    monkeypatch.setenv(datasets.OFFLINE_VAR, "1")
 
 
 @pytest.fixture

@@ -59,6 +59,7 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv(datasets.DATA_DIR_VAR, str(data))
     monkeypatch.setenv(datasets.CACHE_DIR_VAR, str(cache))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.delenv(datasets.OFFLINE_VAR)  # set by conftest; this server is local
 
     def write(sha256=sha, url=f"{server.url}/{REL}"):
         (mdir / "tiny.json").write_text(json.dumps({
@@ -142,6 +143,32 @@ def test_http_404_is_reported(env):
     with pytest.raises(FileNotFoundError, match=r"nowhere\.h5ad failed \(HTTP 404\)"):
         datasets.load("tiny")
     assert _cached_files(env["cache"]) == []
+
+
+def test_offline_switch_refuses_to_download_and_names_url_and_variables(env, monkeypatch):
+    env["write"]()
+    monkeypatch.setenv(datasets.OFFLINE_VAR, "1")
+    with pytest.raises(FileNotFoundError) as err:
+        datasets.load("tiny")
+    for part in (f"{env['server'].url}/{REL}", "'tiny'", "$OMICS_CL_OFFLINE=1", "$OMICS_CL_DATA_DIR"):
+        assert part in str(err.value), (part, str(err.value))
+    assert env["server"].requests == [] and _cached_files(env["cache"]) == []
+    for value in ("0", "", "false"):  # these leave downloads on
+        monkeypatch.setenv(datasets.OFFLINE_VAR, value)
+        assert not datasets.offline()
+    assert datasets.load("tiny").shape == (4, 3) and len(env["server"].requests) == 1
+
+
+def test_offline_switch_keeps_local_and_cached_files(env, monkeypatch):
+    env["write"]()
+    datasets.load("tiny")  # into the cache
+    monkeypatch.setenv(datasets.OFFLINE_VAR, "1")
+    assert datasets.path("tiny", "rna") == env["cache"] / REL
+    assert len(env["server"].requests) == 1
+
+
+def test_tests_run_offline():
+    assert datasets.offline()  # conftest's autouse fixture
 
 
 def test_local_data_dir_copy_wins_over_download(env):

@@ -3,7 +3,8 @@
 The data directory is ``$OMICS_CL_DATA_DIR``, defaulting to ``../shared/data`` beside the
 repository. A file missing there is downloaded from its manifest ``url`` (when it has one) with pooch
 into ``$OMICS_CL_CACHE_DIR`` (default ``pooch.os_cache("omics_cl")``). Files are checked against the
-manifest's sha256 before loading.
+manifest's sha256 before loading. ``$OMICS_CL_OFFLINE=1`` turns downloads off (a missing file is then an
+error naming the URL); the tests set it.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import pooch
 DATA_DIR_VAR = "OMICS_CL_DATA_DIR"
 CACHE_DIR_VAR = "OMICS_CL_CACHE_DIR"
 MANIFEST_DIR_VAR = "OMICS_CL_MANIFEST_DIR"
+OFFLINE_VAR = "OMICS_CL_OFFLINE"
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _REPO_DIR = _PACKAGE_DIR.parent
 _verified: dict[tuple[str, int, int], str] = {}
@@ -74,6 +76,11 @@ def cache_dir() -> Path:
     """Where downloaded files go: ``$OMICS_CL_CACHE_DIR``, else ``pooch.os_cache("omics_cl")``."""
     env = os.environ.get(CACHE_DIR_VAR)
     return Path(env).expanduser() if env else Path(pooch.os_cache("omics_cl"))
+
+
+def offline() -> bool:
+    """Whether downloads are off: ``$OMICS_CL_OFFLINE`` set to anything but empty, ``0``, ``false`` or ``no``."""
+    return os.environ.get(OFFLINE_VAR, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def annotation_path(name: str) -> Path:
@@ -177,6 +184,11 @@ def path(name: str, role: str) -> Path:
             f"dataset {name!r}: file {p} is missing. Set ${DATA_DIR_VAR} to the directory holding "
             f"{entry.path} (now {data_dir()}); no direct download is registered for this file (it was derived "
             f"from the original data: {m.origin_url})")
+    if offline():
+        raise FileNotFoundError(
+            f"dataset {name!r}: file {p} is missing and downloads are off (${OFFLINE_VAR}={os.environ[OFFLINE_VAR]}). "
+            f"Set ${DATA_DIR_VAR} to the directory holding {entry.path} (now {data_dir()}), or unset "
+            f"${OFFLINE_VAR} to fetch {entry.url} into {cache_dir()} (${CACHE_DIR_VAR})")
     return _download(m, entry)
 
 
