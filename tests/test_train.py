@@ -101,3 +101,15 @@ def test_checkpoint_with_other_shapes_is_refused(counts_adata, tmp_path):
     embed_cae(prepared, seed=1, progress=False, **dict(FAST, epochs=1, checkpoint_path=ckpt))
     with pytest.raises(ValueError, match="shapes"):
         embed_cae(prepared, seed=1, progress=False, **dict(FAST, latent=8, epochs=2, checkpoint_path=ckpt))
+
+
+def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
+    import os
+
+    from omics_cl.core.files import atomic_write, current_umask
+
+    target = tmp_path / "out.txt"
+    atomic_write(target, lambda tmp: open(tmp, "w").write("x"))
+    assert target.read_text() == "x"
+    assert (target.stat().st_mode & 0o777) == (0o666 & ~current_umask())
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".out.txt.")]
