@@ -240,7 +240,8 @@ def embed(model: SCI2CL, source: PairedSource, config: SCI2CLConfig, train: Trai
                                           standardize=config.pca_standardize)
     views = [out[name] for name in config.fusion_views]
     out["joint"], weights = fusion.wnn_fuse(views, config.fusion_neighbors, ctx.seed)
-    notes = {"view_weights_median": dict(zip(config.fusion_views, np.median(weights, 0).round(3).tolist(), strict=True))}
+    notes = {"view_weights_median": {view: round(float(w), 3) for view, w in
+                                     zip(config.fusion_views, np.median(weights, 0), strict=True)}}
     return {**out, "view_weights": weights}, notes
 
 
