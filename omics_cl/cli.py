@@ -188,7 +188,8 @@ def cmd_integrate(args) -> int:
     labels = get.obs_column(mdata, args.label_key) if args.label_key else None  # fails before any training
     record = tl.integrate(mdata, method=name, n_clusters=args.n_clusters, resolution=args.resolution, seed=args.seed,
                           rna_layer=args.rna_layer, atac_layer=args.atac_layer, n_top_genes=args.n_top_genes,
-                          n_top_peaks=args.n_top_peaks, progress=not args.no_progress, **params)
+                          n_top_peaks=args.n_top_peaks, progress=not args.no_progress, save_model=args.save_model,
+                          **params)
     print(f"{name}: {mdata.n_obs} paired cells, {record['n_genes']} genes + {record['n_peaks']} peaks; "
           f"{record['n_clusters']} clusters (resolution {record['resolution']:.4g}); embedding obsm['X_{name}'], "
           f"clusters obs['{name}_cluster']")
@@ -334,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--exclude-label", action="append", default=[], metavar="VALUE",
                    help="label value left out of scoring, e.g. Mis (repeatable)")
     i.add_argument("--report", default=None, metavar="DIR", help="write UMAPs coloured by cluster and label here")
+    i.add_argument("--save-model", default=None, metavar="DIR",
+                   help="save the trained model in this new directory, for omics-cl map")
     i.add_argument("--rna-layer", default=None)
     i.add_argument("--atac-layer", default=None)
     i.add_argument("--n-top-genes", type=int, default=2000)

@@ -1,8 +1,13 @@
-"""``omics-cl map``: label a new ATAC query with a model saved by ``omics-cl transfer --save-model``."""
+"""``omics-cl map``: apply a saved model to new cells without training: label a new ATAC query with a model
+saved by ``omics-cl transfer --save-model``, or embed and cluster new paired cells with one saved by
+``omics-cl integrate --save-model`` (the job is read from the model's ``model.json``)."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+
+TRANSFER_ONLY = ("--annotation", "--gene-activity", "--novelty-threshold")
+INTEGRATE_ONLY = ("--rna", "--mudata", "--multiome", "--rna-layer", "--n-clusters", "--resolution", "--pca")
 
 
 def novelty_threshold(value: str) -> str | float:
@@ -15,22 +20,44 @@ def novelty_threshold(value: str) -> str | float:
         raise argparse.ArgumentTypeError(f"expected query, model or a number, got {value!r}") from None
 
 
+def refuse(args, flags: tuple[str, ...], job: str) -> None:
+    """``ValueError`` naming the given ``flags`` that do not apply to a ``job`` model."""
+    given = [flag for flag in flags if getattr(args, flag[2:].replace("-", "_")) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} do not apply to the {job} model in {args.model}")
+
+
 def cmd_map(args) -> int:
+    from omics_cl.core.saved_model import read_model
+
+    job = read_model(args.model).meta.get("job")  # a missing or corrupt model fails before the data are read
+    if job == "integrate":
+        refuse(args, TRANSFER_ONLY, job)
+        return map_integration(args)
+    if job != "transfer":
+        raise ValueError(f"{args.model} holds a {job!r} model; omics-cl map applies transfer and integrate models")
+    refuse(args, INTEGRATE_ONLY, job)
+    return map_transfer(args)
+
+
+def map_transfer(args) -> int:
     from omics_cl import pp, tl
     from omics_cl.cli import check_paths, read_input, write_h5ad_atomic
 
     out = Path(args.out)
+    if args.atac is None:
+        raise ValueError("a transfer model maps an ATAC query: give --atac")
     check_paths([Path(p) for p in (args.atac, args.gene_activity) if p], out)
     if (args.annotation is None) == (args.gene_activity is None):
         raise ValueError("give exactly one of --annotation and --gene-activity")
-    tl.load_transfer_model(args.model)  # a missing or corrupt model fails before the data are read
+    tl.load_transfer_model(args.model)
     atac = read_input(args.atac)
     if args.gene_activity:
         activity = read_input(args.gene_activity)
     else:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.map_query(atac, args.model, gene_activity=activity, atac_layer=args.atac_layer,
-                          novelty_threshold=args.novelty_threshold)
+                          novelty_threshold=args.novelty_threshold or "query")
     missing = f"; {record['n_missing_genes']} model genes missing (zero-filled)" if record["n_missing_genes"] else ""
     print(f"{record['method']}: {atac.n_obs} ATAC cells labelled with the model in {args.model} "
           f"({len(record['classes'])} reference types{missing}); {int(atac.obs['omics_cl_is_novel'].sum())} flagged "
@@ -40,23 +67,73 @@ def cmd_map(args) -> int:
     return 0
 
 
+def map_integration(args) -> int:
+    import mudata as md
+
+    from omics_cl import io, tl
+    from omics_cl.cli import check_paths, read_input, write_h5ad_atomic
+
+    out = Path(args.out)
+    given = [args.mudata is not None, args.multiome is not None, args.rna is not None or args.atac is not None]
+    if sum(given) != 1 or (args.rna is None) != (args.atac is None):
+        raise ValueError("an integration model maps paired cells: give one of --mudata, --multiome, or both --rna "
+                         "and --atac")
+    check_paths([Path(p) for p in (args.mudata, args.multiome, args.rna, args.atac) if p], out)
+    tl.load_integration_model(args.model)
+    if args.mudata:
+        mdata = read_input(args.mudata, "h5mu")
+    elif args.multiome:
+        mdata = io.read_10x_multiome(args.multiome)
+    else:
+        mdata = md.MuData({"rna": read_input(args.rna), "atac": read_input(args.atac)})
+    record = tl.map_paired(mdata, args.model, n_clusters=args.n_clusters,
+                           resolution=1.0 if args.resolution is None else args.resolution, rna_layer=args.rna_layer,
+                           atac_layer=args.atac_layer, pca=args.pca or "project")
+    name = record["method"]
+    missing = "".join(f"; {record[f'n_missing_{what}']} model {what} missing (zero-filled)"
+                      for what in ("genes", "peaks") if record[f"n_missing_{what}"])
+    print(f"{name}: {mdata.n_obs} paired cells embedded with the model in {args.model} ({record['n_genes']} genes + "
+          f"{record['n_peaks']} peaks{missing}); {record['n_clusters']} clusters (resolution "
+          f"{record['resolution']:.4g}); embedding obsm['X_{name}'], clusters obs['{name}_cluster']")
+    write_h5ad_atomic(mdata, out)
+    print(f"wrote {out}")
+    return 0
+
+
 def add_map_parser(sub) -> None:
     """The ``map`` subcommand."""
-    m = sub.add_parser("map", help="label a new ATAC query with a saved transfer model (no training)",
-                       description="Label every ATAC cell of a new query with a model saved by omics-cl transfer "
-                                   "--save-model: the saved encoder and reference vote; the query's LSI, peak-space "
+    m = sub.add_parser("map", help="apply a saved transfer or integration model to new cells (no training)",
+                       description="Transfer model (omics-cl transfer --save-model): label every ATAC cell of a new "
+                                   "query with the saved encoder and reference vote; the query's LSI, peak-space "
                                    "classifier, clusters and novelty threshold are fitted to the new query as the "
-                                   "original run did to its query. Inputs are never modified; the output is "
-                                   "written atomically.")
-    m.add_argument("--model", required=True, metavar="DIR", help="directory written by omics-cl transfer --save-model")
-    m.add_argument("--atac", required=True, metavar="QUERY.h5ad", help="query AnnData, peak counts")
-    m.add_argument("--annotation", default=None, metavar="GENES",
-                   help="gene annotation (GTF, GFF3, BED or TSV, optionally gzipped) for the gene activity")
-    m.add_argument("--gene-activity", default=None, metavar="GA.h5ad",
-                   help="precomputed cells x genes gene activity of the query, instead of --annotation")
-    m.add_argument("--out", required=True, metavar="OUT.h5ad", help="labelled query (must differ from inputs)")
+                                   "original run did to its query. Integration model (omics-cl integrate "
+                                   "--save-model): embed new paired cells with the saved encoders and "
+                                   "cross-attention context, put their RNA on the saved PCA axes, fuse and cluster "
+                                   "them as integrate does. Genes and peaks are matched by name. Inputs are never "
+                                   "modified; the output is written atomically.")
+    m.add_argument("--model", required=True, metavar="DIR",
+                   help="directory written by omics-cl transfer or integrate --save-model")
+    m.add_argument("--atac", default=None, metavar="A.h5ad",
+                   help="peak counts: the ATAC query (transfer), or the ATAC of the paired cells (integrate)")
+    m.add_argument("--out", required=True, metavar="OUT",
+                   help="labelled query .h5ad (transfer) or .h5mu (integrate); must differ from the inputs")
     m.add_argument("--atac-layer", default=None)
-    m.add_argument("--novelty-threshold", type=novelty_threshold, default="query",
+    t = m.add_argument_group("transfer models")
+    t.add_argument("--annotation", default=None, metavar="GENES",
+                   help="gene annotation (GTF, GFF3, BED or TSV, optionally gzipped) for the gene activity")
+    t.add_argument("--gene-activity", default=None, metavar="GA.h5ad",
+                   help="precomputed cells x genes gene activity of the query, instead of --annotation")
+    t.add_argument("--novelty-threshold", type=novelty_threshold, default=None,
                    help="query: Otsu on this query's novelty (default, as transfer); model: the training run's "
                         "threshold; or a number")
+    i = m.add_argument_group("integration models")
+    i.add_argument("--mudata", default=None, metavar="M.h5mu", help="MuData with modalities rna and atac")
+    i.add_argument("--multiome", default=None, metavar="ARC.h5",
+                   help="Cell Ranger ARC filtered_feature_bc_matrix.h5, instead of --mudata")
+    i.add_argument("--rna", default=None, metavar="R.h5ad", help="RNA counts of the cells in --atac")
+    i.add_argument("--rna-layer", default=None)
+    i.add_argument("--n-clusters", type=int, default=None, help="find the resolution giving this many clusters")
+    i.add_argument("--resolution", type=float, default=None, help="Leiden resolution (default 1)")
+    i.add_argument("--pca", choices=("project", "refit"), default=None,
+                   help="RNA PCA view: project the cells onto the saved loadings (default) or refit it to them")
     m.set_defaults(func=cmd_map)

@@ -4,7 +4,8 @@ RNA keeps ``n_top_genes`` seurat_v3 HVGs, ATAC the ``n_top_peaks`` peaks accessi
 cells. Each modality's network input is ``log1p(counts / library * 1e4)`` over the kept features;
 the ZINB target is the raw counts of those features with size factor ``library / median library``
 (library = the cell's total over all features of the modality). Count matrices stay sparse; a
-batch is densified when it is drawn.
+batch is densified when it is drawn. New cells for a saved model keep the model's features, matched by name
+(:meth:`Modality.aligned`).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from omics_cl.data.preprocess import LogNormalizer, fit_lognormalizer, row_chunks
@@ -68,24 +70,66 @@ def _subset_counts(x, features: np.ndarray) -> sp.csr_matrix:
 
 @dataclass
 class Modality:
-    """Kept raw counts (cells x kept features, sparse), their input transform and size factors."""
+    """Kept raw counts (cells x kept features, sparse), their input transform and size factors; ``columns``:
+    the kept features' column indices in the input."""
 
     counts: sp.csr_matrix
     normalizer: LogNormalizer
     size_factor: np.ndarray
     selected_by: str | None = None  # the HVG flavour used (``select_hvg``), or "accessible"
+    columns: np.ndarray | None = None
 
     @classmethod
     def fit(cls, x, n_top: int | None, selection: str) -> Modality:
         normalizer = fit_lognormalizer(x, n_top if selection == "hvg" else None)  # validates counts
         if selection == "accessible":
             normalizer.genes = top_accessible(x, n_top)
-        counts = _subset_counts(x, normalizer.genes)
-        size_factor = (normalizer.library_size / np.median(normalizer.library_size)).astype(np.float32)
-        selected_by = "accessible" if selection == "accessible" else normalizer.hvg_flavor
-        return cls(counts, LogNormalizer(np.arange(counts.shape[1]), normalizer.library_size), size_factor,
-                   selected_by)
+        return cls.kept(x, normalizer.genes, normalizer.library_size,
+                        "accessible" if selection == "accessible" else normalizer.hvg_flavor)
+
+    @classmethod
+    def kept(cls, x, columns: np.ndarray, library_size: np.ndarray, selected_by: str | None) -> Modality:
+        """The modality of ``x`` keeping ``columns`` (-1: a feature ``x`` lacks, all zero)."""
+        present = np.flatnonzero(columns >= 0)
+        counts = _subset_counts(x, columns[present])
+        if len(present) < len(columns):
+            counts = sp.csr_matrix((counts.data, present[counts.indices], counts.indptr),
+                                   shape=(counts.shape[0], len(columns)))
+        size_factor = (library_size / np.median(library_size)).astype(np.float32)
+        return cls(counts, LogNormalizer(np.arange(len(columns)), library_size), size_factor, selected_by, columns)
+
+    @classmethod
+    def aligned(cls, x, var_names, features, what: str = "features") -> tuple[Modality, list[str]]:
+        """New cells ``x`` (raw counts, columns named ``var_names``) in a saved model's ``features``, matched by
+        name: features ``x`` lacks are zero. The library size is the cell's total over all of ``x``'s columns, as
+        in :meth:`fit`. Returns ``(modality, missing feature names)``; ``ValueError`` when no feature is shared
+        or a model feature's name repeats in ``var_names``."""
+        features = np.asarray(features, dtype=str)
+        names = pd.Index(np.asarray(var_names, dtype=str))
+        repeated = sorted(set(names[names.duplicated()]) & set(features))
+        if repeated:
+            raise ValueError(f"{len(repeated)} of the model's {what} have repeated names in the data (e.g. "
+                             f"{repeated[:3]}); make the names unique as they were for training")
+        columns = names.get_indexer(features) if names.is_unique else np.array(
+            [names.get_loc(f) if f in names else -1 for f in features])
+        if (columns < 0).all():
+            raise ValueError(f"no shared {what}: the model's {len(features)} (e.g. {list(features[:3])}) and the "
+                             f"data's {len(names)} (e.g. {list(names[:3])}) are matched by exact name")
+        normalizer = fit_lognormalizer(x, None)  # validates counts, library sizes
+        return cls.kept(x, columns, normalizer.library_size, None), features[columns < 0].tolist()
 
     @property
     def n_features(self) -> int:
         return self.counts.shape[1]
+
+
+@dataclass(frozen=True)
+class PairedQuery:
+    """New paired cells for a trained integration method's ``map_query``: both modalities in the model's
+    features, the arrays saved with the model (``query_state``) and whether to refit the RNA PCA on these
+    cells instead of projecting them onto the saved loadings."""
+
+    rna: Modality
+    atac: Modality
+    state: dict
+    refit_pca: bool = False

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import anndata as ad
 import numpy as np
@@ -109,9 +109,45 @@ def column_sums(block) -> tuple[np.ndarray, np.ndarray]:
     return block.sum(0), (block**2).sum(0)
 
 
-def principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standardize: bool = False,
-                         max_value: float = 10.0) -> np.ndarray:
-    """The first ``n_comps`` principal components of a sparse non-negative matrix (implicitly centred, ARPACK).
+def _standardized(x: sp.csr_matrix, clip: np.ndarray, scale: np.ndarray) -> sp.csr_matrix:
+    """Stored values clipped at ``clip`` per column (in place), then columns times ``scale``."""
+    x.data = np.minimum(x.data, clip[x.indices]).astype(np.float32)
+    return x @ sp.diags(scale)
+
+
+@dataclass(frozen=True)
+class PCAProjection:
+    """A PCA fitted by :func:`fit_principal_components`: ``components`` (n_comps x columns), ``center`` (the
+    column means it centred on) and, when standardised, ``clip`` (mean + max_value sd per column) and ``scale``
+    (1 / sd, 0 for constant columns)."""
+
+    components: np.ndarray
+    center: np.ndarray
+    clip: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    def transform(self, x) -> np.ndarray:
+        """New rows of the fitted columns on the fitted axes: standardised with the fitted statistics, centred
+        and projected onto the loadings (float32)."""
+        x = sp.csr_matrix(x, dtype=np.float32, copy=True)
+        if self.scale is not None:
+            x = _standardized(x, self.clip, self.scale)
+        return (np.asarray(x @ self.components.T) - self.center @ self.components.T).astype(np.float32)
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        """The fitted arrays named ``prefix + field`` (those that are set)."""
+        return {prefix + f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict, prefix: str) -> PCAProjection:
+        """The inverse of :meth:`arrays`."""
+        return cls(**{f.name: arrays.get(prefix + f.name) for f in fields(cls)})
+
+
+def fit_principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standardize: bool = False,
+                             max_value: float = 10.0) -> tuple[np.ndarray, PCAProjection]:
+    """The first ``n_comps`` principal components of a sparse non-negative matrix (implicitly centred, ARPACK)
+    and the fitted :class:`PCAProjection` that puts new rows on the same axes.
 
     With ``standardize``, of its columns scaled to unit variance and clipped at ``max_value`` standard deviations
     above the mean, as ``sc.pp.scale(max_value=...)`` before PCA, but kept sparse (the clip is applied to the
@@ -120,14 +156,23 @@ def principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standardize:
     import scanpy as sc
 
     x = sp.csr_matrix(x, dtype=np.float32, copy=True)
+    clip = scale = None
     if standardize:
         sums, squares = column_sums(x)
         mean = sums / x.shape[0]
         sd = np.sqrt(np.maximum(squares / x.shape[0] - mean**2, 0.0))
-        x.data = np.minimum(x.data, (mean + max_value * sd)[x.indices]).astype(np.float32)
-        x = x @ sp.diags(np.where(sd > 0, 1 / np.maximum(sd, 1e-30), 0.0).astype(np.float32))
+        clip, scale = mean + max_value * sd, np.where(sd > 0, 1 / np.maximum(sd, 1e-30), 0.0).astype(np.float32)
+        x = _standardized(x, clip, scale)
     n_comps = min(n_comps, min(x.shape) - 1)
-    return np.asarray(sc.pp.pca(x, n_comps=n_comps, random_state=seed, svd_solver="arpack"), dtype=np.float32)
+    pcs, components, _, _ = sc.pp.pca(x, n_comps=n_comps, random_state=seed, svd_solver="arpack", return_info=True)
+    center = column_sums(x)[0] / x.shape[0]
+    return np.asarray(pcs, dtype=np.float32), PCAProjection(np.asarray(components, np.float32), center, clip, scale)
+
+
+def principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standardize: bool = False,
+                         max_value: float = 10.0) -> np.ndarray:
+    """The principal components of :func:`fit_principal_components`, without the fit."""
+    return fit_principal_components(x, n_comps, seed, standardize, max_value)[0]
 
 
 def fit_lognormalizer(x, n_top_genes: int | None = 2000, target_sum: float = 1e4) -> LogNormalizer:

@@ -40,9 +40,11 @@ class Method:
     ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``, ``atac_embedding``, ``probabilities`` and
     optionally ``novelty`` (default: 1 - the maximum probability) and ``query_clusters``. ``variants``: named parameter sets (e.g.
     ``"seed"``: the published recipe), chosen with ``variant=`` wherever parameters are given.
-    ``map_query(model, query, config, ctx)`` -> ``(arrays, notes)`` (transfer; optional): the query arrays of
-    ``embed`` for a new query (``omics_cl.data.transfer.QueryInputs``) from a trained model, without training;
-    only methods with it can be saved for query mapping.
+    ``map_query(model, query, config, ctx)`` -> ``(arrays, notes)`` (optional): the query arrays of ``embed``
+    for new cells from a trained model, without training (transfer: ``omics_cl.data.transfer.QueryInputs``;
+    integrate: ``omics_cl.data.paired.PairedQuery``); only methods with it can be saved for query mapping.
+    ``query_state(model, source, config, ctx, arrays)`` -> named arrays (integrate; with ``map_query``): what
+    ``map_query`` needs besides the parameters, saved with the model.
     """
 
     name: str
@@ -57,6 +59,7 @@ class Method:
     summary: str = ""
     variants: dict = field(default_factory=dict)
     map_query: Callable | None = None
+    query_state: Callable | None = None
 
     def __post_init__(self):
         if self.job not in JOBS:

@@ -24,7 +24,7 @@ weights from each view's own neighbourhood prediction) of the views named in ``f
 first ``pca_comps`` principal components of the RNA input, genes standardised first with ``pca_standardize``), ``rna`` (Z_r), ``atac`` (Z_a), ``xattn`` (the
 seed's joint embedding). A cell whose learnt view predicts its neighbourhood worse than PCA does leans on PCA,
 so the joint embedding does not fall below its best view where one view is noise. Measured choice in
-benchmarks/README.md.
+benchmarks/README.md. A trained model maps new cells with :func:`map_query` (saved state: :func:`query_state`).
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ from flax import nnx
 from omics_cl.core import augment, fusion, losses
 from omics_cl.core.layers import MLP, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
-from omics_cl.data.preprocess import principal_components
+from omics_cl.data import preprocess
+from omics_cl.data.paired import PairedQuery
 from omics_cl.data.sources import KEYS, ArraySource, PairedSource
 from omics_cl.models.common import context_cells
 from omics_cl.models.method import Method
@@ -222,22 +223,39 @@ def stages(config: SCI2CLConfig, train: TrainConfig, source: PairedSource, ctx) 
     return [joint]
 
 
-def embed(model: SCI2CL, source: PairedSource, config: SCI2CLConfig, train: TrainConfig, ctx):
-    """Per-modality embeddings, the cross-attention fusion with every cell attending to one fixed context,
-    then the joint embedding (``config.fusion``)."""
+def uses_pca(config: SCI2CLConfig) -> bool:
+    """Whether the joint embedding reads the RNA PCA view."""
+    return config.fusion == "wnn" and "pca" in config.fusion_views
+
+
+def pca_view(source: PairedSource, config: SCI2CLConfig, ctx,
+             projection: preprocess.PCAProjection | None = None) -> np.ndarray:
+    """The RNA PCA view: the first ``pca_comps`` principal components of the log-normalised kept genes
+    (standardised with ``pca_standardize``), or these rows on a fitted ``projection``'s axes."""
+    x = source.rna.normalizer.sparse(source.rna.counts)
+    if projection is not None:
+        return projection.transform(x)
+    return preprocess.principal_components(x, config.pca_comps, ctx.seed, standardize=config.pca_standardize)
+
+
+def encode(model: SCI2CL, source: PairedSource, config: SCI2CLConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Per-modality embeddings ``(Z_r, Z_a)`` of every cell."""
     modality = predict(lambda m, b: jnp.concatenate([m.rna.encoder(b[KEYS.RNA][KEYS.X]),
                                                      m.atac.encoder(b[KEYS.ATAC][KEYS.X])], 1), model, source)
-    z_rna, z_atac = modality[:, :config.latent], modality[:, config.latent:]
-    ctx_cells = context_cells(source.n_obs, config.context_size, ctx.seed)
+    return modality[:, :config.latent], modality[:, config.latent:]
+
+
+def outputs(model: SCI2CL, z_rna, z_atac, context: tuple, pcs: np.ndarray | None, config: SCI2CLConfig, ctx):
+    """Cross-attention against ``context`` (the context cells' Z_r, Z_a), then the joint embedding; ``pcs``: the
+    RNA PCA view (None when not read)."""
     joint = predict(lambda m, b, ca, cb: jnp.concatenate(m.fuse(b[KEYS.RNA], b[KEYS.ATAC], ca, cb), 1), model,
-                    ArraySource(**{KEYS.RNA: z_rna, KEYS.ATAC: z_atac}), constants=(z_rna[ctx_cells], z_atac[ctx_cells]))
+                    ArraySource(**{KEYS.RNA: z_rna, KEYS.ATAC: z_atac}), constants=context)
     as32 = lambda a: np.asarray(a, dtype=np.float32)
     out = {"rna": as32(z_rna), "atac": as32(z_atac), "xattn": as32(joint)}
     if config.fusion == "xattn":
         return {"joint": out["xattn"], **out}, {}
-    if "pca" in config.fusion_views:
-        out["pca"] = principal_components(source.rna.normalizer.sparse(source.rna.counts), config.pca_comps, ctx.seed,
-                                          standardize=config.pca_standardize)
+    if pcs is not None:
+        out["pca"] = pcs
     views = [out[name] for name in config.fusion_views]
     out["joint"], weights = fusion.wnn_fuse(views, config.fusion_neighbors, ctx.seed)
     notes = {"view_weights_median": {view: round(float(w), 3) for view, w in
@@ -245,9 +263,43 @@ def embed(model: SCI2CL, source: PairedSource, config: SCI2CLConfig, train: Trai
     return {**out, "view_weights": weights}, notes
 
 
+def embed(model: SCI2CL, source: PairedSource, config: SCI2CLConfig, train: TrainConfig, ctx):
+    """Per-modality embeddings, the cross-attention fusion with every cell attending to one fixed context,
+    then the joint embedding (``config.fusion``)."""
+    z_rna, z_atac = encode(model, source, config)
+    cells = context_cells(source.n_obs, config.context_size, ctx.seed)
+    pcs = pca_view(source, config, ctx) if uses_pca(config) else None
+    return outputs(model, z_rna, z_atac, (z_rna[cells], z_atac[cells]), pcs, config, ctx)
+
+
+def query_state(model: SCI2CL, source: PairedSource, config: SCI2CLConfig, ctx, arrays: dict) -> dict:
+    """What :func:`map_query` needs besides the parameters: the context cells' Z_r and Z_a and, when the joint
+    embedding reads the RNA PCA, its fitted projection (``pca_*``; fitted again here, the same PCA as
+    :func:`embed`'s)."""
+    cells = context_cells(source.n_obs, config.context_size, ctx.seed)
+    state = {"context_rna": arrays["rna"][cells], "context_atac": arrays["atac"][cells]}
+    if uses_pca(config):
+        _, projection = preprocess.fit_principal_components(source.rna.normalizer.sparse(source.rna.counts),
+                                                            config.pca_comps, ctx.seed, config.pca_standardize)
+        state.update(projection.arrays("pca_"))
+    return state
+
+
+def map_query(model: SCI2CL, query: PairedQuery, config: SCI2CLConfig, ctx):
+    """:func:`embed`'s arrays for new cells, without training: every cell attends to the training run's context
+    cells; the PCA view projects the new cells onto the training run's loadings (``query.refit_pca``: a PCA of
+    the new cells); the fusion weights come from the new cells' own neighbourhoods."""
+    source = PairedSource(query.rna, query.atac)
+    z_rna, z_atac = encode(model, source, config)
+    projection = None if query.refit_pca else preprocess.PCAProjection.from_arrays(query.state, "pca_")
+    pcs = pca_view(source, config, ctx, projection) if uses_pca(config) else None
+    return outputs(model, z_rna, z_atac, (query.state["context_rna"], query.state["context_atac"]), pcs, config, ctx)
+
+
 METHOD = Method(
     name="sci2cl", job="integrate", config=SCI2CLConfig(), train=TrainConfig(epochs=20, batch_size=256),
     source=lambda modalities, config, ctx: PairedSource(*modalities),
     init=lambda source, config, ctx: SCI2CL(source.rna.n_features, source.atac.n_features, config,
                                            rngs=nnx.Rngs(ctx.seed)),
-    stages=stages, embed=embed, variants={"seed": SEED_RECIPE}, summary="scI2CL: intra- and inter-omics contrastive integration of paired RNA + ATAC")
+    stages=stages, embed=embed, variants={"seed": SEED_RECIPE}, map_query=map_query, query_state=query_state,
+    summary="scI2CL: intra- and inter-omics contrastive integration of paired RNA + ATAC")

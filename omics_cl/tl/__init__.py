@@ -5,7 +5,8 @@
   :func:`confusion_groups`,
   :func:`otsu_threshold`; a saved transfer model (``transfer_labels(..., save_model=DIR)``) labels a new query
   with :func:`map_query` (:func:`load_transfer_model` reads it)
-- paired integration: :func:`integrate`
+- paired integration: :func:`integrate`; a saved integration model (``integrate(..., save_model=DIR)``)
+  embeds new paired cells with :func:`map_paired` (:func:`load_integration_model` reads it)
 - downstream: :func:`subclusters`, :func:`label_consistency`, :func:`trajectory`
 
 Methods come from the registry (``omics_cl.models``); read results back with ``omics_cl.get``.
@@ -14,6 +15,7 @@ from omics_cl.tl._cluster import cluster, cluster_embedding
 from omics_cl.tl._downstream import label_consistency, subclusters, trajectory
 from omics_cl.tl._integrate import integrate
 from omics_cl.tl._map import load_transfer_model, map_query
+from omics_cl.tl._map_paired import load_integration_model, map_paired
 from omics_cl.tl._transfer import (
     annotation_flags,
     check_annotations,
@@ -30,7 +32,9 @@ __all__ = [
     "confusion_groups",
     "integrate",
     "label_consistency",
+    "load_integration_model",
     "load_transfer_model",
+    "map_paired",
     "map_query",
     "otsu_threshold",
     "subclusters",

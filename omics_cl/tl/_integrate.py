@@ -1,9 +1,11 @@
 """Paired RNA + ATAC integration (``integrate``) with any registered integrate-job method."""
 from __future__ import annotations
 
+import os
 import time
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 
 from omics_cl import models
@@ -11,12 +13,14 @@ from omics_cl.data.paired import Modality, paired_modalities
 from omics_cl.data.preprocess import counts_matrix
 from omics_cl.tl._cluster import cluster_embedding
 from omics_cl.tl._common import store_record, versions
+from omics_cl.tl._saved import check_saveable, save_method_model
 
 
 def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, atac: ad.AnnData | None = None,
               n_clusters: int | None = None, resolution: float = 1.0, seed: int = 0, rna_layer: str | None = None,
               atac_layer: str | None = None, n_top_genes: int | None = 2000, n_top_peaks: int | None = 10000,
-              n_neighbors: int = 15, progress: bool = True, **model_params) -> dict:
+              n_neighbors: int = 15, progress: bool = True, save_model: str | os.PathLike | None = None,
+              **model_params) -> dict:
     """Joint embedding of paired RNA + ATAC cells with ``method`` (a registered integrate method; default
     scI2CL, METHODS.md section 4), then Leiden clusters.
 
@@ -25,6 +29,8 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     layers; RNA keeps ``n_top_genes`` seurat_v3 HVGs, ATAC the ``n_top_peaks`` most often accessible
     peaks. Extra keyword arguments go to the method's config / training config (e.g. ``epochs=50``,
     ``mom_weight=0``). Clusters: ``resolution``, or ``n_clusters`` by bisection. No labels are used.
+    ``save_model``: a new directory where the trained model is saved for :func:`map_paired` (checked before
+    any work).
 
     Writes (on the MuData, or on both AnnData): ``obsm["X_<method>"]`` (joint embedding),
     ``obsm["X_<method>_rna"]`` / ``obsm["X_<method>_atac"]`` (the aligned per-modality embeddings) and any
@@ -34,6 +40,10 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     """
     spec = models.get(method, "integrate")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
+    if save_model is not None:
+        if spec.map_query is None or spec.query_state is None:
+            raise ValueError(f"{method} cannot map new cells, so its model cannot be saved")
+        check_saveable(save_model, spec)
     rna_view, atac_view = paired_modalities(data, rna, atac)
     start = time.perf_counter()
     modalities = {}
@@ -43,23 +53,43 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
             modalities[name] = Modality.fit(counts_matrix(view, layer), n_top, selection)  # validates the counts
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from None
-    z, info = models.run(spec, (modalities["RNA"], modalities["ATAC"]), models.Context(seed), progress,
-                         **model_params)
+    inputs, ctx = (modalities["RNA"], modalities["ATAC"]), models.Context(seed)
+    trained = models.train_method(spec, inputs, ctx, progress, **model_params)
     train_seconds = time.perf_counter() - start
     record = {"method": method, "job": "integrate", "seed": seed, "n_genes": modalities["RNA"].n_features,
               "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors,
               "train_seconds": train_seconds,
-              "params": info, "versions": versions()}
-    carrier = ad.AnnData(obs=pd.DataFrame(index=rna_view.obs_names),
+              "params": trained.record, "versions": versions()}
+    carrier = clustered(rna_view.obs_names, method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors)
+    if save_model is not None:
+        state = spec.query_state(trained.model, spec.source(inputs, trained.config, ctx), trained.config, ctx,
+                                 trained.arrays)
+        features = {key: np.asarray(view.var_names[m.columns], dtype=str)
+                    for key, view, m in (("genes", rna_view, inputs[0]), ("peaks", atac_view, inputs[1]))}
+        save_method_model(save_model, trained, {**features, **state}, seed=seed, record=record)
+    write_results(data, rna, atac, carrier, method, record)
+    return record
+
+
+def clustered(cells: pd.Index, method: str, arrays: dict, record: dict, n_clusters: int | None,
+              resolution: float, seed: int, n_neighbors: int) -> ad.AnnData:
+    """An AnnData of ``cells`` holding the method's per-cell ``arrays`` as ``obsm["X_<method>[_<part>]"]`` and
+    Leiden clusters of the joint embedding (``obs["<method>_cluster"]``); the clustering enters ``record``."""
+    carrier = ad.AnnData(obs=pd.DataFrame(index=cells),
                          obsm={f"X_{method}" if part == "joint" else f"X_{method}_{part}": array
-                               for part, array in z.items()})
+                               for part, array in arrays.items()})
     record.update(cluster_embedding(carrier, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
                                     n_neighbors))
-    targets = [data] if data is not None else [rna, atac]
-    for target in targets:
-        order = rna_view.obs_names.get_indexer(target.obs_names)
+    return carrier
+
+
+def write_results(data, rna: ad.AnnData | None, atac: ad.AnnData | None, carrier: ad.AnnData, method: str,
+                  record: dict) -> None:
+    """Write the ``carrier``'s obsm / clusters and ``record`` into the MuData ``data``, or into ``rna`` and
+    ``atac``, each in its own cell order."""
+    for target in [data] if data is not None else [rna, atac]:
+        order = carrier.obs_names.get_indexer(target.obs_names)
         for key, value in carrier.obsm.items():
             target.obsm[key] = value[order]
         target.obs[f"{method}_cluster"] = carrier.obs[f"{method}_cluster"].to_numpy()[order]
         store_record(target, method, record)
-    return record
