@@ -276,10 +276,12 @@ def test_cli_integrate_writes_mudata_and_report_and_refuses_bad_input(tmp_path, 
 
 def test_pretraining_runs_first_and_is_recorded():
     rna, atac = _paired(n=64)
-    rec = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, pretrain_epochs=2, **FAST)
+    rec = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, pretrain_epochs=2, mse_weight=1.0, **FAST)
     history = rec["params"]["history"]
     assert len(history["pretrain_loss"]) == 2 and len(history["loss"]) == FAST["epochs"]
     assert set(history) >= {"pretrain_zinb_rna", "pretrain_zinb_atac", "moc", "mom", "mse"}
+    default = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, **FAST)["params"]["history"]
+    assert "mse" not in default and "moc" in default  # the intra-omics views are off by default
 
 
 def test_seed_variant_joint_is_the_cross_attention_output_and_bad_fusion_is_refused():
