@@ -7,15 +7,16 @@ import sys
 from pathlib import Path
 
 from omics_cl import demos, models
+from omics_cl.cli_io import (
+    REPORTED,
+    check_readable,
+    check_writable,
+    error_message,
+    write_output,
+)
 from omics_cl.cli_map import add_map_parser
-from omics_cl.core.files import atomic_write
 
 FRAGMENT_TILE_SIZE = 5000  # bp, the query features of --fragments without --peaks
-
-
-def write_h5ad_atomic(adata, out: Path) -> None:
-    """Write an AnnData (or a MuData, as .h5mu) atomically: temporary file beside ``out``, then rename."""
-    atomic_write(out, adata.write, suffix=".tmp.h5mu" if hasattr(adata, "mod") else ".tmp.h5ad")
 
 
 def method_params(args, job: str) -> dict:
@@ -68,7 +69,7 @@ def cmd_cluster(args) -> int:
         print(demos.markdown_table([{"method": args.method, "protocol": record["protocol"],
                                      "n_clusters": record["n_clusters"], **s, "seconds": record["train_seconds"]}],
                                    demos.CLUSTER_COLUMNS))
-    write_h5ad_atomic(adata, out)
+    write_output(adata, out)
     print(f"wrote {out}")
     return 0
 
@@ -92,8 +93,10 @@ def check_paths(inputs: list[Path], out: Path) -> None:
             raise ValueError(f"input file {src} not found")
         if out.resolve() == src.resolve():
             raise ValueError(f"--out must differ from the input {src}; omics-cl never overwrites its input")
+        check_readable(src)
     if not out.resolve().parent.is_dir():
         raise ValueError(f"output directory {out.resolve().parent} does not exist")
+    check_writable(out.resolve().parent)
 
 
 def cmd_transfer(args) -> int:
@@ -159,7 +162,7 @@ def cmd_transfer(args) -> int:
             table.to_csv(report / "annotation_check.csv", index=False)
         atac.obs[[c for c in atac.obs if c.startswith("omics_cl_")]].to_csv(report / "labels.csv")
         print(f"report in {report}")
-    write_h5ad_atomic(atac, out)
+    write_output(atac, out)
     print(f"wrote {out}")
     return 0
 
@@ -203,7 +206,7 @@ def cmd_integrate(args) -> int:
         colors = [f"{name}_cluster"] + ([args.label_key] if labels is not None else [])
         pl.umap(mdata, f"X_{name}", colors, seed=args.seed, save=str(report / "umap.png"))
         print(f"report in {report}")
-    write_h5ad_atomic(mdata, out)
+    write_output(mdata, out)
     print(f"wrote {out}")
     return 0
 
@@ -356,8 +359,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f"omics-cl {args.command}: error: {err}", file=sys.stderr)
+    except REPORTED as err:
+        print(f"omics-cl {args.command}: error: {error_message(err)}", file=sys.stderr)
         return 2
 
 

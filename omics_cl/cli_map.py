@@ -42,7 +42,8 @@ def cmd_map(args) -> int:
 
 def map_transfer(args) -> int:
     from omics_cl import pp, tl
-    from omics_cl.cli import check_paths, read_input, write_h5ad_atomic
+    from omics_cl.cli import check_paths, read_input
+    from omics_cl.cli_io import write_output
 
     out = Path(args.out)
     if args.atac is None:
@@ -62,7 +63,7 @@ def map_transfer(args) -> int:
     print(f"{record['method']}: {atac.n_obs} ATAC cells labelled with the model in {args.model} "
           f"({len(record['classes'])} reference types{missing}); {int(atac.obs['omics_cl_is_novel'].sum())} flagged "
           f"novel (novelty > {record['novelty_threshold']:.3f}, threshold from {record['novelty_threshold_from']})")
-    write_h5ad_atomic(atac, out)
+    write_output(atac, out)
     print(f"wrote {out}")
     return 0
 
@@ -71,7 +72,8 @@ def map_integration(args) -> int:
     import mudata as md
 
     from omics_cl import io, tl
-    from omics_cl.cli import check_paths, read_input, write_h5ad_atomic
+    from omics_cl.cli import check_paths, read_input
+    from omics_cl.cli_io import write_output
 
     out = Path(args.out)
     given = [args.mudata is not None, args.multiome is not None, args.rna is not None or args.atac is not None]
@@ -95,7 +97,7 @@ def map_integration(args) -> int:
     print(f"{name}: {mdata.n_obs} paired cells embedded with the model in {args.model} ({record['n_genes']} genes + "
           f"{record['n_peaks']} peaks{missing}); {record['n_clusters']} clusters (resolution "
           f"{record['resolution']:.4g}); embedding obsm['X_{name}'], clusters obs['{name}_cluster']")
-    write_h5ad_atomic(mdata, out)
+    write_output(mdata, out)
     print(f"wrote {out}")
     return 0
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from omics_cl.cli_io import check_writable, write_file, write_output
+
 JOBS = ("cluster", "transfer", "integrate")
 DEFAULTS = {"cluster": {"epochs": 100, "n_cells": None}, "transfer": {"epochs": 50, "n_cells": 4000},
             "integrate": {"epochs": 20, "n_cells": 2000}}
@@ -61,20 +63,15 @@ def checked_out_dir(out: str | Path) -> Path:
         raise ValueError(f"output directory {out.resolve().parent} does not exist")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, not a directory")
+    check_writable(out if out.exists() else out.resolve().parent)
     return out
-
-
-def _write(data, path: Path) -> None:
-    from omics_cl.core.files import atomic_write
-
-    atomic_write(path, data.write, suffix=path.suffix)
 
 
 def _finish(rows: list[dict], cols: list[str], out: Path | None, start: float) -> list[dict]:
     table = markdown_table(rows, cols)
     print(table)
     if out is not None:
-        (out / "scores.md").write_text(table + "\n")
+        write_file(out / "scores.md", lambda tmp: Path(tmp).write_text(table + "\n"))
         print(f"outputs and report in {out}/")
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return rows
@@ -112,7 +109,7 @@ def cluster(out: Path | None, epochs: int, seed: int, progress: bool) -> list[di
             pl.umap(adata, f"X_{method}", [f"{method}_cluster", "bulk_labels"], seed=seed,
                     save=str(out / f"umap_{method}.png"))
         pl.training_history(adata, "cae", save=str(out / "training_history_cae.png"))
-        _write(adata, out / "pbmc68k_reduced.h5ad")
+        write_output(adata, out / "pbmc68k_reduced.h5ad")
     return _finish(rows, CLUSTER_COLUMNS, out, start)
 
 
@@ -200,7 +197,7 @@ def transfer(out: Path, n_cells: int, epochs: int, seed: int, progress: bool) ->
     pl.transfer_umap(ref, query, LABEL_KEY, seed=seed, save=str(out / "umap_joint.png"))
     pl.confusion_matrix(truth, obs["omics_cl_label"].astype(str), save=str(out / "confusion_matrix.png"))
     obs[[c for c in obs if c.startswith("omics_cl_")] + [f"{LABEL_KEY}_held_back"]].to_csv(out / "labels.csv")
-    _write(query, out / "query_annotated.h5ad")
+    write_output(query, out / "query_annotated.h5ad")
     return _finish(rows, TRANSFER_COLUMNS, out, start)
 
 
@@ -244,5 +241,5 @@ def integrate(out: Path, n_cells: int, epochs: int, seed: int, progress: bool) -
             save=str(out / "umap.png"))
     pl.training_history(mdata, "sci2cl", save=str(out / "training_history.png"))
     with md.set_options(pull_on_update=False):  # the obs columns above are all it needs
-        _write(mdata, out / "integrated.h5mu")
+        write_output(mdata, out / "integrated.h5mu")
     return _finish(rows, CLUSTER_COLUMNS, out, start)
