@@ -118,7 +118,7 @@ def test_cli_truncated_input_is_one_line_error(counts_adata, tmp_path, capsys, c
     counts_adata.write_h5ad(whole)
     broken.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     args = {"cluster": [str(broken), "--method", "pca"],
-            "transfer": ["--rna", str(whole), "--atac", str(broken), "--label-key", "cell_type",
+            "transfer": ["--rna", str(whole), "--atac", str(broken), "--label-key", "group",
                          "--annotation", str(whole)],
             "integrate": ["--rna", str(whole), "--atac", str(broken)]}[command]
     before = _sha(broken)
