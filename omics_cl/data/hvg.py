@@ -28,6 +28,7 @@ THETA = 100.0
 PEARSON = "pearson_residuals"
 ALL_GENES = "all_genes"
 DENSE_BUDGET = 1 << 22  # values per dense row block in the Pearson pass (32 MiB of float64)
+MIN_LOESS_POINTS = 4
 
 
 class LoessError(ValueError):
@@ -55,6 +56,8 @@ def loess_log_fit(log_mean: np.ndarray, log_var: np.ndarray, span: float) -> np.
     """skmisc loess (degree 2) of log10 variance on log10 mean; fitted values."""
     from skmisc.loess import loess
 
+    if len(log_mean) < MIN_LOESS_POINTS:  # skmisc's loess kills the process (segfault) on 0-3 points
+        raise ValueError(f"{len(log_mean)} genes with nonzero variance; loess needs at least {MIN_LOESS_POINTS}")
     model = loess(log_mean, log_var, span=span, degree=2)
     model.fit()
     fitted = model.outputs.fitted_values
