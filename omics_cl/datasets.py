@@ -29,6 +29,11 @@ def pbmc68k_reduced_counts():
 
     ``.raw`` holds log1p of per-cell normalised counts; in each cell the smallest nonzero value
     of ``expm1`` is one count, so dividing by it and rounding gives the counts back.
+
+    Returns
+    -------
+    AnnData
+        700 cells of integer counts (sparse), obs ``bulk_labels`` and ``louvain``.
     """
     import anndata as ad
     import scanpy as sc

@@ -7,7 +7,20 @@ import pandas as pd
 
 
 def obs_column(data, key: str) -> pd.Series:
-    """``obs[key]`` of an AnnData or MuData (for a MuData also the first modality whose own obs has ``key``)."""
+    """``obs[key]`` of an AnnData or MuData (for a MuData also the first modality whose own obs has ``key``).
+
+    Parameters
+    ----------
+    data
+        An AnnData or a MuData.
+    key
+        The obs column.
+
+    Returns
+    -------
+    pandas.Series
+        The column, indexed by the cell names of ``data``.
+    """
     if key in data.obs:
         return data.obs[key]
     for mod in getattr(data, "mod", {}).values():
@@ -17,7 +30,20 @@ def obs_column(data, key: str) -> pd.Series:
 
 
 def rep(data, use_rep: str) -> np.ndarray:
-    """``obsm[use_rep]`` as an array, with an error naming what is present."""
+    """``obsm[use_rep]`` as an array, with an error naming what is present.
+
+    Parameters
+    ----------
+    data
+        An AnnData or a MuData.
+    use_rep
+        Key in ``obsm``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``obsm[use_rep]`` as an array (cells x dimensions).
+    """
     if use_rep not in data.obsm:
         raise ValueError(f"obsm[{use_rep!r}] not found (run an omics_cl.tl tool first?); present: "
                          f"{list(data.obsm.keys())}")
@@ -25,13 +51,37 @@ def rep(data, use_rep: str) -> np.ndarray:
 
 
 def rna_modality(data) -> ad.AnnData:
-    """The RNA AnnData of a MuData (cells in the MuData's order), or ``data`` itself."""
+    """The RNA AnnData of a MuData (cells in the MuData's order), or ``data`` itself.
+
+    Parameters
+    ----------
+    data
+        A MuData with an ``rna`` modality, or an AnnData.
+
+    Returns
+    -------
+    AnnData
+        The RNA cells in the order of ``data``, or ``data`` itself.
+    """
     mods = getattr(data, "mod", None)
     return mods["rna"][data.obs_names] if mods is not None else data
 
 
 def run_record(data, key: str) -> dict:
-    """The record ``uns["omics_cl"][key]`` written by a tool."""
+    """The record ``uns["omics_cl"][key]`` written by a tool.
+
+    Parameters
+    ----------
+    data
+        An AnnData or a MuData.
+    key
+        The record's name, usually the method (e.g. ``"sci2cl"``).
+
+    Returns
+    -------
+    dict
+        The stored record.
+    """
     records = data.uns.get("omics_cl", {})
     if key not in records:
         raise ValueError(f"uns['omics_cl'] has no record {key!r} (records: {sorted(records)}); run the tool first")
@@ -40,7 +90,20 @@ def run_record(data, key: str) -> dict:
 
 def transfer_method(adata: ad.AnnData, method: str | None = None) -> str:
     """The label-transfer method whose results ``adata`` holds: ``method`` if given, else the one recorded by
-    ``omics_cl.tl.transfer_labels`` (``uns["omics_cl"]["transfer_method"]``)."""
+    ``omics_cl.tl.transfer_labels`` (``uns["omics_cl"]["transfer_method"]``).
+
+    Parameters
+    ----------
+    adata
+        The ATAC query of a label transfer.
+    method
+        A method name; ``None`` reads the recorded one.
+
+    Returns
+    -------
+    str
+        The method name.
+    """
     if method is not None:
         return method
     recorded = adata.uns.get("omics_cl", {}).get("transfer_method")

@@ -18,7 +18,26 @@ def _finish(fig, save: str | None):
 def umap(adata, use_rep: str, color: list[str] | str, seed: int = 0, save: str | None = None):
     """UMAP of ``obsm[use_rep]`` (computed once, stored as ``obsm["X_umap_<rep>"]``) coloured by obs keys.
 
-    ``adata`` may be an AnnData or a MuData (colour keys may then live in a modality's obs)."""
+    ``adata`` may be an AnnData or a MuData (colour keys may then live in a modality's obs).
+
+    Parameters
+    ----------
+    adata
+        An AnnData or a MuData with ``obsm[use_rep]``.
+    use_rep
+        Key in ``obsm`` of the embedding.
+    color
+        One obs key or a list of them; one panel each.
+    seed
+        Random seed of the neighbour graph and UMAP.
+    save
+        File path to save the figure to (``None``: not saved).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import pandas as pd
     import scanpy as sc
 
@@ -39,7 +58,24 @@ def umap(adata, use_rep: str, color: list[str] | str, seed: int = 0, save: str |
 
 def confusion_matrix(true, pred, normalize: bool = True, save: str | None = None):
     """Heatmap of true class (rows, largest first) against prediction (columns ordered by the best
-    one-to-one match to the rows, unmatched last); rows sum to 1 when ``normalize``."""
+    one-to-one match to the rows, unmatched last); rows sum to 1 when ``normalize``.
+
+    Parameters
+    ----------
+    true
+        True class per cell.
+    pred
+        Predicted class per cell.
+    normalize
+        Divide each row by its total.
+    save
+        File path to save the figure to (``None``: not saved).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import pandas as pd
     from scipy.optimize import linear_sum_assignment
 
@@ -62,7 +98,22 @@ def confusion_matrix(true, pred, normalize: bool = True, save: str | None = None
 
 
 def training_history(adata: ad.AnnData, method: str, save: str | None = None):
-    """Loss terms per epoch from ``uns["omics_cl"][method]["params"]["history"]``."""
+    """Loss terms per epoch from ``uns["omics_cl"][method]["params"]["history"]``.
+
+    Parameters
+    ----------
+    adata
+        The AnnData holding the run record.
+    method
+        The record's name in ``uns["omics_cl"]``.
+    save
+        File path to save the figure to (``None``: not saved).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     history = get.run_record(adata, method)["params"]["history"]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for name, values in history.items():
@@ -75,7 +126,22 @@ def training_history(adata: ad.AnnData, method: str, save: str | None = None):
 
 def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str | None = None):
     """Histograms of ``obs["omics_cl_novelty"]`` for cells predicted known and predicted novel, with the
-    threshold used by :func:`omics_cl.tl.transfer_labels` (of ``method``; default: the recorded one)."""
+    threshold used by :func:`omics_cl.tl.transfer_labels` (of ``method``; default: the recorded one).
+
+    Parameters
+    ----------
+    adata
+        The ATAC query after :func:`omics_cl.tl.transfer_labels`.
+    method
+        The transfer method whose threshold is drawn (``None``: the recorded one).
+    save
+        File path to save the figure to (``None``: not saved).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     novelty = adata.obs["omics_cl_novelty"].to_numpy()
     novel = adata.obs["omics_cl_is_novel"].to_numpy(dtype=bool)
     bins = np.linspace(novelty.min(), novelty.max(), 50) if novelty.max() > novelty.min() else 10
@@ -95,7 +161,28 @@ def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int =
                   save: str | None = None):
     """UMAP of the joint label-transfer embedding (``obsm["X_<method>"]`` of both; default method: the
     recorded one), coloured by modality and by label (reference label for RNA cells, transferred label for
-    ATAC cells)."""
+    ATAC cells).
+
+    Parameters
+    ----------
+    rna
+        The RNA reference after :func:`omics_cl.tl.transfer_labels`.
+    atac
+        The ATAC query after it.
+    label_key
+        Reference label column in ``rna.obs``.
+    seed
+        Random seed of the neighbour graph and UMAP.
+    method
+        The transfer method (``None``: the recorded one).
+    save
+        File path to save the figure to (``None``: not saved).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     import pandas as pd
 
     key = f"X_{get.transfer_method(atac, method)}"
@@ -112,7 +199,22 @@ def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int =
 
 def memberships(adata: ad.AnnData, method: str, save: str | None = None):
     """Per cluster, the distribution of each cell's largest soft membership (``obsm["<method>_membership"]``,
-    scinno / siamese): low values mark cells the model could not place confidently."""
+    scinno / siamese): low values mark cells the model could not place confidently.
+
+    Parameters
+    ----------
+    adata
+        AnnData clustered by ``method``.
+    method
+        A self-clustering method (``"scinno"`` or ``"siamese"``).
+    save
+        File path to save the figure to (``None``: not saved).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure.
+    """
     u = np.asarray(adata.obsm[f"{method}_membership"])
     clusters = adata.obs[f"{method}_cluster"]
     names = [c for c in clusters.cat.categories if (clusters == c).any()]

@@ -14,6 +14,20 @@ def filter_mito(adata: ad.AnnData, max_fraction: float = 0.2, layer: str | None 
     """Optional QC of METHODS.md section 1: drop cells whose mitochondrial fraction exceeds ``max_fraction``.
 
     Stores ``obs["mito_fraction"]``, subsets ``adata`` in place and returns the number of cells removed.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes AnnData of raw counts; subset in place.
+    max_fraction
+        Largest mitochondrial fraction kept.
+    layer
+        Layer holding the raw counts (``None``: ``X``).
+
+    Returns
+    -------
+    int
+        Number of cells removed.
     """
     frac = mito_fraction(adata, layer)
     adata.obs["mito_fraction"] = frac
@@ -35,6 +49,26 @@ def gene_activity(atac: ad.AnnData, annotation=None, upstream: int = 2000, layer
     Instead, ``links`` (a sparse peaks x genes matrix, or genes x peaks) with ``link_genes`` (its gene
     names) gives the peak -> gene map directly. Peaks are read from ``var`` columns
     (chrom/chromStart/chromEnd and similar) or parsed from peak names. The ATAC matrix stays sparse.
+
+    Parameters
+    ----------
+    atac
+        Cells x peaks AnnData of raw ATAC counts.
+    annotation
+        Gene annotation: a GTF / GFF3 / BED / TSV path or a DataFrame.
+    upstream
+        Bases before the TSS added to each gene body.
+    layer
+        Layer holding the ATAC counts (``None``: ``X``).
+    links
+        Sparse peaks x genes (or genes x peaks) map used instead of ``annotation``.
+    link_genes
+        Gene names of the columns of ``links``.
+
+    Returns
+    -------
+    AnnData
+        Cells x genes gene activity (sparse), with ``obs`` copied from ``atac``.
     """
     counts = validated_counts(atac, layer, "ATAC counts")
     if links is not None:

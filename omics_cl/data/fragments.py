@@ -136,6 +136,24 @@ def read_fragments(path, peaks=None, tile_size: int | None = None, barcodes=None
     with no insertion are left out). ``barcodes``: whitelist (sequence or file) giving the rows, in its
     order; without it every barcode in the file is a row. ``obs["n_fragments"]``: the cell's fragments
     in the file, in features or not. ``var``: ``chrom, chromStart, chromEnd``. Counting: module docstring.
+
+    Parameters
+    ----------
+    path
+        Fragment file (``atac_fragments.tsv.gz``; read whole, no index needed).
+    peaks
+        Peaks: a BED path, a DataFrame or peak names.
+    tile_size
+        Tile width in bp, used when ``peaks`` is ``None``.
+    barcodes
+        Barcode whitelist (a sequence or a file, one per line); ``None``: every barcode in the file.
+    chunksize
+        Fragment lines read per chunk.
+
+    Returns
+    -------
+    AnnData
+        Cells x peaks (or tiles) sparse insertion counts.
     """
     if (peaks is None) == (tile_size is None):
         raise ValueError("give exactly one of peaks (BED file, DataFrame or names) and tile_size")
@@ -166,6 +184,24 @@ def gene_activity_from_fragments(path, annotation, barcodes=None, upstream: int 
 
     Records sharing a gene name are united (an insertion counts once per name); genes with no insertion
     in any cell are left out. ``annotation`` and ``barcodes`` as in ``pp.gene_activity`` / ``read_fragments``.
+
+    Parameters
+    ----------
+    path
+        Fragment file (``atac_fragments.tsv.gz``; read whole, no index needed).
+    annotation
+        Gene annotation: a GTF / GFF3 / BED / TSV path or a DataFrame.
+    barcodes
+        Barcode whitelist (a sequence or a file, one per line); ``None``: every barcode in the file.
+    upstream
+        Bases before the TSS added to each gene body.
+    chunksize
+        Fragment lines read per chunk.
+
+    Returns
+    -------
+    AnnData
+        Cells x genes sparse insertion counts.
     """
     genes = ga.read_annotation(annotation)
     w_start, w_end = ga.gene_windows(genes, upstream)

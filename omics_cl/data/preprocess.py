@@ -32,7 +32,20 @@ def counts_matrix(adata: ad.AnnData, layer: str | None = None):
 
 
 def row_chunks(x, chunk_rows: int = CHUNK_ROWS) -> Iterator[tuple[int, int, object]]:
-    """``(start, stop, rows)`` over row blocks of a dense, sparse or backed matrix."""
+    """``(start, stop, rows)`` over row blocks of a dense, sparse or backed matrix.
+
+    Parameters
+    ----------
+    x
+        Dense, sparse or backed matrix.
+    chunk_rows
+        Rows per block.
+
+    Returns
+    -------
+    Iterator[tuple[int, int, object]]
+        ``(start, stop, rows)`` per block.
+    """
     for start in range(0, x.shape[0], chunk_rows):
         stop = min(start + chunk_rows, x.shape[0])
         yield start, stop, x[start:stop]
@@ -63,7 +76,22 @@ def check_finite_counts(block, what: str = "counts") -> None:
 
 
 def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "counts"):
-    """``counts_matrix`` after checking every row chunk with ``check_finite_counts``."""
+    """``counts_matrix`` after checking every row chunk with ``check_finite_counts``.
+
+    Parameters
+    ----------
+    adata
+        The AnnData.
+    layer
+        Layer holding the raw counts (``None``: ``X``).
+    what
+        What the counts are, for error messages.
+
+    Returns
+    -------
+    matrix
+        The counts matrix as stored (dense, sparse or backed).
+    """
     x = counts_matrix(adata, layer)
     for _, _, rows in row_chunks(x):
         check_finite_counts(rows, what)
@@ -199,7 +227,22 @@ def fit_lognormalizer(x, n_top_genes: int | None = 2000, target_sum: float = 1e4
 
 
 def mito_fraction(adata: ad.AnnData, layer: str | None = None, prefix: tuple[str, ...] = ("MT-", "mt-")) -> np.ndarray:
-    """Fraction of each cell's counts in genes whose names start with a mitochondrial prefix."""
+    """Fraction of each cell's counts in genes whose names start with a mitochondrial prefix.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes AnnData of raw counts.
+    layer
+        Layer holding the raw counts (``None``: ``X``).
+    prefix
+        Gene-name prefixes that mark mitochondrial genes.
+
+    Returns
+    -------
+    numpy.ndarray
+        Mitochondrial fraction per cell (0 for cells without counts).
+    """
     x = counts_matrix(adata, layer)
     is_mt = np.asarray(adata.var_names.str.startswith(prefix))
     if not is_mt.any():

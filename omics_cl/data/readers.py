@@ -43,6 +43,16 @@ def read_10x_multiome(path) -> md.MuData:
     the ``interval`` feature field or the peak names; ``rna`` gene names are made unique (scanpy's
     ``var_names_make_unique``), ``var["gene_ids"]`` keeps the Ensembl ids. Any other feature type
     becomes its own modality (``Antibody Capture`` -> ``antibody_capture``). Counts stay sparse.
+
+    Parameters
+    ----------
+    path
+        Cell Ranger ARC ``filtered_feature_bc_matrix.h5``.
+
+    Returns
+    -------
+    MuData
+        Modalities ``rna``, ``atac`` and any other feature type.
     """
     adata = read_10x_h5_features(path)
     adata.var_names_make_unique()

@@ -66,6 +66,13 @@ def manifest_dir() -> Path:
 
 
 def data_dir() -> Path:
+    """Where registered data files are looked for first: ``$OMICS_CL_DATA_DIR``, else ``shared/data`` beside the repository directory.
+
+    Returns
+    -------
+    pathlib.Path
+        The data directory.
+    """
     env = os.environ.get(DATA_DIR_VAR)
     if env:
         return Path(env).expanduser()
@@ -73,18 +80,41 @@ def data_dir() -> Path:
 
 
 def cache_dir() -> Path:
-    """Where downloaded files go: ``$OMICS_CL_CACHE_DIR``, else ``pooch.os_cache("omics_cl")``."""
+    """Where downloaded files go: ``$OMICS_CL_CACHE_DIR``, else ``pooch.os_cache("omics_cl")``.
+
+    Returns
+    -------
+    pathlib.Path
+        The cache directory.
+    """
     env = os.environ.get(CACHE_DIR_VAR)
     return Path(env).expanduser() if env else Path(pooch.os_cache("omics_cl"))
 
 
 def offline() -> bool:
-    """Whether downloads are off: ``$OMICS_CL_OFFLINE`` set to anything but empty, ``0``, ``false`` or ``no``."""
+    """Whether downloads are off: ``$OMICS_CL_OFFLINE`` set to anything but empty, ``0``, ``false`` or ``no``.
+
+    Returns
+    -------
+    bool
+        ``True`` when downloads are off.
+    """
     return os.environ.get(OFFLINE_VAR, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def annotation_path(name: str) -> Path:
-    """A gene annotation file shipped beside the data directory (``<data dir>/../annotations/<name>``)."""
+    """A gene annotation file shipped beside the data directory (``<data dir>/../annotations/<name>``).
+
+    Parameters
+    ----------
+    name
+        File name in the annotations directory.
+
+    Returns
+    -------
+    pathlib.Path
+        Path of the existing file.
+    """
     out = data_dir().parent / "annotations" / name
     if not out.is_file():
         raise FileNotFoundError(f"gene annotation {out} not found (set ${DATA_DIR_VAR} to the data directory "
@@ -103,6 +133,13 @@ def _parse(raw: dict) -> Manifest:
 
 
 def manifests() -> dict[str, Manifest]:
+    """Every registered dataset: the ``*.json`` manifests of the manifest directory, by dataset name.
+
+    Returns
+    -------
+    dict[str, Manifest]
+        Manifest per dataset name.
+    """
     found = {}
     for path in sorted(manifest_dir().glob("*.json")):
         m = _parse(json.loads(path.read_text()))
@@ -111,6 +148,18 @@ def manifests() -> dict[str, Manifest]:
 
 
 def get_manifest(name: str) -> Manifest:
+    """The manifest of one registered dataset; ``KeyError`` naming the registered ones when unknown.
+
+    Parameters
+    ----------
+    name
+        Registered dataset name.
+
+    Returns
+    -------
+    Manifest
+        Its manifest.
+    """
     known = manifests()
     if name not in known:
         raise KeyError(f"unknown dataset {name!r}; registered: {sorted(known)}")
@@ -135,7 +184,20 @@ def _matches(path: Path, expected: str) -> bool:
 
 def file_status(name: str, role: str) -> tuple[Path, str]:
     """``(path, status)``: ``ok`` or ``checksum mismatch`` in the data directory, else ``cached`` (a valid
-    download in the cache directory) or ``missing`` (the data-directory path)."""
+    download in the cache directory) or ``missing`` (the data-directory path).
+
+    Parameters
+    ----------
+    name
+        Registered dataset name.
+    role
+        File role in the manifest (e.g. a modality).
+
+    Returns
+    -------
+    tuple[pathlib.Path, str]
+        The path and its status.
+    """
     entry = get_manifest(name).file(role)
     path = data_dir() / entry.path
     if path.is_file():
@@ -169,7 +231,20 @@ def _download(m: Manifest, entry: DataFile) -> Path:
 
 
 def path(name: str, role: str) -> Path:
-    """Verified path of one file of a registered dataset, downloading it into the cache when missing."""
+    """Verified path of one file of a registered dataset, downloading it into the cache when missing.
+
+    Parameters
+    ----------
+    name
+        Registered dataset name.
+    role
+        File role in the manifest (e.g. a modality).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of the verified file.
+    """
     p, status = file_status(name, role)
     m = get_manifest(name)
     entry = m.file(role)
@@ -193,7 +268,22 @@ def path(name: str, role: str) -> Path:
 
 
 def load(name: str, modality: str | None = None, backed: bool = False):
-    """Load a registered dataset: an AnnData, or a MuData when it has several modalities and none is named."""
+    """Load a registered dataset: an AnnData, or a MuData when it has several modalities and none is named.
+
+    Parameters
+    ----------
+    name
+        Registered dataset name.
+    modality
+        Load only this modality (``None``: all).
+    backed
+        Open the h5ad files backed (read-only) instead of in memory.
+
+    Returns
+    -------
+    AnnData or MuData
+        The dataset.
+    """
     m = get_manifest(name)
     mods = m.modalities
     mode = "r" if backed else None

@@ -32,6 +32,30 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
     Protocols: ``resolution`` as given, or, when ``n_clusters`` is set, the resolution found by
     bisection that yields that many clusters. Writes ``obs[key_added]`` (default
     ``"<rep>_cluster"``) and returns ``{"protocol", "resolution", "n_clusters"}``.
+
+    Parameters
+    ----------
+    adata
+        AnnData with ``obsm[use_rep]``.
+    use_rep
+        Key in ``obsm`` of the embedding.
+    n_clusters
+        Number of clusters, reached by bisecting the resolution (``None``: use ``resolution``).
+    resolution
+        Leiden resolution (used when ``n_clusters`` is ``None``).
+    key_added
+        obs column for the clusters (``None``: ``"<rep>_cluster"``).
+    seed
+        Random seed.
+    n_neighbors
+        Neighbours of the cosine kNN graph.
+    n_dims
+        Use only the first ``n_dims`` columns (``None``: all).
+
+    Returns
+    -------
+    dict
+        ``protocol``, ``resolution`` and ``n_clusters``.
     """
     if use_rep not in adata.obsm:
         raise ValueError(f"obsm[{use_rep!r}] not found; present: {list(adata.obsm.keys())}")
@@ -82,6 +106,34 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     ``temperature=0.1``; ``config={...}`` / ``train={...}`` for a name both have).
     No labels are used. Returns the run record also stored in ``uns["omics_cl"][method]``; its
     ``graph_dims`` (PCA: 30) is how many embedding columns the cell graph used.
+
+    Parameters
+    ----------
+    adata
+        Cells x genes AnnData of raw counts.
+    method
+        Registered cluster method.
+    n_clusters
+        Number of clusters, reached by bisecting the resolution (``None``: use ``resolution``).
+    resolution
+        Leiden resolution (used when ``n_clusters`` is ``None``).
+    seed
+        Random seed.
+    layer
+        Layer holding the raw counts (``None``: ``X``).
+    n_top_genes
+        Number of HVGs (``None``: all genes).
+    n_neighbors
+        Neighbours of the cosine kNN graph used for Leiden.
+    progress
+        Show a training progress bar.
+    **method_params
+        Method config / training config values.
+
+    Returns
+    -------
+    dict
+        The run record.
     """
     spec = models.get(method, "cluster")
     models.configure(spec, **method_params)  # a wrong parameter fails before any work

@@ -25,6 +25,38 @@ def subclusters(data, groupby: str, group: str, use_rep: str = "X_sci2cl", resol
     ``obs[key_added]`` ("<group>.<i>" for the type's cells, missing elsewhere). Returns
     ``{"markers": DataFrame, "activity_markers": DataFrame or None}`` with columns subcluster, rank,
     gene, score, logfoldchange, pval_adj.
+
+    Parameters
+    ----------
+    data
+        MuData (RNA counts from ``rna``) or RNA AnnData, with ``obsm[use_rep]``.
+    groupby
+        Label column in ``obs``.
+    group
+        The label to split.
+    use_rep
+        Key in ``obsm`` of the joint embedding.
+    resolution
+        Leiden resolution (used when ``n_clusters`` is ``None``).
+    n_clusters
+        Number of clusters, reached by bisecting the resolution (``None``: use ``resolution``).
+    n_neighbors
+        Neighbours of the cosine kNN graph.
+    n_genes
+        Marker genes per sub-cluster.
+    layer
+        RNA layer to rank genes on (``None``: ``X``).
+    gene_activity
+        Cells x genes gene activity, same cells as ``data``, for ``activity_markers``.
+    key_added
+        obs column for the sub-clusters.
+    seed
+        Random seed.
+
+    Returns
+    -------
+    dict[str, pandas.DataFrame | None]
+        ``markers`` and ``activity_markers``.
     """
     labels = get.obs_column(data, groupby).astype(str).to_numpy()
     cells = np.flatnonzero(labels == str(group))
@@ -89,6 +121,36 @@ def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbo
     least first: ``n_cells``, ``expected``, ``estimated_precision`` (label-free), ``mean_agreement``,
     ``fraction_of_label`` and ``markers``, the ``n_markers`` RNA genes detected in more of these cells than of
     the agreeing cells of their label.
+
+    Parameters
+    ----------
+    data
+        MuData (RNA counts from ``rna``) or RNA AnnData, with ``obsm[use_rep]``.
+    label_key
+        Label column in ``obs``.
+    use_rep
+        Key in ``obsm`` of the joint embedding.
+    n_neighbors
+        Neighbours per cell.
+    min_share
+        Smallest share of the neighbours the majority label needs.
+    exclude
+        Labels neither scored nor voting.
+    layer
+        RNA layer for the markers (``None``: ``X``).
+    n_markers
+        Marker genes per group.
+    min_enrichment
+        Times the explained count a group must reach (0: no group rule).
+    min_group_cells
+        Smallest group that can be suspect.
+    seed
+        Random seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per suspect group, as described above.
     """
     raw = get.obs_column(data, label_key)
     usable = raw.notna().to_numpy() & ~raw.astype(str).isin([str(e) for e in exclude]).to_numpy()
@@ -149,6 +211,26 @@ def trajectory(data, root_group: str, groupby: str, use_rep: str = "X_sci2cl", n
     typical cell of the group, not an outlier). Writes ``obs["omics_cl_pseudotime"]``
     and ``uns["omics_cl_paga"]`` (group names and the connectivity matrix); returns ``{"root",
     "group_pseudotime"}`` with the median pseudotime per group.
+
+    Parameters
+    ----------
+    data
+        AnnData or MuData with ``obsm[use_rep]``.
+    root_group
+        Label of the root group.
+    groupby
+        Label column in ``obs``.
+    use_rep
+        Key in ``obsm`` of the joint embedding.
+    n_neighbors
+        Neighbours of the cosine kNN graph.
+    seed
+        Random seed.
+
+    Returns
+    -------
+    dict
+        ``root`` (the root cell) and ``group_pseudotime``.
     """
     import scanpy as sc
 

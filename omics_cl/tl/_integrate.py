@@ -37,6 +37,44 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     further per-cell array the method gives (sci2cl: ``_xattn``, ``_pca``, ``_view_weights``),
     ``obs["<method>_cluster"]`` and the run record ``uns["omics_cl"]["<method>"]``. Nothing is written when
     an error is raised.
+
+    Parameters
+    ----------
+    data
+        MuData with ``rna`` and ``atac`` (or ``None`` with ``rna`` and ``atac``).
+    method
+        Registered integrate method.
+    rna
+        Paired RNA AnnData (raw counts), instead of ``data``.
+    atac
+        Paired ATAC AnnData (raw counts), instead of ``data``.
+    n_clusters
+        Number of clusters, reached by bisecting the resolution (``None``: use ``resolution``).
+    resolution
+        Leiden resolution (used when ``n_clusters`` is ``None``).
+    seed
+        Random seed.
+    rna_layer
+        Layer of ``rna`` holding the raw counts (``None``: ``X``).
+    atac_layer
+        Layer of ``atac`` holding the raw counts (``None``: ``X``).
+    n_top_genes
+        Number of RNA HVGs (``None``: all genes).
+    n_top_peaks
+        Number of most often accessible peaks (``None``: all peaks).
+    n_neighbors
+        Neighbours of the cosine kNN graph used for Leiden.
+    progress
+        Show a training progress bar.
+    save_model
+        New directory to save the trained model in (``None``: not saved).
+    **model_params
+        Method config / training config values.
+
+    Returns
+    -------
+    dict
+        The run record.
     """
     spec = models.get(method, "integrate")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work

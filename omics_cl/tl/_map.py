@@ -42,7 +42,18 @@ def _build(method: models.Method, config, meta: dict, arrays: dict):
 
 def load_transfer_model(model_dir: str | os.PathLike) -> LoadedModel:
     """Read a transfer model saved by :func:`transfer_labels` (``save_model=``). ``ValueError`` when the
-    directory is missing, corrupt, of another format version or not a transfer model."""
+    directory is missing, corrupt, of another format version or not a transfer model.
+
+    Parameters
+    ----------
+    model_dir
+        Directory written by ``transfer_labels(..., save_model=)``.
+
+    Returns
+    -------
+    LoadedModel
+        The saved method, its configs, model and arrays.
+    """
     loaded = load_method_model(model_dir, "transfer", _build)
     missing = {"genes", "reference_embedding", "reference_labels"} - set(loaded.arrays)
     if missing or loaded.method.map_query is None:
@@ -62,6 +73,26 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
     :func:`transfer_labels`), ``"model"`` (the threshold the training run chose) or a number. Mapping the
     training query with its gene activity gives the original run's results bit for bit.
     Returns the run record.
+
+    Parameters
+    ----------
+    atac
+        New ATAC query (cells x peaks, raw counts).
+    model_dir
+        Directory of a saved transfer model.
+    gene_activity
+        Cells x genes gene-activity AnnData, same cells as ``atac``.
+    annotation
+        Gene annotation (GTF / GFF3 / BED / TSV path or DataFrame) to build gene activity from.
+    atac_layer
+        Layer of ``atac`` holding the raw counts (``None``: ``X``).
+    novelty_threshold
+        ``"query"``, ``"model"`` or a number.
+
+    Returns
+    -------
+    dict
+        The run record.
     """
     if not (novelty_threshold in THRESHOLDS or isinstance(novelty_threshold, (int, float))):
         raise ValueError(f"novelty_threshold must be one of {THRESHOLDS} or a number, got {novelty_threshold!r}")

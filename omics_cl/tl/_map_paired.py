@@ -47,7 +47,18 @@ def _build(model_dir, method: models.Method, config, meta: dict, arrays: dict):
 
 def load_integration_model(model_dir: str | os.PathLike) -> LoadedModel:
     """Read an integration model saved by :func:`integrate` (``save_model=``). ``ValueError`` when the
-    directory is missing, corrupt, of another format version or not an integration model."""
+    directory is missing, corrupt, of another format version or not an integration model.
+
+    Parameters
+    ----------
+    model_dir
+        Directory written by ``integrate(..., save_model=)``.
+
+    Returns
+    -------
+    LoadedModel
+        The saved method, its configs, model and arrays.
+    """
     return load_method_model(model_dir, "integrate", partial(_build, model_dir))
 
 
@@ -66,6 +77,34 @@ def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.An
     ``"refit"`` fits a PCA to these cells. The fusion weights are always computed among these cells. Mapping the
     training cells gives the original Z_r, Z_a and cross-attention output bit for bit; with ``pca="refit"`` every
     output (the projection agrees to float32 rounding). Returns the run record.
+
+    Parameters
+    ----------
+    data
+        MuData with ``rna`` and ``atac`` (or ``None`` with ``rna`` and ``atac``).
+    model_dir
+        Directory of a saved integration model.
+    rna
+        Paired RNA AnnData (raw counts), instead of ``data``.
+    atac
+        Paired ATAC AnnData (raw counts), instead of ``data``.
+    n_clusters
+        Number of clusters, reached by bisecting the resolution (``None``: use ``resolution``).
+    resolution
+        Leiden resolution (used when ``n_clusters`` is ``None``).
+    rna_layer
+        Layer of ``rna`` holding the raw counts (``None``: ``X``).
+    atac_layer
+        Layer of ``atac`` holding the raw counts (``None``: ``X``).
+    n_neighbors
+        Neighbours of the cosine kNN graph used for Leiden.
+    pca
+        ``"project"`` or ``"refit"``.
+
+    Returns
+    -------
+    dict
+        The run record.
     """
     if model_dir is None:
         raise ValueError("give model_dir, the directory written by integrate(..., save_model=...)")

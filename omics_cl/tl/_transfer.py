@@ -18,7 +18,20 @@ from omics_cl.tl._saved import check_saveable, save_method_model
 
 def otsu_threshold(scores: np.ndarray, bins: int = 256) -> float:
     """Label-free split of a score distribution: the cut maximising between-class variance (Otsu);
-    where the maximum is a plateau (an empty gap between modes), its middle."""
+    where the maximum is a plateau (an empty gap between modes), its middle.
+
+    Parameters
+    ----------
+    scores
+        Scores, one per cell.
+    bins
+        Histogram bins.
+
+    Returns
+    -------
+    float
+        The threshold.
+    """
     hist, edges = np.histogram(scores, bins=bins)
     centres = (edges[:-1] + edges[1:]) / 2
     w0 = np.cumsum(hist)
@@ -54,6 +67,44 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference cells without a label
     are left out of training and counted in the record. ``save_model``: a new directory where the trained model
     is saved for :func:`map_query` (checked before any work).
+
+    Parameters
+    ----------
+    rna
+        Labelled RNA reference (cells x genes, raw counts).
+    atac
+        ATAC query (cells x peaks, raw counts).
+    label_key
+        Reference label column in ``rna.obs``.
+    annotation
+        Gene annotation (GTF / GFF3 / BED / TSV path or DataFrame) to build gene activity from.
+    gene_activity
+        Cells x genes gene-activity AnnData, same cells as ``atac``.
+    rna_layer
+        Layer of ``rna`` holding the raw counts (``None``: ``X``).
+    atac_layer
+        Layer of ``atac`` holding the raw counts (``None``: ``X``).
+    n_top_genes
+        Number of RNA HVGs among the shared genes (``None``: all).
+    features
+        ``"binary"`` or ``"lognorm"`` features for both modalities.
+    n_neighbors
+        Neighbours of the ATAC kNN graph on LSI.
+    seed
+        Random seed.
+    progress
+        Show a training progress bar.
+    method
+        Registered transfer method.
+    save_model
+        New directory to save the trained model in (``None``: not saved).
+    **model_params
+        Method config / training config values (e.g. ``epochs=50``).
+
+    Returns
+    -------
+    dict
+        The run record.
     """
     spec = models.get(method, "transfer")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
@@ -125,6 +176,20 @@ def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.
     ``expected`` is the opposite group (atlas ``t`` -> transferred ``a``) scaled by ``max(1, n_a / n_t)``
     (atlas label sizes): a pair of types the model mixes up leaves disagreements both ways, a relabelled
     type only one way. ``estimated_precision = max(0, 1 - expected / n_cells)``. Uses no true labels.
+
+    Parameters
+    ----------
+    atlas
+        Atlas label per cell.
+    transferred
+        Transferred label per cell.
+    candidates
+        Boolean mask of the candidate cells.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``atlas_label``, ``transferred_label``, ``n_cells``, ``expected``, ``estimated_precision``.
     """
     atlas, transferred = np.asarray(atlas, dtype=str), np.asarray(transferred, dtype=str)
     counts = pd.crosstab(atlas[candidates], transferred[candidates])
@@ -156,6 +221,32 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
     cells and ``min_enrichment`` times the count the model's confusion explains (:func:`confusion_groups`;
     ``min_enrichment=0`` and ``min_agreement=0`` flag every candidate).
     Returns ``(flags, min_confidence)``.
+
+    Parameters
+    ----------
+    atlas_labels
+        Atlas label per cell (missing: unlabelled).
+    transferred
+        Transferred label per cell.
+    confidence
+        Confidence of the transferred label per cell.
+    reference_labels
+        Labels the reference has.
+    novel
+        Boolean mask of cells predicted novel (``None``: none).
+    min_confidence
+        Smallest confidence of a candidate (``None``: see above).
+    min_enrichment
+        Times the explained count a group must reach (0: no group rule).
+    min_group_cells
+        Smallest group that can be flagged.
+    min_agreement
+        Smallest share of an atlas label's cells the transfer must confirm.
+
+    Returns
+    -------
+    tuple[numpy.ndarray, float]
+        Boolean flag per cell and the confidence threshold used.
     """
     atlas = pd.Series(np.asarray(atlas_labels, dtype=object))
     transferred = np.asarray(transferred, dtype=object).astype(str)
@@ -203,6 +294,38 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     ``n_markers`` genes whose gene activity (fraction of cells with any) is most higher in the group than in
     the cells of the same atlas label whose transfer agrees. Gene activity comes from ``gene_activity``
     (same cells as ``atac``) or is built from ``annotation``; without either, markers are left empty.
+
+    Parameters
+    ----------
+    atac
+        ATAC query after :func:`transfer_labels`.
+    atlas_key
+        Atlas label column in ``atac.obs``.
+    gene_activity
+        Cells x genes gene-activity AnnData, same cells as ``atac``.
+    annotation
+        Gene annotation (GTF / GFF3 / BED / TSV path or DataFrame) to build gene activity from.
+    min_confidence
+        As in :func:`annotation_flags`.
+    min_enrichment
+        Times the explained count a group must reach (0: no group rule).
+    min_group_cells
+        Smallest group that can be flagged.
+    min_agreement
+        As in :func:`annotation_flags`.
+    skip_novel
+        Leave out cells predicted novel.
+    n_markers
+        Marker genes per group.
+    layer
+        Layer of ``atac`` holding the raw counts, to build gene activity (``None``: ``X``).
+    method
+        Transfer method to check (``None``: the recorded one).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per flagged group, as described above.
     """
     missing = [k for k in ("omics_cl_label", "omics_cl_confidence", "omics_cl_is_novel") if k not in atac.obs]
     if missing:
