@@ -99,6 +99,28 @@ def check_paths(inputs: list[Path], out: Path) -> None:
     check_writable(out.resolve().parent)
 
 
+def check_paired_args(args, out: Path, context: str = "") -> None:
+    """Exactly one paired input (``--mudata``, ``--multiome``, or ``--rna`` with ``--atac``), its files readable
+    and ``out`` writable; ``context`` prefixes the error."""
+    given = [args.mudata is not None, args.multiome is not None, args.rna is not None or args.atac is not None]
+    if sum(given) != 1 or (args.rna is None) != (args.atac is None):
+        raise ValueError(f"{context}give one of --mudata, --multiome, or both --rna and --atac")
+    check_paths([Path(p) for p in (args.mudata, args.multiome, args.rna, args.atac) if p], out)
+
+
+def read_paired(args):
+    """The MuData of the paired input checked by :func:`check_paired_args`."""
+    import mudata as md
+
+    from omics_cl import io
+
+    if args.mudata:
+        return read_input(args.mudata, "h5mu")
+    if args.multiome:
+        return io.read_10x_multiome(args.multiome)
+    return md.MuData({"rna": read_input(args.rna), "atac": read_input(args.atac)})
+
+
 def cmd_transfer(args) -> int:
     import matplotlib
 
@@ -169,25 +191,15 @@ def cmd_transfer(args) -> int:
 
 def cmd_integrate(args) -> int:
     import matplotlib
-    import mudata as md
 
     matplotlib.use("Agg")
-    from omics_cl import get, io, metrics, pl, tl
+    from omics_cl import get, metrics, pl, tl
 
     params = method_params(args, "integrate")
     name = args.method
     out = Path(args.out)
-    given = [args.mudata is not None, args.multiome is not None, args.rna is not None or args.atac is not None]
-    if sum(given) != 1 or (args.rna is None) != (args.atac is None):
-        raise ValueError("give one of --mudata, --multiome, or both --rna and --atac")
-    inputs = [Path(args.mudata or args.multiome)] if args.rna is None else [Path(args.rna), Path(args.atac)]
-    check_paths(inputs, out)
-    if args.mudata:
-        mdata = read_input(args.mudata, "h5mu")
-    elif args.multiome:
-        mdata = io.read_10x_multiome(args.multiome)
-    else:
-        mdata = md.MuData({"rna": read_input(args.rna), "atac": read_input(args.atac)})
+    check_paired_args(args, out)
+    mdata = read_paired(args)
     labels = get.obs_column(mdata, args.label_key) if args.label_key else None  # fails before any training
     record = tl.integrate(mdata, method=name, n_clusters=args.n_clusters, resolution=args.resolution, seed=args.seed,
                           rna_layer=args.rna_layer, atac_layer=args.atac_layer, n_top_genes=args.n_top_genes,

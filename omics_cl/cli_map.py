@@ -69,25 +69,14 @@ def map_transfer(args) -> int:
 
 
 def map_integration(args) -> int:
-    import mudata as md
-
-    from omics_cl import io, tl
-    from omics_cl.cli import check_paths, read_input
+    from omics_cl import tl
+    from omics_cl.cli import check_paired_args, read_paired
     from omics_cl.cli_io import write_output
 
     out = Path(args.out)
-    given = [args.mudata is not None, args.multiome is not None, args.rna is not None or args.atac is not None]
-    if sum(given) != 1 or (args.rna is None) != (args.atac is None):
-        raise ValueError("an integration model maps paired cells: give one of --mudata, --multiome, or both --rna "
-                         "and --atac")
-    check_paths([Path(p) for p in (args.mudata, args.multiome, args.rna, args.atac) if p], out)
+    check_paired_args(args, out, "an integration model maps paired cells: ")
     tl.load_integration_model(args.model)
-    if args.mudata:
-        mdata = read_input(args.mudata, "h5mu")
-    elif args.multiome:
-        mdata = io.read_10x_multiome(args.multiome)
-    else:
-        mdata = md.MuData({"rna": read_input(args.rna), "atac": read_input(args.atac)})
+    mdata = read_paired(args)
     record = tl.map_paired(mdata, args.model, n_clusters=args.n_clusters,
                            resolution=1.0 if args.resolution is None else args.resolution, rna_layer=args.rna_layer,
                            atac_layer=args.atac_layer, pca=args.pca or "project")
