@@ -8,11 +8,12 @@ L2/3 cells, seeded, relabelled Pvalb; Mis cells carry no atlas label) and each m
 transfer flags disagreements its confusion does not explain (``tl.annotation_flags``; scncl through
 ``tl.check_annotations``, which also reports its own label-free precision estimate), scored by precision
 and recall against the corrupted cells.
-Methods: ``scncl`` (package defaults), ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
+Methods: ``scncl`` (package defaults: an ensemble of 3 models), ``scncl_single`` (the same with one model),
+``scncl_seed`` (the seed's recipe, ``variant="seed"``),
 ``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
 novelty), one ablation per
-default component (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``, ``scncl_no_ncl``,
-``scncl_cell_novelty``),
+default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
+``scncl_no_ncl``, ``scncl_cell_novelty``),
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
 confidence at least the agreeing cells' median, novel cells skipped, no group rule), and the
 baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
@@ -47,9 +48,12 @@ from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.transfer import transfer_features  # noqa: E402
 
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
-SCNCL_VARIANTS = {"scncl": {}, "scncl_seed": {"variant": "seed"}, "scncl_asym_nndr": {"symmetric_nndr": False},
-                  "scncl_classifier": {"prediction": "classifier"}, "scncl_no_peaks": {"peak_weight": 0.0},
-                  "scncl_no_ncl": {"ncl_weight": 0.0}, "scncl_cell_novelty": {"novelty_by": "cell"},
+SINGLE = {"n_members": 1}  # the ablations remove one component from the single-model defaults (scncl_single)
+SCNCL_VARIANTS = {"scncl": {}, "scncl_single": SINGLE, "scncl_seed": {"variant": "seed"},
+                  "scncl_asym_nndr": {**SINGLE, "symmetric_nndr": False},
+                  "scncl_classifier": {**SINGLE, "prediction": "classifier"},
+                  "scncl_no_peaks": {**SINGLE, "peak_weight": 0.0}, "scncl_no_ncl": {**SINGLE, "ncl_weight": 0.0},
+                  "scncl_cell_novelty": {**SINGLE, "novelty_by": "cell"},
                   "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 METHODS = [*SCNCL_VARIANTS, CELL_RULE, "logreg", "knn_pca", "scglue"]

@@ -35,6 +35,7 @@ def synthetic(seed=0, n_ref=300, n_query=240, n_genes=80, n_peaks=400):
     rna = adata(gene_prog[ref_t], "r", genes)
     rna.obs["cell_type"] = np.array(["A", "B", "C"])[ref_t]
     atac = adata(peak_prog[query_t], "q", [f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(n_peaks)])
+    atac.obs["cell_type"] = np.array(["A", "B", "C"])[query_t]  # for scoring only
     activity = adata(0.5 * gene_prog[query_t], "q", genes)
     return rna, atac, activity
 
@@ -80,7 +81,7 @@ def test_saved_model_maps_its_training_query_bit_for_bit(data, trained):
     assert meta["method"] == "scncl" and meta["config"]["hidden"] == 32 and meta["train"]["epochs"] == 3
     assert sorted(meta["classes"]) == ["A", "B", "C"] and "checkpoint_path" not in meta["train"]
     with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
-        assert arrays["genes"].shape == (50,) and arrays["reference_embedding"].shape == (300, 64)
+        assert arrays["genes"].shape == (50,) and arrays["reference_embedding"].shape == (300, 64 * 3)
     mapped = _map(data, path)
     _assert_same(original, mapped)
     record = mapped.uns["omics_cl"]["scncl"]

@@ -36,7 +36,8 @@ def test_end_to_end_on_mop_subsample(mop_split):
     for key in ("omics_cl_label", "omics_cl_confidence", "omics_cl_novelty", "omics_cl_is_novel"):
         assert key in out.obs
     assert out.obs["omics_cl_novelty"].between(0, 1).all() and out.obs["omics_cl_confidence"].between(0, 1).all()
-    assert out.obsm["X_scncl"].shape == (out.n_obs, 64) and ref_out.obsm["X_scncl"].shape == (ref.n_obs, 64)
+    width = 64 * 3  # three members' latents side by side
+    assert out.obsm["X_scncl"].shape == (out.n_obs, width) and ref_out.obsm["X_scncl"].shape == (ref.n_obs, width)
     assert out.uns["omics_cl"]["scncl"]["hvg_flavor"] in ("seurat_v3", "all_genes")
     known = (out.obs["cell_type"] != "Mis").to_numpy()
     acc = np.mean(out.obs["omics_cl_label"].astype(str).to_numpy()[known]
@@ -187,7 +188,7 @@ def test_query_labels_never_reach_the_transfer(mop_split):
 
 def test_vote_probabilities_are_neighbour_shares(mop_split):
     ref, query, activity = mop_split
-    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0)[1]
+    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=1)[1]
     prob = out.obsm["scncl_probabilities"]
     assert list(prob.columns) == list(out.uns["omics_cl"]["scncl"]["classes"])
     assert np.allclose(prob.to_numpy().sum(1), 1) and np.allclose(prob.to_numpy() * 30, np.round(prob.to_numpy() * 30))
@@ -230,3 +231,30 @@ def test_novelty_by_cluster_is_the_cluster_mean_of_cell_novelty(mop_split):
     assert by_cluster.uns["omics_cl"]["scncl"]["params"]["novelty_by"] == "cluster"
     with pytest.raises(ValueError, match="novelty_by"):
         _run(*mop_split, epochs=1, novelty_by="cells")
+
+
+def test_member_source_gives_each_member_its_own_batches():
+    from omics_cl.data.sources import KEYS, ArraySource, MemberSource
+
+    source = MemberSource(ArraySource(cell=np.arange(50)), 3, seed=1)
+    batches = source.get(np.array([4, 9, 2]))[KEYS.MEMBERS]
+    assert list(batches[0]["cell"]) == [4, 9, 2]  # member 0: the requested cells
+    assert not np.array_equal(batches[1]["cell"], batches[2]["cell"])
+    epoch = [np.concatenate([source.get(chunk)[KEYS.MEMBERS][i]["cell"] for chunk in np.array_split(np.arange(50), 5)])
+             for i in range(3)]
+    assert all(sorted(cells) == list(range(50)) for cells in epoch)  # every cell once per epoch, per member
+
+
+def test_ensemble_averages_its_members(mop_split):
+    """Two members: latents side by side (unit rows, so cosine similarity is the members' mean), votes are the
+    members' mean; one member is the single seed model."""
+    ref, query, activity = mop_split
+    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=2)[1]
+    z = out.obsm["X_scncl"]
+    assert z.shape == (out.n_obs, 128) and np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
+    prob = out.obsm["scncl_probabilities"].to_numpy()
+    assert np.allclose(prob * 60, np.round(prob * 60)) and not np.allclose(prob * 30, np.round(prob * 30))
+    single = _run(ref, query, activity, epochs=2, n_members=1)[1]
+    assert single.obsm["X_scncl"].shape == (out.n_obs, 64)
+    with pytest.raises(ValueError, match="n_members"):
+        _run(ref, query, activity, epochs=1, n_members=0)

@@ -25,6 +25,7 @@ KEYS = SimpleNamespace(
     LABEL="label",                  # integer class of a labelled reference cell
     RNA="rna",                      # per-modality sub-batches
     ATAC="atac",
+    MEMBERS="members",              # one sub-batch per ensemble member (MemberSource)
 )
 
 
@@ -147,3 +148,18 @@ class TransferSource:
         rna = rng.integers(0, self.rna_x.shape[0], len(indices))
         return {KEYS.RNA: {KEYS.X: dense_rows(self.rna_x, rna), KEYS.LABEL: self.rna_y[rna]},
                 KEYS.ATAC: {KEYS.X: dense_rows(self.atac_x, indices), KEYS.NEIGHBOR_X: dense_rows(self.atac_x, nb)}}
+
+
+class MemberSource:
+    """One batch of ``source`` per ensemble member: member 0 gets the requested cells, member ``i`` the cells at
+    the same positions of a fixed permutation seeded by ``(seed, i)``, so each member trains on its own
+    batches (every cell once per epoch) within one step. ``get -> {MEMBERS: [batch of member 0, ...]}``."""
+
+    def __init__(self, source, n_members: int, seed: int):
+        self.source, self.n_obs = source, source.n_obs
+        self.orders = [np.arange(self.n_obs)] + [np.random.default_rng([seed, i]).permutation(self.n_obs)
+                                                 for i in range(1, n_members)]
+
+    def get(self, indices: np.ndarray) -> dict:
+        indices = np.asarray(indices)
+        return {KEYS.MEMBERS: [self.source.get(order[indices]) for order in self.orders]}

@@ -14,7 +14,9 @@ Beyond the seed (each an ablation row in benchmarks/label_transfer.py; ``variant
 recipe): symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference cells in the latent
 space (``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the vote mixed with a
 classifier of the query's own peak-space embedding (LSI) fitted to its confidently labelled cells
-(``peak_weight``); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell).
+(``peak_weight``); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an
+ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and
+novelty are averaged (the seed: one model).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from omics_cl.core import losses
 from omics_cl.core.graph import knn_vote, leiden, neighbor_graph
 from omics_cl.core.layers import MLP, dropout_keys
 from omics_cl.core.train import Stage, TrainConfig, predict
-from omics_cl.data.sources import KEYS, TransferSource, dense_source
+from omics_cl.data.sources import KEYS, MemberSource, TransferSource, dense_source
 from omics_cl.data.transfer import QueryInputs
 from omics_cl.models.method import Method
 
@@ -59,10 +61,11 @@ class SCNCLConfig:
     prediction: str = "knn"
     peak_weight: float = 0.6
     novelty_by: str = "cluster"
+    n_members: int = 3
 
 
 SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0,
-               "novelty_by": "cell"}
+               "novelty_by": "cell", "n_members": 1}
 
 
 class SCNCL(nnx.Module):
@@ -75,13 +78,30 @@ class SCNCL(nnx.Module):
         self.classifier = nnx.Linear(config.latent, n_classes, rngs=rngs)
 
 
+class Ensemble(nnx.Module):
+    """``n_members`` independently initialised :class:`SCNCL` trained side by side, each on its own batches."""
+
+    def __init__(self, n_features: int, n_classes: int, config: SCNCLConfig, *, rngs: nnx.Rngs):
+        self.members = nnx.List([SCNCL(n_features, n_classes, config, rngs=rngs) for _ in range(config.n_members)])
+
+
+def members(model: SCNCL | Ensemble) -> list[SCNCL]:
+    return list(model.members) if isinstance(model, Ensemble) else [model]
+
+
+def build(n_features: int, n_classes: int, config: SCNCLConfig, seed: int) -> SCNCL | Ensemble:
+    """One :class:`SCNCL` (``n_members=1``, the seed's single model) or an :class:`Ensemble`."""
+    kind = SCNCL if config.n_members == 1 else Ensemble
+    return kind(n_features, n_classes, config, rngs=nnx.Rngs(seed))
+
+
 def l1_penalty(model: SCNCL) -> jax.Array:
     kernels = [leaf for path, leaf in nnx.to_flat_state(nnx.state(model, nnx.Param)) if path[-1] == "kernel"]
     return sum(jnp.sum(jnp.abs(k[...])) for k in kernels)
 
 
 def make_loss(config: SCNCLConfig):
-    def loss_fn(model: SCNCL, batch, key, train: bool):
+    def member_loss(model: SCNCL, batch, key, train: bool):
         drop = dropout_keys(key, train)
         rna, atac = batch[KEYS.RNA], batch[KEYS.ATAC]
         h_rna = model.encoder(rna[KEYS.X], drop(0))
@@ -96,41 +116,70 @@ def make_loss(config: SCNCLConfig):
                  + config.ncl_weight * ncl + config.l1_weight * l1)
         return total, {"ce": ce, "nndr": reg, "align": align, "ncl": ncl}
 
+    def loss_fn(model: SCNCL | Ensemble, batch, key, train: bool):
+        if not isinstance(model, Ensemble):
+            return member_loss(model, batch, key, train)
+        keys = jax.random.split(key, len(model.members))
+        results = [member_loss(m, b, k, train) for m, b, k in zip(model.members, batch[KEYS.MEMBERS], keys)]
+        return (sum(total for total, _ in results),
+                {name: sum(metrics[name] for _, metrics in results) / len(results) for name in results[0][1]})
+
     return loss_fn
 
 
 def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
     """Batches from ``omics_cl.data.transfer.TransferInputs`` (the decision rules are checked first, before
-    any training)."""
+    any training); an ensemble's members each get their own batches (``MemberSource``)."""
     if config.prediction not in ("classifier", "knn"):
         raise ValueError(f"prediction must be 'classifier' or 'knn', got {config.prediction!r}")
     if config.novelty_by not in ("cell", "cluster"):
         raise ValueError(f"novelty_by must be 'cell' or 'cluster', got {config.novelty_by!r}")
-    return TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
-                          inputs.n_classes, ctx.seed, inputs.atac_peaks)
+    if config.n_members < 1:
+        raise ValueError(f"n_members must be >= 1, got {config.n_members}")
+    source = TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
+                            inputs.n_classes, ctx.seed, inputs.atac_peaks)
+    return source if config.n_members == 1 else MemberSource(source, config.n_members, ctx.seed)
 
 
-def encode(model: SCNCL, x) -> np.ndarray:
-    """Latent rows of the cells of the feature matrix ``x``."""
-    return predict(lambda m, b: m.encoder(b[KEYS.X]), model, dense_source(x))
+def transfer_batches(source: TransferSource | MemberSource) -> TransferSource:
+    return source.source if isinstance(source, MemberSource) else source
 
 
-def map_query(model: SCNCL, query: QueryInputs, config: SCNCLConfig, ctx):
+def encode(model: SCNCL | Ensemble, x) -> np.ndarray:
+    """Latent rows of the cells of the feature matrix ``x``; an ensemble's members' unit-length latents side by
+    side, scaled by ``1 / sqrt(n_members)`` (cosine similarity on it is the members' mean)."""
+    parts = [predict(lambda m, b: m.encoder(b[KEYS.X]), member, dense_source(x)) for member in members(model)]
+    if len(parts) == 1:
+        return parts[0]
+    unit = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]
+    return np.hstack(unit).astype(np.float32) / np.sqrt(len(parts))
+
+
+def member_latents(z: np.ndarray, n_members: int) -> list[np.ndarray]:
+    return np.split(z, n_members, axis=1)
+
+
+def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, ctx):
     """The query's latent rows, class probabilities and novelty (see :func:`embed`) from a trained model and
-    the reference's latent rows and labels; the peak-space classifier is fitted to this query. No training."""
-    softmax = predict(lambda m, b: jax.nn.softmax(m.classifier(m.encoder(b[KEYS.X]))), model,
-                      dense_source(query.atac_x))
+    the reference's latent rows and labels; the peak-space classifier is fitted to this query. No training.
+    An ensemble's softmax, neighbour votes and novelty are its members' means."""
+    group = members(model)
+    softmaxes = [predict(lambda m, b: jax.nn.softmax(m.classifier(m.encoder(b[KEYS.X]))), member,
+                         dense_source(query.atac_x)) for member in group]
+    softmax = np.mean(softmaxes, axis=0)
     atac_z = encode(model, query.atac_x)
     prob = softmax
     if config.prediction == "knn":
-        prob = knn_vote(query.reference_embedding, atac_z, query.reference_labels, query.n_classes,
-                        config.vote_neighbors, seed=ctx.seed)
+        prob = np.mean([knn_vote(ref, z, query.reference_labels, query.n_classes, config.vote_neighbors, seed=ctx.seed)
+                        for ref, z in zip(member_latents(query.reference_embedding, len(group)),
+                                          member_latents(atac_z, len(group)))], axis=0)
     notes = {}
     if config.peak_weight:
         peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote)
         prob = (1 - config.peak_weight) * prob + config.peak_weight * peak_prob
         prob = np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
-    arrays = {"atac_embedding": atac_z, "probabilities": prob, "novelty": 1.0 - softmax.max(1)}
+    novelty = np.mean([1.0 - member_softmax.max(1) for member_softmax in softmaxes], axis=0)
+    arrays = {"atac_embedding": atac_z, "probabilities": prob, "novelty": novelty}
     if config.novelty_by == "cluster":
         clusters = leiden(neighbor_graph(atac_z, 15, "cosine", ctx.seed), 1.0, ctx.seed)
         arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]
@@ -138,7 +187,7 @@ def map_query(model: SCNCL, query: QueryInputs, config: SCNCLConfig, ctx):
     return arrays, notes
 
 
-def embed(model: SCNCL, source: TransferSource, config: SCNCLConfig, train: TrainConfig, ctx):
+def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config: SCNCLConfig, train: TrainConfig, ctx):
     """Embeddings of every reference and query cell; the query's class probabilities: the classifier's
     softmax (``prediction="classifier"``) or the reference label shares among each query cell's
     ``vote_neighbors`` nearest reference cells in the latent space (``"knn"``), mixed with
@@ -146,6 +195,7 @@ def embed(model: SCNCL, source: TransferSource, config: SCNCLConfig, train: Trai
     unseen types better than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's
     Leiden cluster (resolution 1) of the query latent (``query_clusters``): an unseen type shows as a cluster
     the reference explains badly."""
+    source = transfer_batches(source)
     rna_z = encode(model, source.rna_x)
     arrays, notes = map_query(model, QueryInputs(source.atac_x, source.atac_peaks, rna_z, source.rna_y,
                                                  source.n_classes), config, ctx)
@@ -178,7 +228,8 @@ def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float)
 METHOD = Method(
     name="scncl", job="transfer", config=SCNCLConfig(), train=TrainConfig(epochs=50, batch_size=256),
     source=transfer_source,
-    init=lambda source, config, ctx: SCNCL(source.n_features, source.n_classes, config, rngs=nnx.Rngs(ctx.seed)),
+    init=lambda source, config, ctx: build(transfer_batches(source).n_features, transfer_batches(source).n_classes,
+                                           config, ctx.seed),
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed,
     variants={"seed": SEED_RECIPE}, map_query=map_query,
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")

@@ -5,6 +5,7 @@
   :func:`confusion_groups`,
   :func:`otsu_threshold`; a saved transfer model (``transfer_labels(..., save_model=DIR)``) labels a new query
   with :func:`map_query` (:func:`load_transfer_model` reads it)
+- ATAC-only embeddings: :func:`embed_atac`
 - paired integration: :func:`integrate`; a saved integration model (``integrate(..., save_model=DIR)``)
   embeds new paired cells with :func:`map_paired` (:func:`load_integration_model` reads it)
 - downstream: :func:`subclusters`, :func:`label_consistency`, :func:`trajectory`
@@ -13,6 +14,7 @@ Methods come from the registry (``omics_cl.models``); read results back with ``o
 """
 from omics_cl.tl._cluster import cluster, cluster_embedding
 from omics_cl.tl._downstream import label_consistency, subclusters, trajectory
+from omics_cl.tl._embed_atac import embed_atac
 from omics_cl.tl._integrate import integrate
 from omics_cl.tl._map import load_transfer_model, map_query
 from omics_cl.tl._map_paired import load_integration_model, map_paired
@@ -30,6 +32,7 @@ __all__ = [
     "cluster",
     "cluster_embedding",
     "confusion_groups",
+    "embed_atac",
     "integrate",
     "label_consistency",
     "load_integration_model",

@@ -1,0 +1,69 @@
+"""ATAC-only embeddings (``embed_atac``): LSI of the peaks, and the learned latent of a saved transfer model."""
+from __future__ import annotations
+
+import os
+
+import anndata as ad
+import pandas as pd
+import scipy.sparse as sp
+
+from omics_cl.data import lsi
+from omics_cl.data.preprocess import validated_counts
+from omics_cl.tl._common import store_record, versions
+from omics_cl.tl._map import map_query
+
+LSI_COMPONENTS = 10  # MOp ATAC, n_clusters ARI: 10 / 20 / 30 / 50 components .07 / .06 / .04 / .02 (benchmarks/README.md)
+
+
+def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = LSI_COMPONENTS, model=None,
+               gene_activity: ad.AnnData | None = None, annotation=None, seed: int = 0) -> dict:
+    """Embed ATAC cells without labels: ``obsm["X_lsi"]``, and with ``model`` the learned latent.
+
+    ``X_lsi``: TF-IDF + truncated SVD of the peak counts, ``n_components`` standardised components, the
+    first dropped when it tracks sequencing depth (|r| > 0.5). ``model``: a transfer model saved by
+    ``transfer_labels(..., save_model=DIR)`` (trained on any labelled RNA reference); its encoder's latent
+    of this data's gene activity goes to ``obsm["X_<method>"]`` (e.g. ``X_scncl``), and nothing else of
+    the transfer is written. Both are clusterable with :func:`cluster_embedding`. No labels are read.
+    A learned latent without any reference (autoencoders on peaks or on LSI) clustered worse than LSI on
+    MOp and is not offered. Returns the record, also in ``uns["omics_cl"]["embed_atac"]``.
+
+    Parameters
+    ----------
+    atac
+        ATAC cells x peaks, raw counts.
+    layer
+        Layer of ``atac`` holding the raw counts (``None``: ``X``).
+    n_components
+        LSI components kept.
+    model
+        Directory of a saved transfer model (``None``: LSI only).
+    gene_activity
+        Cells x genes gene-activity AnnData, same cells as ``atac`` (with ``model``).
+    annotation
+        Gene annotation to build gene activity from (with ``model``, when ``gene_activity`` is not given).
+    seed
+        Random seed of the SVD.
+
+    Returns
+    -------
+    dict
+        ``n_components``, ``lsi`` (depth correlation, whether the first component was dropped), ``learned``
+        (the obsm key of the learned latent or ``None``) and versions.
+    """
+    if not (isinstance(n_components, int) and n_components >= 1):
+        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+    counts = validated_counts(atac, layer, "ATAC counts")
+    if model is not None and gene_activity is None and annotation is None:
+        raise ValueError("a model needs the query's gene activity: give gene_activity or annotation")
+    embedding, info = lsi.lsi(counts, n_components, seed=seed)
+    learned = None
+    if model is not None:
+        mapped = ad.AnnData(sp.csr_matrix(counts), obs=pd.DataFrame(index=atac.obs_names), var=atac.var)  # results land here only
+        method = map_query(mapped, model, gene_activity, annotation)["method"]
+        learned = f"X_{method}"
+        atac.obsm[learned] = mapped.obsm[learned]
+    atac.obsm["X_lsi"] = embedding
+    record = {"n_components": n_components, "lsi": info, "learned": learned,
+              "model": None if model is None else str(os.path.abspath(model)), "seed": seed, "versions": versions()}
+    store_record(atac, "embed_atac", record)
+    return record

@@ -1,0 +1,51 @@
+"""tl.embed_atac: LSI of the peaks, and a saved transfer model's learned latent (synthetic data)."""
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+from test_save_load import FAST, synthetic
+
+from omics_cl import tl
+
+
+@pytest.fixture(scope="module")
+def data():
+    return synthetic(seed=3)
+
+
+def test_lsi_only_writes_lsi_and_record(data):
+    _, atac, _ = data
+    out = atac.copy()
+    record = tl.embed_atac(out, n_components=8)
+    assert out.obsm["X_lsi"].shape[0] == out.n_obs and out.obsm["X_lsi"].shape[1] in (7, 8)
+    assert record["learned"] is None and out.uns["omics_cl"]["embed_atac"]["n_components"] == 8
+    assert list(out.obs.columns) == list(atac.obs.columns)  # nothing else written
+    tl.cluster_embedding(out, "X_lsi", n_clusters=3)
+    # the three synthetic types have their own peaks: LSI separates them
+    assert adjusted_rand_score(out.obs["cell_type"], out.obs["lsi_cluster"]) > 0.8
+
+
+def test_model_latent_is_the_transfer_latent_and_writes_no_labels(data, tmp_path):
+    rna, atac, activity = data
+    transferred = atac.copy()
+    tl.transfer_labels(rna.copy(), transferred, "cell_type", gene_activity=activity, save_model=tmp_path / "m",
+                       **FAST)
+    out = atac.copy()
+    record = tl.embed_atac(out, model=tmp_path / "m", gene_activity=activity)
+    assert record["learned"] == "X_scncl"
+    assert np.array_equal(out.obsm["X_scncl"], transferred.obsm["X_scncl"])
+    assert "omics_cl_label" not in out.obs and "scncl" not in out.uns["omics_cl"]
+
+
+def test_bad_input_refused_before_anything_is_written(data, tmp_path):
+    _, atac, _ = data
+    out = atac.copy()
+    with pytest.raises(ValueError, match="n_components"):
+        tl.embed_atac(out, n_components=0)
+    with pytest.raises(ValueError, match="gene activity"):
+        tl.embed_atac(out, model=tmp_path / "missing")
+    bad = atac.copy()
+    bad.X = bad.X.copy()
+    bad.X.data[0] = -1
+    with pytest.raises(ValueError):
+        tl.embed_atac(bad)
+    assert "X_lsi" not in out.obsm and "omics_cl" not in out.uns
