@@ -12,7 +12,7 @@ from omics_cl.data.preprocess import validated_counts
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._map import map_query
 
-LSI_COMPONENTS = 10  # MOp ATAC, n_clusters ARI: 10 / 20 / 30 / 50 components .07 / .06 / .04 / .02 (benchmarks/README.md)
+LSI_COMPONENTS = 10  # MOp ATAC, n_clusters ARI medians: 10 / 20 / 30 / 50 components .060 / .032 / .047 / .027
 
 
 def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = LSI_COMPONENTS, model=None,
