@@ -3,7 +3,8 @@ import pytest
 from conftest import FAST
 
 from omics_cl import tl
-from omics_cl.core.train import TrainConfig, minibatches
+from omics_cl.core.epochs import minibatches
+from omics_cl.core.train import TrainConfig
 from omics_cl.data.preprocess import prepare_counts
 from omics_cl import models
 

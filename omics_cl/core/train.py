@@ -5,7 +5,9 @@ A model is a ``flax.nnx`` module plus a loss function
 static graph and a parameter pytree; the step is a plain ``jax.jit`` of
 ``(params, opt_state, batch, key) -> (params, opt_state, metrics)``.
 Data come from a ``BatchSource``: anything with ``n_obs`` and ``get(indices) -> dict of arrays``
-(the sources and their batch keys live in ``omics_cl.data.sources``).
+(the sources and their batch keys live in ``omics_cl.data.sources``). A source with a device-resident form
+(``device_data()``) that fits is put on the device once and trained one epoch per dispatch
+(``omics_cl.core.epochs``; ``TrainConfig.device_resident``, ``device_budget``, ``devices``).
 A ``schedule(epoch) -> dict of floats`` (e.g. a ramped loss weight) reaches the loss as ``batch["schedule"]``.
 :func:`run_stages` runs a list of :class:`Stage` (pre-training, then fine-tuning, ...) with :func:`fit`,
 one checkpoint per stage; :func:`run_record` is the one record of a run (config, history, timings).
@@ -15,7 +17,7 @@ from __future__ import annotations
 import os
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
@@ -26,10 +28,10 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from omics_cl.core.epochs import LossFn, epoch_runner
 from omics_cl.core.files import atomic_write
 
 SCHEDULE = "schedule"  # batch key of the per-epoch scalars from ``schedule``
-LossFn = Callable[[nnx.Module, Any, jax.Array, bool], tuple[jax.Array, dict]]
 
 
 class BatchSource(Protocol):
@@ -51,6 +53,9 @@ class TrainConfig:
     checkpoint_path: str | None = None
     checkpoint_every: int = 1
     progress: bool = True
+    device_resident: str = "auto"  # "auto": on when the source has a device form within device_budget
+    device_budget: float = 0.5  # fraction of device (CPU: host) memory the resident arrays may take
+    devices: int = 0  # local devices of the data-parallel mesh (0: all that divide batch_size)
 
 
 @dataclass
@@ -68,43 +73,6 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     return optax.adam(config.learning_rate)
 
 
-def make_step(graphdef: nnx.GraphDef, loss_fn: LossFn, tx: optax.GradientTransformation) -> Callable:
-    """The jitted pure training step ``(params, opt_state, batch, key) -> (params, opt_state, metrics)``."""
-
-    def step(params, opt_state, batch, key):
-        def objective(p):
-            loss, metrics = loss_fn(nnx.merge(graphdef, p), batch, key, True)
-            return loss, metrics
-
-        (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, {"loss": loss, **metrics}
-
-    return jax.jit(step)
-
-
-def make_eval(graphdef: nnx.GraphDef, loss_fn: LossFn) -> Callable:
-    """Jitted evaluation loss ``(params, batch, key) -> metrics`` with ``train=False``."""
-
-    def evaluate(params, batch, key):
-        loss, metrics = loss_fn(nnx.merge(graphdef, params), batch, key, False)
-        return {"loss": loss, **metrics}
-
-    return jax.jit(evaluate)
-
-
-def minibatches(indices: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Consecutive slices of ``indices``; a final batch of one cell is folded into the previous one
-    (contrastive losses need at least two cells)."""
-    n = len(indices)
-    starts = list(range(0, n, batch_size))
-    if len(starts) > 1 and n - starts[-1] < 2:
-        starts.pop()
-    for i, s in enumerate(starts):
-        stop = starts[i + 1] if i + 1 < len(starts) else n
-        yield indices[s:stop]
-
-
 def split_validation(n_obs: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random train / held-out split of cell indices (labels play no part)."""
     perm = np.random.default_rng([seed, 7919]).permutation(n_obs)
@@ -115,11 +83,6 @@ def split_validation(n_obs: int, fraction: float, seed: int) -> tuple[np.ndarray
             f"validation_fraction={fraction} gives {n_val} held out"
         )
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-def _mean_metrics(rows: list[dict], weights: list[int]) -> dict[str, float]:
-    w = np.asarray(weights, dtype=float)
-    return {k: float(np.average([float(r[k]) for r in rows], weights=w)) for k in rows[0]}
 
 
 def _write_pickle(obj: Any, path: str) -> None:
@@ -156,12 +119,11 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config)
     opt_state = tx.init(params)
-    step = make_step(graphdef, loss_fn, tx)
+    runner = epoch_runner(graphdef, loss_fn, tx, source, config)
     key, val_key = jax.random.split(jax.random.key(seed))  # val_key: the same augmentation draw every epoch
 
     if config.early_stopping:
         train_idx, val_idx = split_validation(source.n_obs, config.validation_fraction, seed)
-        evaluate = make_eval(graphdef, loss_fn)
     else:
         train_idx, val_idx = np.arange(source.n_obs), None
     if len(train_idx) < 2:
@@ -190,26 +152,14 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         started = time.perf_counter()
         epoch_key = jax.random.fold_in(key, epoch)
         extra = {} if schedule is None else {SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
-
-        def batch_of(idx):
-            return {**source.get(idx), **extra}
-
         order = np.random.default_rng([seed, epoch]).permutation(train_idx)
-        rows, sizes = [], []
-        for b, idx in enumerate(minibatches(order, config.batch_size)):
-            params, opt_state, metrics = step(params, opt_state, batch_of(idx), jax.random.fold_in(epoch_key, b))
-            rows.append(metrics)
-            sizes.append(len(idx))
-        for k, v in _mean_metrics(rows, sizes).items():
+        params, opt_state, metrics = runner.train(params, opt_state, order, epoch_key, extra)
+        for k, v in metrics.items():
             history.setdefault(k, []).append(v)
         postfix = {"loss": f"{history['loss'][-1]:.4g}"}
 
         if val_idx is not None:
-            vrows, vsizes = [], []
-            for b, idx in enumerate(minibatches(val_idx, config.batch_size)):
-                vrows.append(evaluate(params, batch_of(idx), jax.random.fold_in(val_key, b)))
-                vsizes.append(len(idx))
-            val_loss = _mean_metrics(vrows, vsizes)["loss"]
+            val_loss = runner.validate(params, val_idx, val_key, extra)["loss"]
             history.setdefault("val_loss", []).append(val_loss)
             postfix["val_loss"] = f"{val_loss:.4g}"
             if val_loss < best_loss - config.min_delta:

@@ -3,7 +3,8 @@
 Every batch uses the keys of :data:`KEYS` (like scvi-tools' ``REGISTRY_KEYS``); a paired or transfer batch
 nests one sub-batch per modality under ``KEYS.RNA`` / ``KEYS.ATAC``. Only the requested rows are read and
 densified, so a whole matrix never becomes dense. Sources are built from arrays and AnnData-free recipes;
-nothing here imports flax.
+nothing here imports flax. ``device_data()`` gives a source's device-resident form
+(``omics_cl.data.device_sources.DeviceData``), or None when its batches must be built on the host.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from omics_cl.core import graph
+from omics_cl.data import device_sources as dev
 
 KEYS = SimpleNamespace(
     X="x",                          # model input rows (cells x features)
@@ -52,6 +54,10 @@ class RowSource:
         restore[order] = np.arange(len(order))
         return {KEYS.X: out[restore]}
 
+    def device_data(self) -> dev.DeviceData | None:
+        """None: an arbitrary ``transform`` runs on the host."""
+        return None
+
 
 class CountsSource(RowSource):
     """Rows of a count matrix through a fitted ``LogNormalizer`` (``omics_cl.data.preprocess``)."""
@@ -64,10 +70,24 @@ class CountsSource(RowSource):
         """The whole transformed matrix, kept sparse."""
         return self.transform.sparse(self.x)
 
+    def device_data(self) -> dev.DeviceData | None:
+        """The kept columns' counts and per-cell scales (in-memory counts only)."""
+        return dev.lognorm_data(self.x, self.transform, KEYS.X) if dev.in_memory(self.x) else None
 
-def dense_source(x) -> RowSource:
+
+class DenseSource(RowSource):
     """Rows of an already prepared (sparse or dense) feature matrix, densified per batch."""
-    return RowSource(x, lambda rows, _cells: dense_rows(rows, slice(None)))
+
+    def __init__(self, x):
+        super().__init__(x, lambda rows, _cells: dense_rows(rows, slice(None)))
+
+    def device_data(self) -> dev.DeviceData | None:
+        return dev.rows_data(self.x, KEYS.X) if dev.in_memory(self.x) else None
+
+
+def dense_source(x) -> DenseSource:
+    """Rows of an already prepared (sparse or dense) feature matrix, densified per batch."""
+    return DenseSource(x)
 
 
 class ArraySource:
@@ -79,6 +99,9 @@ class ArraySource:
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
         return {k: v[indices] for k, v in self.arrays.items()}
+
+    def device_data(self) -> dev.DeviceData:
+        return dev.arrays_data(self.arrays)
 
 
 def cell_graph(rows: CountsSource, n_pcs: int, n_neighbors: int, seed: int) -> np.ndarray:
@@ -106,6 +129,10 @@ class GraphSource:
         return {KEYS.X: x[:len(indices)], KEYS.NEIGHBOR_X: x[len(indices):].reshape(*nb.shape, -1),
                 KEYS.NEIGHBOR_MASK: np.ones(nb.shape, dtype=bool)}
 
+    def device_data(self) -> dev.DeviceData | None:
+        rows = self.rows.device_data()
+        return None if rows is None else dev.graph_data(rows, self.neighbors, KEYS)
+
 
 class PairedSource:
     """``get -> {RNA: {X, COUNTS, SIZE_FACTOR}, ATAC: {...}}``, rows of both modalities in the same order
@@ -124,12 +151,16 @@ class PairedSource:
         indices = np.asarray(indices)
         return {KEYS.RNA: self._modality(self.rna, indices), KEYS.ATAC: self._modality(self.atac, indices)}
 
+    def device_data(self) -> dev.DeviceData:
+        return dev.paired_data(self.rna, self.atac, KEYS)
+
 
 class TransferSource:
     """Batches indexed by ATAC cell: ``{ATAC: {X, NEIGHBOR_X}, RNA: {X, LABEL}}`` with the ATAC rows, one
     random kNN neighbour of each, and as many labelled RNA cells drawn at random (uniformly over cells). The
     draws are seeded by ``seed`` and the batch's indices, so a batch is the same whenever it is requested
-    (runs and resumes are reproducible)."""
+    (runs and resumes are reproducible). The draws use host randomness, so batches are built on the host
+    (no ``device_data``)."""
 
     def __init__(self, rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, n_classes: int, seed: int,
                  atac_peaks: np.ndarray | None = None):

@@ -1,0 +1,123 @@
+"""Training throughput (cells/s) of the cae loop: the host-fed loop (one dispatch per batch, batches built in
+numpy), the device-resident loop (one dispatch per epoch, batches gathered on the device) and the baseline,
+the raw jitted step looped over batches already densified and normalised on the device.
+
+Each loop runs ``--epochs`` epochs after one warm-up epoch (compilation); a row is one epoch. The raw step
+runs the same batches (one epoch's permutation, prepared before timing) ``--epochs`` times. ``--rounds``
+repeats the three in turn, so a change of machine load hits all three alike.
+
+    python benchmarks/throughput.py --datasets zeisel_cortex --rounds 3 --epochs 3 --json out.json
+    python benchmarks/throughput.py --datasets synthetic --rounds 2 --epochs 2 --json out.json --append
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import jax
+import numpy as np
+import scipy.sparse as sp
+from flax import nnx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import MACHINE, median_table, write_json_atomic  # noqa: E402
+
+from omics_cl import datasets  # noqa: E402
+from omics_cl.core.epochs import minibatches, step_fn  # noqa: E402
+from omics_cl.core.train import TrainConfig, fit, make_optimizer  # noqa: E402
+from omics_cl.data.preprocess import LogNormalizer, prepare_counts  # noqa: E402
+from omics_cl.data.sources import CountsSource  # noqa: E402
+from omics_cl.models.cae import AutoEncoder, CAEConfig, make_loss  # noqa: E402
+
+
+def synthetic_counts(n_cells: int, n_genes: int, seed: int = 0) -> sp.csr_matrix:
+    """Sparse counts: every cell has about 10% of genes nonzero (1 + Poisson(1)), gene 0 always."""
+    rng = np.random.default_rng(seed)
+    nnz = n_cells * n_genes // 10
+    rows = np.repeat(np.arange(n_cells), nnz // n_cells)
+    cols = rng.integers(0, n_genes, len(rows))
+    x = sp.csr_matrix((1 + rng.poisson(1.0, len(rows)).astype(np.float32), (rows, cols)), shape=(n_cells, n_genes))
+    x.sum_duplicates()
+    return sp.csr_matrix(x + sp.csr_matrix((np.ones(n_cells, np.float32), (np.arange(n_cells), np.zeros(n_cells))),
+                                           shape=(n_cells, n_genes)))
+
+
+def source_of(name: str, n_cells: int) -> CountsSource:
+    if name == "synthetic":
+        x = synthetic_counts(n_cells, 2000)
+        return CountsSource(x, LogNormalizer(np.arange(x.shape[1]), np.asarray(x.sum(1)).ravel()))
+    return prepare_counts(datasets.load(name, modality="rna")).source()
+
+
+def loop_seconds(source, config: CAEConfig, train: TrainConfig, mode: str) -> list[float]:
+    """Seconds of each epoch after the first (which compiles)."""
+    model = AutoEncoder(source.n_features, config, rngs=nnx.Rngs(0))
+    result = fit(model, make_loss(config), source, replace(train, device_resident=mode), seed=0)
+    return result.epoch_seconds[1:]
+
+
+def raw_step_seconds(source, config: CAEConfig, train: TrainConfig) -> list[float]:
+    """Seconds of each pass of the jitted step over one epoch's batches, already on the device."""
+    graphdef, params = nnx.split(AutoEncoder(source.n_features, config, rngs=nnx.Rngs(0)))
+    tx = make_optimizer(train)
+    step, opt_state = jax.jit(step_fn(graphdef, make_loss(config), tx)), tx.init(params)
+    order = np.random.default_rng([0, 0]).permutation(source.n_obs)
+    batches = [jax.device_put(source.get(idx)) for idx in minibatches(order, train.batch_size)]
+    keys = [jax.random.fold_in(jax.random.key(0), b) for b in range(len(batches))]
+    seconds = []
+    for _ in range(train.epochs):
+        started = time.perf_counter()
+        for batch, key in zip(batches, keys):
+            params, opt_state, metrics = step(params, opt_state, batch, key)
+        jax.block_until_ready((params, metrics))
+        seconds.append(time.perf_counter() - started)
+    return seconds[1:]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--datasets", default="zeisel_cortex,synthetic", help="registry names and/or 'synthetic'")
+    p.add_argument("--synthetic-cells", type=int, default=100_000, help="cells of the synthetic x 2000 matrix")
+    p.add_argument("--epochs", type=int, default=3, help="timed epochs per loop (after one warm-up epoch)")
+    p.add_argument("--rounds", type=int, default=1, help="times the three paths run, in turn")
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--hidden", default="1024,1024", help="cae hidden layer widths (default: the cae default)")
+    p.add_argument("--json", required=True, help="output JSON list of rows")
+    p.add_argument("--append", action="store_true", help="keep the rows already in --json")
+    args = p.parse_args()
+    config = CAEConfig(hidden=tuple(int(h) for h in args.hidden.split(",")))
+    train = TrainConfig(epochs=args.epochs + 1, batch_size=args.batch_size, progress=False)
+    rows = json.loads(Path(args.json).read_text()) if args.append and Path(args.json).exists() else []
+    for name in args.datasets.split(","):
+        source = source_of(name, args.synthetic_cells)
+        runs = {"host loop": lambda: loop_seconds(source, config, train, "never"),
+                "device loop": lambda: loop_seconds(source, config, train, "always"),
+                "raw step (baseline)": lambda: raw_step_seconds(source, config, train)}
+        for round_ in range(args.rounds):
+            for path, run in runs.items():
+                for seconds in run():
+                    row = {"dataset": name, "cells": source.n_obs, "genes": source.n_features, "hidden": args.hidden,
+                           "path": path, "round": round_, "cells_per_s": source.n_obs / seconds,
+                           "epoch_seconds": seconds}
+                    rows.append({**row, "machine": MACHINE})
+                    print(json.dumps(row), flush=True)
+                write_json_atomic(rows, args.json)
+    for group in {(r["dataset"], r["hidden"]) for r in rows}:
+        members = [r for r in rows if (r["dataset"], r["hidden"]) == group]
+        raw = np.median([r["cells_per_s"] for r in members if r["path"].startswith("raw")])
+        for r in members:
+            r["of_raw_step"] = r["cells_per_s"] / raw
+    write_json_atomic(rows, args.json)
+    print(f"\nMachine: {MACHINE}\ncae (latent {config.latent}), batch {args.batch_size}; medians over rounds x "
+          f"epochs (this call: {args.rounds} x {args.epochs}) [spread max - min]; of_raw_step: cells/s over the "
+          "raw step's median\n")
+    print(median_table(rows, ["dataset", "cells", "genes", "hidden", "path"],
+                       ["cells_per_s", "of_raw_step", "epoch_seconds"], spread=True))
+
+
+if __name__ == "__main__":
+    main()
