@@ -197,8 +197,12 @@ def memory_bytes() -> int:
 
 
 def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | DeviceEpochs:
-    """:class:`DeviceEpochs` when ``config.device_resident`` is ``"always"``, or ``"auto"`` and the source has a
-    device form whose arrays fit in ``config.device_budget`` of device memory; else :class:`HostEpochs`."""
+    """:class:`DeviceEpochs` when ``config.device_resident`` is ``"always"``, or ``"auto"`` on an accelerator
+    and the source has a device form whose arrays fit in ``config.device_budget`` of device memory; else
+    :class:`HostEpochs`. ``"auto"`` keeps the host loop on the CPU: XLA compiles the step inside the epoch's
+    scan with other rounding than the per-batch step (cae: 2e-6 after 2 epochs), and on CPU the gain is small
+    for the default networks (benchmarks/README.md, training throughput), so CPU results stay those of the
+    host loop."""
     if config.device_resident not in RESIDENT:
         raise ValueError(f"device_resident must be one of {RESIDENT}, got {config.device_resident!r}")
     if config.device_resident != "never":
@@ -206,8 +210,8 @@ def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | 
         if data is None and config.device_resident == "always":
             raise ValueError(f"{type(source).__name__} has no device-resident form (its batches are built on the "
                              "host); use device_resident='auto' or 'never'")
-        if data is not None and (config.device_resident == "always"
-                                 or data.nbytes <= config.device_budget * memory_bytes()):
+        if data is not None and (config.device_resident == "always" or (
+                jax.default_backend() != "cpu" and data.nbytes <= config.device_budget * memory_bytes())):
             return DeviceEpochs(graphdef, loss_fn, tx, data, config.batch_size,
                                 local_mesh(config.devices, config.batch_size))
     return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size)

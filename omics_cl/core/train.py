@@ -53,7 +53,7 @@ class TrainConfig:
     checkpoint_path: str | None = None
     checkpoint_every: int = 1
     progress: bool = True
-    device_resident: str = "auto"  # "auto": on when the source has a device form within device_budget
+    device_resident: str = "auto"  # "auto": on an accelerator, for a device-form source within device_budget
     device_budget: float = 0.5  # fraction of device (CPU: host) memory the resident arrays may take
     devices: int = 0  # local devices of the data-parallel mesh (0: all that divide batch_size)
 
