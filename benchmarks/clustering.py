@@ -1,5 +1,5 @@
 """Clustering benchmark: pca / ae / cae / scinno / siamese and the scVI anchor on real labelled
-datasets, both protocols, several seeds.
+datasets, both protocols, several seeds; tables give medians and [max - min] over seeds.
 
 Embedding methods (pca, ae, cae, scvi) train once per (dataset, method, seed); the embedding is
 clustered under the ``resolution`` protocol (Leiden, resolution 1.0) and the ``n_clusters``
@@ -11,7 +11,7 @@ used only for scoring and for that K. ``scvi`` runs ``anchors/clustering_embed.p
 (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see anchors/README.md).
 
     python benchmarks/clustering.py --datasets zeisel_cortex,pbmc68k_reduced --methods pca,cae,scinno \
-        --seeds 3 --json results.json [--resume]
+        --seeds 5 --json results.json [--resume]
 """
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
     p.add_argument("--methods", default="pca,ae,cae,scinno,siamese,scvi", help="comma-separated methods")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
     p.add_argument("--anchors-python", help="python of the anchors environment (scvi)")
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     print(f"\nmachine: {machine()}")
     for protocol in ("n_clusters", "resolution"):
         print(median_table([r for r in rows if r["protocol"] == protocol], ["dataset", "method", "protocol"],
-                           ["nmi", "ari", "acc", "n_clusters", "train_seconds"]) + "\n")
+                           ["nmi", "ari", "acc", "n_clusters", "train_seconds"], spread=True) + "\n")
     return 0
 
 
