@@ -1,5 +1,5 @@
 """Clustering benchmark: pca / ae / cae / scinno / siamese and the scVI anchor on real labelled
-datasets, both protocols, several seeds.
+datasets, both protocols, several seeds; tables give medians and [max - min] over seeds.
 
 Embedding methods (pca, ae, cae, scvi) train once per (dataset, method, seed); the embedding is
 clustered under the ``resolution`` protocol (Leiden, resolution 1.0) and the ``n_clusters``
@@ -11,7 +11,7 @@ used only for scoring and for that K. ``scvi`` runs ``anchors/clustering_embed.p
 (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see anchors/README.md).
 
     python benchmarks/clustering.py --datasets zeisel_cortex,pbmc68k_reduced --methods pca,cae,scinno \
-        --seeds 3 --json results.json [--resume]
+        --seeds 5 --json results.json [--resume]
 """
 from __future__ import annotations
 
@@ -60,23 +60,26 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = str(Path(tmp) / "run.ckpt")
             full = tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, checkpoint_path=ckpt,
-                              **params)
+                              leiden_restarts=args.leiden_restarts, **params)
             yield "n_clusters", f"{method}_cluster", full, full["train_seconds"]
             os.remove(f"{ckpt}.cluster")  # keep the (K-independent) pre-training stage, redo the clustering stage
-            rec = tl.cluster(adata, method=method, seed=seed, progress=False, checkpoint_path=ckpt, **params)
+            rec = tl.cluster(adata, method=method, seed=seed, progress=False, checkpoint_path=ckpt,
+                             leiden_restarts=args.leiden_restarts, **params)
             yield "resolution", f"{method}_cluster", rec, full["train_seconds"]
         return
     if method == "scvi":
         start = time.perf_counter()
         adata.obsm["X_scvi"] = scvi_embedding(name, seed, args)
         seconds, graph_dims = time.perf_counter() - start, None
-        rec = tl.cluster_embedding(adata, "X_scvi", seed=seed, key_added="scvi_cluster")
+        rec = tl.cluster_embedding(adata, "X_scvi", seed=seed, key_added="scvi_cluster",
+                                   leiden_restarts=args.leiden_restarts)
     else:
-        rec = tl.cluster(adata, method=method, seed=seed, progress=False, **params)
+        rec = tl.cluster(adata, method=method, seed=seed, progress=False, leiden_restarts=args.leiden_restarts,
+                         **params)
         seconds, graph_dims = rec["train_seconds"], rec["graph_dims"]
     yield "resolution", f"{method}_cluster", rec, seconds
     fixed = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed, key_added=f"{method}_cluster_k",
-                                 n_dims=graph_dims)
+                                 n_dims=graph_dims, leiden_restarts=args.leiden_restarts)
     yield "n_clusters", f"{method}_cluster_k", fixed, seconds
 
 
@@ -84,10 +87,12 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
     p.add_argument("--methods", default="pca,ae,cae,scinno,siamese,scvi", help="comma-separated methods")
-    p.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
     p.add_argument("--anchors-python", help="python of the anchors environment (scvi)")
+    p.add_argument("--leiden-restarts", type=int, default=1,
+                   help="Leiden runs per resolution, the most modular kept (tl.cluster's leiden_restarts)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trained method's default (exploration only; recorded in each row)")
     args = p.parse_args(argv)
@@ -112,7 +117,8 @@ def main(argv=None) -> int:
                 for protocol, key, info, seconds in runs(adata, name, method, seed, k, extra, args):
                     s = metrics.clustering_scores(labels, adata.obs[key], exclude=manifest.unlabelled_values)
                     row = {"dataset": name, "method": method, "protocol": protocol, "seed": seed, **s,
-                           "n_clusters": info["n_clusters"], "train_seconds": seconds}
+                           "n_clusters": info["n_clusters"], "train_seconds": seconds,
+                           "leiden_restarts": args.leiden_restarts}
                     if extra:
                         row["params"] = extra
                     rows.append({**row, "machine": MACHINE})
@@ -121,7 +127,7 @@ def main(argv=None) -> int:
     print(f"\nmachine: {machine()}")
     for protocol in ("n_clusters", "resolution"):
         print(median_table([r for r in rows if r["protocol"] == protocol], ["dataset", "method", "protocol"],
-                           ["nmi", "ari", "acc", "n_clusters", "train_seconds"]) + "\n")
+                           ["nmi", "ari", "acc", "n_clusters", "train_seconds"], spread=True) + "\n")
     return 0
 
 

@@ -22,7 +22,7 @@ def machine() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     libs = []
-    for name in ("numpy", "scipy", "scikit-learn", "flax", "optax", "anndata", "scanpy"):
+    for name in ("numpy", "scipy", "scikit-learn", "igraph", "flax", "optax", "anndata", "scanpy"):
         try:
             libs.append(f"{name} {version(name)}")
         except PackageNotFoundError:

@@ -35,6 +35,40 @@ def test_leiden_deterministic_and_recovers_blobs():
     assert adjusted_rand_score(truth, a) > 0.95
 
 
+def noisy_graph():
+    x, _ = blobs(40, 8, seed=3)
+    return graph.neighbor_graph(x + np.random.default_rng(0).normal(size=x.shape) * 6, 15, "euclidean")
+
+
+def modularity(adj, labels, resolution=1.0):
+    import igraph
+    import scipy.sparse as sp
+
+    upper = sp.triu(adj, k=1).tocoo()
+    g = igraph.Graph(n=adj.shape[0], edges=np.column_stack([upper.row, upper.col]).tolist(),
+                     edge_attrs={"weight": upper.data.tolist()})
+    return g.modularity(labels.tolist(), weights="weight", resolution=resolution)
+
+
+def test_leiden_keeps_the_most_modular_restart():
+    adj = noisy_graph()
+    single = graph.leiden(adj, 1.5, seed=4, restarts=1)  # restart 0 of seed 4
+    best = graph.leiden(adj, 1.5, seed=4, restarts=10)
+    assert modularity(adj, best, 1.5) >= modularity(adj, single, 1.5)
+    assert np.array_equal(best, graph.leiden(adj, 1.5, seed=4, restarts=10))
+    with pytest.raises(ValueError, match="restarts"):
+        graph.leiden(adj, 1.0, restarts=0)
+
+
+def test_bisection_keeps_a_most_modular_partition_with_k_clusters():
+    adj = noisy_graph()
+    labels, res = graph.leiden_n_clusters(adj, 6, seed=0, restarts=10)
+    assert labels.max() + 1 == 6
+    other = graph.leiden(adj, res, seed=0, restarts=1)  # one of the restarts it compared
+    if other.max() + 1 == 6:
+        assert modularity(adj, other) <= modularity(adj, labels) + 1e-12
+
+
 def test_knn_includes_self_first():
     x, _ = blobs(20, 2)
     idx, dist = graph.knn(x, 5, "cosine")

@@ -8,6 +8,8 @@ import numpy as np
 import scipy.sparse as sp
 
 EXACT_KNN_MAX_CELLS = 20_000
+LEIDEN_RESTARTS = 1  # 10 made PCA + Leiden seed-stable but chose the worse cbmc solution (benchmarks/README.md)
+NEIGHBOUR_RESOLUTIONS = (0.8, 0.9, 1.1, 1.25)
 
 
 def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
@@ -62,20 +64,49 @@ def neighbor_graph(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int
     return connectivities(*knn(x, k, metric, seed))
 
 
-def leiden(adjacency: sp.spmatrix, resolution: float = 1.0, seed: int = 0, n_iterations: int = 2) -> np.ndarray:
-    """Leiden (modularity, igraph implementation) on a weighted undirected graph; labels sorted by size."""
+def leiden(adjacency: sp.spmatrix, resolution: float = 1.0, seed: int = 0, n_iterations: int = 2,
+           restarts: int = LEIDEN_RESTARTS) -> np.ndarray:
+    """Leiden (modularity, igraph implementation) on a weighted undirected graph; labels sorted by size.
+
+    Runs ``restarts`` times (random streams derived from ``seed``) and keeps the partition with the
+    highest modularity at ``resolution``, the objective Leiden optimises (no labels involved).
+    """
+    return _best_partition(_weighted_graph(adjacency), resolution, seed, n_iterations, restarts)
+
+
+def _weighted_graph(adjacency: sp.spmatrix) -> igraph.Graph:
     adjacency = sp.triu(sp.csr_matrix(adjacency), k=1).tocoo()
-    g = igraph.Graph(n=adjacency.shape[0], edges=np.column_stack([adjacency.row, adjacency.col]).tolist(),
-                     directed=False, edge_attrs={"weight": adjacency.data.tolist()})
-    igraph.set_random_number_generator(random.Random(seed))
+    return igraph.Graph(n=adjacency.shape[0], edges=np.column_stack([adjacency.row, adjacency.col]).tolist(),
+                        directed=False, edge_attrs={"weight": adjacency.data.tolist()})
+
+
+def _partitions(g: igraph.Graph, resolution: float, seed: int, n_iterations: int, restarts: int,
+                ) -> list[np.ndarray]:
+    """``restarts`` Leiden memberships at ``resolution``, labels sorted by size; restart 0 uses the stream
+    of ``seed`` itself, so one restart is the single run of that seed."""
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    out = []
     try:
-        parts = g.community_leiden(objective_function="modularity", weights="weight", resolution=resolution,
-                                   beta=0.01, n_iterations=n_iterations)
+        for restart in range(restarts):
+            igraph.set_random_number_generator(random.Random(seed if restart == 0 else f"{seed}:{restart}"))
+            labels = np.asarray(g.community_leiden(objective_function="modularity", weights="weight",
+                                                   resolution=resolution, beta=0.01,
+                                                   n_iterations=n_iterations).membership)
+            # relabel 0..K-1 by decreasing size so labels do not depend on igraph's internal order
+            out.append(np.argsort(size_order(labels))[labels])
     finally:
         igraph.set_random_number_generator(random)
-    labels = np.asarray(parts.membership)
-    # relabel 0..K-1 by decreasing size so labels do not depend on igraph's internal order
-    return np.argsort(size_order(labels))[labels]
+    return out
+
+
+def _most_modular(g: igraph.Graph, partitions: list[np.ndarray], resolution: float) -> np.ndarray:
+    return max(partitions, key=lambda labels: g.modularity(labels.tolist(), weights="weight", resolution=resolution))
+
+
+def _best_partition(g: igraph.Graph, resolution: float, seed: int, n_iterations: int, restarts: int,
+                    ) -> np.ndarray:
+    return _most_modular(g, _partitions(g, resolution, seed, n_iterations, restarts), resolution)
 
 
 def size_order(labels: np.ndarray, n_labels: int = 0) -> np.ndarray:
@@ -85,36 +116,50 @@ def size_order(labels: np.ndarray, n_labels: int = 0) -> np.ndarray:
 
 
 def leiden_n_clusters(adjacency: sp.spmatrix, n_clusters: int, seed: int = 0, max_steps: int = 40,
-                      ) -> tuple[np.ndarray, float]:
-    """Leiden at the resolution found by bisection that gives ``n_clusters`` clusters.
+                      restarts: int = LEIDEN_RESTARTS, n_iterations: int = 2) -> tuple[np.ndarray, float]:
+    """Leiden with ``n_clusters`` clusters at the resolution that bisection gives (with ``restarts`` > 1: the
+    highest-modularity such partition found around it).
 
-    Returns the labels and the resolution. When no resolution gives exactly ``n_clusters``
-    (the count is not monotone in the resolution), the closest count found is returned.
+    The count at each resolution comes from :func:`leiden` (``restarts``, ``n_iterations``). With one
+    restart, the smallest resolution giving ``n_clusters`` is used. With more, once a
+    resolution r gives ``n_clusters``, r x ``NEIGHBOUR_RESOLUTIONS`` are run too, and of every restart with
+    exactly ``n_clusters`` clusters the one with the highest modularity at resolution 1 (comparable across
+    resolutions) is returned with its resolution. No labels are involved. When no resolution gives
+    exactly ``n_clusters`` (the count is not monotone in the resolution), the closest count is returned.
     """
     if n_clusters < 1:
         raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
     n_cells = adjacency.shape[0]
     if n_clusters > n_cells:
         raise ValueError(f"n_clusters={n_clusters} is larger than the number of cells ({n_cells})")
-    tried: dict[float, np.ndarray] = {}
+    g = _weighted_graph(adjacency)
+    tried: dict[float, list[np.ndarray]] = {}
+    counts: dict[float, int] = {}
 
     def run(res: float) -> int:
-        tried[res] = leiden(adjacency, res, seed)
-        return int(tried[res].max()) + 1
+        tried[res] = _partitions(g, res, seed, n_iterations, restarts)
+        counts[res] = int(_most_modular(g, tried[res], res).max()) + 1
+        return counts[res]
 
     lo, hi = 0.0, 1.0
     while run(hi) < n_clusters and hi < 1e3:
         lo, hi = hi, hi * 2
     for _ in range(max_steps):
-        if int(tried[hi].max()) + 1 == n_clusters:
+        if counts[hi] == n_clusters:
             break
         mid = 0.5 * (lo + hi)
         if run(mid) < n_clusters:
             lo = mid
         else:
             hi = mid
-    best = min(tried, key=lambda r: (abs(int(tried[r].max()) + 1 - n_clusters), r))
-    return tried[best], best
+    if counts[hi] != n_clusters or restarts == 1:  # one run per resolution: the smallest resolution, closest count
+        best = min(counts, key=lambda r: (abs(counts[r] - n_clusters), r))
+        return _most_modular(g, tried[best], best), best
+    for factor in NEIGHBOUR_RESOLUTIONS:
+        run(hi * factor)
+    exact = [(res, labels) for res, runs in tried.items() for labels in runs if int(labels.max()) + 1 == n_clusters]
+    res, labels = max(exact, key=lambda pair: (g.modularity(pair[1].tolist(), weights="weight"), -pair[0]))
+    return labels, res
 
 
 def kmeans(x: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:

@@ -20,15 +20,16 @@ def context_cells(n_obs: int, size: int, seed: int) -> np.ndarray:
 
 
 def leiden_centres(z: np.ndarray, n_clusters: int | None, n_neighbors: int, resolution: float,
-                   seed: int) -> np.ndarray:
+                   seed: int, restarts: int = 1) -> np.ndarray:
     """Initial cluster centres from Leiden on a cosine kNN graph of ``z``: the mean L2-normalised row of
     each cluster. Leiden gives ``n_clusters`` clusters (resolution by bisection) or, when ``n_clusters``
-    is None, as many as it finds at ``resolution`` (the label-free K estimate)."""
+    is None, as many as it finds at ``resolution`` (the label-free K estimate); ``restarts``: see
+    ``graph.leiden``."""
     adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
     if n_clusters is None:
-        labels = graph.leiden(adjacency, resolution, seed)
+        labels = graph.leiden(adjacency, resolution, seed, restarts=restarts)
     else:
-        labels, _ = graph.leiden_n_clusters(adjacency, n_clusters, seed)
+        labels, _ = graph.leiden_n_clusters(adjacency, n_clusters, seed, restarts=restarts)
         if labels.max() + 1 != n_clusters:
             warnings.warn(f"no Leiden resolution gives {n_clusters} clusters on the pretrained latent; "
                           f"training {labels.max() + 1} centres (the closest count)", stacklevel=2)
@@ -43,7 +44,8 @@ def leiden_centres_init(build: Callable[[int], nnx.Module], latent: Callable[[nn
     request (``n_clusters`` or ``resolution``, ``n_neighbors``, ``seed``); no labels are read."""
 
     def init(previous: nnx.Module) -> tuple[nnx.Module, dict]:
-        centres = leiden_centres(latent(previous), ctx.n_clusters, ctx.n_neighbors, ctx.resolution, ctx.seed)
+        centres = leiden_centres(latent(previous), ctx.n_clusters, ctx.n_neighbors, ctx.resolution, ctx.seed,
+                                 ctx.leiden_restarts)
         model = build(len(centres))
         nnx.update(model, nnx.state(previous, nnx.Not(nnx.PathContains("centres"))))
         model.centres[...] = jnp.asarray(centres)

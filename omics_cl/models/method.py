@@ -23,12 +23,14 @@ JOBS = ("cluster", "integrate", "transfer")
 @dataclass(frozen=True)
 class Context:
     """What a run knows beyond its config: the seed and, for the cluster job, the clustering request
-    (self-clustering methods read ``n_clusters`` / ``resolution`` / ``n_neighbors``; no labels)."""
+    (self-clustering methods read ``n_clusters`` / ``resolution`` / ``n_neighbors`` / ``leiden_restarts``; no
+    labels)."""
 
     seed: int = 0
     n_clusters: int | None = None
     resolution: float = 1.0
     n_neighbors: int = 15
+    leiden_restarts: int = 1
 
 
 @dataclass(frozen=True)

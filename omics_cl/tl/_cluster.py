@@ -26,7 +26,7 @@ from omics_cl.tl._common import store_record, versions
 
 def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = None, resolution: float = 1.0,
                       key_added: str | None = None, seed: int = 0, n_neighbors: int = 15,
-                      n_dims: int | None = None) -> dict:
+                      n_dims: int | None = None, leiden_restarts: int = 1) -> dict:
     """Leiden on a cosine kNN graph of ``obsm[use_rep]`` (first ``n_dims`` columns if given).
 
     Protocols: ``resolution`` as given, or, when ``n_clusters`` is set, the resolution found by
@@ -51,6 +51,10 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
         Neighbours of the cosine kNN graph.
     n_dims
         Use only the first ``n_dims`` columns (``None``: all).
+    leiden_restarts
+        Leiden runs per resolution; the most modular is kept (with ``n_clusters``: the most modular
+        partition with that count around the bisected resolution). 10 made PCA + Leiden seed-stable on
+        the registry sets but lowered its median ARI on cbmc (benchmarks/README.md); 1: a single run.
 
     Returns
     -------
@@ -66,9 +70,9 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
         raise ValueError(f"obsm[{use_rep!r}] contains NaN/inf")
     adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
     if n_clusters is None:
-        labels, protocol = graph.leiden(adjacency, resolution, seed), "resolution"
+        labels, protocol = graph.leiden(adjacency, resolution, seed, restarts=leiden_restarts), "resolution"
     else:
-        labels, resolution = graph.leiden_n_clusters(adjacency, n_clusters, seed)
+        labels, resolution = graph.leiden_n_clusters(adjacency, n_clusters, seed, restarts=leiden_restarts)
         protocol = "n_clusters"
     key = key_added or f"{use_rep.removeprefix('X_')}_cluster"
     k = int(labels.max()) + 1
@@ -91,7 +95,7 @@ def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, member
 
 def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
             seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
-            progress: bool = True, **method_params) -> dict:
+            progress: bool = True, leiden_restarts: int = 1, **method_params) -> dict:
     """Embed cells with ``method`` (any registered cluster method, ``omics_cl.models.names("cluster")``)
     and cluster them.
 
@@ -127,6 +131,9 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
         Neighbours of the cosine kNN graph used for Leiden.
     progress
         Show a training progress bar.
+    leiden_restarts
+        Leiden runs per resolution (see :func:`cluster_embedding`), also for the self-clustering methods'
+        centres and K estimate.
     **method_params
         Method config / training config values.
 
@@ -142,7 +149,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
                          f"got {n_clusters!r}")
     start = time.perf_counter()
     prepared = prepare_counts(adata, layer, n_top_genes)
-    ctx = models.Context(seed, n_clusters, resolution, n_neighbors)
+    ctx = models.Context(seed, n_clusters, resolution, n_neighbors, leiden_restarts)
     out, info = models.run(spec, prepared, ctx, progress, **method_params)
     train_seconds = time.perf_counter() - start
     adata.obsm[f"X_{method}"] = out["embedding"]
@@ -153,10 +160,10 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
                                      "resolution" if info["k_estimated"] else "n_clusters", resolution)
     else:
         clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
-                                     n_neighbors, graph_dims)
+                                     n_neighbors, graph_dims, leiden_restarts)
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
               "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
-              "n_neighbors": n_neighbors, "graph_dims": graph_dims,
+              "n_neighbors": n_neighbors, "graph_dims": graph_dims, "leiden_restarts": leiden_restarts,
               "train_seconds": train_seconds, **clusters, "params": info, "versions": versions()}
     store_record(adata, method, record)
     return record
