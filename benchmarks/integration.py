@@ -12,8 +12,8 @@ per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``mu
 ``scglue`` run by ``benchmarks/anchors/integration_embed.py`` in the anchors environment
 (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see benchmarks/anchors/README.md), ``sci2cl`` (the
 default: per-cell fusion of RNA PCA and Z_r), ``sci2cl_seed`` (the seed's recipe, ``variant="seed"``), the
-retrained ablations ``sci2cl_no_mom``, ``sci2cl_with_mse``, ``sci2cl_no_xattn``, and two rows read off the
-default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
+retrained ablations ``sci2cl_no_mse``, and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
+term), and two rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
 embedding) and ``sci2cl_no_pca`` (Z_r alone).
 
 ``--design`` picks the data: ``full`` (mop_snare_paired as it is), ``atac_half`` / ``rna_half`` (that
@@ -51,8 +51,10 @@ from omics_cl.data.preprocess import (
     principal_components,
 )
 
-SCI2CL_VARIANTS = {"sci2cl": {}, "sci2cl_seed": {"variant": "seed"}, "sci2cl_no_mom": {"mom_weight": 0.0},
-                   "sci2cl_with_mse": {"mse_weight": 1.0}, "sci2cl_no_xattn": {"cross_attention": False}}
+# no_mom / no_xattn remove one more component from sci2cl_no_mse (the default before 2026-11-30, third session)
+SCI2CL_VARIANTS = {"sci2cl": {}, "sci2cl_seed": {"variant": "seed"}, "sci2cl_no_mse": {"mse_weight": 0.0},
+                   "sci2cl_no_mom": {"mse_weight": 0.0, "mom_weight": 0.0},
+                   "sci2cl_no_xattn": {"mse_weight": 0.0, "cross_attention": False}}
 READ_OFF_DEFAULT = {"sci2cl_no_fusion": "xattn", "sci2cl_no_pca": "rna"}  # other outputs of the default run
 ANCHOR_METHODS = ("wnn", "multivi", "scglue")
 METHODS = ["pca_rna", "pca_scaled", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]

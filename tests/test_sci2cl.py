@@ -280,8 +280,8 @@ def test_pretraining_runs_first_and_is_recorded():
     history = rec["params"]["history"]
     assert len(history["pretrain_loss"]) == 2 and len(history["loss"]) == FAST["epochs"]
     assert set(history) >= {"pretrain_zinb_rna", "pretrain_zinb_atac", "moc", "mom", "mse"}
-    default = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, **FAST)["params"]["history"]
-    assert "mse" not in default and "moc" in default  # the intra-omics views are off by default
+    off = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, mse_weight=0.0, **FAST)["params"]["history"]
+    assert "mse" not in off and "moc" in off  # mse_weight=0 switches the intra-omics views off
 
 
 def test_seed_variant_joint_is_the_cross_attention_output_and_bad_fusion_is_refused():
