@@ -205,13 +205,13 @@ def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | 
     host loop."""
     if config.device_resident not in RESIDENT:
         raise ValueError(f"device_resident must be one of {RESIDENT}, got {config.device_resident!r}")
-    if config.device_resident != "never":
+    always = config.device_resident == "always"
+    if always or (config.device_resident == "auto" and jax.default_backend() != "cpu"):
         data = source.device_data() if hasattr(source, "device_data") else None
-        if data is None and config.device_resident == "always":
+        if data is None and always:
             raise ValueError(f"{type(source).__name__} has no device-resident form (its batches are built on the "
                              "host); use device_resident='auto' or 'never'")
-        if data is not None and (config.device_resident == "always" or (
-                jax.default_backend() != "cpu" and data.nbytes <= config.device_budget * memory_bytes())):
+        if data is not None and (always or data.nbytes <= config.device_budget * memory_bytes()):
             return DeviceEpochs(graphdef, loss_fn, tx, data, config.batch_size,
                                 local_mesh(config.devices, config.batch_size))
     return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size)
