@@ -4,13 +4,11 @@ from __future__ import annotations
 import os
 
 import anndata as ad
-import pandas as pd
-import scipy.sparse as sp
 
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import validated_counts
 from omics_cl.tl._common import store_record, versions
-from omics_cl.tl._map import map_query
+from omics_cl.tl._map import mapped_query
 
 LSI_COMPONENTS = 10  # MOp ATAC, n_clusters ARI medians: 10 / 20 / 30 / 50 components .060 / .032 / .047 / .027
 
@@ -58,10 +56,9 @@ def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = L
     embedding, info = lsi.lsi(counts, n_components, seed=seed)
     learned = None
     if model is not None:
-        mapped = ad.AnnData(sp.csr_matrix(counts), obs=pd.DataFrame(index=atac.obs_names), var=atac.var)  # results land here only
-        method = map_query(mapped, model, gene_activity, annotation)["method"]
-        learned = f"X_{method}"
-        atac.obsm[learned] = mapped.obsm[learned]
+        saved, out, _, _, _ = mapped_query(atac, model, gene_activity, annotation, layer)
+        learned = f"X_{saved.method.name}"
+        atac.obsm[learned] = out["atac_embedding"]
     atac.obsm["X_lsi"] = embedding
     record = {"n_components": n_components, "lsi": info, "learned": learned,
               "model": None if model is None else str(os.path.abspath(model)), "seed": seed, "versions": versions()}

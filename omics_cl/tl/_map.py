@@ -61,6 +61,30 @@ def load_transfer_model(model_dir: str | os.PathLike) -> LoadedModel:
     return loaded
 
 
+def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.AnnData | None = None,
+                 annotation=None, atac_layer: str | None = None) -> tuple[LoadedModel, dict, dict, list, dict]:
+    """What :func:`map_query` computes, nothing written: the loaded model, the method's query arrays and notes,
+    the model genes the query lacks and the query's LSI record."""
+    saved = load_transfer_model(model_dir)
+    meta = saved.meta
+    if gene_activity is None:
+        if annotation is None:
+            raise ValueError("give gene_activity (cells x genes, same cells as atac) or an annotation to build it")
+        gene_activity = build_gene_activity(atac, annotation, layer=atac_layer)
+    elif not gene_activity.obs_names.equals(atac.obs_names):
+        raise ValueError(f"gene_activity has {gene_activity.n_obs} cells, atac {atac.n_obs}, or another order; "
+                         "they must be the same cells in the same order")
+    atac_x, missing = query_features(gene_activity, saved.arrays["genes"], meta["features"])
+    if missing:
+        warnings.warn(f"{len(missing)} of the model's {len(saved.arrays['genes'])} genes are not in the query's gene "
+                      f"activity (e.g. {missing[:3]}); they are set to zero", stacklevel=3)
+    peaks, lsi_info = lsi.lsi(validated_counts(atac, atac_layer, "ATAC counts"), seed=int(meta["seed"]))
+    query = QueryInputs(atac_x, peaks, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
+                        len(meta["classes"]))
+    out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
+    return saved, out, notes, missing, lsi_info
+
+
 def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.AnnData | None = None,
               annotation=None, atac_layer: str | None = None, novelty_threshold: str | float = "query") -> dict:
     """Label the ATAC cells of ``atac`` with a saved transfer model (no training).
@@ -96,24 +120,9 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
     """
     if not (novelty_threshold in THRESHOLDS or isinstance(novelty_threshold, (int, float))):
         raise ValueError(f"novelty_threshold must be one of {THRESHOLDS} or a number, got {novelty_threshold!r}")
-    saved = load_transfer_model(model_dir)
+    saved, out, notes, missing, lsi_info = mapped_query(atac, model_dir, gene_activity, annotation, atac_layer)
     meta, method = saved.meta, saved.method.name
-    if gene_activity is None:
-        if annotation is None:
-            raise ValueError("give gene_activity (cells x genes, same cells as atac) or an annotation to build it")
-        gene_activity = build_gene_activity(atac, annotation, layer=atac_layer)
-    elif not gene_activity.obs_names.equals(atac.obs_names):
-        raise ValueError(f"gene_activity has {gene_activity.n_obs} cells, atac {atac.n_obs}, or another order; "
-                         "they must be the same cells in the same order")
-    atac_x, missing = query_features(gene_activity, saved.arrays["genes"], meta["features"])
-    if missing:
-        warnings.warn(f"{len(missing)} of the model's {len(saved.arrays['genes'])} genes are not in the query's gene "
-                      f"activity (e.g. {missing[:3]}); they are set to zero", stacklevel=2)
-    peaks, lsi_info = lsi.lsi(validated_counts(atac, atac_layer, "ATAC counts"), seed=int(meta["seed"]))
     classes = pd.Index(meta["classes"])
-    query = QueryInputs(atac_x, peaks, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
-                        len(classes))
-    out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
     fixed = {"query": None, "model": meta["record"]["novelty_threshold"]}.get(novelty_threshold, novelty_threshold)
     threshold = write_predictions(atac, method, classes, out, fixed)
     record = {"method": method, "job": "transfer", "mapped_with": str(os.path.abspath(model_dir)),
