@@ -110,3 +110,25 @@ def transfer_method(adata: ad.AnnData, method: str | None = None) -> str:
     if recorded is None:
         raise ValueError("no label-transfer results in uns['omics_cl']; run omics_cl.tl.transfer_labels first")
     return str(recorded)
+
+
+def transfer_probabilities(adata: ad.AnnData, method: str | None = None) -> pd.DataFrame:
+    """A label transfer's class probabilities, cells x reference classes: ``obsm["<method>_probabilities"]``
+    (a plain array, because class names such as ``L2/3`` cannot be h5ad column names) labelled with the
+    run record's classes.
+
+    Parameters
+    ----------
+    adata
+        The ATAC query of a label transfer.
+    method
+        The transfer method (``None``: the recorded one).
+
+    Returns
+    -------
+    DataFrame
+        Probabilities indexed by cell, one column per reference class.
+    """
+    method = transfer_method(adata, method)
+    return pd.DataFrame(np.asarray(adata.obsm[f"{method}_probabilities"]), index=adata.obs_names,
+                        columns=pd.Index(run_record(adata, method)["classes"]))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from omics_cl import datasets, pp, tl
+from omics_cl import datasets, get, pp, tl
 from omics_cl.core import losses
 
 FAST = dict(epochs=4, batch_size=128, hidden=32)
@@ -186,11 +186,14 @@ def test_query_labels_never_reach_the_transfer(mop_split):
     assert np.array_equal(a.obs["omics_cl_novelty"], b.obs["omics_cl_novelty"])
 
 
-def test_vote_probabilities_are_neighbour_shares(mop_split):
+@pytest.mark.filterwarnings("error:Forward slashes")
+def test_vote_probabilities_are_neighbour_shares(mop_split, tmp_path):
     ref, query, activity = mop_split
     out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=1)[1]
-    prob = out.obsm["scncl_probabilities"]
+    prob = get.transfer_probabilities(out)
     assert list(prob.columns) == list(out.uns["omics_cl"]["scncl"]["classes"])
+    assert prob.index.equals(out.obs_names) and np.array_equal(prob.to_numpy(), out.obsm["scncl_probabilities"])
+    out.write_h5ad(tmp_path / "query.h5ad")  # class names such as L2/3 are not h5 keys
     assert np.allclose(prob.to_numpy().sum(1), 1) and np.allclose(prob.to_numpy() * 30, np.round(prob.to_numpy() * 30))
     assert np.allclose(out.obs["omics_cl_confidence"], prob.to_numpy().max(1))
     with pytest.raises(ValueError, match="prediction"):
@@ -215,7 +218,7 @@ def test_peak_classifier_mixes_into_the_probabilities(mop_split):
     out = _run(*mop_split, epochs=3, peak_weight=0.6)[1]
     record = out.uns["omics_cl"]["scncl"]["params"]
     assert 0 < record["n_peak_training_cells"] < out.n_obs
-    prob = out.obsm["scncl_probabilities"].to_numpy()
+    prob = out.obsm["scncl_probabilities"]
     assert np.allclose(prob.sum(1), 1, atol=1e-5)
     assert not np.allclose(prob * 30, np.round(prob * 30))  # no longer pure neighbour-vote shares
 
@@ -252,7 +255,7 @@ def test_ensemble_averages_its_members(mop_split):
     out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=2)[1]
     z = out.obsm["X_scncl"]
     assert z.shape == (out.n_obs, 128) and np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
-    prob = out.obsm["scncl_probabilities"].to_numpy()
+    prob = out.obsm["scncl_probabilities"]
     assert np.allclose(prob * 60, np.round(prob * 60)) and not np.allclose(prob * 30, np.round(prob * 30))
     single = _run(ref, query, activity, epochs=2, n_members=1)[1]
     assert single.obsm["X_scncl"].shape == (out.n_obs, 64)

@@ -12,19 +12,18 @@
 
 Methods come from the registry (``omics_cl.models``); read results back with ``omics_cl.get``.
 """
+from omics_cl.tl._annotations import (
+    annotation_flags,
+    check_annotations,
+    confusion_groups,
+)
 from omics_cl.tl._cluster import cluster, cluster_embedding
 from omics_cl.tl._downstream import label_consistency, subclusters, trajectory
 from omics_cl.tl._embed_atac import embed_atac
 from omics_cl.tl._integrate import integrate
 from omics_cl.tl._map import load_transfer_model, map_query
 from omics_cl.tl._map_paired import load_integration_model, map_paired
-from omics_cl.tl._transfer import (
-    annotation_flags,
-    check_annotations,
-    confusion_groups,
-    otsu_threshold,
-    transfer_labels,
-)
+from omics_cl.tl._transfer import otsu_threshold, transfer_labels
 
 __all__ = [
     "annotation_flags",

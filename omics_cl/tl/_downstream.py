@@ -8,9 +8,9 @@ import pandas as pd
 from omics_cl import get
 from omics_cl.core import graph
 from omics_cl.data.preprocess import check_finite_counts, fit_lognormalizer
+from omics_cl.tl._annotations import annotation_flags, confusion_groups
 from omics_cl.tl._cluster import cluster_embedding
 from omics_cl.tl._common import marker_genes, store_record
-from omics_cl.tl._transfer import annotation_flags, confusion_groups
 
 
 def subclusters(data, groupby: str, group: str, use_rep: str = "X_sci2cl", resolution: float = 0.5,

@@ -1,4 +1,4 @@
-"""RNA -> ATAC label transfer (``transfer_labels``), its novelty threshold, and annotation checks."""
+"""RNA -> ATAC label transfer (``transfer_labels``) and its novelty threshold."""
 from __future__ import annotations
 
 import os
@@ -7,12 +7,12 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
-from omics_cl import get, models
+from omics_cl import models
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import validated_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.pp import gene_activity as build_gene_activity
-from omics_cl.tl._common import marker_genes, store_record, versions
+from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import check_saveable, save_method_model
 
 
@@ -62,7 +62,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     ``obs["omics_cl_query_cluster"]``; ``novelty_by="cell"`` keeps it per cell),
     ``obs["omics_cl_is_novel"]`` (novelty above an Otsu threshold of the novelty distribution, chosen
     without labels), ``obsm["X_<method>"]`` and
-    ``obsm["<method>_probabilities"]`` (cells x reference classes, a DataFrame); into ``rna``:
+    ``obsm["<method>_probabilities"]`` (cells x reference classes in the record's ``classes`` order; as a
+    DataFrame: :func:`omics_cl.get.transfer_probabilities`); into ``rna``:
     ``obsm["X_<method>"]``; run record in both ``uns["omics_cl"]["<method>"]`` and the method's name in
     ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference cells without a label
     are left out of training and counted in the record. ``save_model``: a new directory where the trained model
@@ -165,211 +166,5 @@ def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dic
     atac.obs["omics_cl_novelty"] = novelty
     atac.obs["omics_cl_is_novel"] = novelty > threshold
     atac.obsm[f"X_{method}"] = out["atac_embedding"]
-    atac.obsm[f"{method}_probabilities"] = pd.DataFrame(prob, index=atac.obs_names, columns=classes)
+    atac.obsm[f"{method}_probabilities"] = np.asarray(prob)
     return threshold
-
-
-def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.ndarray) -> pd.DataFrame:
-    """(atlas label, transferred label) groups of the ``candidates`` cells, with the count the model's own
-    confusion would explain.
-
-    ``expected`` is the opposite group (atlas ``t`` -> transferred ``a``) scaled by ``max(1, n_a / n_t)``
-    (atlas label sizes): a pair of types the model mixes up leaves disagreements both ways, a relabelled
-    type only one way. ``estimated_precision = max(0, 1 - expected / n_cells)``. Uses no true labels.
-
-    Parameters
-    ----------
-    atlas
-        Atlas label per cell.
-    transferred
-        Transferred label per cell.
-    candidates
-        Boolean mask of the candidate cells.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``atlas_label``, ``transferred_label``, ``n_cells``, ``expected``, ``estimated_precision``.
-    """
-    atlas, transferred = np.asarray(atlas, dtype=str), np.asarray(transferred, dtype=str)
-    counts = pd.crosstab(atlas[candidates], transferred[candidates])
-    sizes = pd.Series(atlas).value_counts()
-    rows = []
-    for (label, suggested), n_cells in counts.stack().items():
-        if n_cells == 0:
-            continue
-        opposite = counts.at[suggested, label] if suggested in counts.index and label in counts.columns else 0
-        expected = opposite * max(1.0, sizes.get(label, 0) / max(sizes.get(suggested, 0), 1))
-        rows.append({"atlas_label": label, "transferred_label": suggested, "n_cells": int(n_cells),
-                     "expected": float(expected), "estimated_precision": max(0.0, 1 - expected / n_cells)})
-    return pd.DataFrame(rows, columns=["atlas_label", "transferred_label", "n_cells", "expected",
-                                       "estimated_precision"])
-
-
-def annotation_flags(atlas_labels, transferred, confidence, reference_labels, novel=None,
-                     min_confidence: float | None = 0.0, min_enrichment: float = 4.0,
-                     min_group_cells: int = 20, min_agreement: float = 0.35) -> tuple[np.ndarray, float]:
-    """Cells whose transferred label disagrees with their atlas label more than the model's confusion explains.
-
-    Candidates: the transferred label differs from the atlas label, the cell is not predicted novel, and
-    its confidence is at least ``min_confidence`` (``None``: the median confidence of the cells whose
-    transfer agrees with the atlas; the default 0 keeps every disagreement: on the benchmark the group
-    rule below decides better than confidence). Cells without an atlas label, or with one the
-    reference lacks (``reference_labels``), are never flagged, nor are cells of an atlas label whose cells
-    the transfer confirms less often than ``min_agreement`` (a type the model cannot recognise in the
-    query). A candidate is flagged when its (atlas, transferred) group has at least ``min_group_cells``
-    cells and ``min_enrichment`` times the count the model's confusion explains (:func:`confusion_groups`;
-    ``min_enrichment=0`` and ``min_agreement=0`` flag every candidate).
-    Returns ``(flags, min_confidence)``.
-
-    Parameters
-    ----------
-    atlas_labels
-        Atlas label per cell (missing: unlabelled).
-    transferred
-        Transferred label per cell.
-    confidence
-        Confidence of the transferred label per cell.
-    reference_labels
-        Labels the reference has.
-    novel
-        Boolean mask of cells predicted novel (``None``: none).
-    min_confidence
-        Smallest confidence of a candidate (``None``: see above).
-    min_enrichment
-        Times the explained count a group must reach (0: no group rule).
-    min_group_cells
-        Smallest group that can be flagged.
-    min_agreement
-        Smallest share of an atlas label's cells the transfer must confirm.
-
-    Returns
-    -------
-    tuple[numpy.ndarray, float]
-        Boolean flag per cell and the confidence threshold used.
-    """
-    atlas = pd.Series(np.asarray(atlas_labels, dtype=object))
-    transferred = np.asarray(transferred, dtype=object).astype(str)
-    confidence = np.asarray(confidence, dtype=float)
-    has_label = atlas.notna().to_numpy()
-    atlas = atlas.astype(str).to_numpy()
-    has_label &= np.isin(atlas, np.asarray(list(reference_labels), dtype=str))
-    agree = has_label & (atlas == transferred)
-    if min_confidence is None:
-        if not agree.any():
-            raise ValueError("no cell's transferred label agrees with its atlas label; give min_confidence explicitly "
-                             "(do the two use the same label names?)")
-        min_confidence = float(np.median(confidence[agree]))
-    flags = has_label & (atlas != transferred) & (confidence >= min_confidence)
-    if novel is not None:
-        flags &= ~np.asarray(novel, dtype=bool)
-    if min_agreement > 0:
-        rate = pd.Series(agree[has_label]).groupby(atlas[has_label]).mean()
-        flags &= np.isin(atlas, rate.index[rate >= min_agreement])
-    if min_enrichment > 0 and flags.any():
-        groups = confusion_groups(atlas, transferred, flags)
-        kept = groups[(groups["n_cells"] >= min_group_cells) & (groups["n_cells"] >= min_enrichment * groups["expected"])]
-        pairs = set(zip(kept["atlas_label"], kept["transferred_label"]))
-        flags &= np.fromiter(((a, t) in pairs for a, t in zip(atlas, transferred)), bool, len(atlas))
-    return flags, float(min_confidence)
-
-
-def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnData | None = None,
-                      annotation=None, min_confidence: float | None = 0.0, min_enrichment: float = 4.0,
-                      min_group_cells: int = 20, min_agreement: float = 0.35, skip_novel: bool = False,
-                      n_markers: int = 5, layer: str | None = None,
-                      method: str | None = None) -> pd.DataFrame:
-    """Find atlas labels that the transferred labels (from :func:`transfer_labels`) contradict more than the
-    model's own confusion explains.
-
-    ``method``: whose transfer to check (default: the one recorded by :func:`transfer_labels`).
-    Flags cells with :func:`annotation_flags` (atlas labels the reference lacks are not checked; cells
-    predicted novel only with ``skip_novel``: novelty is called per query cluster, and a relabelled type's
-    cluster may look novel to the reference) and
-    writes ``obs["omics_cl_annotation_flag"]`` (bool) and ``obs["omics_cl_suggested_label"]`` (the
-    transferred label of flagged cells, else missing).
-    Returns one row per (atlas label, transferred label) group of flagged cells, the group its confusion
-    explains least first: ``n_cells``, ``expected`` and ``estimated_precision`` (label-free, see
-    :func:`confusion_groups`), ``mean_confidence``, ``fraction_of_atlas_label`` and ``markers``, the
-    ``n_markers`` genes whose gene activity (fraction of cells with any) is most higher in the group than in
-    the cells of the same atlas label whose transfer agrees. Gene activity comes from ``gene_activity``
-    (same cells as ``atac``) or is built from ``annotation``; without either, markers are left empty.
-
-    Parameters
-    ----------
-    atac
-        ATAC query after :func:`transfer_labels`.
-    atlas_key
-        Atlas label column in ``atac.obs``.
-    gene_activity
-        Cells x genes gene-activity AnnData, same cells as ``atac``.
-    annotation
-        Gene annotation (GTF / GFF3 / BED / TSV path or DataFrame) to build gene activity from.
-    min_confidence
-        As in :func:`annotation_flags`.
-    min_enrichment
-        Times the explained count a group must reach (0: no group rule).
-    min_group_cells
-        Smallest group that can be flagged.
-    min_agreement
-        As in :func:`annotation_flags`.
-    skip_novel
-        Leave out cells predicted novel.
-    n_markers
-        Marker genes per group.
-    layer
-        Layer of ``atac`` holding the raw counts, to build gene activity (``None``: ``X``).
-    method
-        Transfer method to check (``None``: the recorded one).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per flagged group, as described above.
-    """
-    missing = [k for k in ("omics_cl_label", "omics_cl_confidence", "omics_cl_is_novel") if k not in atac.obs]
-    if missing:
-        raise ValueError(f"atac.obs lacks {missing}; run omics_cl.tl.transfer_labels first")
-    if atlas_key not in atac.obs:
-        raise ValueError(f"atlas label column {atlas_key!r} not in obs; columns: {list(atac.obs.columns)}")
-    atlas = atac.obs[atlas_key]
-    transferred = atac.obs["omics_cl_label"].astype(str).to_numpy()
-    confidence = atac.obs["omics_cl_confidence"].to_numpy()
-    method = get.transfer_method(atac, method)
-    classes = get.run_record(atac, method).get("classes")
-    if classes is None:
-        raise ValueError(f"atac.uns['omics_cl'][{method!r}] lacks the reference classes; run tl.transfer_labels first")
-    novel = atac.obs["omics_cl_is_novel"].to_numpy() if skip_novel else None
-    flags, threshold = annotation_flags(atlas, transferred, confidence, classes, novel, min_confidence,
-                                        min_enrichment, min_group_cells, min_agreement)
-    if gene_activity is None and annotation is not None:
-        gene_activity = build_gene_activity(atac, annotation, layer=layer)
-    if gene_activity is not None and not gene_activity.obs_names.equals(atac.obs_names):
-        raise ValueError("gene_activity must have the same cells as atac, in the same order")
-    atlas_str = atlas.astype(str).to_numpy()
-    agree = atlas.notna().to_numpy() & (atlas_str == transferred)
-    candidates, _ = annotation_flags(atlas, transferred, confidence, classes, novel, threshold, 0.0, 0, 0.0)
-    table = confusion_groups(atlas_str, transferred, candidates)
-    flagged_pairs = set(zip(atlas_str[flags], transferred[flags]))
-    table = table[[pair in flagged_pairs for pair in zip(table["atlas_label"], table["transferred_label"])]]
-    extra = []
-    for label, suggested in zip(table["atlas_label"], table["transferred_label"]):
-        cells = np.flatnonzero(flags & (atlas_str == label) & (transferred == suggested))
-        markers = []
-        if gene_activity is not None:
-            markers = marker_genes(gene_activity, cells, np.flatnonzero(agree & (atlas_str == label)), n_markers)
-        extra.append({"mean_confidence": float(confidence[cells].mean()),
-                      "fraction_of_atlas_label": len(cells) / int((atlas_str == label).sum()),
-                      "markers": ", ".join(markers)})
-    table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra, columns=["mean_confidence",
-                       "fraction_of_atlas_label", "markers"])], axis=1)
-    order = np.argsort(-(table["n_cells"] - table["expected"]).to_numpy(), kind="stable")
-    table = table.iloc[order].reset_index(drop=True)
-    excess = np.maximum(table["n_cells"] - table["expected"], 0).sum()
-    atac.obs["omics_cl_annotation_flag"] = flags
-    atac.obs["omics_cl_suggested_label"] = pd.Categorical(np.where(flags, transferred, None))
-    store_record(atac, "check_annotations", {
-        "method": method, "atlas_key": atlas_key, "min_confidence": threshold, "min_enrichment": min_enrichment,
-        "min_group_cells": min_group_cells, "min_agreement": min_agreement, "n_flagged": int(flags.sum()), "n_groups": len(table),
-        "estimated_precision": float(excess / flags.sum()) if flags.any() else None})
-    return table
