@@ -1,14 +1,16 @@
 """Scaling of streamed cae clustering: 10^4 to 10^6 synthetic cells x 2,000 genes read from a backed .h5ad.
 
 Cells are negative-binomial counts (gamma-Poisson, a dispersion per gene) of 12 cell types, each type
-changing the mean of a random 10% of genes, with log-normal library sizes (median 1,000 counts; about 18% of entries nonzero); they are written to a .h5ad in
-chunks of 20,000 cells, so generation never holds the whole matrix. Each size runs in its own process (peak
+changing the mean of a random 10% of genes, with log-normal library sizes (median 1,000 counts; about 18% of
+entries nonzero); they are written to a .h5ad in chunks of 20,000 cells, so generation never holds the whole
+matrix. Each size runs in its own process (peak
 RSS is that run's): the file is opened ``backed="r"`` and each phase timed: ``prepare`` (library sizes and
 seurat_v3 HVGs from chunked moments), ``train`` (cae streamed in chunks, ``--epochs`` epochs, including
 compilation), ``embed``, ``knn`` (the cosine kNN graph ``tl.cluster`` builds) and ``leiden`` (resolution 1).
 Peak host RSS is sampled every 50 ms per phase (psutil) and read for the whole run from getrusage; peak
-device memory comes from jax's ``memory_stats`` (n/a on the CPU). Rows are written after every phase, so a
-long run leaves what it finished.
+device memory comes from jax's ``memory_stats`` (n/a on the CPU); the 1-minute load average at the end of each
+phase is recorded, as other work on the machine slows it. Rows are written after every phase, so a long run
+leaves what it finished.
 
     python benchmarks/scaling.py --cells 100000 --epochs 3
     python benchmarks/scaling.py --table
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import resource
 import sys
 import threading
@@ -135,6 +138,7 @@ def run(n_cells: int, n_genes: int, n_top_genes: int, epochs: int, seed: int, wo
         row[f"{name}_peak_rss_gib"] = peak.peak / 2**30
         row["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         row["device_peak_gib"] = device_peak_gib()
+        row[f"{name}_load_1m"] = os.getloadavg()[0]  # other work on the machine slows every phase
         save(row, out)
 
     path = workdir / f"synthetic_{n_cells}.h5ad"
@@ -172,7 +176,8 @@ def table(rows: list[dict]) -> str:
         return "n/a" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
     keys = (["n_cells", "epochs"] + [f"{p}_s" for p in PHASES] + ["s_per_epoch", "peak_rss_gib"]
-            + [f"{p}_peak_rss_gib" for p in PHASES] + ["device_peak_gib", "n_clusters", "ari_cell_types"])
+            + [f"{p}_peak_rss_gib" for p in PHASES] + ["device_peak_gib", "n_clusters", "ari_cell_types"]
+            + [f"{p}_load_1m" for p in PHASES])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(cell(r, k) for k in keys) + " |" for r in rows]
     machines = sorted({r["machine"] for r in rows})

@@ -103,17 +103,18 @@ class HostEpochs:
         return mean_metrics(rows, sizes)
 
 
-def local_mesh(devices: int, batch_size: int) -> Mesh:
-    """A 1-d ``("data",)`` mesh of ``devices`` local devices (0: all of them, or one when their number does not
-    divide ``batch_size``)."""
-    available = jax.local_devices()
+def data_mesh(devices: int, batch_size: int) -> Mesh:
+    """A 1-d ``("data",)`` mesh of ``devices`` devices (0: all of them, or one when their number does not divide
+    ``batch_size``): the local devices, or with several processes (``jax.distributed.initialize``) every
+    process's devices, each process running the same training on the same data."""
+    available = jax.devices()
     n = devices or len(available)
     if n > len(available):
-        raise ValueError(f"devices={devices} but only {len(available)} local devices are present")
+        raise ValueError(f"devices={devices} but only {len(available)} devices are present")
     if batch_size % n:
         if devices:
             raise ValueError(f"batch_size={batch_size} is not divisible by devices={devices}")
-        warnings.warn(f"batch_size={batch_size} is not divisible by the {n} local devices; training on one",
+        warnings.warn(f"batch_size={batch_size} is not divisible by the {n} devices; training on one",
                       stacklevel=3)
         n = 1
     return Mesh(np.array(available[:n]), ("data",))
@@ -221,5 +222,5 @@ def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | 
                              "host); use device_resident='auto' or 'never'")
         if data is not None and (always or data.nbytes <= config.device_budget * memory_bytes()):
             return DeviceEpochs(graphdef, loss_fn, tx, data, config.batch_size,
-                                local_mesh(config.devices, config.batch_size))
+                                data_mesh(config.devices, config.batch_size))
     return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size, getattr(source, "prefetch", 0))

@@ -56,7 +56,7 @@ class TrainConfig:
     progress: bool = True
     device_resident: str = "auto"  # "auto": on an accelerator, for a device-form source within device_budget
     device_budget: float = 0.5  # fraction of device (CPU: host) memory the resident arrays may take
-    devices: int = 0  # local devices of the data-parallel mesh (0: all that divide batch_size)
+    devices: int = 0  # devices of the data-parallel mesh (0: all that divide batch_size; all processes')
 
 
 @dataclass
