@@ -114,8 +114,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     rows are read in chunks, batches prepared ahead in a background thread and the epochs visit the cells in
     shuffled chunk groups (``omics_cl.data.streaming.StreamingCountsSource``), so the matrix is never loaded
     whole; the file is only read. ``stream`` forces this on (any AnnData) or off (backed: random row reads,
-    the in-memory results but far slower). No labels are used. Returns the run record also stored in ``uns["omics_cl"][method]``; its
-    ``graph_dims`` (PCA: 30) is how many embedding columns the cell graph used.
+    the in-memory results but far slower). No labels are used. Returns the run record also stored in
+    ``uns["omics_cl"][method]``; its ``graph_dims`` (PCA: 30) is how many embedding columns the cell graph used.
 
     Parameters
     ----------
@@ -175,7 +175,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
                                      n_neighbors, graph_dims, leiden_restarts)
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
               "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
-              "n_neighbors": n_neighbors, "graph_dims": graph_dims, "stream": stream, "leiden_restarts": leiden_restarts,
+              "n_neighbors": n_neighbors, "graph_dims": graph_dims, "stream": stream,
+              "leiden_restarts": leiden_restarts,
               "train_seconds": train_seconds, **clusters, "params": info, "versions": versions()}
     store_record(adata, method, record)
     return record
