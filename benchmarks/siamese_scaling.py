@@ -31,11 +31,14 @@ def synthetic(n_cells: int, thin: float, seed: int):
 
     src = sp.csr_matrix(datasets.load("mop_snare_paired", modality="rna").X)
     rng = np.random.default_rng(seed)
-    x = src[rng.integers(0, src.shape[0], n_cells)].tocsr()
+    drawn = rng.integers(0, src.shape[0], n_cells)
+    x = src[drawn].tocsr()
     x.data = rng.binomial(x.data.astype(np.int64), thin).astype(np.float32)
     x.eliminate_zeros()
     x[np.flatnonzero(np.diff(x.indptr) == 0), 0] = 1  # a cell thinned to nothing keeps one count
-    return ad.AnnData(x.tocsr())
+    adata = ad.AnnData(x.tocsr())
+    adata.obs["source_cell"] = drawn  # which real cell each synthetic cell copies (benchmarks/siamese_k_estimate.py)
+    return adata
 
 
 def run_one(method: str, n_cells: int, epochs: int, thin: float, seed: int) -> dict:

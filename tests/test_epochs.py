@@ -109,7 +109,7 @@ def test_device_resident_choice(counts_adata):
         runner(transfer, device_resident="always")
     with pytest.raises(ValueError, match="device_resident must be"):
         runner(rows, device_resident="yes")
-    with pytest.raises(ValueError, match="local devices"):
+    with pytest.raises(ValueError, match="devices are present"):
         runner(rows, device_resident="always", devices=jax.local_device_count() + 1)
 
 

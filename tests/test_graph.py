@@ -107,3 +107,40 @@ def test_knn_vote_shares_match_a_naive_count():
     nearest = np.argsort(-(unit(query) @ unit(reference).T), axis=1)[:, :6]
     expected = np.stack([np.bincount(labels[row], minlength=4) / 6 for row in nearest])
     assert votes.shape == (7, 4) and np.allclose(votes, expected) and np.all(votes[:, 3] == 0)
+
+
+def brute_force(x, query, k, metric):
+    """Exact neighbours by numpy in float64: indices (stable order) and distances."""
+    x, query = x.astype(np.float64), query.astype(np.float64)
+    if metric == "cosine":
+        x, query = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (x, query))
+        dist = 1 - query @ x.T
+    else:
+        dist = np.sqrt(((query[:, None, :] - x[None]) ** 2).sum(-1))
+    idx = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(dist, idx, 1)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_jax_knn_equals_numpy_brute_force(metric):
+    x = np.random.default_rng(3).normal(size=(301, 16)).astype(np.float32)
+    query = np.random.default_rng(4).normal(size=(50, 16)).astype(np.float32)
+    for q in (None, query):
+        want_idx, want_dist = brute_force(x, x if q is None else q, 15, metric)
+        for block_values in (graph.KNN_BLOCK_VALUES, 301 * 7):  # one block; 7 rows per block, the last padded
+            idx, dist = graph.blocked_knn(x, 15, metric, q, block_values)
+            np.testing.assert_array_equal(idx, want_idx)
+            np.testing.assert_allclose(dist, want_dist, atol=2e-6)
+    np.testing.assert_array_equal(graph.knn(x, 15, metric, method="jax")[0], brute_force(x, x, 15, metric)[0])
+
+
+def test_jax_knn_agrees_with_pynndescent():
+    x, _ = blobs(n_per=600, k=5, seed=1)
+    exact, _ = graph.knn(x, 15, "cosine", method="jax")
+    approx, _ = graph.knn(x, 15, "cosine", method="pynndescent")
+    recall = np.mean([len(np.intersect1d(a, b)) / 15 for a, b in zip(exact, approx)])
+    assert recall >= 0.95, recall
+    with pytest.raises(ValueError, match="method must be one of"):
+        graph.knn(x, 15, method="faiss")
+    with pytest.raises(ValueError, match="cosine' or 'euclidean"):
+        graph.knn(x, 15, "manhattan", method="jax")

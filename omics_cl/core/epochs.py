@@ -20,6 +20,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from omics_cl.core.prefetch import Prefetch
 from omics_cl.data.device_sources import DeviceData
 
 LossFn = Callable[[nnx.Module, Any, jax.Array, bool], tuple[jax.Array, dict]]
@@ -69,43 +70,51 @@ def mean_metrics(rows: list[dict], weights: list[int]) -> dict[str, float]:
 
 
 class HostEpochs:
-    """Batches built on the host by ``source.get``, one jitted step dispatched per batch."""
+    """Batches built on the host by ``source.get``, one jitted step dispatched per batch; with ``prefetch > 0``
+    they are built that many batches ahead in a background thread and put on the device there
+    (``omics_cl.core.prefetch``), so the step does not wait on reading (streamed sources)."""
 
-    def __init__(self, graphdef, loss_fn: LossFn, tx, source, batch_size: int):
+    def __init__(self, graphdef, loss_fn: LossFn, tx, source, batch_size: int, prefetch: int = 0):
         self.step = jax.jit(step_fn(graphdef, loss_fn, tx))
         self.evaluate = jax.jit(eval_fn(graphdef, loss_fn))
-        self.source, self.batch_size = source, batch_size
+        self.source, self.batch_size, self.prefetch = source, batch_size, prefetch
+
+    def _batches(self, indices: np.ndarray, extra: dict) -> Prefetch:
+        return Prefetch(minibatches(indices, self.batch_size), lambda idx: {**self.source.get(idx), **extra},
+                        self.prefetch)
 
     def train(self, params, opt_state, order: np.ndarray, epoch_key, extra: dict):
         """One epoch over ``order``; returns ``(params, opt_state, mean metrics)``."""
         rows, sizes = [], []
-        for b, idx in enumerate(minibatches(order, self.batch_size)):
-            batch = {**self.source.get(idx), **extra}
-            params, opt_state, metrics = self.step(params, opt_state, batch, jax.random.fold_in(epoch_key, b))
-            rows.append(metrics)
-            sizes.append(len(idx))
+        with self._batches(order, extra) as batches:
+            for b, (idx, batch) in enumerate(zip(minibatches(order, self.batch_size), batches)):
+                params, opt_state, metrics = self.step(params, opt_state, batch, jax.random.fold_in(epoch_key, b))
+                rows.append(metrics)
+                sizes.append(len(idx))
         return params, opt_state, mean_metrics(rows, sizes)
 
     def validate(self, params, indices: np.ndarray, key, extra: dict) -> dict[str, float]:
         """Mean held-out metrics over minibatches of ``indices`` (batch ``b`` with ``fold_in(key, b)``)."""
         rows, sizes = [], []
-        for b, idx in enumerate(minibatches(indices, self.batch_size)):
-            rows.append(self.evaluate(params, {**self.source.get(idx), **extra}, jax.random.fold_in(key, b)))
-            sizes.append(len(idx))
+        with self._batches(indices, extra) as batches:
+            for b, (idx, batch) in enumerate(zip(minibatches(indices, self.batch_size), batches)):
+                rows.append(self.evaluate(params, batch, jax.random.fold_in(key, b)))
+                sizes.append(len(idx))
         return mean_metrics(rows, sizes)
 
 
-def local_mesh(devices: int, batch_size: int) -> Mesh:
-    """A 1-d ``("data",)`` mesh of ``devices`` local devices (0: all of them, or one when their number does not
-    divide ``batch_size``)."""
-    available = jax.local_devices()
+def data_mesh(devices: int, batch_size: int) -> Mesh:
+    """A 1-d ``("data",)`` mesh of ``devices`` devices (0: all of them, or one when their number does not divide
+    ``batch_size``): the local devices, or with several processes (``jax.distributed.initialize``) every
+    process's devices, each process running the same training on the same data."""
+    available = jax.devices()
     n = devices or len(available)
     if n > len(available):
-        raise ValueError(f"devices={devices} but only {len(available)} local devices are present")
+        raise ValueError(f"devices={devices} but only {len(available)} devices are present")
     if batch_size % n:
         if devices:
             raise ValueError(f"batch_size={batch_size} is not divisible by devices={devices}")
-        warnings.warn(f"batch_size={batch_size} is not divisible by the {n} local devices; training on one",
+        warnings.warn(f"batch_size={batch_size} is not divisible by the {n} devices; training on one",
                       stacklevel=3)
         n = 1
     return Mesh(np.array(available[:n]), ("data",))
@@ -199,7 +208,7 @@ def memory_bytes() -> int:
 def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | DeviceEpochs:
     """:class:`DeviceEpochs` when ``config.device_resident`` is ``"always"``, or ``"auto"`` on an accelerator
     and the source has a device form whose arrays fit in ``config.device_budget`` of device memory; else
-    :class:`HostEpochs`. ``"auto"`` keeps the host loop on the CPU: XLA compiles the step inside the epoch's
+    :class:`HostEpochs`, building ``source.prefetch`` batches ahead when the source sets it (streamed sources). ``"auto"`` keeps the host loop on the CPU: XLA compiles the step inside the epoch's
     scan with other rounding than the per-batch step (cae: 2e-6 after 2 epochs), and on CPU the gain is small
     for the default networks (benchmarks/README.md, training throughput), so CPU results stay those of the
     host loop."""
@@ -213,5 +222,5 @@ def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | 
                              "host); use device_resident='auto' or 'never'")
         if data is not None and (always or data.nbytes <= config.device_budget * memory_bytes()):
             return DeviceEpochs(graphdef, loss_fn, tx, data, config.batch_size,
-                                local_mesh(config.devices, config.batch_size))
-    return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size)
+                                data_mesh(config.devices, config.batch_size))
+    return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size, getattr(source, "prefetch", 0))

@@ -8,17 +8,23 @@ import numpy as np
 import scipy.sparse as sp
 
 EXACT_KNN_MAX_CELLS = 20_000
+KNN_METHODS = ("auto", "jax", "pynndescent", "brute")
+KNN_BLOCK_VALUES = 1 << 26  # distances per block of the JAX kNN (256 MiB of float32)
 LEIDEN_RESTARTS = 1  # 10 made PCA + Leiden seed-stable but chose the worse cbmc solution (benchmarks/README.md)
 NEIGHBOUR_RESOLUTIONS = (0.8, 0.9, 1.1, 1.25)
 
 
 def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
-        query: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        query: np.ndarray | None = None, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Indices and distances of each row's ``k`` nearest rows of ``x`` (itself first), or, given ``query``,
     of each query row's ``k`` nearest rows of ``x``.
 
-    Exact (brute force) up to ``EXACT_KNN_MAX_CELLS`` rows of ``x``, pynndescent above.
+    ``method``: ``"jax"`` (exact, :func:`blocked_knn`), ``"pynndescent"`` (approximate), or ``"auto"``: ``"jax"``
+    on an accelerator; on the CPU exact brute force (scikit-learn) up to ``EXACT_KNN_MAX_CELLS`` rows of ``x``
+    and pynndescent above.
     """
+    if method not in KNN_METHODS:
+        raise ValueError(f"method must be one of {KNN_METHODS}, got {method!r}")
     x = np.asarray(x, dtype=np.float32)
     n = x.shape[0]
     if n < 2:
@@ -26,7 +32,13 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
     k = min(k, n)
     if query is not None:
         query = np.asarray(query, dtype=np.float32)
-    if n <= EXACT_KNN_MAX_CELLS:
+    if method == "auto":
+        import jax
+
+        method = "jax" if jax.default_backend() != "cpu" else "brute" if n <= EXACT_KNN_MAX_CELLS else "pynndescent"
+    if method == "jax":
+        idx, dist = blocked_knn(x, k, metric, query)
+    elif method == "brute":
         from sklearn.neighbors import NearestNeighbors
 
         dist, idx = NearestNeighbors(n_neighbors=k, metric=metric, algorithm="brute").fit(x).kneighbors(
@@ -37,6 +49,45 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
         index = NNDescent(x, n_neighbors=k, metric=metric, random_state=seed, n_jobs=1)
         idx, dist = index.neighbor_graph if query is None else index.query(query, k=k)
     return idx.astype(np.int64), dist.astype(np.float32)
+
+
+def blocked_knn(x: np.ndarray, k: int, metric: str = "cosine", query: np.ndarray | None = None,
+                block_values: int = KNN_BLOCK_VALUES) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN in JAX: ``jax.lax.top_k`` over blocks of query rows against all rows of ``x`` (full float32
+    matmul precision), each block's distance matrix at most ``block_values`` entries; euclidean distances of
+    the chosen neighbours are recomputed as differences (the expanded form rounds near 0). ``metric``: ``"cosine"``
+    (1 - cosine similarity; zero rows have similarity 0) or ``"euclidean"``."""
+    import jax
+    import jax.numpy as jnp
+
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"the JAX kNN supports metric 'cosine' or 'euclidean', got {metric!r}")
+    query = x if query is None else query
+
+    def prepared(a):
+        a = jnp.asarray(a, jnp.float32)
+        if metric == "cosine":
+            norm = jnp.linalg.norm(a, axis=1, keepdims=True)
+            return a / jnp.where(norm > 0, norm, 1.0)
+        return a
+
+    ref = prepared(x)
+    ref_sq = jnp.sum(ref * ref, axis=1)
+
+    @jax.jit
+    def nearest(q):
+        dot = jnp.matmul(q, ref.T, precision=jax.lax.Precision.HIGHEST)
+        if metric == "cosine":
+            neg, idx = jax.lax.top_k(dot - 1.0, k)
+            return idx, -neg
+        _, idx = jax.lax.top_k(2 * dot - ref_sq, k)  # |q|^2 is the same for the whole row
+        return idx, jnp.sqrt(jnp.sum((q[:, None, :] - ref[idx]) ** 2, axis=-1))  # exact, also near 0
+
+    rows = max(1, min(query.shape[0], block_values // x.shape[0]))
+    q = prepared(np.concatenate([query, np.zeros((-query.shape[0] % rows, x.shape[1]), np.float32)]))
+    parts = [nearest(q[s:s + rows]) for s in range(0, q.shape[0], rows)]
+    idx, dist = (np.concatenate([np.asarray(p[i]) for p in parts])[:query.shape[0]] for i in (0, 1))
+    return idx, dist
 
 
 def knn_vote(reference: np.ndarray, query: np.ndarray, labels: np.ndarray, n_classes: int, k: int = 30,
@@ -60,8 +111,10 @@ def connectivities(idx: np.ndarray, dist: np.ndarray) -> sp.csr_matrix:
     return sp.csr_matrix(graph)
 
 
-def neighbor_graph(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0) -> sp.csr_matrix:
-    return connectivities(*knn(x, k, metric, seed))
+def neighbor_graph(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
+                   method: str = "auto") -> sp.csr_matrix:
+    """:func:`connectivities` of :func:`knn` (``method`` as there)."""
+    return connectivities(*knn(x, k, metric, seed, method=method))
 
 
 def leiden(adjacency: sp.spmatrix, resolution: float = 1.0, seed: int = 0, n_iterations: int = 2,

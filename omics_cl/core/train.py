@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 
 from omics_cl.core.epochs import LossFn, epoch_runner
 from omics_cl.core.files import atomic_write
+from omics_cl.core.prefetch import Prefetch
 
 SCHEDULE = "schedule"  # batch key of the per-epoch scalars from ``schedule``
 
@@ -55,7 +56,7 @@ class TrainConfig:
     progress: bool = True
     device_resident: str = "auto"  # "auto": on an accelerator, for a device-form source within device_budget
     device_budget: float = 0.5  # fraction of device (CPU: host) memory the resident arrays may take
-    devices: int = 0  # local devices of the data-parallel mesh (0: all that divide batch_size)
+    devices: int = 0  # devices of the data-parallel mesh (0: all that divide batch_size; all processes')
 
 
 @dataclass
@@ -106,11 +107,19 @@ def _from_host(leaves: list[np.ndarray], like: Any) -> Any:
     return jax.tree.unflatten(treedef, [jnp.asarray(x) for x in leaves])
 
 
+def epoch_order(source: BatchSource, indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """The order in which an epoch visits ``indices``: ``source.epoch_order`` when the source has one (a streamed
+    source reads in chunks), else a permutation seeded by ``(seed, epoch)``."""
+    if hasattr(source, "epoch_order"):
+        return source.epoch_order(indices, seed, epoch)
+    return np.random.default_rng([seed, epoch]).permutation(indices)
+
+
 def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainConfig, seed: int,
         desc: str = "training", schedule: Callable[[int], dict[str, float]] | None = None) -> TrainResult:
     """Train ``model`` on minibatches of ``source``; deterministic given ``seed``.
 
-    Shuffling and step keys are derived from ``(seed, epoch, batch)``, so resuming from a
+    Shuffling (:func:`epoch_order`) and step keys are derived from ``(seed, epoch, batch)``, so resuming from a
     checkpoint reproduces an uninterrupted run exactly. With ``early_stopping``, a random
     ``validation_fraction`` of cells is held out and the parameters with the best held-out
     loss are returned. ``schedule`` adds per-epoch scalars to every batch under ``"schedule"``
@@ -152,7 +161,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         started = time.perf_counter()
         epoch_key = jax.random.fold_in(key, epoch)
         extra = {} if schedule is None else {SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
-        order = np.random.default_rng([seed, epoch]).permutation(train_idx)
+        order = epoch_order(source, train_idx, seed, epoch)
         params, opt_state, metrics = runner.train(params, opt_state, order, epoch_key, extra)
         for k, v in metrics.items():
             history.setdefault(k, []).append(v)
@@ -190,12 +199,14 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
 def predict(fn: Callable[..., jax.Array], model: nnx.Module, source: BatchSource, batch_size: int = 4096,
             constants: tuple = ()) -> np.ndarray:
     """Apply ``fn(model, batch, *constants)`` to all cells in order, in fixed-size batches, and stack the
-    results. ``constants`` (e.g. context cells every cell attends to) are passed unchanged to every batch."""
+    results. ``constants`` (e.g. context cells every cell attends to) are passed unchanged to every batch.
+    A source with ``prefetch`` has its batches built that many ahead in a background thread."""
     graphdef, params = nnx.split(model)
     apply = jax.jit(lambda p, batch, *const: fn(nnx.merge(graphdef, p), batch, *const))
     idx = np.arange(source.n_obs)
-    return np.concatenate([np.asarray(apply(params, source.get(idx[s:s + batch_size]), *constants))
-                           for s in range(0, source.n_obs, batch_size)])
+    chunks = (idx[s:s + batch_size] for s in range(0, source.n_obs, batch_size))
+    with Prefetch(chunks, source.get, getattr(source, "prefetch", 0)) as batches:
+        return np.concatenate([np.asarray(apply(params, batch, *constants)) for batch in batches])
 
 
 @dataclass(frozen=True)

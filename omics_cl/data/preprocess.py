@@ -257,20 +257,24 @@ def mito_fraction(adata: ad.AnnData, layer: str | None = None, prefix: tuple[str
 
 @dataclass
 class PreparedCounts:
-    """Raw counts (in memory or backed) plus the fitted recipe that turns rows into model input."""
+    """Raw counts (in memory or backed) plus the fitted recipe that turns rows into model input; with
+    ``stream``, batches are read in chunks (``omics_cl.data.streaming``)."""
 
     counts: object
     normalizer: LogNormalizer
+    stream: bool = False
 
     @property
     def n_obs(self) -> int:
         return self.counts.shape[0]
 
     def source(self):
-        """Batches of log-normalised rows (``omics_cl.data.sources.CountsSource``)."""
+        """Batches of log-normalised rows (``omics_cl.data.sources.CountsSource``, or with ``stream``
+        ``omics_cl.data.streaming.StreamingCountsSource``)."""
         from omics_cl.data.sources import CountsSource
+        from omics_cl.data.streaming import StreamingCountsSource
 
-        return CountsSource(self.counts, self.normalizer)
+        return (StreamingCountsSource if self.stream else CountsSource)(self.counts, self.normalizer)
 
     def with_detected_genes(self, min_fraction: float) -> PreparedCounts:
         """The same recipe keeping only the genes with a nonzero count in at least ``min_fraction`` of cells."""
@@ -282,7 +286,7 @@ class PreparedCounts:
         if len(keep) < 2:
             raise ValueError(f"only {len(keep)} genes are detected in at least {min_fraction:.0%} of cells; "
                              "lower min_detection")
-        return PreparedCounts(self.counts, replace(self.normalizer, genes=keep))
+        return replace(self, normalizer=replace(self.normalizer, genes=keep))
 
     @property
     def hvg_flavor(self) -> str | None:

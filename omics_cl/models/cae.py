@@ -79,6 +79,6 @@ CAE = Method(
     source=lambda prepared, config, ctx: prepared.source(),
     init=lambda source, config, ctx: AutoEncoder(source.n_features, config, rngs=nnx.Rngs(ctx.seed)),
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))],
-    embed=embed, summary="contrastive autoencoder, Leiden on its 128-d latent")
+    embed=embed, streams=True, summary="contrastive autoencoder, Leiden on its 128-d latent")
 AE = replace(CAE, name="ae", config=CAEConfig(contrastive_weight=0.0),
              summary="plain autoencoder (CAE without the contrastive term)")

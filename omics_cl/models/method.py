@@ -46,7 +46,9 @@ class Method:
     for new cells from a trained model, without training (transfer: ``omics_cl.data.transfer.QueryInputs``;
     integrate: ``omics_cl.data.paired.PairedQuery``); only methods with it can be saved for query mapping.
     ``query_state(model, source, config, ctx, arrays)`` -> named arrays (integrate; with ``map_query``): what
-    ``map_query`` needs besides the parameters, saved with the model.
+    ``map_query`` needs besides the parameters, saved with the model. ``streams``: the method reads its cells
+    only through ``prepared.source()`` in epoch order (no neighbour or whole-matrix reads), so it can train on
+    counts streamed from a backed file (``PreparedCounts.stream``).
     """
 
     name: str
@@ -62,6 +64,7 @@ class Method:
     variants: dict = field(default_factory=dict)
     map_query: Callable | None = None
     query_state: Callable | None = None
+    streams: bool = False
 
     def __post_init__(self):
         if self.job not in JOBS:

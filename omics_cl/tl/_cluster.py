@@ -13,6 +13,7 @@ Keys written by :func:`cluster` for ``method="<m>"``:
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import anndata as ad
 import numpy as np
@@ -20,7 +21,8 @@ import pandas as pd
 
 from omics_cl import models
 from omics_cl.core import graph
-from omics_cl.data.preprocess import prepare_counts
+from omics_cl.data.device_sources import in_memory
+from omics_cl.data.preprocess import counts_matrix, prepare_counts
 from omics_cl.tl._common import store_record, versions
 
 
@@ -95,7 +97,7 @@ def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, member
 
 def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
             seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
-            progress: bool = True, leiden_restarts: int = 1, **method_params) -> dict:
+            progress: bool = True, leiden_restarts: int = 1, stream: bool | None = None, **method_params) -> dict:
     """Embed cells with ``method`` (any registered cluster method, ``omics_cl.models.names("cluster")``)
     and cluster them.
 
@@ -108,8 +110,12 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     loess fails: wider spans, then Pearson residuals, with a warning; ``hvg_flavor`` in the record).
     Extra keyword arguments go to the method's config or training config (e.g. ``epochs=50``,
     ``temperature=0.1``; ``config={...}`` / ``train={...}`` for a name both have).
-    No labels are used. Returns the run record also stored in ``uns["omics_cl"][method]``; its
-    ``graph_dims`` (PCA: 30) is how many embedding columns the cell graph used.
+    A backed AnnData (``sc.read_h5ad(path, backed="r")``) is streamed by methods that can (``cae``, ``ae``):
+    rows are read in chunks, batches prepared ahead in a background thread and the epochs visit the cells in
+    shuffled chunk groups (``omics_cl.data.streaming.StreamingCountsSource``), so the matrix is never loaded
+    whole; the file is only read. ``stream`` forces this on (any AnnData) or off (backed: random row reads,
+    the in-memory results but far slower). No labels are used. Returns the run record also stored in
+    ``uns["omics_cl"][method]``; its ``graph_dims`` (PCA: 30) is how many embedding columns the cell graph used.
 
     Parameters
     ----------
@@ -134,6 +140,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     leiden_restarts
         Leiden runs per resolution (see :func:`cluster_embedding`), also for the self-clustering methods'
         centres and K estimate.
+    stream
+        Stream the counts in chunks (``None``: when they are backed and the method can).
     **method_params
         Method config / training config values.
 
@@ -147,8 +155,12 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
         raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
                          f"got {n_clusters!r}")
+    if stream and not spec.streams:
+        raise ValueError(f"method {method!r} cannot stream its input; streaming methods: "
+                         f"{[m for m in models.names('cluster') if models.get(m, 'cluster').streams]}")
+    stream = spec.streams and not in_memory(counts_matrix(adata, layer)) if stream is None else stream
     start = time.perf_counter()
-    prepared = prepare_counts(adata, layer, n_top_genes)
+    prepared = replace(prepare_counts(adata, layer, n_top_genes), stream=stream)
     ctx = models.Context(seed, n_clusters, resolution, n_neighbors, leiden_restarts)
     out, info = models.run(spec, prepared, ctx, progress, **method_params)
     train_seconds = time.perf_counter() - start
@@ -163,7 +175,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
                                      n_neighbors, graph_dims, leiden_restarts)
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
               "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
-              "n_neighbors": n_neighbors, "graph_dims": graph_dims, "leiden_restarts": leiden_restarts,
+              "n_neighbors": n_neighbors, "graph_dims": graph_dims, "stream": stream,
+              "leiden_restarts": leiden_restarts,
               "train_seconds": train_seconds, **clusters, "params": info, "versions": versions()}
     store_record(adata, method, record)
     return record
