@@ -45,7 +45,7 @@ from omics_cl.core import augment, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import SCHEDULE, Stage, TrainConfig, predict
 from omics_cl.data.sources import KEYS, ArraySource
-from omics_cl.models.common import context_cells, leiden_centres_init
+from omics_cl.models.common import context_cells, leiden_centres_init, reseed_empty_centres
 from omics_cl.models.method import Method
 
 
@@ -65,6 +65,7 @@ class SCINNOConfig:
     warmup_epochs: int | None = None  # None: half of the epochs
     ramp_epochs: int = 10
     min_detection: float = 0.05
+    reseed_empty: bool = True
 
 
 class CellAttention(nnx.Module):
@@ -146,9 +147,19 @@ def stages(config: SCINNOConfig, train: TrainConfig, source, ctx) -> list[Stage]
     def build(n_clusters):
         return SCINNO(source.n_features, n_clusters, config, rngs=nnx.Rngs(ctx.seed))
 
+    def reseed(model):
+        z_attn = refined(model, source, train, ctx)
+
+        def assign(centres):
+            return np.asarray(losses.fuzzy_memberships(jnp.asarray(z_attn), jnp.asarray(centres), config.gamma)[0]).argmax(1)
+
+        model.centres[...] = jnp.asarray(reseed_empty_centres(np.asarray(model.centres[...]), assign, z_attn)[0])
+        return model
+
     centres = leiden_centres_init(build, lambda model: latent(model, source), ctx)
     return [Stage("warmup", warmup, make_loss(config, "warmup")),
-            Stage("cluster", train.epochs - warmup, make_loss(config, "cluster"), schedule=ramp, init=centres)]
+            Stage("cluster", train.epochs - warmup, make_loss(config, "cluster"), schedule=ramp, init=centres,
+                  after_epoch=reseed if config.reseed_empty else None)]
 
 
 def warmup_epochs(config: SCINNOConfig, train: TrainConfig) -> int:
@@ -159,11 +170,16 @@ def latent(model: SCINNO, source) -> np.ndarray:
     return predict(lambda m, b: m.embed(b[KEYS.X]), model, source)
 
 
-def embed(model: SCINNO, source, config: SCINNOConfig, train: TrainConfig, ctx):
-    """The refined latent (each cell attends to itself and a fixed context) and its fuzzy memberships."""
+def refined(model: SCINNO, source, train: TrainConfig, ctx) -> np.ndarray:
+    """The refined latent of every cell: each attends to itself and a fixed, seeded context."""
     z = latent(model, source)
     z_context = jnp.asarray(z[context_cells(len(z), train.batch_size - 1, ctx.seed)])
-    z_attn = predict(lambda m, b: m.refine(b[KEYS.X], z_context), model, ArraySource(**{KEYS.X: z}))
+    return predict(lambda m, b: m.refine(b[KEYS.X], z_context), model, ArraySource(**{KEYS.X: z}))
+
+
+def embed(model: SCINNO, source, config: SCINNOConfig, train: TrainConfig, ctx):
+    """The refined latent (each cell attends to itself and a fixed context) and its fuzzy memberships."""
+    z_attn = refined(model, source, train, ctx)
     u = np.asarray(losses.fuzzy_memberships(jnp.asarray(z_attn), model.centres[...], config.gamma)[0])
     return ({"embedding": z_attn.astype(np.float32), "memberships": u.astype(np.float32)},
             {"n_genes_used": source.n_features, "warmup_epochs": warmup_epochs(config, train)})
