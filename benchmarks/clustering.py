@@ -62,6 +62,8 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
             full = tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, checkpoint_path=ckpt,
                               leiden_restarts=args.leiden_restarts, **params)
             yield "n_clusters", f"{method}_cluster", full, full["train_seconds"]
+            if "resolution" not in args.protocols:
+                return
             os.remove(f"{ckpt}.cluster")  # keep the (K-independent) pre-training stage, redo the clustering stage
             rec = tl.cluster(adata, method=method, seed=seed, progress=False, checkpoint_path=ckpt,
                              leiden_restarts=args.leiden_restarts, **params)
@@ -86,13 +88,15 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
-    p.add_argument("--methods", default="pca,ae,cae,scinno,siamese,scvi", help="comma-separated methods")
+    p.add_argument("--methods", default="pca,pca_unscaled,ae,cae,scinno,siamese,scvi", help="comma-separated methods")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
     p.add_argument("--anchors-python", help="python of the anchors environment (scvi)")
     p.add_argument("--leiden-restarts", type=int, default=1,
                    help="Leiden runs per resolution, the most modular kept (tl.cluster's leiden_restarts)")
+    p.add_argument("--protocols", default="n_clusters,resolution",
+                   help="comma-separated; self-clustering methods skip their second run without 'resolution'")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trained method's default (exploration only; recorded in each row)")
     args = p.parse_args(argv)
@@ -113,8 +117,11 @@ def main(argv=None) -> int:
             for seed in range(args.seeds):
                 if (name, method, seed) in done:
                     continue
-                extra = params if method not in ("pca", "scvi") else {}
+                trained = method in models.METHODS and models.METHODS[method].train is not None
+                extra = params if trained else {}
                 for protocol, key, info, seconds in runs(adata, name, method, seed, k, extra, args):
+                    if protocol not in args.protocols.split(","):
+                        continue
                     s = metrics.clustering_scores(labels, adata.obs[key], exclude=manifest.unlabelled_values)
                     row = {"dataset": name, "method": method, "protocol": protocol, "seed": seed, **s,
                            "n_clusters": info["n_clusters"], "train_seconds": seconds,

@@ -65,8 +65,8 @@ DATASET = "mop_snare_paired"
 
 def pca_rna(rna, seed):
     work = rna.copy()
-    rec = tl.cluster(work, method="pca", seed=seed, progress=False)
-    return {"joint": work.obsm["X_pca"][:, :rec["graph_dims"]]}
+    rec = tl.cluster(work, method="pca_unscaled", seed=seed, progress=False)
+    return {"joint": work.obsm["X_pca_unscaled"][:, :rec["graph_dims"]]}
 
 
 def pca_scaled(rna, seed):

@@ -121,3 +121,18 @@ def test_pca_takes_no_training_but_its_own_config(counts_adata):
     rec = tl.cluster(counts_adata, method="pca", n_comps=20, graph_comps=10, progress=False)
     assert counts_adata.obsm["X_pca"].shape == (300, 20) and rec["graph_dims"] == 10
     np.testing.assert_array_equal(counts_adata.obsm["X_pca"].shape, (300, 20))
+
+
+def test_pca_standardises_genes_and_pca_unscaled_keeps_the_old_baseline(counts_adata):
+    import scanpy as sc
+
+    from omics_cl.data.preprocess import prepare_counts, principal_components
+
+    a, b = counts_adata.copy(), counts_adata.copy()
+    tl.cluster(a, method="pca", n_comps=20, progress=False)
+    tl.cluster(b, method="pca_unscaled", n_comps=20, progress=False)
+    x = prepare_counts(counts_adata, None, 2000).source().lognorm_sparse()
+    np.testing.assert_array_equal(a.obsm["X_pca"], principal_components(x, 20, 0, standardize=True))
+    unscaled = sc.pp.pca(x.astype(np.float32), n_comps=20, random_state=0, svd_solver="arpack")
+    np.testing.assert_array_equal(b.obsm["X_pca_unscaled"], np.asarray(unscaled, np.float32))
+    assert not np.allclose(np.abs(a.obsm["X_pca"]), np.abs(b.obsm["X_pca_unscaled"]), atol=1e-3)

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +8,10 @@ from flax import nnx
 
 from omics_cl import tl
 from omics_cl.core import losses
-from omics_cl.models import scinno
+from omics_cl.core.train import fit
+from omics_cl.data.preprocess import prepare_counts
+from omics_cl.models import Context, configure, scinno
+from omics_cl.models.common import reseed_empty_centres
 
 SMALL = dict(hidden=(32,), latent=16, n_heads=4, epochs=4, batch_size=64, ramp_epochs=1)
 
@@ -44,8 +49,9 @@ def test_inference_attention_does_not_depend_on_batching():
     assert not np.allclose(np.asarray(whole), np.asarray(z))
 
 
-def test_cluster_writes_memberships_and_is_deterministic(counts_adata):
+def test_cluster_writes_memberships_and_is_deterministic_and_label_free(counts_adata):
     a, b = counts_adata.copy(), counts_adata.copy()
+    b.obs["group"] = np.random.default_rng(0).permutation(b.obs["group"].to_numpy())
     rec = tl.cluster(a, method="scinno", n_clusters=3, progress=False, **SMALL)
     tl.cluster(b, method="scinno", n_clusters=3, progress=False, **SMALL)
     u = a.obsm["scinno_membership"]
@@ -53,6 +59,7 @@ def test_cluster_writes_memberships_and_is_deterministic(counts_adata):
     np.testing.assert_allclose(u.sum(1), 1.0, rtol=1e-5)
     assert (a.obs["scinno_cluster"].cat.codes.to_numpy() == u.argmax(1)).all()
     np.testing.assert_array_equal(a.obsm["X_scinno"], b.obsm["X_scinno"])
+    np.testing.assert_array_equal(u, b.obsm["scinno_membership"])
     assert rec["protocol"] == "n_clusters" and not rec["params"]["k_estimated"]
     assert rec["params"]["warmup_epochs"] == 2 and len(rec["params"]["history"]["clustering"]) == 2
 
@@ -66,3 +73,35 @@ def test_k_is_estimated_without_labels_and_reported(counts_adata):
 def test_warmup_must_leave_clustering_epochs(counts_adata):
     with pytest.raises(ValueError, match="warmup_epochs must be between"):
         tl.cluster(counts_adata, method="scinno", progress=False, **{**SMALL, "warmup_epochs": 4})
+
+
+def test_reseed_moves_an_empty_centre_onto_the_farthest_cell_of_the_largest_cluster():
+    z = np.array([[1.0, 0.0], [0.9, 0.1], [0.6, 0.4], [0.0, 1.0]], np.float32)
+    centres = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]], np.float32)  # the third is nobody's nearest
+
+    def assign(c):
+        return (z @ c.T / np.linalg.norm(c, axis=1)).argmax(1)
+
+    new, moved = reseed_empty_centres(centres, assign, z)
+    assert moved == 1 and np.bincount(assign(new), minlength=3).min() >= 1
+    np.testing.assert_allclose(new[2], z[2] / np.linalg.norm(z[2]), rtol=1e-6)  # farthest from centre 0
+    np.testing.assert_array_equal(new[:2], centres[:2])
+
+
+def test_clustering_epochs_leave_no_centre_empty(counts_adata):
+    """A centre pointing away from every cell stays empty without re-seeding and gets cells with it."""
+    prepared = prepare_counts(counts_adata, None, 2000)
+    ctx = Context(seed=0, n_clusters=3)
+    counts = {}
+    for reseed in (False, True):
+        config, train = configure(scinno.METHOD, reseed_empty=reseed, **SMALL)
+        source = scinno.METHOD.source(prepared, config, ctx)
+        model = scinno.SCINNO(source.n_features, 3, config, rngs=nnx.Rngs(0))
+        z = scinno.refined(model, source, train, ctx)
+        model.centres[...] = jnp.asarray(np.stack([z[0], z[150], -z.mean(0)]))
+        cluster_stage = scinno.stages(config, train, source, ctx)[1]
+        trained = fit(model, cluster_stage.loss, source, replace(train, epochs=1, progress=False), 0,
+                      schedule=cluster_stage.schedule, after_epoch=cluster_stage.after_epoch).model
+        u = scinno.embed(trained, source, config, train, ctx)[0]["memberships"]
+        counts[reseed] = len(np.unique(u.argmax(1)))
+    assert counts == {False: 2, True: 3}

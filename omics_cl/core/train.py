@@ -116,14 +116,16 @@ def epoch_order(source: BatchSource, indices: np.ndarray, seed: int, epoch: int)
 
 
 def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainConfig, seed: int,
-        desc: str = "training", schedule: Callable[[int], dict[str, float]] | None = None) -> TrainResult:
+        desc: str = "training", schedule: Callable[[int], dict[str, float]] | None = None,
+        after_epoch: Callable[[nnx.Module], nnx.Module] | None = None) -> TrainResult:
     """Train ``model`` on minibatches of ``source``; deterministic given ``seed``.
 
     Shuffling (:func:`epoch_order`) and step keys are derived from ``(seed, epoch, batch)``, so resuming from a
     checkpoint reproduces an uninterrupted run exactly. With ``early_stopping``, a random
     ``validation_fraction`` of cells is held out and the parameters with the best held-out
     loss are returned. ``schedule`` adds per-epoch scalars to every batch under ``"schedule"``
-    (held-out batches get the same epoch's values).
+    (held-out batches get the same epoch's values). ``after_epoch(model) -> model`` runs after every training
+    epoch, before validation and checkpointing (e.g. re-seeding empty cluster centres).
     """
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config)
@@ -163,6 +165,8 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         extra = {} if schedule is None else {SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
         order = epoch_order(source, train_idx, seed, epoch)
         params, opt_state, metrics = runner.train(params, opt_state, order, epoch_key, extra)
+        if after_epoch is not None:
+            params = nnx.state(after_epoch(nnx.merge(graphdef, params)))
         for k, v in metrics.items():
             history.setdefault(k, []).append(v)
         postfix = {"loss": f"{history['loss'][-1]:.4g}"}
@@ -214,8 +218,8 @@ class Stage:
     """One training stage: ``epochs`` of ``loss`` (with an optional per-epoch ``schedule``).
 
     ``init(previous_model) -> (model, notes)`` runs before the stage (e.g. cluster centres from the
-    previous stage's latent); ``notes`` join the run record. ``early_stopping=False`` keeps a stage
-    (pre-training) from stopping early even when the run asks for it.
+    previous stage's latent); ``notes`` join the run record. ``after_epoch``: see :func:`fit`.
+    ``early_stopping=False`` keeps a stage (pre-training) from stopping early even when the run asks for it.
     """
 
     name: str
@@ -223,6 +227,7 @@ class Stage:
     loss: LossFn
     schedule: Callable[[int], dict[str, float]] | None = None
     init: Callable[[nnx.Module], tuple[nnx.Module, dict]] | None = None
+    after_epoch: Callable[[nnx.Module], nnx.Module] | None = None
     early_stopping: bool = True
 
 
@@ -255,7 +260,8 @@ def run_stages(model: nnx.Module | None, stages: list[Stage], source: BatchSourc
         result = fit(out.model, stage.loss, source,
                      replace(config, epochs=stage.epochs, checkpoint_path=path,
                              early_stopping=config.early_stopping and stage.early_stopping),
-                     seed, desc=desc if len(stages) == 1 else f"{desc} {stage.name}", schedule=stage.schedule)
+                     seed, desc=desc if len(stages) == 1 else f"{desc} {stage.name}", schedule=stage.schedule,
+                     after_epoch=stage.after_epoch)
         prefix = "" if i == len(stages) - 1 else f"{stage.name}_"
         out.model = result.model
         out.history.update({prefix + k: v for k, v in result.history.items()})

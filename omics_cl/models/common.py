@@ -1,5 +1,5 @@
-"""Helpers shared by model files: inference context cells, and cluster centres from Leiden on a latent
-(the stage init of the self-clustering methods)."""
+"""Helpers shared by model files: inference context cells, cluster centres from Leiden on a latent (the stage
+init of the self-clustering methods), and re-seeding of centres that lost all their cells."""
 from __future__ import annotations
 
 import warnings
@@ -52,3 +52,25 @@ def leiden_centres_init(build: Callable[[int], nnx.Module], latent: Callable[[nn
         return model, {"n_clusters": len(centres), "k_estimated": ctx.n_clusters is None}
 
     return init
+
+
+def reseed_empty_centres(centres: np.ndarray, assign: Callable[[np.ndarray], np.ndarray],
+                         z: np.ndarray) -> tuple[np.ndarray, int]:
+    """Centres with no cell (``assign(centres)``: each row of ``z``'s cluster) moved, one at a time, onto the
+    cell of the largest cluster farthest (cosine) from that cluster's centre, rescaled to that centre's norm,
+    as k-means implementations split the largest cluster; returns the centres and how many were moved."""
+    centres = np.array(centres, dtype=np.float32)
+    unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    moved = 0
+    for _ in range(len(centres)):
+        labels = assign(centres)
+        sizes = np.bincount(labels, minlength=len(centres))
+        empty = np.flatnonzero(sizes == 0)
+        if not len(empty):
+            break
+        largest = int(np.argmax(sizes))
+        members = np.flatnonzero(labels == largest)
+        farthest = members[np.argmin(unit[members] @ centres[largest])]
+        centres[empty[0]] = unit[farthest] * np.linalg.norm(centres[largest])
+        moved += 1
+    return centres, moved
