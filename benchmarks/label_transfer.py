@@ -8,7 +8,9 @@ L2/3 cells, seeded, relabelled Pvalb; Mis cells carry no atlas label) and each m
 transfer flags disagreements its confusion does not explain (``tl.annotation_flags``; scncl through
 ``tl.check_annotations``, which also reports its own label-free precision estimate), scored by precision
 and recall against the corrupted cells.
-Methods: ``scncl`` (package defaults: an ensemble of 3 models), ``scncl_single`` (the same with one model),
+Methods: ``scncl`` (package defaults: an ensemble of 3 models, probabilities divided by the reference's class
+shares to the power 0.25), ``scncl_no_prior`` (the same without that division), ``scncl_single`` (one model,
+no division),
 ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
 ``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
 novelty), one ablation per
@@ -48,8 +50,11 @@ from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.transfer import transfer_features  # noqa: E402
 
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
-SINGLE = {"n_members": 1}  # the ablations remove one component from the single-model defaults (scncl_single)
-SCNCL_VARIANTS = {"scncl": {}, "scncl_single": SINGLE, "scncl_seed": {"variant": "seed"},
+# the ablations remove one component from scncl_single: one model, no class-prior correction (the defaults
+# before the 3-member ensemble and class_prior_power=0.25 were added)
+SINGLE = {"n_members": 1, "class_prior_power": 0.0}
+SCNCL_VARIANTS = {"scncl": {}, "scncl_no_prior": {"class_prior_power": 0.0}, "scncl_single": SINGLE,
+                  "scncl_seed": {"variant": "seed"},
                   "scncl_asym_nndr": {**SINGLE, "symmetric_nndr": False},
                   "scncl_classifier": {**SINGLE, "prediction": "classifier"},
                   "scncl_no_peaks": {**SINGLE, "peak_weight": 0.0}, "scncl_no_ncl": {**SINGLE, "ncl_weight": 0.0},

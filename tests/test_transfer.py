@@ -189,7 +189,7 @@ def test_query_labels_never_reach_the_transfer(mop_split):
 @pytest.mark.filterwarnings("error:Forward slashes")
 def test_vote_probabilities_are_neighbour_shares(mop_split, tmp_path):
     ref, query, activity = mop_split
-    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=1)[1]
+    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=1, class_prior_power=0)[1]
     prob = get.transfer_probabilities(out)
     assert list(prob.columns) == list(out.uns["omics_cl"]["scncl"]["classes"])
     assert prob.index.equals(out.obs_names) and np.array_equal(prob.to_numpy(), out.obsm["scncl_probabilities"])
@@ -223,6 +223,20 @@ def test_peak_classifier_mixes_into_the_probabilities(mop_split):
     assert not np.allclose(prob * 30, np.round(prob * 30))  # no longer pure neighbour-vote shares
 
 
+def test_class_prior_power_divides_by_reference_shares(mop_split):
+    """The same training; the probabilities divided by the reference's class shares ** power, renormalised;
+    novelty (the classifier's softmax) unchanged."""
+    ref, query, activity = mop_split
+    plain = _run(ref, query, activity, epochs=2, n_members=1, class_prior_power=0)[1]
+    adjusted = _run(ref, query, activity, epochs=2, n_members=1, class_prior_power=0.5)[1]
+    classes = plain.uns["omics_cl"]["scncl"]["classes"]
+    shares = ref.obs["cell_type"].astype(str).value_counts(normalize=True)[classes].to_numpy()
+    expected = plain.obsm["scncl_probabilities"] / np.sqrt(shares)
+    assert np.allclose(adjusted.obsm["scncl_probabilities"], expected / expected.sum(1, keepdims=True), atol=1e-6)
+    assert np.array_equal(plain.obs["omics_cl_novelty"], adjusted.obs["omics_cl_novelty"])
+    assert not np.array_equal(plain.obs["omics_cl_label"], adjusted.obs["omics_cl_label"])
+
+
 def test_novelty_by_cluster_is_the_cluster_mean_of_cell_novelty(mop_split):
     import pandas as pd
 
@@ -252,7 +266,7 @@ def test_ensemble_averages_its_members(mop_split):
     """Two members: latents side by side (unit rows, so cosine similarity is the members' mean), votes are the
     members' mean; one member is the single seed model."""
     ref, query, activity = mop_split
-    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=2)[1]
+    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=2, class_prior_power=0)[1]
     z = out.obsm["X_scncl"]
     assert z.shape == (out.n_obs, 128) and np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
     prob = out.obsm["scncl_probabilities"]

@@ -14,8 +14,9 @@ Beyond the seed (each an ablation row in benchmarks/label_transfer.py; ``variant
 recipe): symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference cells in the latent
 space (``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the vote mixed with a
 classifier of the query's own peak-space embedding (LSI) fitted to its confidently labelled cells
-(``peak_weight``); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an
-ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and
+(``peak_weight``); the probabilities divided by the reference's class shares to the power
+``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
+ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and
 novelty are averaged (the seed: one model).
 """
 from __future__ import annotations
@@ -62,10 +63,11 @@ class SCNCLConfig:
     peak_weight: float = 0.6
     novelty_by: str = "cluster"
     n_members: int = 3
+    class_prior_power: float = 0.25
 
 
 SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0,
-               "novelty_by": "cell", "n_members": 1}
+               "novelty_by": "cell", "n_members": 1, "class_prior_power": 0.0}
 
 
 class SCNCL(nnx.Module):
@@ -178,6 +180,10 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
         peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote)
         prob = (1 - config.peak_weight) * prob + config.peak_weight * peak_prob
         prob = np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
+    if config.class_prior_power:
+        shares = np.bincount(query.reference_labels, minlength=query.n_classes) / len(query.reference_labels)
+        prob = prob / np.maximum(shares, 1e-12) ** config.class_prior_power
+        prob = prob / prob.sum(1, keepdims=True)
     novelty = np.mean([1.0 - member_softmax.max(1) for member_softmax in softmaxes], axis=0)
     arrays = {"atac_embedding": atac_z, "probabilities": prob, "novelty": novelty}
     if config.novelty_by == "cluster":
@@ -191,7 +197,8 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     """Embeddings of every reference and query cell; the query's class probabilities: the classifier's
     softmax (``prediction="classifier"``) or the reference label shares among each query cell's
     ``vote_neighbors`` nearest reference cells in the latent space (``"knn"``), mixed with
-    :func:`peak_classifier` at ``peak_weight``; novelty: 1 - the classifier's maximum softmax (it separates
+    :func:`peak_classifier` at ``peak_weight``, then divided by the reference's class shares to the power
+    ``class_prior_power`` and renormalised; novelty: 1 - the classifier's maximum softmax (it separates
     unseen types better than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's
     Leiden cluster (resolution 1) of the query latent (``query_clusters``): an unseen type shows as a cluster
     the reference explains badly."""
