@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     p.add_argument("--anchors-python", help="python of the anchors environment (scvi)")
     p.add_argument("--leiden-restarts", type=int, default=1,
                    help="Leiden runs per resolution, the most modular kept (tl.cluster's leiden_restarts)")
-    p.add_argument("--protocols", default="n_clusters,resolution",
+    p.add_argument("--protocols", default="n_clusters,resolution", type=lambda value: value.split(","),
                    help="comma-separated; self-clustering methods skip their second run without 'resolution'")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trained method's default (exploration only; recorded in each row)")
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
                 trained = method in models.METHODS and models.METHODS[method].train is not None
                 extra = params if trained else {}
                 for protocol, key, info, seconds in runs(adata, name, method, seed, k, extra, args):
-                    if protocol not in args.protocols.split(","):
+                    if protocol not in args.protocols:
                         continue
                     s = metrics.clustering_scores(labels, adata.obs[key], exclude=manifest.unlabelled_values)
                     row = {"dataset": name, "method": method, "protocol": protocol, "seed": seed, **s,

@@ -16,8 +16,9 @@ space (``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the 
 classifier of the query's own peak-space embedding (LSI) fitted to its confidently labelled cells
 (``peak_weight``); the probabilities divided by the reference's class shares to the power
 ``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
-ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and
-novelty are averaged (the seed: one model).
+ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an ensemble of
+``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty are
+averaged (the seed: one model).
 """
 from __future__ import annotations
 
