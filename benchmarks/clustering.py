@@ -74,14 +74,15 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
         adata.obsm["X_scvi"] = scvi_embedding(name, seed, args)
         seconds, graph_dims = time.perf_counter() - start, None
         rec = tl.cluster_embedding(adata, "X_scvi", seed=seed, key_added="scvi_cluster",
-                                   leiden_restarts=args.leiden_restarts)
+                                   leiden_restarts=args.leiden_restarts, leiden_consensus=args.leiden_consensus)
     else:
         rec = tl.cluster(adata, method=method, seed=seed, progress=False, leiden_restarts=args.leiden_restarts,
-                         **params)
+                         leiden_consensus=args.leiden_consensus, **params)
         seconds, graph_dims = rec["train_seconds"], rec["graph_dims"]
     yield "resolution", f"{method}_cluster", rec, seconds
     fixed = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed, key_added=f"{method}_cluster_k",
-                                 n_dims=graph_dims, leiden_restarts=args.leiden_restarts)
+                                 n_dims=graph_dims, leiden_restarts=args.leiden_restarts,
+                                 leiden_consensus=args.leiden_consensus)
     yield "n_clusters", f"{method}_cluster_k", fixed, seconds
 
 
@@ -95,6 +96,9 @@ def main(argv=None) -> int:
     p.add_argument("--anchors-python", help="python of the anchors environment (scvi)")
     p.add_argument("--leiden-restarts", type=int, default=1,
                    help="Leiden runs per resolution, the most modular kept (tl.cluster's leiden_restarts)")
+    p.add_argument("--leiden-consensus", type=int, default=None,
+                   help="Leiden runs pooled into one partition for embedding methods (tl.cluster's "
+                   "leiden_consensus; default: the library's, 10 up to 100,000 cells)")
     p.add_argument("--protocols", default="n_clusters,resolution", type=lambda value: value.split(","),
                    help="comma-separated; self-clustering methods skip their second run without 'resolution'")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -125,7 +129,8 @@ def main(argv=None) -> int:
                     s = metrics.clustering_scores(labels, adata.obs[key], exclude=manifest.unlabelled_values)
                     row = {"dataset": name, "method": method, "protocol": protocol, "seed": seed, **s,
                            "n_clusters": info["n_clusters"], "train_seconds": seconds,
-                           "leiden_restarts": args.leiden_restarts}
+                           "leiden_restarts": args.leiden_restarts,
+                           "leiden_consensus": info.get("leiden_consensus", 1)}
                     if extra:
                         row["params"] = extra
                     rows.append({**row, "machine": MACHINE})

@@ -21,9 +21,11 @@ modality's counts binomially thinned to half, one fixed draw for all seeds: the 
 gracefully and stay at or above its best single view).
 
     python benchmarks/integration.py --seeds 5 --json results/integration.json [--methods a,b] [--resume]
-        [--design full] [--scglue-max-epochs N] [--multivi-max-epochs N]
+        [--design full] [--leiden-consensus 10] [--embeddings DIR] [--scglue-max-epochs N] [--multivi-max-epochs N]
 
-``--resume`` keeps the rows already in the JSON file and runs only the missing (method, seed).
+``--resume`` keeps the rows already in the JSON file and runs only the missing (method, seed). ``--embeddings``
+keeps the embeddings, so a re-run under another Leiden protocol (``--leiden-consensus``: Leiden runs pooled into
+one partition) or ``label_consistency.py`` reads them instead of retraining.
 """
 from __future__ import annotations
 
@@ -152,27 +154,46 @@ def embed(method, rna, atac, seed, args):
     return sci2cl(rna, atac, seed, SCI2CL_VARIANTS[method])
 
 
-def default_outputs(rna, atac, seed, cache: dict) -> tuple[dict, float]:
-    """The default sci2cl run of ``seed`` (and its seconds), trained once for all rows read off it."""
+def stored(directory: str | None, name: str, compute) -> tuple[dict, float]:
+    """``compute()``'s arrays and its seconds; with a ``directory``, kept there as ``<name>.npz`` and read back by
+    later runs (outputs holding anything but arrays, e.g. WNN's graph, are not kept)."""
+    path = Path(directory) / f"{name}.npz" if directory else None
+    if path is not None and path.exists():
+        with np.load(path) as saved:
+            arrays = dict(saved)
+        return arrays, float(arrays.pop("seconds"))
+    start = time.perf_counter()
+    out = compute()
+    seconds = time.perf_counter() - start
+    if path is not None and all(isinstance(v, np.ndarray) for v in out.values()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.npz")
+        np.savez(partial, seconds=seconds, **out)
+        os.replace(partial, path)
+    return out, seconds
+
+
+def default_outputs(rna, atac, seed, cache: dict, directory: str | None = None,
+                    design: str = "full") -> tuple[dict, float]:
+    """The default sci2cl run of ``seed`` (and its seconds), trained once for all rows read off it (and kept in
+    ``directory``, see :func:`stored`)."""
     if seed not in cache:
-        start = time.perf_counter()
-        out = sci2cl(rna, atac, seed, {})
         cache.clear()
-        cache[seed] = (out, time.perf_counter() - start)
+        cache[seed] = stored(directory, f"{design}_sci2cl_{seed}", lambda: sci2cl(rna, atac, seed, {}))
     return cache[seed]
 
 
-def score(method, out, labels, unlabelled, k, seed, seconds):
+def score(method, out, labels, unlabelled, k, seed, seconds, leiden_consensus: int | None = None):
     adjacency = out["graph"] if "graph" in out else graph.neighbor_graph(out["joint"], 15, "cosine", seed)
     paired = "rna" in out and "atac" in out
     match = {"foscttm": metrics.foscttm(out["rna"], out["atac"]) if paired else None,
              "top1_match": metrics.top1_match(out["rna"], out["atac"]) if paired else None}
     rows = []
-    for protocol, clusters in (("resolution", graph.leiden(adjacency, 1.0, seed)),
-                               ("n_clusters", graph.leiden_n_clusters(adjacency, k, seed)[0])):
+    for protocol, n_clusters in (("resolution", None), ("n_clusters", k)):
+        clusters, _, runs = graph.consensus_leiden(adjacency, seed, leiden_consensus, 1.0, n_clusters)
         s = metrics.clustering_scores(labels, clusters.astype(str), exclude=unlabelled)
         rows.append({"method": method, "protocol": protocol, "seed": seed, **s, **match, "seconds": seconds,
-                     "n_clusters": int(clusters.max()) + 1})
+                     "n_clusters": int(clusters.max()) + 1, "leiden_consensus": runs})
     return rows
 
 
@@ -185,6 +206,10 @@ def main(argv=None) -> int:
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
     p.add_argument("--anchors-python", help="python of the anchors environment")
+    p.add_argument("--leiden-consensus", type=int, default=None, help="Leiden runs pooled per clustering "
+                   "(omics_cl.core.graph.consensus_leiden; default: the library's, 10 up to 100,000 cells; 1: one run)")
+    p.add_argument("--embeddings", help="directory keeping each (design, method, seed) embedding; later runs "
+                   "(other protocols, label_consistency.py) read them instead of retraining")
     p.add_argument("--scglue-max-epochs", type=int, help="cap on each scGLUE training stage")
     p.add_argument("--multivi-max-epochs", type=int, help="cap on MultiVI's epochs (default: its own schedule)")
     args = p.parse_args(argv)
@@ -214,13 +239,13 @@ def main(argv=None) -> int:
             if (method, seed) in done:
                 continue
             if method == "sci2cl" or method in READ_OFF_DEFAULT:
-                out, seconds = default_outputs(rna, atac, seed, cache)
+                out, seconds = default_outputs(rna, atac, seed, cache, args.embeddings, args.design)
                 out = {**out, "joint": out[READ_OFF_DEFAULT[method]]} if method in READ_OFF_DEFAULT else out
             else:
-                start = time.perf_counter()
-                out = embed(method, rna, atac, seed, args)
-                seconds = time.perf_counter() - start
-            for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds):
+                out, seconds = stored(args.embeddings, f"{args.design}_{method}_{seed}",
+                                      lambda: embed(method, rna, atac, seed, args))
+            for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds,
+                             args.leiden_consensus):
                 rows.append({**row, "design": args.design, "machine": MACHINE})
                 print(json.dumps(row), flush=True)
             write_json_atomic(rows, args.json)

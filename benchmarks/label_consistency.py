@@ -7,7 +7,7 @@ and recall against the planted cells, with its label-free precision estimate. Ru
 neighbourhood majority disagrees, ``min_enrichment=0``). Embeddings: ``sci2cl`` (default joint) and
 ``pca_rna`` (RNA PCA, the same as benchmarks/integration.py's row).
 
-    python benchmarks/label_consistency.py --seeds 5 --json results/label_consistency.json
+    python benchmarks/label_consistency.py --seeds 5 --json results/label_consistency.json [--embeddings DIR]
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, machine, median_table, write_json_atomic
-from integration import DATASET, pca_rna, sci2cl
+from integration import DATASET, pca_rna, sci2cl, stored
 
 from omics_cl import datasets, tl
 
@@ -44,6 +44,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     p.add_argument("--json", required=True, help="output JSON list of rows")
+    p.add_argument("--embeddings", help="integration.py's --embeddings directory: its embeddings are read (and "
+                   "missing ones kept there)")
     args = p.parse_args(argv)
     rna, atac = datasets.load(DATASET, modality="rna"), datasets.load(DATASET, modality="atac")
     truth = rna.obs["cell_type"].astype(str).to_numpy()
@@ -51,7 +53,9 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}", flush=True)
     for seed in range(args.seeds):
         given, planted = plant_errors(truth, seed)
-        embeddings = {"sci2cl": sci2cl(rna, atac, seed, {})["joint"], "pca_rna": pca_rna(rna, seed)["joint"]}
+        embeddings = {"sci2cl": stored(args.embeddings, f"full_sci2cl_{seed}", lambda: sci2cl(rna, atac, seed, {})),
+                      "pca_rna": stored(args.embeddings, f"full_pca_rna_{seed}", lambda: pca_rna(rna, seed))}
+        embeddings = {name: out["joint"] for name, (out, _) in embeddings.items()}
         for embedding, z in embeddings.items():
             work = rna.copy()
             work.obs["given"], work.obsm["X_joint"] = given, z

@@ -144,3 +144,66 @@ def test_jax_knn_agrees_with_pynndescent():
         graph.knn(x, 15, method="faiss")
     with pytest.raises(ValueError, match="cosine' or 'euclidean"):
         graph.knn(x, 15, "manhattan", method="jax")
+
+
+def test_coassociation_graph_scales_edges_by_how_often_partitions_agree():
+    adj = noisy_graph()
+    first = graph.leiden(adj, 1.0, seed=0)
+    second = graph.leiden(adj, 1.0, seed=1)
+    pooled = graph.coassociation_graph(adj, [first, second])
+    assert abs(pooled - pooled.T).max() == 0
+    rows, cols = adj.nonzero()
+    share = ((first[rows] == first[cols]).astype(float) + (second[rows] == second[cols])) / 2
+    assert np.allclose(np.asarray(pooled[rows, cols]).ravel(), np.asarray(adj[rows, cols]).ravel() * share)
+    assert pooled.nnz == int((share > 0).sum())  # edges both partitions cut are dropped
+
+
+def test_consensus_leiden_with_one_run_is_plain_leiden():
+    adj = noisy_graph()
+    labels, res, runs = graph.consensus_leiden(adj, seed=2, runs=1, resolution=1.3)
+    assert runs == 1 and res == 1.3 and np.array_equal(labels, graph.leiden(adj, 1.3, seed=2))
+    labels, res, _ = graph.consensus_leiden(adj, seed=2, runs=1, n_clusters=6)
+    expected, expected_res = graph.leiden_n_clusters(adj, 6, seed=2)
+    assert np.array_equal(labels, expected) and res == expected_res
+    with pytest.raises(ValueError, match="runs"):
+        graph.consensus_leiden(adj, runs=0)
+
+
+def mean_pairwise_ari(partitions):
+    from sklearn.metrics import adjusted_rand_score
+
+    return np.mean([adjusted_rand_score(a, b) for i, a in enumerate(partitions) for b in partitions[i + 1:]])
+
+
+def test_consensus_leiden_is_deterministic_and_steadier_across_seeds():
+    adj = noisy_graph()
+    pooled = [graph.consensus_leiden(adj, seed, 10, n_clusters=8)[0] for seed in range(5)]
+    assert all(labels.max() + 1 == 8 for labels in pooled)
+    assert np.array_equal(pooled[0], graph.consensus_leiden(adj, 0, 10, n_clusters=8)[0])
+    single = [graph.leiden_n_clusters(adj, 8, seed)[0] for seed in range(5)]
+    assert mean_pairwise_ari(pooled) > mean_pairwise_ari(single)
+
+
+def test_consensus_leiden_default_runs_depend_on_graph_size(monkeypatch):
+    adj = noisy_graph()
+    assert graph.consensus_leiden(adj)[2] == graph.CONSENSUS_RUNS
+    monkeypatch.setattr(graph, "CONSENSUS_MAX_CELLS", adj.shape[0] - 1)
+    assert graph.consensus_leiden(adj)[2] == 1
+
+
+def test_cluster_embedding_pools_leiden_runs_and_refuses_bad_settings():
+    import anndata as ad
+
+    from omics_cl import tl
+
+    x, truth = blobs()
+    adata = ad.AnnData(obs={"truth": truth.astype(str)}, obsm={"X_emb": x})
+    record = tl.cluster_embedding(adata, "X_emb", n_clusters=5)
+    assert record["leiden_consensus"] == graph.CONSENSUS_RUNS and adata.obs["emb_cluster"].nunique() == 5
+    assert tl.cluster_embedding(adata, "X_emb", n_clusters=5, leiden_consensus=1)["leiden_consensus"] == 1
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="leiden_consensus"):
+            tl.cluster_embedding(adata, "X_emb", leiden_consensus=bad)
+    with pytest.raises(ValueError, match="leiden_restarts"):
+        tl.cluster_embedding(adata, "X_emb", leiden_restarts=10, leiden_consensus=10)
+    assert tl.cluster_embedding(adata, "X_emb", leiden_restarts=10)["leiden_consensus"] == 1

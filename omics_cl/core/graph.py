@@ -12,6 +12,8 @@ KNN_METHODS = ("auto", "jax", "pynndescent", "brute")
 KNN_BLOCK_VALUES = 1 << 26  # distances per block of the JAX kNN (256 MiB of float32)
 LEIDEN_RESTARTS = 1  # 10 made PCA + Leiden seed-stable but chose the worse cbmc solution (benchmarks/README.md)
 NEIGHBOUR_RESOLUTIONS = (0.8, 0.9, 1.1, 1.25)
+CONSENSUS_RUNS = 10  # Leiden runs pooled by consensus_leiden (benchmarks/README.md, clustering: consensus Leiden)
+CONSENSUS_MAX_CELLS = 100_000  # above this, consensus_leiden's default is one run (each run costs a full Leiden)
 
 
 def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
@@ -220,3 +222,41 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
 
     return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(np.asarray(x))
 
+
+
+def coassociation_graph(adjacency: sp.spmatrix, partitions: list[np.ndarray]) -> sp.csr_matrix:
+    """``adjacency`` with each edge's weight times the share of ``partitions`` that put its two cells in one
+    cluster (edges no partition keeps together are dropped)."""
+    edges = sp.triu(sp.csr_matrix(adjacency), k=1).tocoo()
+    together = np.mean([labels[edges.row] == labels[edges.col] for labels in partitions], axis=0)
+    upper = sp.csr_matrix((edges.data * together, (edges.row, edges.col)), shape=adjacency.shape)
+    upper.eliminate_zeros()
+    return (upper + upper.T).tocsr()
+
+
+def consensus_leiden(adjacency: sp.spmatrix, seed: int = 0, runs: int | None = None, resolution: float = 1.0,
+                     n_clusters: int | None = None, n_iterations: int = 2) -> tuple[np.ndarray, float, int]:
+    """Leiden pooled over ``runs`` random streams: the partition of one run (at ``resolution``, or bisected to
+    ``n_clusters``), ``runs`` runs at that resolution (the first is that partition), and Leiden again, the same
+    way, on :func:`coassociation_graph` of them. Edges between cells that the runs split now and then weigh
+    less, so the result no longer flips with the seed. No labels are involved.
+
+    ``runs``: ``None`` is ``CONSENSUS_RUNS`` up to ``CONSENSUS_MAX_CELLS`` cells and 1 above; 1 is a single
+    Leiden run (:func:`leiden` / :func:`leiden_n_clusters`). Returns ``(labels, resolution, runs)``.
+    """
+    if runs is None:
+        runs = CONSENSUS_RUNS if adjacency.shape[0] <= CONSENSUS_MAX_CELLS else 1
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+
+    def partition(adj: sp.spmatrix) -> tuple[np.ndarray, float]:
+        if n_clusters is None:
+            return leiden(adjacency=adj, resolution=resolution, seed=seed, n_iterations=n_iterations), resolution
+        return leiden_n_clusters(adj, n_clusters, seed, n_iterations=n_iterations)
+
+    labels, res = partition(adjacency)
+    if runs == 1:
+        return labels, res, runs
+    pooled = _partitions(_weighted_graph(adjacency), res, seed, n_iterations, runs)
+    labels, res = partition(coassociation_graph(adjacency, pooled))
+    return labels, res, runs

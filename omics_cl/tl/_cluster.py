@@ -26,14 +26,20 @@ from omics_cl.data.preprocess import counts_matrix, prepare_counts
 from omics_cl.tl._common import store_record, versions
 
 
+def check_leiden_consensus(runs: int | None) -> None:
+    """Refuse a ``leiden_consensus`` that is neither ``None`` nor a positive integer."""
+    if runs is not None and not (isinstance(runs, (int, np.integer)) and not isinstance(runs, bool) and runs >= 1):
+        raise ValueError(f"leiden_consensus must be None or an integer >= 1, got {runs!r}")
+
+
 def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = None, resolution: float = 1.0,
                       key_added: str | None = None, seed: int = 0, n_neighbors: int = 15,
-                      n_dims: int | None = None, leiden_restarts: int = 1) -> dict:
+                      n_dims: int | None = None, leiden_restarts: int = 1, leiden_consensus: int | None = None) -> dict:
     """Leiden on a cosine kNN graph of ``obsm[use_rep]`` (first ``n_dims`` columns if given).
 
     Protocols: ``resolution`` as given, or, when ``n_clusters`` is set, the resolution found by
     bisection that yields that many clusters. Writes ``obs[key_added]`` (default
-    ``"<rep>_cluster"``) and returns ``{"protocol", "resolution", "n_clusters"}``.
+    ``"<rep>_cluster"``) and returns ``{"protocol", "resolution", "n_clusters", "leiden_consensus"}``.
 
     Parameters
     ----------
@@ -57,6 +63,10 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
         Leiden runs per resolution; the most modular is kept (with ``n_clusters``: the most modular
         partition with that count around the bisected resolution). 10 made PCA + Leiden seed-stable on
         the registry sets but lowered its median ARI on cbmc (benchmarks/README.md); 1: a single run.
+    leiden_consensus
+        Leiden runs pooled into one partition (:func:`omics_cl.core.graph.consensus_leiden`: clusters of
+        the graph reweighted by how often the runs keep two cells together); ``None``: 10 up to 100,000
+        cells, else 1; 1: a single run. Not combined with ``leiden_restarts`` > 1.
 
     Returns
     -------
@@ -70,16 +80,22 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
     z = np.asarray(adata.obsm[use_rep])[:, :n_dims]
     if not np.isfinite(z).all():
         raise ValueError(f"obsm[{use_rep!r}] contains NaN/inf")
+    check_leiden_consensus(leiden_consensus)
+    if leiden_restarts > 1 and leiden_consensus not in (None, 1):
+        raise ValueError("leiden_restarts > 1 keeps the most modular run; it cannot be pooled: pass "
+                         "leiden_consensus=1 with it")
     adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
-    if n_clusters is None:
-        labels, protocol = graph.leiden(adjacency, resolution, seed, restarts=leiden_restarts), "resolution"
+    protocol = "resolution" if n_clusters is None else "n_clusters"
+    if leiden_restarts > 1 and n_clusters is None:
+        labels, runs = graph.leiden(adjacency, resolution, seed, restarts=leiden_restarts), 1
+    elif leiden_restarts > 1:
+        (labels, resolution), runs = graph.leiden_n_clusters(adjacency, n_clusters, seed, restarts=leiden_restarts), 1
     else:
-        labels, resolution = graph.leiden_n_clusters(adjacency, n_clusters, seed, restarts=leiden_restarts)
-        protocol = "n_clusters"
+        labels, resolution, runs = graph.consensus_leiden(adjacency, seed, leiden_consensus, resolution, n_clusters)
     key = key_added or f"{use_rep.removeprefix('X_')}_cluster"
     k = int(labels.max()) + 1
     adata.obs[key] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
-    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": k}
+    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": k, "leiden_consensus": runs}
 
 
 def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, memberships: np.ndarray,
@@ -97,7 +113,8 @@ def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, member
 
 def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
             seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
-            progress: bool = True, leiden_restarts: int = 1, stream: bool | None = None, **method_params) -> dict:
+            progress: bool = True, leiden_restarts: int = 1, leiden_consensus: int | None = None,
+            stream: bool | None = None, **method_params) -> dict:
     """Embed cells with ``method`` (any registered cluster method, ``omics_cl.models.names("cluster")``)
     and cluster them.
 
@@ -140,6 +157,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     leiden_restarts
         Leiden runs per resolution (see :func:`cluster_embedding`), also for the self-clustering methods'
         centres and K estimate.
+    leiden_consensus
+        Leiden runs pooled for the embedding methods' clusters (see :func:`cluster_embedding`).
     stream
         Stream the counts in chunks (``None``: when they are backed and the method can).
     **method_params
@@ -152,6 +171,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     """
     spec = models.get(method, "cluster")
     models.configure(spec, **method_params)  # a wrong parameter fails before any work
+    check_leiden_consensus(leiden_consensus)
     if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
         raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
                          f"got {n_clusters!r}")
@@ -172,7 +192,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
                                      "resolution" if info["k_estimated"] else "n_clusters", resolution)
     else:
         clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
-                                     n_neighbors, graph_dims, leiden_restarts)
+                                     n_neighbors, graph_dims, leiden_restarts, leiden_consensus)
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
               "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
               "n_neighbors": n_neighbors, "graph_dims": graph_dims, "stream": stream,

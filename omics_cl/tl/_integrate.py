@@ -11,7 +11,7 @@ import pandas as pd
 from omics_cl import models
 from omics_cl.data.paired import Modality, paired_modalities
 from omics_cl.data.preprocess import counts_matrix
-from omics_cl.tl._cluster import cluster_embedding
+from omics_cl.tl._cluster import check_leiden_consensus, cluster_embedding
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import check_saveable, save_method_model
 
@@ -20,7 +20,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
               n_clusters: int | None = None, resolution: float = 1.0, seed: int = 0, rna_layer: str | None = None,
               atac_layer: str | None = None, n_top_genes: int | None = 2000, n_top_peaks: int | None = 10000,
               n_neighbors: int = 15, progress: bool = True, save_model: str | os.PathLike | None = None,
-              **model_params) -> dict:
+              leiden_consensus: int | None = None, **model_params) -> dict:
     """Joint embedding of paired RNA + ATAC cells with ``method`` (a registered integrate method; default
     scI2CL, METHODS.md section 4), then Leiden clusters.
 
@@ -68,6 +68,9 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
         Show a training progress bar.
     save_model
         New directory to save the trained model in (``None``: not saved).
+    leiden_consensus
+        Leiden runs pooled into the clusters (``None``: 10 up to 100,000 cells, else 1; see
+        :func:`cluster_embedding`).
     **model_params
         Method config / training config values.
 
@@ -78,6 +81,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     """
     spec = models.get(method, "integrate")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
+    check_leiden_consensus(leiden_consensus)
     if save_model is not None:
         if spec.map_query is None or spec.query_state is None:
             raise ValueError(f"{method} cannot map new cells, so its model cannot be saved")
@@ -98,7 +102,8 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
               "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors,
               "train_seconds": train_seconds,
               "params": trained.record, "versions": versions()}
-    carrier = clustered(rna_view.obs_names, method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors)
+    carrier = clustered(rna_view.obs_names, method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
+                        leiden_consensus)
     if save_model is not None:
         state = spec.query_state(trained.model, spec.source(inputs, trained.config, ctx), trained.config, ctx,
                                  trained.arrays)
@@ -110,14 +115,14 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
 
 
 def clustered(cells: pd.Index, method: str, arrays: dict, record: dict, n_clusters: int | None,
-              resolution: float, seed: int, n_neighbors: int) -> ad.AnnData:
+              resolution: float, seed: int, n_neighbors: int, leiden_consensus: int | None = None) -> ad.AnnData:
     """An AnnData of ``cells`` holding the method's per-cell ``arrays`` as ``obsm["X_<method>[_<part>]"]`` and
     Leiden clusters of the joint embedding (``obs["<method>_cluster"]``); the clustering enters ``record``."""
     carrier = ad.AnnData(obs=pd.DataFrame(index=cells),
                          obsm={f"X_{method}" if part == "joint" else f"X_{method}_{part}": array
                                for part, array in arrays.items()})
     record.update(cluster_embedding(carrier, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
-                                    n_neighbors))
+                                    n_neighbors, leiden_consensus=leiden_consensus))
     return carrier
 
 
