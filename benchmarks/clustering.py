@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, machine, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, machine, median_table, write_json_atomic
 
-from omics_cl import datasets, metrics, models, tl  # noqa: E402
+from omics_cl import datasets, metrics, models, tl
 
 DEFAULT_DATASETS = "zeisel_cortex,cbmc_citeseq_rna500,pbmc68k_reduced,mop_snare_paired"
 ANCHORS = Path(__file__).resolve().parent / "anchors"
@@ -55,19 +55,21 @@ def scvi_embedding(name: str, seed: int, args) -> np.ndarray:
 
 
 def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
-    """Yield ``(protocol, obs key, run info, train_seconds)`` for one (dataset, method, seed)."""
+    """Yield ``(protocol, obs key, run info, train_seconds, row method)`` for one (dataset, method, seed); a method
+    whose embedding fuses its latent with another view (``fusion="wnn"``) also yields its latent's rows, as
+    method ``<method>_latent`` (the same run, clustered on the latent alone)."""
     if method in models.METHODS and models.METHODS[method].self_clustering:
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = str(Path(tmp) / "run.ckpt")
             full = tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, checkpoint_path=ckpt,
                               leiden_restarts=args.leiden_restarts, **params)
-            yield "n_clusters", f"{method}_cluster", full, full["train_seconds"]
+            yield "n_clusters", f"{method}_cluster", full, full["train_seconds"], method
             if "resolution" not in args.protocols:
                 return
             os.remove(f"{ckpt}.cluster")  # keep the (K-independent) pre-training stage, redo the clustering stage
             rec = tl.cluster(adata, method=method, seed=seed, progress=False, checkpoint_path=ckpt,
                              leiden_restarts=args.leiden_restarts, **params)
-            yield "resolution", f"{method}_cluster", rec, full["train_seconds"]
+            yield "resolution", f"{method}_cluster", rec, full["train_seconds"], method
         return
     if method == "scvi":
         start = time.perf_counter()
@@ -79,11 +81,18 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
         rec = tl.cluster(adata, method=method, seed=seed, progress=False, leiden_restarts=args.leiden_restarts,
                          leiden_consensus=args.leiden_consensus, **params)
         seconds, graph_dims = rec["train_seconds"], rec["graph_dims"]
-    yield "resolution", f"{method}_cluster", rec, seconds
+    yield "resolution", f"{method}_cluster", rec, seconds, method
     fixed = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed, key_added=f"{method}_cluster_k",
                                  n_dims=graph_dims, leiden_restarts=args.leiden_restarts,
                                  leiden_consensus=args.leiden_consensus)
-    yield "n_clusters", f"{method}_cluster_k", fixed, seconds
+    yield "n_clusters", f"{method}_cluster_k", fixed, seconds, method
+    latent = adata.obsm.pop(f"X_{method}_latent", None)
+    if latent is not None:  # a fused embedding: its latent alone, read off the same run
+        adata.obsm["X_latent"] = latent
+        for protocol, n in (("resolution", None), ("n_clusters", k)):
+            info = tl.cluster_embedding(adata, "X_latent", n_clusters=n, seed=seed, key_added="latent_cluster",
+                                        leiden_restarts=args.leiden_restarts, leiden_consensus=args.leiden_consensus)
+            yield protocol, "latent_cluster", info, seconds, f"{method}_latent"
 
 
 def main(argv=None) -> int:
@@ -123,11 +132,11 @@ def main(argv=None) -> int:
                     continue
                 trained = method in models.METHODS and models.METHODS[method].train is not None
                 extra = params if trained else {}
-                for protocol, key, info, seconds in runs(adata, name, method, seed, k, extra, args):
+                for protocol, key, info, seconds, row_method in runs(adata, name, method, seed, k, extra, args):
                     if protocol not in args.protocols:
                         continue
                     s = metrics.clustering_scores(labels, adata.obs[key], exclude=manifest.unlabelled_values)
-                    row = {"dataset": name, "method": method, "protocol": protocol, "seed": seed, **s,
+                    row = {"dataset": name, "method": row_method, "protocol": protocol, "seed": seed, **s,
                            "n_clusters": info["n_clusters"], "train_seconds": seconds,
                            "leiden_restarts": args.leiden_restarts,
                            "leiden_consensus": info.get("leiden_consensus", 1)}

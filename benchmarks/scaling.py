@@ -147,7 +147,7 @@ def run(n_cells: int, n_genes: int, n_top_genes: int, epochs: int, seed: int, wo
     adata = ad.read_h5ad(path, backed="r")
     row["density"] = adata.X.group["data"].shape[0] / (n_cells * n_genes)
     spec, ctx = models.get("cae", "cluster"), models.Context(seed)
-    config, train = models.configure(spec, epochs=epochs)
+    config, train = models.configure(spec, epochs=epochs, fusion="none")  # streamed: the latent alone
     with phase("prepare"):
         prepared = replace(prepare_counts(adata, None, n_top_genes), stream=True)
     source = spec.source(prepared, config, ctx)

@@ -68,7 +68,7 @@ def test_counts_from_layer_are_used(counts_adata):
     a.layers["counts"] = a.X.copy()
     a.X = sp.csr_matrix(np.log1p(a.X.toarray()))
     _cluster(a, layer="counts")
-    assert a.obsm["X_cae"].shape == (300, 16)
+    assert a.obsm["X_cae_latent"].shape == (300, 16)
 
 
 def test_bad_n_clusters_and_method(counts_adata):

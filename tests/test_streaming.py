@@ -134,7 +134,8 @@ def test_a_read_error_mid_epoch_reaches_fit_and_ends_the_thread(backed):
 def test_cluster_streams_a_backed_file_without_writing_it(counts_adata, backed):
     path, adata = backed
     before = digest(path)
-    params = {"method": "cae", "epochs": 3, "hidden": [32], "latent": 8, "batch_size": 64, "progress": False}
+    params = {"method": "cae", "epochs": 3, "hidden": [32], "latent": 8, "batch_size": 64, "progress": False,
+              "fusion": "none"}
     record = tl.cluster(adata, **params)
     assert record["stream"] is True and digest(path) == before
     again = ad.read_h5ad(path, backed="r")

@@ -100,12 +100,16 @@ def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "c
 
 @dataclass
 class LogNormalizer:
-    """``log1p(counts[:, genes] / library_size * target_sum)`` applied to any row subset."""
+    """``log1p(counts[:, genes] / library_size * target_sum)`` applied to any row subset; when standardised
+    (``clip`` and ``scale`` set, :meth:`standardized`), each gene is then clipped at ``clip`` and times
+    ``scale``."""
 
     genes: np.ndarray
     library_size: np.ndarray
     target_sum: float = 1e4
     hvg_flavor: str | None = None  # how ``genes`` were chosen (``select_hvg``); None when set by hand
+    clip: np.ndarray | None = None  # per kept gene: log-normalised mean + max_value sd
+    scale: np.ndarray | None = None  # per kept gene: 1 / sd (0 for constant genes)
 
     @property
     def n_features(self) -> int:
@@ -115,7 +119,10 @@ class LogNormalizer:
         rows = rows[:, self.genes]
         rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
         scale = (self.target_sum / self.library_size[cell_idx]).astype(np.float32)
-        return np.log1p(rows.astype(np.float32) * scale[:, None])
+        out = np.log1p(rows.astype(np.float32) * scale[:, None])
+        if self.scale is not None:
+            out = np.minimum(out, self.clip[None, :]) * self.scale[None, :]
+        return out
 
     def sparse(self, x) -> sp.csr_matrix:
         """The whole transformed matrix, built chunk by chunk, kept sparse."""
@@ -124,8 +131,34 @@ class LogNormalizer:
             rows = sp.csr_matrix(rows[:, self.genes], dtype=np.float32)
             rows = sp.diags((self.target_sum / self.library_size[start:stop]).astype(np.float32)) @ rows
             rows.data = np.log1p(rows.data)
+            if self.scale is not None:
+                rows.data = np.minimum(rows.data, self.clip[rows.indices]) * self.scale[rows.indices]
             blocks.append(rows)
         return sp.vstack(blocks).tocsr()
+
+    @property
+    def unstandardized(self) -> LogNormalizer:
+        """The same recipe without the standardisation."""
+        return replace(self, clip=None, scale=None)
+
+    def standardized(self, x, max_value: float = 10.0) -> LogNormalizer:
+        """This recipe with each kept gene scaled to unit variance and clipped at ``max_value`` sd above its mean,
+        the statistics taken over all rows of the counts ``x`` (read in chunks; backed matrices work). As the
+        standardised ``pca`` (``sc.pp.scale(max_value=...)``) but not centred: zeros stay zeros, so the input
+        stays sparse and the augmentations (gene dropout, library scaling) keep their meaning."""
+        if max_value <= 0:
+            raise ValueError(f"max_value must be > 0, got {max_value}")
+        base = self.unstandardized
+        sums = np.zeros(self.n_features)
+        squares = np.zeros(self.n_features)
+        for start, stop, rows in row_chunks(x):
+            block_sums, block_squares = column_sums(base(rows, np.arange(start, stop)))
+            sums += block_sums
+            squares += block_squares
+        mean = sums / x.shape[0]
+        sd = np.sqrt(np.maximum(squares / x.shape[0] - mean**2, 0.0))
+        scale = np.where(sd > 0, 1 / np.maximum(sd, 1e-30), 0.0).astype(np.float32)
+        return replace(base, clip=(mean + max_value * sd).astype(np.float32), scale=scale)
 
 
 def column_sums(block) -> tuple[np.ndarray, np.ndarray]:
@@ -276,8 +309,14 @@ class PreparedCounts:
 
         return (StreamingCountsSource if self.stream else CountsSource)(self.counts, self.normalizer)
 
+    def standardized(self, max_value: float = 10.0) -> PreparedCounts:
+        """The same recipe with genes standardised over these cells (``LogNormalizer.standardized``)."""
+        return replace(self, normalizer=self.normalizer.standardized(self.counts, max_value))
+
     def with_detected_genes(self, min_fraction: float) -> PreparedCounts:
         """The same recipe keeping only the genes with a nonzero count in at least ``min_fraction`` of cells."""
+        if self.normalizer.scale is not None:
+            raise ValueError("select genes before standardising: the standardisation is per kept gene")
         genes = self.normalizer.genes
         nonzero = np.zeros(len(genes))
         for _, _, rows in row_chunks(self.counts):

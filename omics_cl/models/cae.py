@@ -3,6 +3,13 @@
 Loss ``MSE(decoder(z1), x) + weight * NTXent(z1, z2, tau)`` on log-normalised HVGs, where
 ``views="clean"`` pairs the clean cell (z1) with one augmented view (z2), as the reference
 code does, and ``views="two"`` uses two independently augmented views.
+
+Options, both on for cae and off for ae (ablations in benchmarks/README.md; ``standardize=False, fusion="none"`` is
+cae before 2026-12-01): ``standardize`` scales each input gene to unit variance, clipped at ``max_value`` sd, with
+statistics of the training cells (``LogNormalizer.standardized``; not centred); ``fusion="wnn"`` writes as the
+embedding the per-cell weighted fusion (``omics_cl.core.fusion``) of the latent with ``pca_comps`` principal
+components of the standardised log-normalised HVGs (the ``pca`` baseline's view) and keeps the latent as
+``latent``; ``fusion="none"``: the latent is the embedding.
 """
 from __future__ import annotations
 
@@ -12,11 +19,14 @@ import jax
 import numpy as np
 from flax import nnx
 
-from omics_cl.core import augment, losses
+from omics_cl.core import augment, fusion, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
+from omics_cl.data import preprocess
 from omics_cl.data.sources import KEYS
 from omics_cl.models.method import Method
+
+FUSIONS = ("none", "wnn")
 
 
 @dataclass(frozen=True)
@@ -31,6 +41,15 @@ class CAEConfig:
     noise_sigma: float = 0.05
     scale_low: float = 0.9
     scale_high: float = 1.1
+    standardize: bool = True
+    max_value: float = 10.0
+    fusion: str = "wnn"
+    fusion_neighbors: int = 20
+    pca_comps: int = 50
+
+    def __post_init__(self):
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
 
 
 class AutoEncoder(nnx.Module):
@@ -69,16 +88,36 @@ def make_loss(config: CAEConfig):
     return loss_fn
 
 
+def make_source(prepared, config: CAEConfig, ctx):
+    """Batches of log-normalised HVG rows, standardised with ``config.standardize``; ``fusion="wnn"`` reads the
+    whole matrix after training (the PCA view), so it cannot stream."""
+    if prepared.stream and config.fusion != "none":
+        raise ValueError(f"fusion={config.fusion!r} needs the whole matrix for its PCA view and cannot stream; "
+                         "pass fusion='none' (or stream=False)")
+    return (prepared.standardized(config.max_value) if config.standardize else prepared).source()
+
+
+def pca_view(source, config: CAEConfig, ctx) -> np.ndarray:
+    """The ``pca`` baseline's view: principal components of the standardised log-normalised HVGs."""
+    x = source.transform.unstandardized.sparse(source.x)
+    return preprocess.principal_components(x, config.pca_comps, ctx.seed, standardize=True, max_value=config.max_value)
+
+
 def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
-    z = predict(lambda m, b: m.encoder(b[KEYS.X]), model, source)
-    return {"embedding": np.asarray(z, dtype=np.float32)}, {}
+    z = np.asarray(predict(lambda m, b: m.encoder(b[KEYS.X]), model, source), dtype=np.float32)
+    if config.fusion == "none":
+        return {"embedding": z}, {}
+    fused, weights = fusion.wnn_fuse([pca_view(source, config, ctx), z], config.fusion_neighbors, ctx.seed)
+    median = np.median(weights, 0)
+    return {"embedding": fused, "latent": z}, {"fusion_weights": {"pca": float(median[0]), "latent": float(median[1])}}
 
 
 CAE = Method(
     name="cae", job="cluster", config=CAEConfig(), train=TrainConfig(),
-    source=lambda prepared, config, ctx: prepared.source(),
+    source=make_source,
     init=lambda source, config, ctx: AutoEncoder(source.n_features, config, rngs=nnx.Rngs(ctx.seed)),
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))],
-    embed=embed, streams=True, summary="contrastive autoencoder, Leiden on its 128-d latent")
-AE = replace(CAE, name="ae", config=CAEConfig(contrastive_weight=0.0),
-             summary="plain autoencoder (CAE without the contrastive term)")
+    embed=embed, streams=lambda config: config.fusion == "none",
+    summary="contrastive autoencoder; Leiden on its 128-d latent fused with the standardised PCA view")
+AE = replace(CAE, name="ae", config=CAEConfig(contrastive_weight=0.0, standardize=False, fusion="none"),
+             summary="plain autoencoder (CAE without the contrastive term), Leiden on its latent")

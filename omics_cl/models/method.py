@@ -48,7 +48,8 @@ class Method:
     ``query_state(model, source, config, ctx, arrays)`` -> named arrays (integrate; with ``map_query``): what
     ``map_query`` needs besides the parameters, saved with the model. ``streams``: the method reads its cells
     only through ``prepared.source()`` in epoch order (no neighbour or whole-matrix reads), so it can train on
-    counts streamed from a backed file (``PreparedCounts.stream``).
+    counts streamed from a backed file (``PreparedCounts.stream``); a predicate of the config when only some
+    configs can (:meth:`can_stream`).
     """
 
     name: str
@@ -64,11 +65,15 @@ class Method:
     variants: dict = field(default_factory=dict)
     map_query: Callable | None = None
     query_state: Callable | None = None
-    streams: bool = False
+    streams: bool | Callable[[Any], bool] = False
 
     def __post_init__(self):
         if self.job not in JOBS:
             raise ValueError(f"job must be one of {JOBS}, got {self.job!r}")
+
+    def can_stream(self, config) -> bool:
+        """Whether the method streams its input with ``config`` (see ``streams``)."""
+        return self.streams(config) if callable(self.streams) else self.streams
 
 
 def _type_name(hint) -> str:

@@ -4,6 +4,8 @@ representation).
 Keys written by :func:`cluster` for ``method="<m>"``:
 
 - ``obsm["X_<m>"]``: the embedding;
+- ``obsm["X_<m>_latent"]``: the learnt latent, when the embedding is a fusion of it with another view (``ae`` /
+  ``cae`` with ``fusion="wnn"``);
 - ``obs["<m>_cluster"]``: clusters (categorical, "0" is the largest): Leiden on the embedding, or for
   self-clustering methods (``scinno``, ``siamese``) the argmax of their soft memberships;
 - ``obsm["<m>_membership"]``: those soft memberships (cells x K, columns in the order of the cluster names);
@@ -13,6 +15,7 @@ Keys written by :func:`cluster` for ``method="<m>"``:
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import replace
 
 import anndata as ad
@@ -170,21 +173,31 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
         The run record.
     """
     spec = models.get(method, "cluster")
-    models.configure(spec, **method_params)  # a wrong parameter fails before any work
+    config, _ = models.configure(spec, **method_params)  # a wrong parameter fails before any work
     check_leiden_consensus(leiden_consensus)
     if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
         raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
                          f"got {n_clusters!r}")
-    if stream and not spec.streams:
-        raise ValueError(f"method {method!r} cannot stream its input; streaming methods: "
-                         f"{[m for m in models.names('cluster') if models.get(m, 'cluster').streams]}")
-    stream = spec.streams and not in_memory(counts_matrix(adata, layer)) if stream is None else stream
+    can_stream = spec.can_stream(config)
+    if stream and not can_stream:
+        raise ValueError(f"method {method!r} cannot stream its input with these parameters; streaming methods: "
+                         f"{[m for m in models.names('cluster') if models.get(m, 'cluster').streams]} "
+                         "(cae / ae with fusion='none')")
+    backed = not in_memory(counts_matrix(adata, layer))
+    if stream is None and backed and spec.streams and not can_stream:
+        warnings.warn(f"{method} with these parameters reads the whole matrix (fusion's PCA view), so the backed "
+                      "AnnData is read, not streamed; pass fusion='none' to stream it", stacklevel=2)
+    stream = can_stream and backed if stream is None else stream
     start = time.perf_counter()
     prepared = replace(prepare_counts(adata, layer, n_top_genes), stream=stream)
     ctx = models.Context(seed, n_clusters, resolution, n_neighbors, leiden_restarts)
     out, info = models.run(spec, prepared, ctx, progress, **method_params)
     train_seconds = time.perf_counter() - start
     adata.obsm[f"X_{method}"] = out["embedding"]
+    if "latent" in out:
+        adata.obsm[f"X_{method}_latent"] = out["latent"]
+    else:
+        adata.obsm.pop(f"X_{method}_latent", None)  # not left from an earlier fused run
     graph_dims = info.pop("graph_dims", None)
     if spec.self_clustering:
         u = out["memberships"]

@@ -1,0 +1,112 @@
+"""cae / ae options: standardised input (statistics of the training cells, the same on every input path, no
+labels read) and the fusion of the latent with the PCA view (the fused embedding written, the latent kept)."""
+from dataclasses import replace
+
+import anndata as ad
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from omics_cl import models, tl
+from omics_cl.data.preprocess import prepare_counts, principal_components
+from omics_cl.data.sources import KEYS
+from omics_cl.data.streaming import StreamingCountsSource
+
+FAST = {"hidden": [32], "latent": 8, "epochs": 2, "batch_size": 64, "progress": False}
+
+
+def test_standardized_input_is_scaled_clipped_and_equal_on_every_path(counts_adata, tmp_path):
+    prepared = prepare_counts(counts_adata, n_top_genes=50)
+    plain = prepared.lognorm_sparse().toarray()
+    standardized = prepared.standardized(max_value=1.5)
+    x = standardized.lognorm_sparse().toarray()
+    mean, sd = plain.mean(0), plain.std(0)
+    expected = np.minimum(plain, mean + 1.5 * sd) / np.where(sd > 0, sd, np.inf)
+    np.testing.assert_allclose(x, expected, rtol=1e-5, atol=1e-6)
+    assert (plain > mean + 1.5 * sd).any() and np.array_equal(x == 0, plain == 0)  # clipped, not centred
+    cells = np.array([5, 299, 0, 17])
+    np.testing.assert_array_equal(standardized.source().get(cells)[KEYS.X], x[cells])
+    path = tmp_path / "counts.h5ad"
+    counts_adata.write_h5ad(path)
+    backed = prepare_counts(ad.read_h5ad(path, backed="r"), n_top_genes=50).standardized(max_value=1.5)
+    np.testing.assert_array_equal(backed.normalizer.scale, standardized.normalizer.scale)
+    streamed = StreamingCountsSource(backed.counts, backed.normalizer, chunk_rows=32, window=3)
+    np.testing.assert_array_equal(streamed.get(cells)[KEYS.X], x[cells])
+
+
+def test_standardizing_refuses_a_bad_clip_and_a_later_gene_selection(counts_adata):
+    prepared = prepare_counts(counts_adata, n_top_genes=50)
+    with pytest.raises(ValueError, match="max_value must be > 0"):
+        prepared.standardized(max_value=0)
+    with pytest.raises(ValueError, match="select genes before standardising"):
+        prepared.standardized().with_detected_genes(0.1)
+
+
+@pytest.mark.parametrize("method", ["cae", "ae"])
+def test_options_read_no_labels(counts_adata, method):
+    """Same embedding with the labels permuted: the statistics and the fusion read expression only."""
+    a, b = counts_adata.copy(), counts_adata.copy()
+    b.obs["group"] = np.random.default_rng(0).permutation(b.obs["group"].to_numpy())
+    params = {**FAST, "standardize": True, "fusion": "wnn"}
+    tl.cluster(a, method=method, n_clusters=3, **params)
+    tl.cluster(b, method=method, n_clusters=3, **params)
+    np.testing.assert_array_equal(a.obsm[f"X_{method}"], b.obsm[f"X_{method}"])
+    np.testing.assert_array_equal(a.obs[f"{method}_cluster"], b.obs[f"{method}_cluster"])
+
+
+def test_defaults_cae_standardises_and_fuses_ae_neither(counts_adata):
+    cae, _ = models.configure(models.METHODS["cae"])
+    ae, _ = models.configure(models.METHODS["ae"])
+    assert (cae.standardize, cae.fusion) == (True, "wnn") and (ae.standardize, ae.fusion) == (False, "none")
+    a, b = counts_adata.copy(), counts_adata.copy()
+    tl.cluster(a, method="cae", fusion="none", standardize=False, **FAST)
+    tl.cluster(b, method="cae", fusion="none", **FAST)
+    assert not np.allclose(a.obsm["X_cae"], b.obsm["X_cae"], atol=1e-3)  # standardising changes the training input
+
+
+def test_fusion_writes_the_fused_embedding_and_keeps_the_latent(counts_adata):
+    a, b = counts_adata.copy(), counts_adata.copy()
+    rec = tl.cluster(a, method="cae", fusion="wnn", pca_comps=10, **FAST)
+    tl.cluster(b, method="cae", fusion="none", **FAST)
+    latent = b.obsm["X_cae"]
+    np.testing.assert_array_equal(a.obsm["X_cae_latent"], latent)  # the same training either way
+    assert "X_cae_latent" not in b.obsm
+    fused = a.obsm["X_cae"]
+    assert fused.shape == (300, 10 + latent.shape[1])
+    pcs = principal_components(prepare_counts(counts_adata).lognorm_sparse(), 10, 0, standardize=True)
+    weights = rec["params"]["fusion_weights"]
+    assert 0 < weights["pca"] < 1 and weights["pca"] + weights["latent"] == pytest.approx(1.0)
+    # each block is its view's unit rows times sqrt(the cell's weight), the weights summing to 1 per cell
+    np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, rtol=1e-5)
+    for block, view in ((fused[:, :10], pcs), (fused[:, 10:], latent)):
+        norm = np.linalg.norm(block, axis=1)
+        kept = norm > 1e-3  # a view whose weight underflowed to 0 leaves a zero block
+        assert kept.mean() > 0.5
+        cosine = np.sum(block * view, 1)[kept] / norm[kept] / np.linalg.norm(view[kept], axis=1)
+        np.testing.assert_allclose(cosine, 1.0, rtol=1e-4)
+
+
+def test_fusion_does_not_stream_and_unknown_names_are_refused(counts_adata, tmp_path):
+    path = tmp_path / "counts.h5ad"
+    counts_adata.write_h5ad(path)
+    with pytest.raises(ValueError, match="cannot stream its input with these parameters"):
+        tl.cluster(ad.read_h5ad(path, backed="r"), method="cae", fusion="wnn", stream=True, **FAST)
+    with pytest.warns(UserWarning, match="pass fusion='none' to stream it"):
+        assert tl.cluster(ad.read_h5ad(path, backed="r"), method="cae", fusion="wnn", **FAST)["stream"] is False
+    spec = models.METHODS["cae"]
+    config, _ = models.configure(spec, fusion="wnn")
+    prepared = replace(prepare_counts(ad.read_h5ad(path, backed="r"), n_top_genes=50), stream=True)
+    with pytest.raises(ValueError, match="cannot stream; pass fusion='none'"):
+        spec.source(prepared, config, models.Context())
+    record = tl.cluster(ad.read_h5ad(path, backed="r"), method="cae", fusion="none", standardize=True, **FAST)
+    assert record["stream"] is True
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        models.configure(spec, fusion="concat")
+
+
+def test_a_dense_count_matrix_works_with_both_options(counts_adata):
+    dense = ad.AnnData(counts_adata.X.toarray(), obs=counts_adata.obs, var=counts_adata.var)
+    tl.cluster(dense, method="cae", standardize=True, fusion="wnn", **FAST)
+    tl.cluster(counts_adata, method="cae", standardize=True, fusion="wnn", **FAST)
+    assert sp.issparse(counts_adata.X)
+    np.testing.assert_allclose(dense.obsm["X_cae"], counts_adata.obsm["X_cae"], rtol=1e-4, atol=1e-5)
