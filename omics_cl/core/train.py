@@ -14,6 +14,7 @@ one checkpoint per stage; :func:`run_record` is the one record of a run (config,
 """
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
@@ -200,13 +201,22 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
                        epoch_seconds)
 
 
+@functools.lru_cache(maxsize=64)
+def jitted_apply(fn: Callable[..., jax.Array], graphdef: nnx.GraphDef) -> Callable:
+    """``jax.jit`` of ``(params, batch, *constants) -> fn(model, batch, *constants)``, one per ``(fn, graphdef)``
+    (a model of the same structure reuses the compiled code; at most 64 kept)."""
+    return jax.jit(lambda params, batch, *constants: fn(nnx.merge(graphdef, params), batch, *constants))
+
+
 def predict(fn: Callable[..., jax.Array], model: nnx.Module, source: BatchSource, batch_size: int = 4096,
             constants: tuple = ()) -> np.ndarray:
     """Apply ``fn(model, batch, *constants)`` to all cells in order, in fixed-size batches, and stack the
     results. ``constants`` (e.g. context cells every cell attends to) are passed unchanged to every batch.
-    A source with ``prefetch`` has its batches built that many ahead in a background thread."""
+    A source with ``prefetch`` has its batches built that many ahead in a background thread. The compiled
+    apply is kept per ``(fn, model structure)``: pass a module-level function (not a new lambda per call, and
+    arrays as ``constants``, not in a closure) so later calls do not recompile."""
     graphdef, params = nnx.split(model)
-    apply = jax.jit(lambda p, batch, *const: fn(nnx.merge(graphdef, p), batch, *const))
+    apply = jitted_apply(fn, graphdef)
     idx = np.arange(source.n_obs)
     chunks = (idx[s:s + batch_size] for s in range(0, source.n_obs, batch_size))
     with Prefetch(chunks, source.get, getattr(source, "prefetch", 0)) as batches:

@@ -69,8 +69,13 @@ def make_loss(config: CAEConfig):
     return loss_fn
 
 
+def encode(model: AutoEncoder, batch) -> jax.Array:
+    """The latent of a batch (``predict``'s function)."""
+    return model.encoder(batch[KEYS.X])
+
+
 def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
-    z = predict(lambda m, b: m.encoder(b[KEYS.X]), model, source)
+    z = predict(encode, model, source)
     return {"embedding": np.asarray(z, dtype=np.float32)}, {}
 
 
