@@ -95,8 +95,8 @@ def test_prefetch_keeps_order_bounds_the_queue_and_stops_on_errors():
 
 def train(source, epochs=4, **config):
     model = AutoEncoder(source.n_features, SMALL, rngs=nnx.Rngs(0))
-    return fit(model, make_loss(SMALL), source, TrainConfig(epochs=epochs, batch_size=64, progress=False, **config),
-               seed=3)
+    return fit(model, make_loss(SMALL), source, TrainConfig(**{"epochs": epochs, "batch_size": 64, "progress": False,
+                                                               **config}), seed=3)
 
 
 def test_streamed_training_learns_is_deterministic_and_ends_its_thread(backed):
@@ -143,3 +143,18 @@ def test_cluster_streams_a_backed_file_without_writing_it(counts_adata, backed):
     assert tl.cluster(counts_adata, **params)["stream"] is False
     with pytest.raises(ValueError, match="cannot stream"):
         tl.cluster(adata, method="pca", stream=True)
+
+
+def test_long_epochs_show_a_bar_of_cells_and_train_the_same(backed, monkeypatch, capsys):
+    monkeypatch.setattr("omics_cl.core.epochs.EPOCH_BAR_DELAY", 0.0)
+    quiet = train(streamed(backed[1]), progress=False)
+    assert "cell" not in capsys.readouterr().err
+    shown = train(streamed(backed[1]), progress=True)
+    err = capsys.readouterr().err
+    assert "epoch: 100%" in err and "300/300" in err and "cell/s" in err
+    assert shown.history == quiet.history
+    for x, y in zip(jax.tree.leaves(nnx.state(shown.model)), jax.tree.leaves(nnx.state(quiet.model))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    monkeypatch.setattr("omics_cl.core.epochs.EPOCH_BAR_DELAY", 60.0)  # epochs shorter than the delay show no bar
+    train(streamed(backed[1]), progress=True)
+    assert "cell/s" not in capsys.readouterr().err

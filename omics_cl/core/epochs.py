@@ -19,12 +19,14 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
 
 from omics_cl.core.prefetch import Prefetch
 from omics_cl.data.device_sources import DeviceData
 
 LossFn = Callable[[nnx.Module, Any, jax.Array, bool], tuple[jax.Array, dict]]
 RESIDENT = ("auto", "always", "never")
+EPOCH_BAR_DELAY = 2.0  # seconds an epoch runs before its bar of cells appears
 
 
 def step_fn(graphdef: nnx.GraphDef, loss_fn: LossFn, tx: optax.GradientTransformation) -> Callable:
@@ -72,32 +74,39 @@ def mean_metrics(rows: list[dict], weights: list[int]) -> dict[str, float]:
 class HostEpochs:
     """Batches built on the host by ``source.get``, one jitted step dispatched per batch; with ``prefetch > 0``
     they are built that many batches ahead in a background thread and put on the device there
-    (``omics_cl.core.prefetch``), so the step does not wait on reading (streamed sources)."""
+    (``omics_cl.core.prefetch``), so the step does not wait on reading (streamed sources). With ``progress``, an
+    epoch that runs longer than ``EPOCH_BAR_DELAY`` seconds shows a bar of its cells (cleared when it ends); it
+    counts dispatched steps and never waits on their results."""
 
-    def __init__(self, graphdef, loss_fn: LossFn, tx, source, batch_size: int, prefetch: int = 0):
+    def __init__(self, graphdef, loss_fn: LossFn, tx, source, batch_size: int, prefetch: int = 0,
+                 progress: bool = False):
         self.step = jax.jit(step_fn(graphdef, loss_fn, tx))
         self.evaluate = jax.jit(eval_fn(graphdef, loss_fn))
-        self.source, self.batch_size, self.prefetch = source, batch_size, prefetch
+        self.source, self.batch_size, self.prefetch, self.progress = source, batch_size, prefetch, progress
 
-    def _batches(self, indices: np.ndarray, extra: dict) -> Prefetch:
-        return Prefetch(minibatches(indices, self.batch_size), lambda idx: {**self.source.get(idx), **extra},
-                        self.prefetch)
+    def _batches(self, chunks: list[np.ndarray], extra: dict) -> Prefetch:
+        return Prefetch(chunks, lambda idx: {**self.source.get(idx), **extra}, self.prefetch)
 
     def train(self, params, opt_state, order: np.ndarray, epoch_key, extra: dict):
         """One epoch over ``order``; returns ``(params, opt_state, mean metrics)``."""
         rows, sizes = [], []
-        with self._batches(order, extra) as batches:
-            for b, (idx, batch) in enumerate(zip(minibatches(order, self.batch_size), batches)):
+        chunks = list(minibatches(order, self.batch_size))
+        bar = tqdm(total=len(order), desc="epoch", unit="cell", unit_scale=True, leave=False,
+                   disable=not self.progress, delay=EPOCH_BAR_DELAY)
+        with self._batches(chunks, extra) as batches, bar:
+            for b, (idx, batch) in enumerate(zip(chunks, batches)):
                 params, opt_state, metrics = self.step(params, opt_state, batch, jax.random.fold_in(epoch_key, b))
                 rows.append(metrics)
                 sizes.append(len(idx))
+                bar.update(len(idx))
         return params, opt_state, mean_metrics(rows, sizes)
 
     def validate(self, params, indices: np.ndarray, key, extra: dict) -> dict[str, float]:
         """Mean held-out metrics over minibatches of ``indices`` (batch ``b`` with ``fold_in(key, b)``)."""
         rows, sizes = [], []
-        with self._batches(indices, extra) as batches:
-            for b, (idx, batch) in enumerate(zip(minibatches(indices, self.batch_size), batches)):
+        chunks = list(minibatches(indices, self.batch_size))
+        with self._batches(chunks, extra) as batches:
+            for b, (idx, batch) in enumerate(zip(chunks, batches)):
                 rows.append(self.evaluate(params, batch, jax.random.fold_in(key, b)))
                 sizes.append(len(idx))
         return mean_metrics(rows, sizes)
@@ -223,4 +232,5 @@ def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | 
         if data is not None and (always or data.nbytes <= config.device_budget * memory_bytes()):
             return DeviceEpochs(graphdef, loss_fn, tx, data, config.batch_size,
                                 data_mesh(config.devices, config.batch_size))
-    return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size, getattr(source, "prefetch", 0))
+    return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size, getattr(source, "prefetch", 0),
+                      config.progress)

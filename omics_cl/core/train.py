@@ -54,7 +54,7 @@ class TrainConfig:
     min_delta: float = 0.0
     checkpoint_path: str | None = None
     checkpoint_every: int = 1
-    progress: bool = True
+    progress: bool = True  # a bar of epochs; the host loop adds one of cells for an epoch longer than 2 s
     device_resident: str = "auto"  # "auto": on an accelerator, for a device-form source within device_budget
     device_budget: float = 0.5  # fraction of device (CPU: host) memory the resident arrays may take
     devices: int = 0  # devices of the data-parallel mesh (0: all that divide batch_size; all processes')
