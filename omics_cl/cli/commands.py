@@ -11,19 +11,37 @@ from omics_cl.cli_io import write_output
 FRAGMENT_TILE_SIZE = 5000  # bp, the query features of --fragments without --peaks
 
 
+def streaming_methods() -> list[str]:
+    """Cluster methods that can stream their input (``tl.cluster(..., stream=True)``)."""
+    return [name for name in models.names("cluster") if models.get(name, "cluster").streams]
+
+
+def check_backed(args) -> None:
+    """``--backed`` needs a method that streams and the counts in X (a backed file's layers are read whole)."""
+    streaming = streaming_methods()
+    if args.method not in streaming:
+        raise ValueError(f"--backed streams the file through training, which {args.method} cannot; "
+                         f"methods that stream: {', '.join(streaming)}")
+    if args.layer is not None:
+        raise ValueError("--backed streams X; the layers of a backed .h5ad are read into memory whole, so "
+                         "--layer cannot be streamed (store the counts in X, or drop --backed)")
+
+
 def cmd_cluster(args) -> int:
 
     from omics_cl import metrics, tl
 
     params = method_params(args, "cluster")
     src, out = Path(args.input), Path(args.out)
+    if args.backed:
+        check_backed(args)
     check_paths([src], out)
-    adata = read_input(src)
+    adata = read_input(src, backed=args.backed)
     if args.label_key is not None and args.label_key not in adata.obs:
         raise ValueError(f"label key {args.label_key!r} not in obs; columns: {list(adata.obs.columns)}")
     record = tl.cluster(adata, method=args.method, n_clusters=args.n_clusters, resolution=args.resolution,
                         seed=args.seed, layer=args.layer, n_top_genes=args.n_top_genes,
-                        progress=not args.no_progress, **params)
+                        progress=not args.no_progress, stream=True if args.backed else None, **params)
     if models.get(args.method, "cluster").self_clustering:
         how = ("K estimated by Leiden on the pretrained latent" if record["params"]["k_estimated"] else "K given")
         how += f"; memberships obsm['{args.method}_membership']"

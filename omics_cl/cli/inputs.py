@@ -32,15 +32,16 @@ def method_params(args, job: str) -> dict:
     return params
 
 
-def read_input(path, kind: str = "h5ad"):
-    """An input AnnData (``h5ad``) or MuData (``h5mu``); a file that cannot be read (truncated, not HDF5, not
-    an AnnData) becomes a ``ValueError`` naming it, so the CLI ends with one line and exit status 2."""
+def read_input(path, kind: str = "h5ad", backed: bool = False):
+    """An input AnnData (``h5ad``; ``backed``: X left in the file, opened read-only) or MuData (``h5mu``); a file
+    that cannot be read (truncated, not HDF5, not an AnnData) becomes a ``ValueError`` naming it, so the CLI
+    ends with one line and exit status 2."""
     import anndata as ad
     import mudata as md
 
     reader = ad.read_h5ad if kind == "h5ad" else md.read_h5mu
     try:
-        return reader(path)
+        return reader(path, backed="r") if backed else reader(path)
     except (OSError, KeyError, TypeError, ValueError) as err:
         raise ValueError(f"cannot read {path} as .{kind} ({type(err).__name__}: {err}); is the file complete?") from None
 
