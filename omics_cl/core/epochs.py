@@ -83,22 +83,27 @@ class HostEpochs:
         self.step = jax.jit(step_fn(graphdef, loss_fn, tx))
         self.evaluate = jax.jit(eval_fn(graphdef, loss_fn))
         self.source, self.batch_size, self.prefetch, self.progress = source, batch_size, prefetch, progress
+        self.input_wait: float | None = None  # of the last training epoch; None without prefetch
 
-    def _batches(self, chunks: list[np.ndarray], extra: dict) -> Prefetch:
-        return Prefetch(chunks, lambda idx: {**self.source.get(idx), **extra}, self.prefetch)
+    def _batches(self, chunks: list[np.ndarray], extra: dict, settle=None) -> Prefetch:
+        return Prefetch(chunks, lambda idx: {**self.source.get(idx), **extra}, self.prefetch, settle)
 
     def train(self, params, opt_state, order: np.ndarray, epoch_key, extra: dict):
-        """One epoch over ``order``; returns ``(params, opt_state, mean metrics)``."""
+        """One epoch over ``order``; returns ``(params, opt_state, mean metrics)``. With ``prefetch``,
+        ``input_wait`` is then the seconds the epoch's steps waited for their batches: when the next batch is
+        not ready, the loop first lets the step in flight finish, then times the wait."""
         rows, sizes = [], []
         chunks = list(minibatches(order, self.batch_size))
         bar = tqdm(total=len(order), desc="epoch", unit="cell", unit_scale=True, leave=False,
                    disable=not self.progress, delay=EPOCH_BAR_DELAY)
-        with self._batches(chunks, extra) as batches, bar:
+        prefetch = self._batches(chunks, extra, lambda: jax.block_until_ready(rows[-1:]))
+        with prefetch as batches, bar:
             for b, (idx, batch) in enumerate(zip(chunks, batches)):
                 params, opt_state, metrics = self.step(params, opt_state, batch, jax.random.fold_in(epoch_key, b))
                 rows.append(metrics)
                 sizes.append(len(idx))
                 bar.update(len(idx))
+        self.input_wait = prefetch.input_wait if self.prefetch else None
         return params, opt_state, mean_metrics(rows, sizes)
 
     def validate(self, params, indices: np.ndarray, key, extra: dict) -> dict[str, float]:
@@ -132,6 +137,8 @@ def data_mesh(devices: int, batch_size: int) -> Mesh:
 class DeviceEpochs:
     """Device-resident data (``DeviceData``), one dispatch per epoch: full-size batches in ``lax.scan``, then
     the last, differently sized batch of :func:`minibatches` (if any) as one more step in the same jit."""
+
+    input_wait = None  # no host batches to wait for
 
     def __init__(self, graphdef, loss_fn: LossFn, tx, data: DeviceData, batch_size: int, mesh: Mesh):
         self.batch_size, self.mesh = batch_size, mesh

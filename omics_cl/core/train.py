@@ -67,6 +67,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     epoch_seconds: list[float] = field(default_factory=list)  # wall time of each epoch run in this call
+    epoch_input_wait: list[float | None] = field(default_factory=list)  # seconds its steps waited for batches
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -157,7 +158,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         start_epoch, history, best_loss, bad_epochs = (ckpt["epoch"], ckpt["history"], ckpt["best_loss"],
                                                        ckpt["bad_epochs"])
 
-    stopped_early, epoch_seconds = False, []
+    stopped_early, epoch_seconds, epoch_input_wait = False, [], []
     bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not config.progress,
                initial=start_epoch, total=config.epochs)
     for epoch in bar:
@@ -166,6 +167,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         extra = {} if schedule is None else {SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
         order = epoch_order(source, train_idx, seed, epoch)
         params, opt_state, metrics = runner.train(params, opt_state, order, epoch_key, extra)
+        epoch_input_wait.append(runner.input_wait)
         if after_epoch is not None:
             params = nnx.state(after_epoch(nnx.merge(graphdef, params)))
         for k, v in metrics.items():
@@ -198,7 +200,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
 
     final = best_params if best_params is not None else params
     return TrainResult(nnx.merge(graphdef, final), history, len(history.get("loss", [])), stopped_early,
-                       epoch_seconds)
+                       epoch_seconds, epoch_input_wait)
 
 
 @functools.lru_cache(maxsize=64)
@@ -248,6 +250,7 @@ class StagesResult:
     epochs_run: int = 0
     stopped_early: bool = False
     epoch_seconds: dict[str, list[float]] = field(default_factory=dict)
+    epoch_input_wait: dict[str, list[float | None]] = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
 
 
@@ -278,6 +281,7 @@ def run_stages(model: nnx.Module | None, stages: list[Stage], source: BatchSourc
         out.epochs_run += result.epochs_run
         out.stopped_early = result.stopped_early
         out.epoch_seconds[stage.name] = result.epoch_seconds
+        out.epoch_input_wait[stage.name] = result.epoch_input_wait
     return out
 
 
