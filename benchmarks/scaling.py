@@ -7,6 +7,9 @@ matrix. Each size runs in its own process (peak
 RSS is that run's): the file is opened ``backed="r"`` and each phase timed: ``prepare`` (library sizes and
 seurat_v3 HVGs from chunked moments), ``train`` (cae streamed in chunks, ``--epochs`` epochs, including
 compilation), ``embed``, ``knn`` (the cosine kNN graph ``tl.cluster`` builds) and ``leiden`` (resolution 1).
+``input_wait_fraction``: of the training epochs' seconds (after the first, compiling one), the share the steps
+waited for their batches (``TrainResult.epoch_input_wait``: when the prefetched batch is not ready, the loop lets
+the step in flight finish, then times the wait on the prefetch queue).
 Peak host RSS is sampled every 50 ms per phase (psutil) and read for the whole run from getrusage; peak
 device memory comes from jax's ``memory_stats`` (n/a on the CPU); the 1-minute load average at the end of each
 phase is recorded, as other work on the machine slows it. Rows are written after every phase, so a long run
@@ -154,8 +157,10 @@ def run(n_cells: int, n_genes: int, n_top_genes: int, epochs: int, seed: int, wo
     with phase("train"):
         result = run_stages(spec.init(source, config, ctx), spec.stages(config, train, source, ctx), source, train,
                             seed, desc="cae")
-    seconds = result.epoch_seconds["train"]
+    seconds, waits = result.epoch_seconds["train"], result.epoch_input_wait["train"]
     row["s_per_epoch"] = float(np.mean(seconds[1:] or seconds))  # the first epoch includes compilation
+    row["epoch_seconds"], row["epoch_input_wait_s"] = seconds, waits
+    row["input_wait_fraction"] = float(sum(waits[1:] or waits) / sum(seconds[1:] or seconds))
     row["loss"] = result.history["loss"]
     with phase("embed"):
         z = spec.embed(result.model, source, config, train, ctx)[0]["embedding"]
@@ -175,7 +180,7 @@ def table(rows: list[dict]) -> str:
         v = r.get(key)
         return "n/a" if v is None else f"{v:.3g}" if isinstance(v, float) else str(v)
 
-    keys = (["n_cells", "epochs"] + [f"{p}_s" for p in PHASES] + ["s_per_epoch", "peak_rss_gib"]
+    keys = (["n_cells", "epochs"] + [f"{p}_s" for p in PHASES] + ["s_per_epoch", "input_wait_fraction", "peak_rss_gib"]
             + [f"{p}_peak_rss_gib" for p in PHASES] + ["device_peak_gib", "n_clusters", "ari_cell_types"]
             + [f"{p}_load_1m" for p in PHASES])
     lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]

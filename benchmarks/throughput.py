@@ -8,6 +8,7 @@ repeats the three in turn, so a change of machine load hits all three alike.
 
     python benchmarks/throughput.py --datasets zeisel_cortex --rounds 3 --epochs 3 --json out.json
     python benchmarks/throughput.py --datasets synthetic --rounds 2 --epochs 2 --json out.json --append
+    python benchmarks/throughput.py --datasets zeisel_cortex --hidden 128 --paths host,host_bar,raw --json bar.json
 """
 from __future__ import annotations
 
@@ -27,11 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, median_table, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets  # noqa: E402
+from omics_cl.core import epochs  # noqa: E402
 from omics_cl.core.epochs import minibatches, step_fn  # noqa: E402
 from omics_cl.core.train import TrainConfig, fit, make_optimizer  # noqa: E402
 from omics_cl.data.preprocess import LogNormalizer, prepare_counts  # noqa: E402
 from omics_cl.data.sources import CountsSource  # noqa: E402
 from omics_cl.models.cae import AutoEncoder, CAEConfig, make_loss  # noqa: E402
+
+DEFAULT_BAR_DELAY = epochs.EPOCH_BAR_DELAY
 
 
 def synthetic_counts(n_cells: int, n_genes: int, seed: int = 0) -> sp.csr_matrix:
@@ -53,10 +57,12 @@ def source_of(name: str, n_cells: int) -> CountsSource:
     return prepare_counts(datasets.load(name, modality="rna")).source()
 
 
-def loop_seconds(source, config: CAEConfig, train: TrainConfig, mode: str) -> list[float]:
-    """Seconds of each epoch after the first (which compiles)."""
+def loop_seconds(source, config: CAEConfig, train: TrainConfig, mode: str, progress: bool = False) -> list[float]:
+    """Seconds of each epoch after the first (which compiles); with ``progress``, the epoch's bar of cells is
+    drawn from its first batch on (no delay)."""
     model = AutoEncoder(source.n_features, config, rngs=nnx.Rngs(0))
-    result = fit(model, make_loss(config), source, replace(train, device_resident=mode), seed=0)
+    epochs.EPOCH_BAR_DELAY = 0.0 if progress else DEFAULT_BAR_DELAY
+    result = fit(model, make_loss(config), source, replace(train, device_resident=mode, progress=progress), seed=0)
     return result.epoch_seconds[1:]
 
 
@@ -86,6 +92,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=1, help="times the three paths run, in turn")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--hidden", default="1024,1024", help="cae hidden layer widths (default: the cae default)")
+    p.add_argument("--paths", default="host,device,raw",
+                   help="of host, host_bar (the host loop drawing its epoch bar of cells), device, raw")
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--append", action="store_true", help="keep the rows already in --json")
     args = p.parse_args()
@@ -94,9 +102,11 @@ def main() -> None:
     rows = json.loads(Path(args.json).read_text()) if args.append and Path(args.json).exists() else []
     for name in args.datasets.split(","):
         source = source_of(name, args.synthetic_cells)
-        runs = {"host loop": lambda: loop_seconds(source, config, train, "never"),
-                "device loop": lambda: loop_seconds(source, config, train, "always"),
-                "raw step (baseline)": lambda: raw_step_seconds(source, config, train)}
+        paths = {"host": ("host loop", lambda: loop_seconds(source, config, train, "never")),
+                 "host_bar": ("host loop, epoch bar", lambda: loop_seconds(source, config, train, "never", True)),
+                 "device": ("device loop", lambda: loop_seconds(source, config, train, "always")),
+                 "raw": ("raw step (baseline)", lambda: raw_step_seconds(source, config, train))}
+        runs = dict(paths[key] for key in args.paths.split(","))
         for round_ in range(args.rounds):
             for path, run in runs.items():
                 for seconds in run():

@@ -3,9 +3,10 @@ import subprocess
 import sys
 
 import anndata as ad
+import numpy as np
 import pytest
 
-from omics_cl import cli, datasets
+from omics_cl import cli, datasets, tl
 
 
 def test_cluster_cli_on_pbmc68k_reduced(tmp_path, capsys):
@@ -57,3 +58,26 @@ def test_cluster_cli_self_clustering_methods(tmp_path, capsys, method, extra):
     assert result.obsm[f"{method}_membership"].shape == (700, k)
     if extra:
         assert k == 10
+
+
+def test_cluster_cli_backed_streams_the_file_and_refuses_what_cannot_stream(counts_adata, tmp_path, capsys):
+    src, out = tmp_path / "in.h5ad", tmp_path / "out.h5ad"
+    counts_adata.layers["counts"] = counts_adata.X.copy()
+    counts_adata.write_h5ad(src)
+    before = hashlib.sha256(src.read_bytes()).hexdigest()
+    small = ["--set", "hidden=[32]", "--set", "latent=8", "--set", "batch_size=64", "--epochs", "2"]
+    assert cli.main(["cluster", str(src), "--backed", *small, "--out", str(out), "--no-progress"]) == 0
+    streamed = ad.read_h5ad(out)
+    assert streamed.uns["omics_cl"]["cae"]["stream"] is True
+    assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+    assert (streamed.X != counts_adata.X).nnz == 0
+    backed = ad.read_h5ad(src, backed="r")
+    tl.cluster(backed, method="cae", hidden=[32], latent=8, batch_size=64, epochs=2, progress=False, stream=True)
+    np.testing.assert_array_equal(streamed.obsm["X_cae"], backed.obsm["X_cae"])
+    assert cli.main(["cluster", str(src), *small, "--out", str(out), "--no-progress"]) == 0
+    assert ad.read_h5ad(out).uns["omics_cl"]["cae"]["stream"] is False  # without --backed: read into memory
+    capsys.readouterr()
+    for extra, message in [(["--method", "pca"], "which pca cannot; methods that stream: ae, cae"),
+                           (["--layer", "counts"], "--layer cannot be streamed")]:
+        assert cli.main(["cluster", str(src), "--backed", *extra, "--out", str(tmp_path / "no.h5ad")]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "no.h5ad").exists()

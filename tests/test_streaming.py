@@ -93,10 +93,38 @@ def test_prefetch_keeps_order_bounds_the_queue_and_stops_on_errors():
     assert not prefetch_threads()
 
 
+def test_input_wait_counts_waits_for_slow_batches_after_the_step_in_flight():
+    def slow_make(i):
+        time.sleep(0.04)
+        return {"x": np.full(2, i)}
+
+    settled = []
+    prefetch = Prefetch(range(10), slow_make, depth=2, settle=lambda: settled.append(1))
+    with prefetch as batches:
+        assert [int(b["x"][0]) for b in batches] == list(range(10))
+    assert 0.3 < prefetch.input_wait < 1.5 and len(settled) >= 9  # ~40 ms a batch, each after settling
+    prefetch = Prefetch(range(10), lambda i: {"x": np.full(2, i)}, depth=2)
+    with prefetch as batches:
+        for _ in batches:
+            time.sleep(0.04)  # a slow step: the next batch is always ready
+    assert prefetch.input_wait < 0.15
+    inline = Prefetch(range(3), slow_make, depth=0)
+    with inline as batches:
+        list(batches)
+    assert inline.input_wait == 0.0
+
+
+def test_fit_records_the_input_wait_of_streamed_epochs(backed, counts_adata):
+    streamed_run = train(streamed(backed[1]), epochs=2)
+    assert len(streamed_run.epoch_input_wait) == 2
+    assert all(0 <= w < s for w, s in zip(streamed_run.epoch_input_wait, streamed_run.epoch_seconds))
+    in_memory = train(prepare_counts(counts_adata, n_top_genes=50).source(), epochs=2)
+    assert in_memory.epoch_input_wait == [None, None]  # built inline: not measured
+
 def train(source, epochs=4, **config):
     model = AutoEncoder(source.n_features, SMALL, rngs=nnx.Rngs(0))
-    return fit(model, make_loss(SMALL), source, TrainConfig(epochs=epochs, batch_size=64, progress=False, **config),
-               seed=3)
+    return fit(model, make_loss(SMALL), source, TrainConfig(**{"epochs": epochs, "batch_size": 64, "progress": False,
+                                                               **config}), seed=3)
 
 
 def test_streamed_training_learns_is_deterministic_and_ends_its_thread(backed):
@@ -144,3 +172,18 @@ def test_cluster_streams_a_backed_file_without_writing_it(counts_adata, backed):
     assert tl.cluster(counts_adata, **params)["stream"] is False
     with pytest.raises(ValueError, match="cannot stream"):
         tl.cluster(adata, method="pca", stream=True)
+
+
+def test_long_epochs_show_a_bar_of_cells_and_train_the_same(backed, monkeypatch, capsys):
+    monkeypatch.setattr("omics_cl.core.epochs.EPOCH_BAR_DELAY", 0.0)
+    quiet = train(streamed(backed[1]), progress=False)
+    assert "cell" not in capsys.readouterr().err
+    shown = train(streamed(backed[1]), progress=True)
+    err = capsys.readouterr().err
+    assert "epoch: 100%" in err and "300/300" in err and "cell/s" in err
+    assert shown.history == quiet.history
+    for x, y in zip(jax.tree.leaves(nnx.state(shown.model)), jax.tree.leaves(nnx.state(quiet.model))):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+    monkeypatch.setattr("omics_cl.core.epochs.EPOCH_BAR_DELAY", 60.0)  # epochs shorter than the delay show no bar
+    train(streamed(backed[1]), progress=True)
+    assert "cell/s" not in capsys.readouterr().err

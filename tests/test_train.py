@@ -1,12 +1,15 @@
+import jax
 import numpy as np
 import pytest
 from conftest import FAST
+from flax import nnx
 
-from omics_cl import tl
+from omics_cl import models, tl
 from omics_cl.core.epochs import minibatches
-from omics_cl.core.train import TrainConfig
+from omics_cl.core.train import TrainConfig, predict
 from omics_cl.data.preprocess import prepare_counts
-from omics_cl import models
+from omics_cl.data.sources import KEYS, ArraySource
+from omics_cl.models.cae import AutoEncoder, CAEConfig
 
 
 def embed_cae(prepared, seed, progress, **params):
@@ -114,3 +117,26 @@ def test_atomic_write_gives_the_mode_a_plain_open_would(tmp_path):
     assert target.read_text() == "x"
     assert (target.stat().st_mode & 0o777) == (0o666 & ~current_umask())
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".out.txt.")]
+
+
+def test_predict_compiles_once_per_function_and_model_structure():
+    traces = []
+
+    def encode(model, batch):
+        traces.append(batch[KEYS.X].shape)
+        return model.encoder(batch[KEYS.X])
+
+    x = np.random.default_rng(0).random((300, 20), dtype=np.float32)
+    first, second = (AutoEncoder(20, CAEConfig(hidden=(8,), latent=4), rngs=nnx.Rngs(s)) for s in (0, 1))
+    z_first = predict(encode, first, ArraySource(**{KEYS.X: x}), batch_size=128)
+    assert np.array_equal(predict(encode, first, ArraySource(**{KEYS.X: x}), batch_size=128), z_first)
+    z_second = predict(encode, second, ArraySource(**{KEYS.X: x}), batch_size=128)
+    assert len(traces) == 2  # batch shapes 128 and 44, each traced once for both models
+    graphdef, params = nnx.split(second)
+    fresh = jax.jit(lambda p, batch: encode(nnx.merge(graphdef, p), batch))
+    expected = np.concatenate([np.asarray(fresh(params, {KEYS.X: x[s:s + 128]})) for s in range(0, 300, 128)])
+    assert np.array_equal(z_second, expected) and not np.array_equal(z_second, z_first)
+    traces.clear()
+    other = AutoEncoder(20, CAEConfig(hidden=(16,), latent=4), rngs=nnx.Rngs(0))
+    predict(encode, other, ArraySource(**{KEYS.X: x}), batch_size=128)
+    assert len(traces) == 2  # another structure compiles anew

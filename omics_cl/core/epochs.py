@@ -19,12 +19,14 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
 
 from omics_cl.core.prefetch import Prefetch
 from omics_cl.data.device_sources import DeviceData
 
 LossFn = Callable[[nnx.Module, Any, jax.Array, bool], tuple[jax.Array, dict]]
 RESIDENT = ("auto", "always", "never")
+EPOCH_BAR_DELAY = 2.0  # seconds an epoch runs before its bar of cells appears
 
 
 def step_fn(graphdef: nnx.GraphDef, loss_fn: LossFn, tx: optax.GradientTransformation) -> Callable:
@@ -72,32 +74,44 @@ def mean_metrics(rows: list[dict], weights: list[int]) -> dict[str, float]:
 class HostEpochs:
     """Batches built on the host by ``source.get``, one jitted step dispatched per batch; with ``prefetch > 0``
     they are built that many batches ahead in a background thread and put on the device there
-    (``omics_cl.core.prefetch``), so the step does not wait on reading (streamed sources)."""
+    (``omics_cl.core.prefetch``), so the step does not wait on reading (streamed sources). With ``progress``, an
+    epoch that runs longer than ``EPOCH_BAR_DELAY`` seconds shows a bar of its cells (cleared when it ends); it
+    counts dispatched steps and never waits on their results."""
 
-    def __init__(self, graphdef, loss_fn: LossFn, tx, source, batch_size: int, prefetch: int = 0):
+    def __init__(self, graphdef, loss_fn: LossFn, tx, source, batch_size: int, prefetch: int = 0,
+                 progress: bool = False):
         self.step = jax.jit(step_fn(graphdef, loss_fn, tx))
         self.evaluate = jax.jit(eval_fn(graphdef, loss_fn))
-        self.source, self.batch_size, self.prefetch = source, batch_size, prefetch
+        self.source, self.batch_size, self.prefetch, self.progress = source, batch_size, prefetch, progress
+        self.input_wait: float | None = None  # of the last training epoch; None without prefetch
 
-    def _batches(self, indices: np.ndarray, extra: dict) -> Prefetch:
-        return Prefetch(minibatches(indices, self.batch_size), lambda idx: {**self.source.get(idx), **extra},
-                        self.prefetch)
+    def _batches(self, chunks: list[np.ndarray], extra: dict, settle=None) -> Prefetch:
+        return Prefetch(chunks, lambda idx: {**self.source.get(idx), **extra}, self.prefetch, settle)
 
     def train(self, params, opt_state, order: np.ndarray, epoch_key, extra: dict):
-        """One epoch over ``order``; returns ``(params, opt_state, mean metrics)``."""
+        """One epoch over ``order``; returns ``(params, opt_state, mean metrics)``. With ``prefetch``,
+        ``input_wait`` is then the seconds the epoch's steps waited for their batches: when the next batch is
+        not ready, the loop first lets the step in flight finish, then times the wait."""
         rows, sizes = [], []
-        with self._batches(order, extra) as batches:
-            for b, (idx, batch) in enumerate(zip(minibatches(order, self.batch_size), batches)):
+        chunks = list(minibatches(order, self.batch_size))
+        bar = tqdm(total=len(order), desc="epoch", unit="cell", unit_scale=True, leave=False,
+                   disable=not self.progress, delay=EPOCH_BAR_DELAY)
+        prefetch = self._batches(chunks, extra, lambda: jax.block_until_ready(rows[-1:]))
+        with prefetch as batches, bar:
+            for b, (idx, batch) in enumerate(zip(chunks, batches)):
                 params, opt_state, metrics = self.step(params, opt_state, batch, jax.random.fold_in(epoch_key, b))
                 rows.append(metrics)
                 sizes.append(len(idx))
+                bar.update(len(idx))
+        self.input_wait = prefetch.input_wait if self.prefetch else None
         return params, opt_state, mean_metrics(rows, sizes)
 
     def validate(self, params, indices: np.ndarray, key, extra: dict) -> dict[str, float]:
         """Mean held-out metrics over minibatches of ``indices`` (batch ``b`` with ``fold_in(key, b)``)."""
         rows, sizes = [], []
-        with self._batches(indices, extra) as batches:
-            for b, (idx, batch) in enumerate(zip(minibatches(indices, self.batch_size), batches)):
+        chunks = list(minibatches(indices, self.batch_size))
+        with self._batches(chunks, extra) as batches:
+            for b, (idx, batch) in enumerate(zip(chunks, batches)):
                 rows.append(self.evaluate(params, batch, jax.random.fold_in(key, b)))
                 sizes.append(len(idx))
         return mean_metrics(rows, sizes)
@@ -123,6 +137,8 @@ def data_mesh(devices: int, batch_size: int) -> Mesh:
 class DeviceEpochs:
     """Device-resident data (``DeviceData``), one dispatch per epoch: full-size batches in ``lax.scan``, then
     the last, differently sized batch of :func:`minibatches` (if any) as one more step in the same jit."""
+
+    input_wait = None  # no host batches to wait for
 
     def __init__(self, graphdef, loss_fn: LossFn, tx, data: DeviceData, batch_size: int, mesh: Mesh):
         self.batch_size, self.mesh = batch_size, mesh
@@ -223,4 +239,5 @@ def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | 
         if data is not None and (always or data.nbytes <= config.device_budget * memory_bytes()):
             return DeviceEpochs(graphdef, loss_fn, tx, data, config.batch_size,
                                 data_mesh(config.devices, config.batch_size))
-    return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size, getattr(source, "prefetch", 0))
+    return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size, getattr(source, "prefetch", 0),
+                      config.progress)

@@ -4,12 +4,15 @@ A worker thread turns each item (e.g. a minibatch's cell indices) into a batch w
 the device (``jax.device_put``) while the step runs on the previous one; at most ``depth`` finished batches
 wait in a bounded queue, so memory stays bounded. Batches come out in item order. An exception in ``make`` is
 raised in the consumer; leaving the ``with`` block early (an exception in the step, early stopping) stops
-the worker and joins it.
+the worker and joins it. ``input_wait`` adds up the seconds the consumer waited on an empty queue; with
+``settle`` (e.g. block until the step in flight has finished, as jax dispatches asynchronously) called first,
+that is the time the step waited for its input.
 """
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -21,12 +24,14 @@ _POLL_SECONDS = 0.05
 
 class Prefetch:
     """``with Prefetch(items, make, depth) as batches: for batch in batches: ...``; ``depth=0`` builds each batch
-    inline when it is needed (no thread, no ``device_put``)."""
+    inline when it is needed (no thread, no ``device_put``, no ``input_wait``: it stays 0)."""
 
-    def __init__(self, items: Iterable, make: Callable[[Any], Any], depth: int):
+    def __init__(self, items: Iterable, make: Callable[[Any], Any], depth: int,
+                 settle: Callable[[], None] | None = None):
         if depth < 0:
             raise ValueError(f"prefetch depth must be >= 0, got {depth}")
-        self.items, self.make, self.depth = items, make, depth
+        self.items, self.make, self.depth, self.settle = items, make, depth, settle
+        self.input_wait = 0.0
         self.queue: queue.Queue = queue.Queue(maxsize=max(depth, 1))
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
@@ -57,9 +62,21 @@ class Prefetch:
         self.thread.start()
         return self._consume()
 
+    def _next(self) -> tuple[bool, Any]:
+        """The next queue entry; a wait on an empty queue (after ``settle``) is added to ``input_wait``."""
+        try:
+            return self.queue.get_nowait()
+        except queue.Empty:
+            if self.settle is not None:
+                self.settle()
+            started = time.perf_counter()
+            entry = self.queue.get()
+            self.input_wait += time.perf_counter() - started
+            return entry
+
     def _consume(self) -> Iterator:
         while True:
-            ok, value = self.queue.get()
+            ok, value = self._next()
             if not ok:
                 raise value
             if value is _DONE:

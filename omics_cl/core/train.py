@@ -14,6 +14,7 @@ one checkpoint per stage; :func:`run_record` is the one record of a run (config,
 """
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
@@ -53,7 +54,7 @@ class TrainConfig:
     min_delta: float = 0.0
     checkpoint_path: str | None = None
     checkpoint_every: int = 1
-    progress: bool = True
+    progress: bool = True  # a bar of epochs; the host loop adds one of cells for an epoch longer than 2 s
     device_resident: str = "auto"  # "auto": on an accelerator, for a device-form source within device_budget
     device_budget: float = 0.5  # fraction of device (CPU: host) memory the resident arrays may take
     devices: int = 0  # devices of the data-parallel mesh (0: all that divide batch_size; all processes')
@@ -66,6 +67,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     epoch_seconds: list[float] = field(default_factory=list)  # wall time of each epoch run in this call
+    epoch_input_wait: list[float | None] = field(default_factory=list)  # seconds its steps waited for batches
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -156,7 +158,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         start_epoch, history, best_loss, bad_epochs = (ckpt["epoch"], ckpt["history"], ckpt["best_loss"],
                                                        ckpt["bad_epochs"])
 
-    stopped_early, epoch_seconds = False, []
+    stopped_early, epoch_seconds, epoch_input_wait = False, [], []
     bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not config.progress,
                initial=start_epoch, total=config.epochs)
     for epoch in bar:
@@ -165,6 +167,7 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         extra = {} if schedule is None else {SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
         order = epoch_order(source, train_idx, seed, epoch)
         params, opt_state, metrics = runner.train(params, opt_state, order, epoch_key, extra)
+        epoch_input_wait.append(runner.input_wait)
         if after_epoch is not None:
             params = nnx.state(after_epoch(nnx.merge(graphdef, params)))
         for k, v in metrics.items():
@@ -197,16 +200,25 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
 
     final = best_params if best_params is not None else params
     return TrainResult(nnx.merge(graphdef, final), history, len(history.get("loss", [])), stopped_early,
-                       epoch_seconds)
+                       epoch_seconds, epoch_input_wait)
+
+
+@functools.lru_cache(maxsize=64)
+def jitted_apply(fn: Callable[..., jax.Array], graphdef: nnx.GraphDef) -> Callable:
+    """``jax.jit`` of ``(params, batch, *constants) -> fn(model, batch, *constants)``, one per ``(fn, graphdef)``
+    (a model of the same structure reuses the compiled code; at most 64 kept)."""
+    return jax.jit(lambda params, batch, *constants: fn(nnx.merge(graphdef, params), batch, *constants))
 
 
 def predict(fn: Callable[..., jax.Array], model: nnx.Module, source: BatchSource, batch_size: int = 4096,
             constants: tuple = ()) -> np.ndarray:
     """Apply ``fn(model, batch, *constants)`` to all cells in order, in fixed-size batches, and stack the
     results. ``constants`` (e.g. context cells every cell attends to) are passed unchanged to every batch.
-    A source with ``prefetch`` has its batches built that many ahead in a background thread."""
+    A source with ``prefetch`` has its batches built that many ahead in a background thread. The compiled
+    apply is kept per ``(fn, model structure)``: pass a module-level function (not a new lambda per call, and
+    arrays as ``constants``, not in a closure) so later calls do not recompile."""
     graphdef, params = nnx.split(model)
-    apply = jax.jit(lambda p, batch, *const: fn(nnx.merge(graphdef, p), batch, *const))
+    apply = jitted_apply(fn, graphdef)
     idx = np.arange(source.n_obs)
     chunks = (idx[s:s + batch_size] for s in range(0, source.n_obs, batch_size))
     with Prefetch(chunks, source.get, getattr(source, "prefetch", 0)) as batches:
@@ -238,6 +250,7 @@ class StagesResult:
     epochs_run: int = 0
     stopped_early: bool = False
     epoch_seconds: dict[str, list[float]] = field(default_factory=dict)
+    epoch_input_wait: dict[str, list[float | None]] = field(default_factory=dict)
     notes: dict = field(default_factory=dict)
 
 
@@ -268,6 +281,7 @@ def run_stages(model: nnx.Module | None, stages: list[Stage], source: BatchSourc
         out.epochs_run += result.epochs_run
         out.stopped_early = result.stopped_early
         out.epoch_seconds[stage.name] = result.epoch_seconds
+        out.epoch_input_wait[stage.name] = result.epoch_input_wait
     return out
 
 

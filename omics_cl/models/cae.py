@@ -103,8 +103,13 @@ def pca_view(source, config: CAEConfig, ctx) -> np.ndarray:
     return preprocess.principal_components(x, config.pca_comps, ctx.seed, standardize=True, max_value=config.max_value)
 
 
+def encode(model: AutoEncoder, batch) -> jax.Array:
+    """The latent of a batch (``predict``'s function)."""
+    return model.encoder(batch[KEYS.X])
+
+
 def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
-    z = np.asarray(predict(lambda m, b: m.encoder(b[KEYS.X]), model, source), dtype=np.float32)
+    z = np.asarray(predict(encode, model, source), dtype=np.float32)
     if config.fusion == "none":
         return {"embedding": z}, {}
     fused, weights = fusion.wnn_fuse([pca_view(source, config, ctx), z], config.fusion_neighbors, ctx.seed)

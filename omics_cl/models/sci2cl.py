@@ -238,18 +238,27 @@ def pca_view(source: PairedSource, config: SCI2CLConfig, ctx,
     return preprocess.principal_components(x, config.pca_comps, ctx.seed, standardize=config.pca_standardize)
 
 
+def modality_batch(model: SCI2CL, batch) -> jax.Array:
+    """A batch's ``Z_r`` and ``Z_a`` side by side."""
+    z_rna, z_atac = model.rna.encoder(batch[KEYS.RNA][KEYS.X]), model.atac.encoder(batch[KEYS.ATAC][KEYS.X])
+    return jnp.concatenate([z_rna, z_atac], 1)
+
+
+def fused_batch(model: SCI2CL, batch, context_rna: jax.Array, context_atac: jax.Array) -> jax.Array:
+    """A batch's cross-attention outputs against the context cells, side by side."""
+    return jnp.concatenate(model.fuse(batch[KEYS.RNA], batch[KEYS.ATAC], context_rna, context_atac), 1)
+
+
 def encode(model: SCI2CL, source: PairedSource, config: SCI2CLConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per-modality embeddings ``(Z_r, Z_a)`` of every cell."""
-    modality = predict(lambda m, b: jnp.concatenate([m.rna.encoder(b[KEYS.RNA][KEYS.X]),
-                                                     m.atac.encoder(b[KEYS.ATAC][KEYS.X])], 1), model, source)
+    modality = predict(modality_batch, model, source)
     return modality[:, :config.latent], modality[:, config.latent:]
 
 
 def outputs(model: SCI2CL, z_rna, z_atac, context: tuple, pcs: np.ndarray | None, config: SCI2CLConfig, ctx):
     """Cross-attention against ``context`` (the context cells' Z_r, Z_a), then the joint embedding; ``pcs``: the
     RNA PCA view (None when not read)."""
-    joint = predict(lambda m, b, ca, cb: jnp.concatenate(m.fuse(b[KEYS.RNA], b[KEYS.ATAC], ca, cb), 1), model,
-                    ArraySource(**{KEYS.RNA: z_rna, KEYS.ATAC: z_atac}), constants=context)
+    joint = predict(fused_batch, model, ArraySource(**{KEYS.RNA: z_rna, KEYS.ATAC: z_atac}), constants=context)
     as32 = lambda a: np.asarray(a, dtype=np.float32)
     out = {"rna": as32(z_rna), "atac": as32(z_atac), "xattn": as32(joint)}
     if config.fusion == "xattn":

@@ -170,15 +170,23 @@ def warmup_epochs(config: SCINNOConfig, train: TrainConfig) -> int:
     return train.epochs // 2 if config.warmup_epochs is None else config.warmup_epochs
 
 
+def embed_batch(model: SCINNO, batch) -> jax.Array:
+    return model.embed(batch[KEYS.X])
+
+
+def refine_batch(model: SCINNO, batch, z_context: jax.Array) -> jax.Array:
+    return model.refine(batch[KEYS.X], z_context)
+
+
 def latent(model: SCINNO, source) -> np.ndarray:
-    return predict(lambda m, b: m.embed(b[KEYS.X]), model, source)
+    return predict(embed_batch, model, source)
 
 
 def refined(model: SCINNO, source, train: TrainConfig, ctx) -> np.ndarray:
     """The refined latent of every cell: each attends to itself and a fixed, seeded context."""
     z = latent(model, source)
     z_context = jnp.asarray(z[context_cells(len(z), train.batch_size - 1, ctx.seed)])
-    return predict(lambda m, b: m.refine(b[KEYS.X], z_context), model, ArraySource(**{KEYS.X: z}))
+    return predict(refine_batch, model, ArraySource(**{KEYS.X: z}), constants=(z_context,))
 
 
 def embed(model: SCINNO, source, config: SCINNOConfig, train: TrainConfig, ctx):

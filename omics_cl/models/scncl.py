@@ -148,10 +148,19 @@ def transfer_batches(source: TransferSource | MemberSource) -> TransferSource:
     return source.source if isinstance(source, MemberSource) else source
 
 
+def latent_batch(model: SCNCL, batch) -> jax.Array:
+    return model.encoder(batch[KEYS.X])
+
+
+def probabilities_batch(model: SCNCL, batch) -> jax.Array:
+    """Class probabilities (softmax of the classifier) of a batch."""
+    return jax.nn.softmax(model.classifier(model.encoder(batch[KEYS.X])))
+
+
 def encode(model: SCNCL | Ensemble, x) -> np.ndarray:
     """Latent rows of the cells of the feature matrix ``x``; an ensemble's members' unit-length latents side by
     side, scaled by ``1 / sqrt(n_members)`` (cosine similarity on it is the members' mean)."""
-    parts = [predict(lambda m, b: m.encoder(b[KEYS.X]), member, dense_source(x)) for member in members(model)]
+    parts = [predict(latent_batch, member, dense_source(x)) for member in members(model)]
     if len(parts) == 1:
         return parts[0]
     unit = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]
@@ -167,8 +176,7 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
     the reference's latent rows and labels; the peak-space classifier is fitted to this query. No training.
     An ensemble's softmax, neighbour votes and novelty are its members' means."""
     group = members(model)
-    softmaxes = [predict(lambda m, b: jax.nn.softmax(m.classifier(m.encoder(b[KEYS.X]))), member,
-                         dense_source(query.atac_x)) for member in group]
+    softmaxes = [predict(probabilities_batch, member, dense_source(query.atac_x)) for member in group]
     softmax = np.mean(softmaxes, axis=0)
     atac_z = encode(model, query.atac_x)
     prob = softmax

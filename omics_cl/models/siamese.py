@@ -147,10 +147,13 @@ def pretrain_epochs(config: SiameseConfig, train: TrainConfig) -> int:
     return train.epochs // 2 if config.pretrain_epochs is None else config.pretrain_epochs
 
 
+def joint_batch(model: Siamese, batch) -> jax.Array:
+    return model.joint(batch[KEYS.X], batch[KEYS.NEIGHBOR_X], batch[KEYS.NEIGHBOR_MASK])
+
+
 def joint_embedding(model: Siamese, source: GraphSource) -> np.ndarray:
     """Each cell attends to all its graph neighbours (no sampling, no dropped edges)."""
-    return predict(lambda m, b: m.joint(b[KEYS.X], b[KEYS.NEIGHBOR_X], b[KEYS.NEIGHBOR_MASK]), model, source,
-                   batch_size=512)
+    return predict(joint_batch, model, source, batch_size=512)
 
 
 def stages(config: SiameseConfig, train: TrainConfig, source: GraphSource, ctx) -> list[Stage]:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from omics_cl.cli.inputs import check_paired_args, check_paths, read_input, read_paired
+from omics_cl.cli_io import write_output
+
 TRANSFER_ONLY = ("--annotation", "--gene-activity", "--novelty-threshold")
 INTEGRATE_ONLY = ("--rna", "--mudata", "--multiome", "--rna-layer", "--n-clusters", "--resolution", "--pca")
 
@@ -42,8 +45,6 @@ def cmd_map(args) -> int:
 
 def map_transfer(args) -> int:
     from omics_cl import pp, tl
-    from omics_cl.cli import check_paths, read_input
-    from omics_cl.cli_io import write_output
 
     out = Path(args.out)
     if args.atac is None:
@@ -70,8 +71,6 @@ def map_transfer(args) -> int:
 
 def map_integration(args) -> int:
     from omics_cl import tl
-    from omics_cl.cli import check_paired_args, read_paired
-    from omics_cl.cli_io import write_output
 
     out = Path(args.out)
     check_paired_args(args, out, "an integration model maps paired cells: ")

@@ -1,0 +1,5 @@
+import sys
+
+from omics_cl.cli import main
+
+sys.exit(main())
