@@ -14,7 +14,7 @@ def test_cluster_cli_on_pbmc68k_reduced(tmp_path, capsys):
     before = hashlib.sha256(src.read_bytes()).hexdigest()
     out = tmp_path / "out.h5ad"
     code = cli.main(["cluster", str(src), "--method", "cae", "--epochs", "3", "--n-clusters", "10",
-                     "--label-key", "bulk_labels", "--out", str(out), "--no-progress"])
+                     "--label-key", "bulk_labels", "--out", str(out), "--no-progress", "--leiden-consensus", "3"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "| cae | n_clusters | 10 |" in printed and "nmi" in printed
@@ -22,7 +22,15 @@ def test_cluster_cli_on_pbmc68k_reduced(tmp_path, capsys):
     assert result.obsm["X_cae"].shape == (700, 50 + 128) and result.obsm["X_cae_latent"].shape == (700, 128)
     assert result.obs["cae_cluster"].nunique() == 10
     assert result.uns["omics_cl"]["cae"]["params"]["epochs"] == 3
+    assert result.uns["omics_cl"]["cae"]["leiden_consensus"] == 3
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+
+
+def test_cluster_cli_refuses_a_bad_leiden_consensus_before_any_work(tmp_path, capsys):
+    out = tmp_path / "out.h5ad"
+    code = cli.main(["cluster", str(datasets.path("pbmc68k_reduced", "rna")), "--method", "pca", "--out", str(out),
+                     "--no-progress", "--leiden-consensus", "0"])
+    assert code != 0 and "leiden_consensus" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.mark.parametrize("sub", [[], ["cluster"], ["demo"], ["datasets"]])
@@ -65,19 +73,22 @@ def test_cluster_cli_backed_streams_the_file_and_refuses_what_cannot_stream(coun
     counts_adata.layers["counts"] = counts_adata.X.copy()
     counts_adata.write_h5ad(src)
     before = hashlib.sha256(src.read_bytes()).hexdigest()
-    small = ["--set", "hidden=[32]", "--set", "latent=8", "--set", "batch_size=64", "--epochs", "2"]
+    small = ["--set", "hidden=[32]", "--set", "latent=8", "--set", "batch_size=64", "--epochs", "2",
+             "--set", 'fusion="none"']
     assert cli.main(["cluster", str(src), "--backed", *small, "--out", str(out), "--no-progress"]) == 0
     streamed = ad.read_h5ad(out)
     assert streamed.uns["omics_cl"]["cae"]["stream"] is True
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
     assert (streamed.X != counts_adata.X).nnz == 0
     backed = ad.read_h5ad(src, backed="r")
-    tl.cluster(backed, method="cae", hidden=[32], latent=8, batch_size=64, epochs=2, progress=False, stream=True)
+    tl.cluster(backed, method="cae", hidden=[32], latent=8, batch_size=64, epochs=2, fusion="none", progress=False,
+               stream=True)
     np.testing.assert_array_equal(streamed.obsm["X_cae"], backed.obsm["X_cae"])
     assert cli.main(["cluster", str(src), *small, "--out", str(out), "--no-progress"]) == 0
     assert ad.read_h5ad(out).uns["omics_cl"]["cae"]["stream"] is False  # without --backed: read into memory
     capsys.readouterr()
     for extra, message in [(["--method", "pca"], "which pca cannot; methods that stream: ae, cae"),
-                           (["--layer", "counts"], "--layer cannot be streamed")]:
+                           ([*small, "--layer", "counts"], "--layer cannot be streamed"),
+                           (["--epochs", "2"], "add --set fusion='\"none\"'")]:
         assert cli.main(["cluster", str(src), "--backed", *extra, "--out", str(tmp_path / "no.h5ad")]) == 2
         assert message in capsys.readouterr().err and not (tmp_path / "no.h5ad").exists()

@@ -16,12 +16,16 @@ def streaming_methods() -> list[str]:
     return [name for name in models.names("cluster") if models.get(name, "cluster").streams]
 
 
-def check_backed(args) -> None:
+def check_backed(args, params: dict) -> None:
     """``--backed`` needs a method that streams and the counts in X (a backed file's layers are read whole)."""
     streaming = streaming_methods()
     if args.method not in streaming:
         raise ValueError(f"--backed streams the file through training, which {args.method} cannot; "
                          f"methods that stream: {', '.join(streaming)}")
+    spec = models.get(args.method, "cluster")
+    if not spec.can_stream(models.configure(spec, **params)[0]):
+        raise ValueError(f"--backed: {args.method} with these parameters reads the whole matrix (fusion's PCA view) "
+                         "and cannot stream it; add --set fusion='\"none\"' (or drop --backed)")
     if args.layer is not None:
         raise ValueError("--backed streams X; the layers of a backed .h5ad are read into memory whole, so "
                          "--layer cannot be streamed (store the counts in X, or drop --backed)")
@@ -34,14 +38,15 @@ def cmd_cluster(args) -> int:
     params = method_params(args, "cluster")
     src, out = Path(args.input), Path(args.out)
     if args.backed:
-        check_backed(args)
+        check_backed(args, params)
     check_paths([src], out)
     adata = read_input(src, backed=args.backed)
     if args.label_key is not None and args.label_key not in adata.obs:
         raise ValueError(f"label key {args.label_key!r} not in obs; columns: {list(adata.obs.columns)}")
     record = tl.cluster(adata, method=args.method, n_clusters=args.n_clusters, resolution=args.resolution,
                         seed=args.seed, layer=args.layer, n_top_genes=args.n_top_genes,
-                        progress=not args.no_progress, stream=True if args.backed else None, **params)
+                        progress=not args.no_progress, stream=True if args.backed else None,
+                        leiden_consensus=args.leiden_consensus, **params)
     if models.get(args.method, "cluster").self_clustering:
         how = ("K estimated by Leiden on the pretrained latent" if record["params"]["k_estimated"] else "K given")
         how += f"; memberships obsm['{args.method}_membership']"
@@ -143,7 +148,7 @@ def cmd_integrate(args) -> int:
     record = tl.integrate(mdata, method=name, n_clusters=args.n_clusters, resolution=args.resolution, seed=args.seed,
                           rna_layer=args.rna_layer, atac_layer=args.atac_layer, n_top_genes=args.n_top_genes,
                           n_top_peaks=args.n_top_peaks, progress=not args.no_progress, save_model=args.save_model,
-                          **params)
+                          leiden_consensus=args.leiden_consensus, **params)
     print(f"{name}: {mdata.n_obs} paired cells, {record['n_genes']} genes + {record['n_peaks']} peaks; "
           f"{record['n_clusters']} clusters (resolution {record['resolution']:.4g}); embedding obsm['X_{name}'], "
           f"clusters obs['{name}_cluster']")

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="number of clusters (pca/ae/cae: Leiden resolution found by bisection); "
                         "without it scinno/siamese estimate K by Leiden on their pretrained latent")
     c.add_argument("--resolution", type=float, default=1.0, help="Leiden resolution when --n-clusters is not given")
+    c.add_argument("--leiden-consensus", type=int, default=None, metavar="RUNS",
+                   help="Leiden runs pooled into the clusters (default: 10 up to 100,000 cells, else 1; 1: one run)")
     c.add_argument("--label-key", default=None, help="obs column with known labels: print NMI/ARI/ACC (scoring only)")
     c.add_argument("--exclude-label", action="append", default=[], metavar="VALUE",
                    help="label value left out of scoring, e.g. Mis (repeatable)")
@@ -123,6 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", required=True, metavar="OUT.h5mu", help="output MuData (must differ from inputs)")
     i.add_argument("--n-clusters", type=int, default=None, help="find the resolution giving this many clusters")
     i.add_argument("--resolution", type=float, default=1.0)
+    i.add_argument("--leiden-consensus", type=int, default=None, metavar="RUNS",
+                   help="Leiden runs pooled into the clusters (default: 10 up to 100,000 cells, else 1; 1: one run)")
     i.add_argument("--label-key", default=None, help="obs column with known labels: scores and a UMAP (not used "
                                                      "for training)")
     i.add_argument("--exclude-label", action="append", default=[], metavar="VALUE",
