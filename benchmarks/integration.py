@@ -154,8 +154,8 @@ def embed(method, rna, atac, seed, args):
     return sci2cl(rna, atac, seed, SCI2CL_VARIANTS[method])
 
 
-def stored(directory: str | None, name: str, compute) -> tuple[dict, float]:
-    """``compute()``'s arrays and its seconds; with a ``directory``, kept there as ``<name>.npz`` and read back by
+def stored(directory: str | None, name: str, compute, *args) -> tuple[dict, float]:
+    """``compute(*args)``'s arrays and its seconds; with a ``directory``, kept there as ``<name>.npz`` and read back by
     later runs (outputs holding anything but arrays, e.g. WNN's graph, are not kept)."""
     path = Path(directory) / f"{name}.npz" if directory else None
     if path is not None and path.exists():
@@ -163,7 +163,7 @@ def stored(directory: str | None, name: str, compute) -> tuple[dict, float]:
             arrays = dict(saved)
         return arrays, float(arrays.pop("seconds"))
     start = time.perf_counter()
-    out = compute()
+    out = compute(*args)
     seconds = time.perf_counter() - start
     if path is not None and all(isinstance(v, np.ndarray) for v in out.values()):
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -179,7 +179,7 @@ def default_outputs(rna, atac, seed, cache: dict, directory: str | None = None,
     ``directory``, see :func:`stored`)."""
     if seed not in cache:
         cache.clear()
-        cache[seed] = stored(directory, f"{design}_sci2cl_{seed}", lambda: sci2cl(rna, atac, seed, {}))
+        cache[seed] = stored(directory, f"{design}_sci2cl_{seed}", sci2cl, rna, atac, seed, {})
     return cache[seed]
 
 
@@ -242,8 +242,8 @@ def main(argv=None) -> int:
                 out, seconds = default_outputs(rna, atac, seed, cache, args.embeddings, args.design)
                 out = {**out, "joint": out[READ_OFF_DEFAULT[method]]} if method in READ_OFF_DEFAULT else out
             else:
-                out, seconds = stored(args.embeddings, f"{args.design}_{method}_{seed}",
-                                      lambda: embed(method, rna, atac, seed, args))
+                out, seconds = stored(args.embeddings, f"{args.design}_{method}_{seed}", embed, method, rna, atac,
+                                      seed, args)
             for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds,
                              args.leiden_consensus):
                 rows.append({**row, "design": args.design, "machine": MACHINE})

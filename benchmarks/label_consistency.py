@@ -53,8 +53,8 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}", flush=True)
     for seed in range(args.seeds):
         given, planted = plant_errors(truth, seed)
-        embeddings = {"sci2cl": stored(args.embeddings, f"full_sci2cl_{seed}", lambda: sci2cl(rna, atac, seed, {})),
-                      "pca_rna": stored(args.embeddings, f"full_pca_rna_{seed}", lambda: pca_rna(rna, seed))}
+        embeddings = {"sci2cl": stored(args.embeddings, f"full_sci2cl_{seed}", sci2cl, rna, atac, seed, {}),
+                      "pca_rna": stored(args.embeddings, f"full_pca_rna_{seed}", pca_rna, rna, seed)}
         embeddings = {name: out["joint"] for name, (out, _) in embeddings.items()}
         for embedding, z in embeddings.items():
             work = rna.copy()

@@ -18,11 +18,11 @@ import numpy as np
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, median_table, write_json_atomic
 
-from omics_cl.core.train import predict  # noqa: E402
-from omics_cl.data.sources import KEYS, ArraySource  # noqa: E402
-from omics_cl.models.cae import AutoEncoder, CAEConfig, encode  # noqa: E402
+from omics_cl.core.train import predict
+from omics_cl.data.sources import KEYS, ArraySource
+from omics_cl.models.cae import AutoEncoder, CAEConfig, encode
 
 
 def jit_per_call(fn, model, source, batch_size: int = 4096) -> np.ndarray:

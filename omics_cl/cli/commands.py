@@ -5,20 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from omics_cl import demos, models
-from omics_cl.cli.inputs import check_paired_args, check_paths, method_params, read_input, read_paired
+from omics_cl.cli.inputs import (
+    check_paired_args,
+    check_paths,
+    method_params,
+    read_input,
+    read_paired,
+)
 from omics_cl.cli_io import write_output
 
 FRAGMENT_TILE_SIZE = 5000  # bp, the query features of --fragments without --peaks
 
 
-def streaming_methods() -> list[str]:
-    """Cluster methods that can stream their input (``tl.cluster(..., stream=True)``)."""
-    return [name for name in models.names("cluster") if models.get(name, "cluster").streams]
-
-
 def check_backed(args, params: dict) -> None:
     """``--backed`` needs a method that streams and the counts in X (a backed file's layers are read whole)."""
-    streaming = streaming_methods()
+    streaming = models.streaming_names()
     if args.method not in streaming:
         raise ValueError(f"--backed streams the file through training, which {args.method} cannot; "
                          f"methods that stream: {', '.join(streaming)}")

@@ -11,7 +11,6 @@ from omics_cl.cli.commands import (
     cmd_demo,
     cmd_integrate,
     cmd_transfer,
-    streaming_methods,
 )
 from omics_cl.cli.map import add_map_parser
 
@@ -52,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--layer", default=None, help="layer holding raw counts (default: X)")
     c.add_argument("--backed", action="store_true",
                    help="leave X in the file and stream it through training in chunks (methods that stream: "
-                        + ", ".join(streaming_methods()) + "); for files larger than memory")
+                        + ", ".join(models.streaming_names()) + "); for files larger than memory")
     c.add_argument("--n-top-genes", type=int, default=2000)
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")

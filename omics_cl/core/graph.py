@@ -223,7 +223,6 @@ def kmeans(x: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
     return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(np.asarray(x))
 
 
-
 def coassociation_graph(adjacency: sp.spmatrix, partitions: list[np.ndarray]) -> sp.csr_matrix:
     """``adjacency`` with each edge's weight times the share of ``partitions`` that put its two cells in one
     cluster (edges no partition keeps together are dropped)."""

@@ -37,6 +37,11 @@ def names(job: str) -> list[str]:
     return [name for name, m in METHODS.items() if m.job == job]
 
 
+def streaming_names(job: str = "cluster") -> list[str]:
+    """Registered ``job`` methods that can stream their input, with at least some config (``Method.streams``)."""
+    return [name for name in names(job) if METHODS[name].streams]
+
+
 def get(name: str, job: str) -> Method:
     """The registered ``job`` method called ``name``; ``ValueError`` naming the choices otherwise."""
     method = METHODS.get(name)
@@ -49,4 +54,4 @@ for _method in _BUILTIN:
     register(_method)
 
 __all__ = ["JOBS", "METHODS", "Context", "Method", "TrainedRun", "configure", "get", "names", "register", "run",
-           "train_method", "unregister"]
+           "streaming_names", "train_method", "unregister"]

@@ -89,10 +89,12 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
                          "leiden_consensus=1 with it")
     adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
     protocol = "resolution" if n_clusters is None else "n_clusters"
-    if leiden_restarts > 1 and n_clusters is None:
-        labels, runs = graph.leiden(adjacency, resolution, seed, restarts=leiden_restarts), 1
-    elif leiden_restarts > 1:
-        (labels, resolution), runs = graph.leiden_n_clusters(adjacency, n_clusters, seed, restarts=leiden_restarts), 1
+    if leiden_restarts > 1:  # the most modular restart, not pooled
+        runs = 1
+        if n_clusters is None:
+            labels = graph.leiden(adjacency, resolution, seed, restarts=leiden_restarts)
+        else:
+            labels, resolution = graph.leiden_n_clusters(adjacency, n_clusters, seed, restarts=leiden_restarts)
     else:
         labels, resolution, runs = graph.consensus_leiden(adjacency, seed, leiden_consensus, resolution, n_clusters)
     key = key_added or f"{use_rep.removeprefix('X_')}_cluster"
@@ -181,7 +183,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     can_stream = spec.can_stream(config)
     if stream and not can_stream:
         raise ValueError(f"method {method!r} cannot stream its input with these parameters; streaming methods: "
-                         f"{[m for m in models.names('cluster') if models.get(m, 'cluster').streams]} "
+                         f"{models.streaming_names()} "
                          "(cae / ae with fusion='none')")
     backed = not in_memory(counts_matrix(adata, layer))
     if stream is None and backed and spec.streams and not can_stream:
