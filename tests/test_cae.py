@@ -89,8 +89,9 @@ def test_fusion_writes_the_fused_embedding_and_keeps_the_latent(counts_adata):
 def test_fusion_does_not_stream_and_unknown_names_are_refused(counts_adata, tmp_path):
     path = tmp_path / "counts.h5ad"
     counts_adata.write_h5ad(path)
-    with pytest.raises(ValueError, match="cannot stream its input with these parameters"):
+    with pytest.raises(models.StreamingError, match="cannot stream its input with these parameters") as refused:
         tl.cluster(ad.read_h5ad(path, backed="r"), method="cae", fusion="wnn", stream=True, **FAST)
+    assert refused.value.method == "cae" and refused.value.by_config  # fusion="none" streams
     with pytest.warns(UserWarning, match="pass fusion='none' to stream it"):
         assert tl.cluster(ad.read_h5ad(path, backed="r"), method="cae", fusion="wnn", **FAST)["stream"] is False
     spec = models.METHODS["cae"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from omics_cl import tl
+from omics_cl import models, tl
 from omics_cl.core.epochs import minibatches
 from omics_cl.core.prefetch import Prefetch
 from omics_cl.core.train import TrainConfig, fit
@@ -170,8 +170,9 @@ def test_cluster_streams_a_backed_file_without_writing_it(counts_adata, backed):
     tl.cluster(again, **params)
     np.testing.assert_array_equal(adata.obsm["X_cae"], again.obsm["X_cae"])
     assert tl.cluster(counts_adata, **params)["stream"] is False
-    with pytest.raises(ValueError, match="cannot stream"):
+    with pytest.raises(models.StreamingError, match="cannot stream") as refused:
         tl.cluster(adata, method="pca", stream=True)
+    assert refused.value.method == "pca" and not refused.value.by_config  # no pca config streams
 
 
 def test_long_epochs_show_a_bar_of_cells_and_train_the_same(backed, monkeypatch, capsys):

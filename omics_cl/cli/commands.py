@@ -17,19 +17,20 @@ from omics_cl.cli_io import write_output
 FRAGMENT_TILE_SIZE = 5000  # bp, the query features of --fragments without --peaks
 
 
-def check_backed(args, params: dict) -> None:
-    """``--backed`` needs a method that streams and the counts in X (a backed file's layers are read whole)."""
-    streaming = models.streaming_names()
-    if args.method not in streaming:
-        raise ValueError(f"--backed streams the file through training, which {args.method} cannot; "
-                         f"methods that stream: {', '.join(streaming)}")
-    spec = models.get(args.method, "cluster")
-    if not spec.can_stream(models.configure(spec, **params)[0]):
-        raise ValueError(f"--backed: {args.method} with these parameters reads the whole matrix (fusion's PCA view) "
-                         "and cannot stream it; add --set fusion='\"none\"' (or drop --backed)")
+def check_backed(args) -> None:
+    """``--backed`` streams X: a backed file's layers are read whole."""
     if args.layer is not None:
         raise ValueError("--backed streams X; the layers of a backed .h5ad are read into memory whole, so "
                          "--layer cannot be streamed (store the counts in X, or drop --backed)")
+
+
+def backed_refusal(err: models.StreamingError) -> str:
+    """``tl.cluster``'s refusal to stream, reworded for ``--backed``."""
+    if err.by_config:
+        return (f"--backed: {err.method} with these parameters reads the whole matrix (fusion's PCA view) "
+                "and cannot stream it; add --set fusion='\"none\"' (or drop --backed)")
+    return (f"--backed streams the file through training, which {err.method} cannot; "
+            f"methods that stream: {', '.join(models.streaming_names())}")
 
 
 def cmd_cluster(args) -> int:
@@ -39,15 +40,18 @@ def cmd_cluster(args) -> int:
     params = method_params(args, "cluster")
     src, out = Path(args.input), Path(args.out)
     if args.backed:
-        check_backed(args, params)
+        check_backed(args)
     check_paths([src], out)
     adata = read_input(src, backed=args.backed)
     if args.label_key is not None and args.label_key not in adata.obs:
         raise ValueError(f"label key {args.label_key!r} not in obs; columns: {list(adata.obs.columns)}")
-    record = tl.cluster(adata, method=args.method, n_clusters=args.n_clusters, resolution=args.resolution,
-                        seed=args.seed, layer=args.layer, n_top_genes=args.n_top_genes,
-                        progress=not args.no_progress, stream=True if args.backed else None,
-                        leiden_consensus=args.leiden_consensus, **params)
+    try:
+        record = tl.cluster(adata, method=args.method, n_clusters=args.n_clusters, resolution=args.resolution,
+                            seed=args.seed, layer=args.layer, n_top_genes=args.n_top_genes,
+                            progress=not args.no_progress, stream=True if args.backed else None,
+                            leiden_consensus=args.leiden_consensus, **params)
+    except models.StreamingError as err:
+        raise ValueError(backed_refusal(err)) from None
     if models.get(args.method, "cluster").self_clustering:
         how = ("K estimated by Leiden on the pretrained latent" if record["params"]["k_estimated"] else "K given")
         how += f"; memberships obsm['{args.method}_membership']"

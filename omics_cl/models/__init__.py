@@ -9,6 +9,7 @@ from omics_cl.models.method import (
     JOBS,
     Context,
     Method,
+    StreamingError,
     TrainedRun,
     configure,
     run,
@@ -53,5 +54,5 @@ def get(name: str, job: str) -> Method:
 for _method in _BUILTIN:
     register(_method)
 
-__all__ = ["JOBS", "METHODS", "Context", "Method", "TrainedRun", "configure", "get", "names", "register", "run",
-           "streaming_names", "train_method", "unregister"]
+__all__ = ["JOBS", "METHODS", "Context", "Method", "StreamingError", "TrainedRun", "configure", "get", "names",
+           "register", "run", "streaming_names", "train_method", "unregister"]

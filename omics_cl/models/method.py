@@ -20,6 +20,16 @@ from omics_cl.core.train import StagesResult, TrainConfig, run_record, run_stage
 JOBS = ("cluster", "integrate", "transfer")
 
 
+class StreamingError(ValueError):
+    """Streaming asked of a method that reads the whole matrix; ``by_config``: other configs of the method
+    stream (e.g. cae with ``fusion="none"``), so the fix is a parameter rather than another method."""
+
+    def __init__(self, message: str, method: str, by_config: bool):
+        super().__init__(message)
+        self.method = method
+        self.by_config = by_config
+
+
 @dataclass(frozen=True)
 class Context:
     """What a run knows beyond its config: the seed and, for the cluster job, the clustering request

@@ -165,7 +165,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     leiden_consensus
         Leiden runs pooled for the embedding methods' clusters (see :func:`cluster_embedding`).
     stream
-        Stream the counts in chunks (``None``: when they are backed and the method can).
+        Stream the counts in chunks (``None``: when they are backed and the method can;
+        ``True`` for a method or config that cannot: ``models.StreamingError``).
     **method_params
         Method config / training config values.
 
@@ -182,9 +183,9 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
                          f"got {n_clusters!r}")
     can_stream = spec.can_stream(config)
     if stream and not can_stream:
-        raise ValueError(f"method {method!r} cannot stream its input with these parameters; streaming methods: "
-                         f"{models.streaming_names()} "
-                         "(cae / ae with fusion='none')")
+        raise models.StreamingError(f"method {method!r} cannot stream its input with these parameters; streaming "
+                                    f"methods: {models.streaming_names()} (cae / ae with fusion='none')",
+                                    method, by_config=bool(spec.streams))
     backed = not in_memory(counts_matrix(adata, layer))
     if stream is None and backed and spec.streams and not can_stream:
         warnings.warn(f"{method} with these parameters reads the whole matrix (fusion's PCA view), so the backed "
