@@ -11,6 +11,7 @@ from omics_cl import models, tl
 from omics_cl.data.preprocess import prepare_counts, principal_components
 from omics_cl.data.sources import KEYS
 from omics_cl.data.streaming import StreamingCountsSource
+from omics_cl.models import cae
 
 FAST = {"hidden": [32], "latent": 8, "epochs": 2, "batch_size": 64, "progress": False}
 
@@ -84,6 +85,31 @@ def test_fusion_writes_the_fused_embedding_and_keeps_the_latent(counts_adata):
         assert kept.mean() > 0.5
         cosine = np.sum(block * view, 1)[kept] / norm[kept] / np.linalg.norm(view[kept], axis=1)
         np.testing.assert_allclose(cosine, 1.0, rtol=1e-4)
+
+
+def test_pca_view_reuses_the_input_standardisation_and_matches_the_pca_method(counts_adata, monkeypatch):
+    spec = models.METHODS["cae"]
+    config, _ = models.configure(spec, pca_comps=10)
+    source = spec.source(prepare_counts(counts_adata), config, models.Context())
+    x = prepare_counts(counts_adata).lognorm_sparse()
+    given = []
+
+    def recorded(*args, **kwargs):
+        given.append(kwargs["statistics"])
+        return principal_components(*args, **kwargs)
+
+    monkeypatch.setattr(cae.preprocess, "principal_components", recorded)
+    np.testing.assert_array_equal(cae.pca_view(source, config, models.Context()),
+                                  principal_components(x, 10, 0, standardize=True))
+    assert given[0][1] is source.transform.scale  # not computed again
+    clip, scale = source.transform.clip, source.transform.scale
+    doubled = principal_components(x, 10, 0, standardize=True, statistics=(clip, 2 * scale))
+    np.testing.assert_allclose(np.abs(doubled), 2 * np.abs(principal_components(x, 10, 0, standardize=True)),
+                               rtol=1e-4, atol=1e-4)  # the statistics given are the ones used
+    with pytest.raises(ValueError, match="with standardize=True"):
+        principal_components(x, 10, 0, statistics=(clip, scale))
+    with pytest.raises(ValueError, match="one clip and one scale per column"):
+        principal_components(x, 10, 0, standardize=True, statistics=(clip[1:], scale[1:]))
 
 
 def test_fusion_does_not_stream_and_unknown_names_are_refused(counts_adata, tmp_path):

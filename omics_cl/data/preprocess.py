@@ -155,10 +155,8 @@ class LogNormalizer:
             block_sums, block_squares = column_sums(base(rows, np.arange(start, stop)))
             sums += block_sums
             squares += block_squares
-        mean = sums / x.shape[0]
-        sd = np.sqrt(np.maximum(squares / x.shape[0] - mean**2, 0.0))
-        scale = np.where(sd > 0, 1 / np.maximum(sd, 1e-30), 0.0).astype(np.float32)
-        return replace(base, clip=(mean + max_value * sd).astype(np.float32), scale=scale)
+        clip, scale = unit_variance(sums, squares, x.shape[0], max_value)
+        return replace(base, clip=clip.astype(np.float32), scale=scale)
 
 
 def column_sums(block) -> tuple[np.ndarray, np.ndarray]:
@@ -168,6 +166,15 @@ def column_sums(block) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(block.sum(0)).ravel(), np.asarray(block.multiply(block).sum(0)).ravel()
     block = np.asarray(block, dtype=np.float64)
     return block.sum(0), (block**2).sum(0)
+
+
+def unit_variance(sums: np.ndarray, squares: np.ndarray, n_rows: int,
+                  max_value: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column ``clip`` (mean + ``max_value`` sd, float64) and ``scale`` (1 / sd, 0 for constant columns;
+    float32) from the column sums and sums of squares over ``n_rows`` rows."""
+    mean = sums / n_rows
+    sd = np.sqrt(np.maximum(squares / n_rows - mean**2, 0.0))
+    return mean + max_value * sd, np.where(sd > 0, 1 / np.maximum(sd, 1e-30), 0.0).astype(np.float32)
 
 
 def _standardized(x: sp.csr_matrix, clip: np.ndarray, scale: np.ndarray) -> sp.csr_matrix:
@@ -206,23 +213,31 @@ class PCAProjection:
 
 
 def fit_principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standardize: bool = False,
-                             max_value: float = 10.0) -> tuple[np.ndarray, PCAProjection]:
+                             max_value: float = 10.0,
+                             statistics: tuple[np.ndarray, np.ndarray] | None = None,
+                             ) -> tuple[np.ndarray, PCAProjection]:
     """The first ``n_comps`` principal components of a sparse non-negative matrix (implicitly centred, ARPACK)
     and the fitted :class:`PCAProjection` that puts new rows on the same axes.
 
     With ``standardize``, of its columns scaled to unit variance and clipped at ``max_value`` standard deviations
     above the mean, as ``sc.pp.scale(max_value=...)`` before PCA, but kept sparse (the clip is applied to the
-    stored values, so only the below-mean side is not clipped); constant columns stay zero. Deterministic for a
-    given ``seed``."""
+    stored values, so only the below-mean side is not clipped); constant columns stay zero. ``statistics``: the
+    columns' ``(clip, scale)`` already fitted on ``x`` (e.g. a standardised :class:`LogNormalizer`'s), used
+    instead of computing them again (``max_value`` is then theirs). Deterministic for a given ``seed``."""
     import scanpy as sc
 
+    if statistics is not None and not standardize:
+        raise ValueError("statistics are the standardisation's: pass them with standardize=True")
     x = sp.csr_matrix(x, dtype=np.float32, copy=True)
     clip = scale = None
     if standardize:
-        sums, squares = column_sums(x)
-        mean = sums / x.shape[0]
-        sd = np.sqrt(np.maximum(squares / x.shape[0] - mean**2, 0.0))
-        clip, scale = mean + max_value * sd, np.where(sd > 0, 1 / np.maximum(sd, 1e-30), 0.0).astype(np.float32)
+        if statistics is None:
+            clip, scale = unit_variance(*column_sums(x), x.shape[0], max_value)
+        else:
+            clip, scale = statistics
+            if clip.shape != (x.shape[1],) or scale.shape != (x.shape[1],):
+                raise ValueError(f"statistics must hold one clip and one scale per column ({x.shape[1]}), "
+                                 f"got shapes {clip.shape} and {scale.shape}")
         x = _standardized(x, clip, scale)
     n_comps = min(n_comps, min(x.shape) - 1)
     pcs, components, _, _ = sc.pp.pca(x, n_comps=n_comps, random_state=seed, svd_solver="arpack", return_info=True)
@@ -231,9 +246,10 @@ def fit_principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standard
 
 
 def principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standardize: bool = False,
-                         max_value: float = 10.0) -> np.ndarray:
+                         max_value: float = 10.0,
+                         statistics: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The principal components of :func:`fit_principal_components`, without the fit."""
-    return fit_principal_components(x, n_comps, seed, standardize, max_value)[0]
+    return fit_principal_components(x, n_comps, seed, standardize, max_value, statistics)[0]
 
 
 def fit_lognormalizer(x, n_top_genes: int | None = 2000, target_sum: float = 1e4) -> LogNormalizer:

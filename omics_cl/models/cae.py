@@ -98,9 +98,13 @@ def make_source(prepared, config: CAEConfig, ctx):
 
 
 def pca_view(source, config: CAEConfig, ctx) -> np.ndarray:
-    """The ``pca`` baseline's view: principal components of the standardised log-normalised HVGs."""
-    x = source.transform.unstandardized.sparse(source.x)
-    return preprocess.principal_components(x, config.pca_comps, ctx.seed, standardize=True, max_value=config.max_value)
+    """The ``pca`` baseline's view: principal components of the standardised log-normalised HVGs (reusing the
+    per-gene statistics of the model's input when that is standardised)."""
+    transform = source.transform
+    x = transform.unstandardized.sparse(source.x)
+    statistics = (transform.clip, transform.scale) if config.standardize else None
+    return preprocess.principal_components(x, config.pca_comps, ctx.seed, standardize=True,
+                                           max_value=config.max_value, statistics=statistics)
 
 
 def encode(model: AutoEncoder, batch) -> jax.Array:
