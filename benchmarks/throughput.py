@@ -28,14 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, median_table, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets  # noqa: E402
-from omics_cl.core import epochs  # noqa: E402
 from omics_cl.core.epochs import minibatches, step_fn  # noqa: E402
 from omics_cl.core.train import TrainConfig, fit, make_optimizer  # noqa: E402
 from omics_cl.data.preprocess import LogNormalizer, prepare_counts  # noqa: E402
 from omics_cl.data.sources import CountsSource  # noqa: E402
 from omics_cl.models.cae import AutoEncoder, CAEConfig, make_loss  # noqa: E402
-
-DEFAULT_BAR_DELAY = epochs.EPOCH_BAR_DELAY
 
 
 def synthetic_counts(n_cells: int, n_genes: int, seed: int = 0) -> sp.csr_matrix:
@@ -61,8 +58,8 @@ def loop_seconds(source, config: CAEConfig, train: TrainConfig, mode: str, progr
     """Seconds of each epoch after the first (which compiles); with ``progress``, the epoch's bar of cells is
     drawn from its first batch on (no delay)."""
     model = AutoEncoder(source.n_features, config, rngs=nnx.Rngs(0))
-    epochs.EPOCH_BAR_DELAY = 0.0 if progress else DEFAULT_BAR_DELAY
-    result = fit(model, make_loss(config), source, replace(train, device_resident=mode, progress=progress), seed=0)
+    result = fit(model, make_loss(config), source, replace(train, device_resident=mode, progress=progress), seed=0,
+                 epoch_bar_delay=0.0)
     return result.epoch_seconds[1:]
 
 

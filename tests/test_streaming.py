@@ -12,7 +12,7 @@ import pytest
 from flax import nnx
 
 from omics_cl import models, tl
-from omics_cl.core.epochs import minibatches
+from omics_cl.core.epochs import EPOCH_BAR_DELAY, minibatches
 from omics_cl.core.prefetch import Prefetch
 from omics_cl.core.train import TrainConfig, fit
 from omics_cl.data.preprocess import prepare_counts
@@ -121,10 +121,10 @@ def test_fit_records_the_input_wait_of_streamed_epochs(backed, counts_adata):
     in_memory = train(prepare_counts(counts_adata, n_top_genes=50).source(), epochs=2)
     assert in_memory.epoch_input_wait == [None, None]  # built inline: not measured
 
-def train(source, epochs=4, **config):
+def train(source, epochs=4, epoch_bar_delay=EPOCH_BAR_DELAY, **config):
     model = AutoEncoder(source.n_features, SMALL, rngs=nnx.Rngs(0))
     return fit(model, make_loss(SMALL), source, TrainConfig(**{"epochs": epochs, "batch_size": 64, "progress": False,
-                                                               **config}), seed=3)
+                                                               **config}), seed=3, epoch_bar_delay=epoch_bar_delay)
 
 
 def test_streamed_training_learns_is_deterministic_and_ends_its_thread(backed):
@@ -175,16 +175,16 @@ def test_cluster_streams_a_backed_file_without_writing_it(counts_adata, backed):
     assert refused.value.method == "pca" and not refused.value.by_config  # no pca config streams
 
 
-def test_long_epochs_show_a_bar_of_cells_and_train_the_same(backed, monkeypatch, capsys):
-    monkeypatch.setattr("omics_cl.core.epochs.EPOCH_BAR_DELAY", 0.0)
-    quiet = train(streamed(backed[1]), progress=False)
+def test_long_epochs_show_a_bar_of_cells_and_train_the_same(backed, capsys):
+    quiet = train(streamed(backed[1]), progress=False, epoch_bar_delay=0.0)
     assert "cell" not in capsys.readouterr().err
-    shown = train(streamed(backed[1]), progress=True)
+    shown = train(streamed(backed[1]), progress=True, epoch_bar_delay=0.0)
     err = capsys.readouterr().err
     assert "epoch: 100%" in err and "300/300" in err and "cell/s" in err
     assert shown.history == quiet.history
     for x, y in zip(jax.tree.leaves(nnx.state(shown.model)), jax.tree.leaves(nnx.state(quiet.model))):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
-    monkeypatch.setattr("omics_cl.core.epochs.EPOCH_BAR_DELAY", 60.0)  # epochs shorter than the delay show no bar
-    train(streamed(backed[1]), progress=True)
+    train(streamed(backed[1]), progress=True, epoch_bar_delay=60.0)  # epochs shorter than the delay show no bar
     assert "cell/s" not in capsys.readouterr().err
+    with pytest.raises(ValueError, match="epoch_bar_delay must be >= 0"):
+        train(streamed(backed[1]), epoch_bar_delay=-1.0)

@@ -26,7 +26,7 @@ from omics_cl.data.device_sources import DeviceData
 
 LossFn = Callable[[nnx.Module, Any, jax.Array, bool], tuple[jax.Array, dict]]
 RESIDENT = ("auto", "always", "never")
-EPOCH_BAR_DELAY = 2.0  # seconds an epoch runs before its bar of cells appears
+EPOCH_BAR_DELAY = 2.0  # default seconds an epoch of the host loop runs before its bar of cells appears
 
 
 def step_fn(graphdef: nnx.GraphDef, loss_fn: LossFn, tx: optax.GradientTransformation) -> Callable:
@@ -75,14 +75,17 @@ class HostEpochs:
     """Batches built on the host by ``source.get``, one jitted step dispatched per batch; with ``prefetch > 0``
     they are built that many batches ahead in a background thread and put on the device there
     (``omics_cl.core.prefetch``), so the step does not wait on reading (streamed sources). With ``progress``, an
-    epoch that runs longer than ``EPOCH_BAR_DELAY`` seconds shows a bar of its cells (cleared when it ends); it
+    epoch that runs longer than ``epoch_bar_delay`` seconds shows a bar of its cells (cleared when it ends); it
     counts dispatched steps and never waits on their results."""
 
     def __init__(self, graphdef, loss_fn: LossFn, tx, source, batch_size: int, prefetch: int = 0,
-                 progress: bool = False):
+                 progress: bool = False, epoch_bar_delay: float = EPOCH_BAR_DELAY):
+        if not epoch_bar_delay >= 0:
+            raise ValueError(f"epoch_bar_delay must be >= 0 seconds, got {epoch_bar_delay}")
         self.step = jax.jit(step_fn(graphdef, loss_fn, tx))
         self.evaluate = jax.jit(eval_fn(graphdef, loss_fn))
         self.source, self.batch_size, self.prefetch, self.progress = source, batch_size, prefetch, progress
+        self.epoch_bar_delay = epoch_bar_delay
         self.input_wait: float | None = None  # of the last training epoch; None without prefetch
 
     def _batches(self, chunks: list[np.ndarray], extra: dict, settle=None) -> Prefetch:
@@ -95,7 +98,7 @@ class HostEpochs:
         rows, sizes = [], []
         chunks = list(minibatches(order, self.batch_size))
         bar = tqdm(total=len(order), desc="epoch", unit="cell", unit_scale=True, leave=False,
-                   disable=not self.progress, delay=EPOCH_BAR_DELAY)
+                   disable=not self.progress, delay=self.epoch_bar_delay)
         prefetch = self._batches(chunks, extra, lambda: jax.block_until_ready(rows[-1:]))
         with prefetch as batches, bar:
             for b, (idx, batch) in enumerate(zip(chunks, batches)):
@@ -221,13 +224,14 @@ def memory_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | DeviceEpochs:
+def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config,
+                 epoch_bar_delay: float = EPOCH_BAR_DELAY) -> HostEpochs | DeviceEpochs:
     """:class:`DeviceEpochs` when ``config.device_resident`` is ``"always"``, or ``"auto"`` on an accelerator
     and the source has a device form whose arrays fit in ``config.device_budget`` of device memory; else
     :class:`HostEpochs`, building ``source.prefetch`` batches ahead when the source sets it (streamed sources). ``"auto"`` keeps the host loop on the CPU: XLA compiles the step inside the epoch's
     scan with other rounding than the per-batch step (cae: 2e-6 after 2 epochs), and on CPU the gain is small
     for the default networks (benchmarks/README.md, training throughput), so CPU results stay those of the
-    host loop."""
+    host loop. ``epoch_bar_delay``: see :class:`HostEpochs`."""
     if config.device_resident not in RESIDENT:
         raise ValueError(f"device_resident must be one of {RESIDENT}, got {config.device_resident!r}")
     always = config.device_resident == "always"
@@ -240,4 +244,4 @@ def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config) -> HostEpochs | 
             return DeviceEpochs(graphdef, loss_fn, tx, data, config.batch_size,
                                 data_mesh(config.devices, config.batch_size))
     return HostEpochs(graphdef, loss_fn, tx, source, config.batch_size, getattr(source, "prefetch", 0),
-                      config.progress)
+                      config.progress, epoch_bar_delay)

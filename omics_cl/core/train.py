@@ -29,7 +29,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from omics_cl.core.epochs import LossFn, epoch_runner
+from omics_cl.core.epochs import EPOCH_BAR_DELAY, LossFn, epoch_runner
 from omics_cl.core.files import atomic_write
 from omics_cl.core.prefetch import Prefetch
 
@@ -119,7 +119,8 @@ def epoch_order(source: BatchSource, indices: np.ndarray, seed: int, epoch: int)
 
 def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainConfig, seed: int,
         desc: str = "training", schedule: Callable[[int], dict[str, float]] | None = None,
-        after_epoch: Callable[[nnx.Module], nnx.Module] | None = None) -> TrainResult:
+        after_epoch: Callable[[nnx.Module], nnx.Module] | None = None,
+        epoch_bar_delay: float = EPOCH_BAR_DELAY) -> TrainResult:
     """Train ``model`` on minibatches of ``source``; deterministic given ``seed``.
 
     Shuffling (:func:`epoch_order`) and step keys are derived from ``(seed, epoch, batch)``, so resuming from a
@@ -127,12 +128,13 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
     ``validation_fraction`` of cells is held out and the parameters with the best held-out
     loss are returned. ``schedule`` adds per-epoch scalars to every batch under ``"schedule"``
     (held-out batches get the same epoch's values). ``after_epoch(model) -> model`` runs after every training
-    epoch, before validation and checkpointing (e.g. re-seeding empty cluster centres).
+    epoch, before validation and checkpointing (e.g. re-seeding empty cluster centres). With ``progress``, an
+    epoch of the host loop longer than ``epoch_bar_delay`` seconds also shows a bar of its cells.
     """
     graphdef, params = nnx.split(model)
     tx = make_optimizer(config)
     opt_state = tx.init(params)
-    runner = epoch_runner(graphdef, loss_fn, tx, source, config)
+    runner = epoch_runner(graphdef, loss_fn, tx, source, config, epoch_bar_delay)
     key, val_key = jax.random.split(jax.random.key(seed))  # val_key: the same augmentation draw every epoch
 
     if config.early_stopping:
