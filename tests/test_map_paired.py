@@ -65,6 +65,28 @@ def test_saving_keeps_the_run_and_writes_what_mapping_needs(trained):
         assert arrays["pca_components"].shape == (50, 60) and arrays["pca_scale"].shape == (60,)
 
 
+def test_saving_fits_the_pca_once_and_saves_that_fit(tmp_path, monkeypatch):
+    from omics_cl.data import preprocess
+
+    fits = []
+
+    def counted(x, *args):
+        fits.append(x.copy())
+        return fit_principal_components(x, *args)
+
+    fit_principal_components = preprocess.fit_principal_components
+    monkeypatch.setattr(preprocess, "fit_principal_components", counted)
+    rna, atac = _paired()
+    mdata = md.MuData({"rna": rna, "atac": atac})
+    tl.integrate(mdata, seed=0, save_model=tmp_path / "m", **PARAMS)
+    assert len(fits) == 1  # embed's fit is the one saved, not fitted again for the model
+    pcs, projection = fit_principal_components(fits[0], 50, 0, True)
+    np.testing.assert_array_equal(mdata.obsm["X_sci2cl_pca"], pcs)
+    with np.load(tmp_path / "m" / "arrays.npz", allow_pickle=False) as arrays:
+        for key, value in projection.arrays("pca_").items():
+            np.testing.assert_array_equal(arrays[key], value)
+
+
 def test_mapping_the_training_cells_reproduces_the_run(trained):
     """Z_r, Z_a and the cross-attention output bit for bit. The PCA view is projected onto the saved loadings,
     which equals the fitted PCA up to float32 rounding, so the fused embedding and weights agree to a tolerance;

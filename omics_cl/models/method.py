@@ -47,19 +47,21 @@ class Context:
 class Method:
     """One method. ``source(data, config, ctx)`` -> batch source; ``init(source, config, ctx)`` -> model
     (None for untrained methods); ``stages(config, train, source, ctx)`` -> list of ``core.train.Stage``;
-    ``embed(model, source, config, train, ctx)`` -> ``(arrays, notes)``: named result arrays and extra record
-    entries. Arrays by job: cluster ``embedding`` (+ ``memberships`` when ``self_clustering``); integrate
-    ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``, ``atac_embedding``, ``probabilities`` and
-    optionally ``novelty`` (default: 1 - the maximum probability) and ``query_clusters``. ``variants``: named parameter sets (e.g.
-    ``"seed"``: the published recipe), chosen with ``variant=`` wherever parameters are given.
+    ``embed(model, source, config, train, ctx)`` -> ``(arrays, notes)`` or ``(arrays, notes, state)``: named
+    per-cell result arrays, extra record entries and (optional) named arrays fitted while embedding that
+    ``query_state`` reuses (sci2cl: the PCA projection). Arrays by job: cluster ``embedding`` (+ ``memberships``
+    when ``self_clustering``); integrate ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``,
+    ``atac_embedding``, ``probabilities`` and optionally ``novelty`` (default: 1 - the maximum probability) and
+    ``query_clusters``. ``variants``: named parameter sets (e.g. ``"seed"``: the published recipe), chosen with
+    ``variant=`` wherever parameters are given.
     ``map_query(model, query, config, ctx)`` -> ``(arrays, notes)`` (optional): the query arrays of ``embed``
     for new cells from a trained model, without training (transfer: ``omics_cl.data.transfer.QueryInputs``;
     integrate: ``omics_cl.data.paired.PairedQuery``); only methods with it can be saved for query mapping.
-    ``query_state(model, source, config, ctx, arrays)`` -> named arrays (integrate; with ``map_query``): what
-    ``map_query`` needs besides the parameters, saved with the model. ``streams``: the method reads its cells
-    only through ``prepared.source()`` in epoch order (no neighbour or whole-matrix reads), so it can train on
-    counts streamed from a backed file (``PreparedCounts.stream``); a predicate of the config when only some
-    configs can (:meth:`can_stream`).
+    ``query_state(arrays, state, config, ctx)`` -> named arrays (integrate; with ``map_query``): what
+    ``map_query`` needs besides the parameters, from ``embed``'s arrays and state; saved with the model.
+    ``streams``: the method reads its cells only through ``prepared.source()`` in epoch order (no neighbour or
+    whole-matrix reads), so it can train on counts streamed from a backed file (``PreparedCounts.stream``); a
+    predicate of the config when only some configs can (:meth:`can_stream`).
     """
 
     name: str
@@ -170,7 +172,7 @@ def configure(method: Method, config: dict | None = None, train: dict | None = N
 @dataclass(frozen=True)
 class TrainedRun:
     """A finished run: the method, its config and training config, the trained model (None for untrained
-    methods), the named result arrays and the run record."""
+    methods), the named result arrays, the run record and the state ``embed`` fitted (see :class:`Method`)."""
 
     method: Method
     config: Any
@@ -178,6 +180,7 @@ class TrainedRun:
     model: Any
     arrays: dict
     record: dict
+    state: dict = field(default_factory=dict)
 
 
 def train_method(method: Method, data: Any, ctx: Context = Context(), progress: bool = True,
@@ -190,9 +193,9 @@ def train_method(method: Method, data: Any, ctx: Context = Context(), progress: 
     model = method.init(source, config, ctx) if method.init is not None else None
     stages = method.stages(config, train, source, ctx) if method.stages is not None else []
     result = run_stages(model, stages, source, train, ctx.seed, desc=method.name) if stages else StagesResult(model)
-    arrays, notes = method.embed(result.model, source, config, train, ctx)
+    arrays, notes, *state = method.embed(result.model, source, config, train, ctx)
     record = run_record(config, train, result, variant=params.get("variant"), **notes)
-    return TrainedRun(method, config, train, result.model, arrays, record)
+    return TrainedRun(method, config, train, result.model, arrays, record, *state)
 
 
 def run(method: Method, data: Any, ctx: Context = Context(), progress: bool = True,

@@ -228,14 +228,19 @@ def uses_pca(config: SCI2CLConfig) -> bool:
     return config.fusion == "wnn" and "pca" in config.fusion_views
 
 
+def fit_pca_view(source: PairedSource, config: SCI2CLConfig, ctx) -> tuple[np.ndarray, preprocess.PCAProjection]:
+    """The RNA PCA view: the first ``pca_comps`` principal components of the log-normalised kept genes
+    (standardised with ``pca_standardize``), and the fitted projection that puts new cells on its axes."""
+    x = source.rna.normalizer.sparse(source.rna.counts)
+    return preprocess.fit_principal_components(x, config.pca_comps, ctx.seed, config.pca_standardize)
+
+
 def pca_view(source: PairedSource, config: SCI2CLConfig, ctx,
              projection: preprocess.PCAProjection | None = None) -> np.ndarray:
-    """The RNA PCA view: the first ``pca_comps`` principal components of the log-normalised kept genes
-    (standardised with ``pca_standardize``), or these rows on a fitted ``projection``'s axes."""
-    x = source.rna.normalizer.sparse(source.rna.counts)
-    if projection is not None:
-        return projection.transform(x)
-    return preprocess.principal_components(x, config.pca_comps, ctx.seed, standardize=config.pca_standardize)
+    """The RNA PCA view of :func:`fit_pca_view`, or these cells on a fitted ``projection``'s axes."""
+    if projection is None:
+        return fit_pca_view(source, config, ctx)[0]
+    return projection.transform(source.rna.normalizer.sparse(source.rna.counts))
 
 
 def modality_batch(model: SCI2CL, batch) -> jax.Array:
@@ -274,24 +279,22 @@ def outputs(model: SCI2CL, z_rna, z_atac, context: tuple, pcs: np.ndarray | None
 
 def embed(model: SCI2CL, source: PairedSource, config: SCI2CLConfig, train: TrainConfig, ctx):
     """Per-modality embeddings, the cross-attention fusion with every cell attending to one fixed context,
-    then the joint embedding (``config.fusion``)."""
+    then the joint embedding (``config.fusion``); the state is the PCA view's fitted projection (``pca_*``)
+    when the joint embedding reads it."""
     z_rna, z_atac = encode(model, source, config)
     cells = context_cells(source.n_obs, config.context_size, ctx.seed)
-    pcs = pca_view(source, config, ctx) if uses_pca(config) else None
-    return outputs(model, z_rna, z_atac, (z_rna[cells], z_atac[cells]), pcs, config, ctx)
-
-
-def query_state(model: SCI2CL, source: PairedSource, config: SCI2CLConfig, ctx, arrays: dict) -> dict:
-    """What :func:`map_query` needs besides the parameters: the context cells' Z_r and Z_a and, when the joint
-    embedding reads the RNA PCA, its fitted projection (``pca_*``; fitted again here, the same PCA as
-    :func:`embed`'s)."""
-    cells = context_cells(source.n_obs, config.context_size, ctx.seed)
-    state = {"context_rna": arrays["rna"][cells], "context_atac": arrays["atac"][cells]}
+    pcs, state = None, {}
     if uses_pca(config):
-        _, projection = preprocess.fit_principal_components(source.rna.normalizer.sparse(source.rna.counts),
-                                                            config.pca_comps, ctx.seed, config.pca_standardize)
-        state.update(projection.arrays("pca_"))
-    return state
+        pcs, projection = fit_pca_view(source, config, ctx)
+        state = projection.arrays("pca_")
+    return *outputs(model, z_rna, z_atac, (z_rna[cells], z_atac[cells]), pcs, config, ctx), state
+
+
+def query_state(arrays: dict, state: dict, config: SCI2CLConfig, ctx) -> dict:
+    """What :func:`map_query` needs besides the parameters: the context cells' Z_r and Z_a and :func:`embed`'s
+    state (the PCA view's projection, when the joint embedding reads it)."""
+    cells = context_cells(len(arrays["rna"]), config.context_size, ctx.seed)
+    return {"context_rna": arrays["rna"][cells], "context_atac": arrays["atac"][cells], **state}
 
 
 def map_query(model: SCI2CL, query: PairedQuery, config: SCI2CLConfig, ctx):

@@ -105,8 +105,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     carrier = clustered(rna_view.obs_names, method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
                         leiden_consensus)
     if save_model is not None:
-        state = spec.query_state(trained.model, spec.source(inputs, trained.config, ctx), trained.config, ctx,
-                                 trained.arrays)
+        state = spec.query_state(trained.arrays, trained.state, trained.config, ctx)
         features = {key: np.asarray(view.var_names[m.columns], dtype=str)
                     for key, view, m in (("genes", rna_view, inputs[0]), ("peaks", atac_view, inputs[1]))}
         save_method_model(save_model, trained, {**features, **state}, seed=seed, record=record)
