@@ -106,18 +106,20 @@ def anchors_python(args) -> str:
 
 def torch_twin_seconds(matrix: Path, config: CAEConfig, train: TrainConfig, args) -> tuple[list[float], dict]:
     """Seconds of each epoch of the PyTorch twin on the saved matrix after its warm-up epoch, and the fields of its
-    rows: a path label naming its threads (and ``$OMP_WAIT_POLICY`` when set), its torch version, threads,
-    DataLoader workers and OpenMP wait policy."""
+    rows: a path label naming its threads (and ``$OMP_WAIT_POLICY`` and a device other than the CPU when set), its
+    torch version, threads, DataLoader workers, OpenMP wait policy and device."""
     twin_config = {k: v for k, v in asdict(config).items() if k in TWIN_FIELDS}
     out = matrix.with_name("twin.json")
     subprocess.run([anchors_python(args), str(TORCH_TWIN), str(matrix), str(out), "--config",
                     json.dumps({**twin_config, "learning_rate": train.learning_rate}), "--epochs", str(args.epochs),
-                    "--batch-size", str(train.batch_size), "--threads", str(args.torch_threads)], check=True)
+                    "--batch-size", str(train.batch_size), "--threads", str(args.torch_threads),
+                    "--device", args.torch_device], check=True)
     twin = json.loads(out.read_text())
-    label = f"{PATHS['torch']}, {twin['torch_threads']} threads" + (
-        f", OMP_WAIT_POLICY={twin['omp_wait_policy']}" if twin["omp_wait_policy"] else "")
+    label = ", ".join([PATHS["torch"], f"{twin['torch_threads']} threads"]
+                      + ([f"OMP_WAIT_POLICY={twin['omp_wait_policy']}"] if twin["omp_wait_policy"] else [])
+                      + ([twin["device"]] if twin["device"] != "cpu" else []))
     return twin["epoch_seconds"], {"path": label, **{k: twin[k] for k in ("torch", "torch_threads", "workers",
-                                                                          "omp_wait_policy")}}
+                                                                          "omp_wait_policy", "device")}}
 
 
 def path_seconds(key: str, source, matrix: Path, config: CAEConfig, train: TrainConfig,
@@ -144,6 +146,7 @@ def main() -> None:
                         "(the PyTorch twin in the anchors environment)")
     p.add_argument("--anchors-python", help="python of the anchors environment (torch)")
     p.add_argument("--torch-threads", type=int, default=2, help="torch intra-op threads of the twin")
+    p.add_argument("--torch-device", default="cpu", help="torch device of the twin (cuda: a CUDA build of torch)")
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--append", action="store_true", help="keep the rows already in --json")
     args = p.parse_args()

@@ -12,7 +12,8 @@ the previous one (``omics_cl.core.epochs.minibatches``).
 
     python torch_twin.py matrix.npz out.json --config '{"hidden": [1024, 1024], "latent": 128}' --epochs 3
 
-One warm-up epoch is not timed; ``out.json`` gets the seconds and cells/s of each timed epoch.
+One warm-up epoch is not timed; ``out.json`` gets the seconds and cells/s of each timed epoch. ``--device cuda``
+puts model and batches on a GPU (a CUDA build of torch; the anchors environment installs the CPU build).
 """
 from __future__ import annotations
 
@@ -96,15 +97,15 @@ def augment(x: torch.Tensor, config: TwinConfig) -> torch.Tensor:
     """Gene dropout, Gaussian noise, then one library-size factor per cell."""
     x = torch.where(torch.rand_like(x) < config.gene_dropout, 0.0, x)
     x = x + config.noise_sigma * torch.randn_like(x)
-    return x * torch.empty(x.shape[0], 1).uniform_(config.scale_low, config.scale_high)
+    return x * torch.empty(x.shape[0], 1, device=x.device).uniform_(config.scale_low, config.scale_high)
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float) -> torch.Tensor:
     """SimCLR NT-Xent: 2B rows, diagonal masked, each row's target is its partner (i <-> i+B)."""
     b = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]), dim=1, eps=1e-12)
-    sim = (z @ z.T / tau).masked_fill(torch.eye(2 * b, dtype=torch.bool), float("-inf"))
-    partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)])
+    sim = (z @ z.T / tau).masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
+    partner = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
     return F.cross_entropy(sim, partner)
 
 
@@ -149,19 +150,21 @@ class CSRRows(Dataset):
         return torch.from_numpy(self.x[rows].toarray())
 
 
-def train(x: sp.csr_matrix, config: TwinConfig, epochs: int, batch_size: int, seed: int,
-          workers: int) -> tuple[list[float], list[float]]:
-    """Seconds and mean loss of each of ``epochs`` epochs after one untimed warm-up epoch."""
+def train(x: sp.csr_matrix, config: TwinConfig, epochs: int, batch_size: int, seed: int, workers: int,
+          device: torch.device) -> tuple[list[float], list[float]]:
+    """Seconds and mean loss of each of ``epochs`` epochs after one untimed warm-up epoch (the loss is read back
+    once per epoch, which also waits for an accelerator to finish the epoch)."""
     torch.manual_seed(seed)
-    model = AutoEncoder(x.shape[1], config).train()
+    model = AutoEncoder(x.shape[1], config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.999), eps=1e-8)
     sampler = Minibatches(x.shape[0], batch_size, torch.Generator().manual_seed(seed))
     loader = DataLoader(CSRRows(x), sampler=sampler, batch_size=None, num_workers=workers,
                         persistent_workers=workers > 0)
     seconds, losses = [], []
     for _ in range(epochs + 1):
-        started, total = time.perf_counter(), torch.zeros(())
+        started, total = time.perf_counter(), torch.zeros((), device=device)
         for batch in loader:
+            batch = batch.to(device, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
             loss = cae_loss(model, batch, config)
             loss.backward()
@@ -182,15 +185,17 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes (0: in the main process)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="torch device (cuda needs a CUDA build of torch)")
     args = p.parse_args()
     if args.epochs < 1 or args.batch_size < 2 or args.threads < 1:
         raise SystemExit("--epochs must be >= 1, --batch-size >= 2, --threads >= 1")
     config = TwinConfig.from_json(args.config)
     torch.set_num_threads(args.threads)
     x = sp.load_npz(args.matrix).tocsr().astype(np.float32)
-    seconds, losses = train(x, config, args.epochs, args.batch_size, args.seed, args.workers)
+    seconds, losses = train(x, config, args.epochs, args.batch_size, args.seed, args.workers,
+                            torch.device(args.device))
     result = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "workers": args.workers,
-              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+              "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "device": args.device,
               "python": platform.python_version(), "cells": x.shape[0], "genes": x.shape[1], "config": asdict(config),
               "batch_size": args.batch_size, "epoch_seconds": seconds,
               "cells_per_s": [x.shape[0] / s for s in seconds], "epoch_loss": losses}
