@@ -36,27 +36,29 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 @dataclass(frozen=True)
 class TwinConfig:
-    """The training-relevant fields of ``omics_cl.models.cae.CAEConfig`` plus the optimiser's learning rate."""
+    """The training-relevant fields of ``omics_cl.models.cae.CAEConfig`` plus the optimiser's learning rate, all
+    given by ``throughput.py`` (no defaults here, so the twin cannot drift from cae's)."""
 
-    hidden: tuple[int, ...] = (1024, 1024)
-    latent: int = 128
-    dropout: float = 0.1
-    contrastive_weight: float = 1.0
-    temperature: float = 0.05
-    views: str = "clean"
-    gene_dropout: float = 0.2
-    noise_sigma: float = 0.05
-    scale_low: float = 0.9
-    scale_high: float = 1.1
-    learning_rate: float = 1e-3
+    hidden: tuple[int, ...]
+    latent: int
+    dropout: float
+    contrastive_weight: float
+    temperature: float
+    views: str
+    gene_dropout: float
+    noise_sigma: float
+    scale_low: float
+    scale_high: float
+    learning_rate: float
 
     @classmethod
     def from_json(cls, text: str) -> TwinConfig:
         given = json.loads(text)
-        unknown = set(given) - {f.name for f in fields(cls)}
-        if unknown:
-            raise SystemExit(f"unknown config fields {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
-        config = cls(**{**given, "hidden": tuple(given.get("hidden", cls.hidden))})
+        names = {f.name for f in fields(cls)}
+        if set(given) != names:
+            raise SystemExit(f"config fields must be exactly {sorted(names)}; unknown {sorted(set(given) - names)}, "
+                             f"missing {sorted(names - set(given))}")
+        config = cls(**{**given, "hidden": tuple(given["hidden"])})
         if config.views not in ("clean", "two"):
             raise SystemExit(f"views must be 'clean' or 'two', got {config.views!r}")
         return config
@@ -179,7 +181,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("matrix", help=".npz of the log-normalised cells x genes matrix (scipy.sparse.save_npz)")
     p.add_argument("out", help="output JSON")
-    p.add_argument("--config", default="{}", help="JSON of TwinConfig fields (cae's training-relevant config)")
+    p.add_argument("--config", required=True, help="JSON of all TwinConfig fields (cae's training-relevant config)")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (after one warm-up epoch)")
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
