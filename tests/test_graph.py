@@ -207,3 +207,17 @@ def test_cluster_embedding_pools_leiden_runs_and_refuses_bad_settings():
     with pytest.raises(ValueError, match="leiden_restarts"):
         tl.cluster_embedding(adata, "X_emb", leiden_restarts=10, leiden_consensus=10)
     assert tl.cluster_embedding(adata, "X_emb", leiden_restarts=10)["leiden_consensus"] == 1
+
+
+def test_cluster_refuses_pooled_restarts_before_training(monkeypatch):
+    import anndata as ad
+
+    from omics_cl import models, tl
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing the Leiden settings")
+
+    monkeypatch.setattr(models, "run", no_training)
+    adata = ad.AnnData(np.ones((20, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="leiden_restarts"):
+        tl.cluster(adata, method="cae", leiden_restarts=10, leiden_consensus=10, progress=False)

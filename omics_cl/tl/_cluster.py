@@ -29,10 +29,14 @@ from omics_cl.data.preprocess import counts_matrix, prepare_counts
 from omics_cl.tl._common import store_record, versions
 
 
-def check_leiden_consensus(runs: int | None) -> None:
-    """Refuse a ``leiden_consensus`` that is neither ``None`` nor a positive integer."""
+def check_leiden_consensus(runs: int | None, leiden_restarts: int = 1) -> None:
+    """Refuse a ``leiden_consensus`` that is neither ``None`` nor a positive integer, or that asks to pool runs
+    together with ``leiden_restarts`` > 1 (which keeps the most modular run)."""
     if runs is not None and not (isinstance(runs, (int, np.integer)) and not isinstance(runs, bool) and runs >= 1):
         raise ValueError(f"leiden_consensus must be None or an integer >= 1, got {runs!r}")
+    if leiden_restarts > 1 and runs not in (None, 1):
+        raise ValueError("leiden_restarts > 1 keeps the most modular run; it cannot be pooled: pass "
+                         "leiden_consensus=1 with it")
 
 
 def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = None, resolution: float = 1.0,
@@ -83,10 +87,7 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
     z = np.asarray(adata.obsm[use_rep])[:, :n_dims]
     if not np.isfinite(z).all():
         raise ValueError(f"obsm[{use_rep!r}] contains NaN/inf")
-    check_leiden_consensus(leiden_consensus)
-    if leiden_restarts > 1 and leiden_consensus not in (None, 1):
-        raise ValueError("leiden_restarts > 1 keeps the most modular run; it cannot be pooled: pass "
-                         "leiden_consensus=1 with it")
+    check_leiden_consensus(leiden_consensus, leiden_restarts)
     adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
     protocol = "resolution" if n_clusters is None else "n_clusters"
     if leiden_restarts > 1:  # the most modular restart, not pooled
@@ -177,7 +178,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     """
     spec = models.get(method, "cluster")
     config, _ = models.configure(spec, **method_params)  # a wrong parameter fails before any work
-    check_leiden_consensus(leiden_consensus)
+    check_leiden_consensus(leiden_consensus, leiden_restarts)
     if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
         raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
                          f"got {n_clusters!r}")
