@@ -24,6 +24,7 @@ from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data import preprocess
 from omics_cl.data.sources import KEYS
+from omics_cl.models.common import encoder_latent
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")
@@ -107,13 +108,8 @@ def pca_view(source, config: CAEConfig, ctx) -> np.ndarray:
                                            max_value=config.max_value, statistics=statistics)
 
 
-def encode(model: AutoEncoder, batch) -> jax.Array:
-    """The latent of a batch (``predict``'s function)."""
-    return model.encoder(batch[KEYS.X])
-
-
 def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
-    z = np.asarray(predict(encode, model, source), dtype=np.float32)
+    z = np.asarray(predict(encoder_latent, model, source), dtype=np.float32)
     if config.fusion == "none":
         return {"embedding": z}, {}
     fused, weights = fusion.wnn_fuse([pca_view(source, config, ctx), z], config.fusion_neighbors, ctx.seed)

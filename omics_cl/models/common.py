@@ -1,15 +1,23 @@
-"""Helpers shared by model files: inference context cells, cluster centres from Leiden on a latent (the stage
-init of the self-clustering methods), and re-seeding of centres that lost all their cells."""
+"""Helpers shared by model files: the encoder's latent of a batch (a ``predict`` function), inference context
+cells, cluster centres from Leiden on a latent (the stage init of the self-clustering methods), and re-seeding of
+centres that lost all their cells."""
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
 from omics_cl.core import graph
+from omics_cl.data.sources import KEYS
+
+
+def encoder_latent(model: nnx.Module, batch) -> jax.Array:
+    """``model.encoder`` of a batch's feature rows (``predict``'s function for models with an ``encoder``)."""
+    return model.encoder(batch[KEYS.X])
 
 
 def context_cells(n_obs: int, size: int, seed: int) -> np.ndarray:

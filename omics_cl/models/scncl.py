@@ -36,6 +36,7 @@ from omics_cl.core.layers import MLP, dropout_keys
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data.sources import KEYS, MemberSource, TransferSource, dense_source
 from omics_cl.data.transfer import QueryInputs
+from omics_cl.models.common import encoder_latent
 from omics_cl.models.method import Method
 
 
@@ -148,10 +149,6 @@ def transfer_batches(source: TransferSource | MemberSource) -> TransferSource:
     return source.source if isinstance(source, MemberSource) else source
 
 
-def latent_batch(model: SCNCL, batch) -> jax.Array:
-    return model.encoder(batch[KEYS.X])
-
-
 def probabilities_batch(model: SCNCL, batch) -> jax.Array:
     """Class probabilities (softmax of the classifier) of a batch."""
     return jax.nn.softmax(model.classifier(model.encoder(batch[KEYS.X])))
@@ -160,7 +157,7 @@ def probabilities_batch(model: SCNCL, batch) -> jax.Array:
 def encode(model: SCNCL | Ensemble, x) -> np.ndarray:
     """Latent rows of the cells of the feature matrix ``x``; an ensemble's members' unit-length latents side by
     side, scaled by ``1 / sqrt(n_members)`` (cosine similarity on it is the members' mean)."""
-    parts = [predict(latent_batch, member, dense_source(x)) for member in members(model)]
+    parts = [predict(encoder_latent, member, dense_source(x)) for member in members(model)]
     if len(parts) == 1:
         return parts[0]
     unit = [p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts]
