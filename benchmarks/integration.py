@@ -13,8 +13,9 @@ per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``mu
 (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see benchmarks/anchors/README.md), ``sci2cl`` (the
 default: per-cell fusion of RNA PCA and Z_r), ``sci2cl_seed`` (the seed's recipe, ``variant="seed"``), the
 retrained ablations ``sci2cl_no_mse``, and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
-term), and two rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
-embedding) and ``sci2cl_no_pca`` (Z_r alone).
+term), and rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
+embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
+(``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01) or equal weights (``sci2cl_equal_weights``).
 
 ``--design`` picks the data: ``full`` (mop_snare_paired as it is), ``atac_half`` / ``rna_half`` (that
 modality's counts binomially thinned to half, one fixed draw for all seeds: the joint embedding must degrade
@@ -52,12 +53,23 @@ from omics_cl.data.preprocess import (
     fit_lognormalizer,
     principal_components,
 )
+from omics_cl.models.sci2cl import SCI2CLConfig
 
 # no_mom / no_xattn remove one more component from sci2cl_no_mse (the default before 2026-11-30, third session)
 SCI2CL_VARIANTS = {"sci2cl": {}, "sci2cl_seed": {"variant": "seed"}, "sci2cl_no_mse": {"mse_weight": 0.0},
                    "sci2cl_no_mom": {"mse_weight": 0.0, "mom_weight": 0.0},
                    "sci2cl_no_xattn": {"mse_weight": 0.0, "cross_attention": False}}
-READ_OFF_DEFAULT = {"sci2cl_no_fusion": "xattn", "sci2cl_no_pca": "rna"}  # other outputs of the default run
+
+
+def refused(shrinkage: float):
+    """The default run's fusion views fused again with weights shrunk by ``shrinkage`` (0: WNN, 1: equal)."""
+    views = SCI2CLConfig().fusion_views
+    return lambda out, seed: fusion.wnn_fuse([out[v] for v in views], seed=seed, shrinkage=shrinkage)[0]
+
+
+READ_OFF_DEFAULT = {"sci2cl_no_fusion": lambda out, seed: out["xattn"],  # other outputs of the default run
+                    "sci2cl_no_pca": lambda out, seed: out["rna"],
+                    "sci2cl_wnn_weights": refused(0.0), "sci2cl_equal_weights": refused(1.0)}
 ANCHOR_METHODS = ("wnn", "multivi", "scglue")
 METHODS = ["pca_rna", "pca_scaled", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
 DESIGNS = {"full": None, "atac_half": "atac", "rna_half": "rna"}
@@ -240,7 +252,7 @@ def main(argv=None) -> int:
                 continue
             if method == "sci2cl" or method in READ_OFF_DEFAULT:
                 out, seconds = default_outputs(rna, atac, seed, cache, args.embeddings, args.design)
-                out = {**out, "joint": out[READ_OFF_DEFAULT[method]]} if method in READ_OFF_DEFAULT else out
+                out = {**out, "joint": READ_OFF_DEFAULT[method](out, seed)} if method in READ_OFF_DEFAULT else out
             else:
                 out, seconds = stored(args.embeddings, f"{args.design}_{method}_{seed}", embed, method, rna, atac,
                                       seed, args)

@@ -60,3 +60,18 @@ def test_standardized_sparse_pca_matches_scanpy_scale_then_pca():
         assert abs(np.corrcoef(ours[:, c], ref[:, c])[0, 1]) > 0.99
     plain = principal_components(sp.csr_matrix(dense), 5, seed=0)
     assert abs(np.corrcoef(plain[:, 0], ref[:, 0])[0, 1]) < 0.9  # standardising changes the answer here
+
+
+def test_shrinkage_pulls_weights_toward_equal_and_keeps_every_pair_similarity():
+    informative, noise, _ = _views(n_per=20)
+    _, w = fusion.wnn_fuse([informative, noise], n_neighbors=5)
+    _, half = fusion.wnn_fuse([informative, noise], n_neighbors=5, shrinkage=0.5)
+    np.testing.assert_allclose(half, 0.5 * w + 0.25, rtol=1e-6)
+    fused, equal = fusion.wnn_fuse([informative, noise], shrinkage=1.0)
+    np.testing.assert_array_equal(equal, np.full((60, 2), 0.5, np.float32))
+    a, b = fusion.unit_rows(informative), fusion.unit_rows(noise)
+    np.testing.assert_allclose(fused @ fused.T, 0.5 * (a @ a.T + b @ b.T), atol=1e-5)
+    with pytest.raises(ValueError, match="shrinkage"):
+        fusion.wnn_fuse([informative, noise], shrinkage=1.5)
+    with pytest.raises(ValueError, match="same cells"):
+        fusion.wnn_fuse([informative, noise[:-1]], shrinkage=1.0)

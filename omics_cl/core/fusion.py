@@ -7,8 +7,13 @@ other view (cross, averaged over the other views). A prediction's affinity is
 ``mean_k(d)``: mean distance to the ``k`` neighbours). A view's score is ``within / (cross + 1e-4)``: high where
 the view's own neighbourhood explains the cell better than the other views do. Weights: softmax of the scores
 over views. The fused embedding concatenates ``sqrt(w_m) * unit(view_m)``, so its cosine similarity between two
-cells is the per-cell weighted sum of the views' cosine similarities (WNN builds a graph from such a weighted
-similarity; here it stays an embedding any graph or clustering can read). No labels are read.
+cells is ``sum_m sqrt(w_im w_jm) cos_m(i, j)`` (WNN builds a graph from such a weighted similarity; here it stays
+an embedding any graph or clustering can read). No labels are read.
+
+``shrinkage`` pulls the weights toward equal: ``(1 - s) * w + s / n_views``. Learned or graph-smoothed views
+often get weights near 0 or 1, and two cells of one type with opposite weights then lose the similarity they have
+in every view (``sqrt(w_im w_jm)`` near 0), which splits clusters; shrinking keeps every pair's similarity at least
+``s / n_views`` of each view's (benchmarks/README.md, "Fusion weights").
 """
 from __future__ import annotations
 
@@ -23,6 +28,14 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def check_views(views: list[np.ndarray]) -> None:
+    """Refuse fewer than 2 views, or views with different numbers of cells."""
+    if len(views) < 2:
+        raise ValueError(f"weighting needs at least 2 views, got {len(views)}")
+    if len({len(v) for v in views}) != 1:
+        raise ValueError(f"views must have the same cells, got {[len(v) for v in views]} rows")
+
+
 def _affinity(view: np.ndarray, neighbors: np.ndarray, nearest: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
     distance = np.linalg.norm(view - view[neighbors].mean(1), axis=1)
     return np.exp(-np.maximum(distance - nearest, 0.0) / bandwidth)
@@ -30,10 +43,7 @@ def _affinity(view: np.ndarray, neighbors: np.ndarray, nearest: np.ndarray, band
 
 def wnn_weights(views: list[np.ndarray], n_neighbors: int = 20, seed: int = 0) -> np.ndarray:
     """Per-cell view weights, ``(n_cells, n_views)``, rows summing to 1 (see the module docstring)."""
-    if len(views) < 2:
-        raise ValueError(f"weighting needs at least 2 views, got {len(views)}")
-    if len({len(v) for v in views}) != 1:
-        raise ValueError(f"views must have the same cells, got {[len(v) for v in views]} rows")
+    check_views(views)
     views = [unit_rows(v) for v in views]
     neighbors, nearest, bandwidth = [], [], []
     for view in views:
@@ -57,7 +67,21 @@ def weighted_concat(views: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
     return np.concatenate([np.sqrt(weights[:, [m]]) * unit_rows(v) for m, v in enumerate(views)], 1)
 
 
-def wnn_fuse(views: list[np.ndarray], n_neighbors: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``(fused embedding, per-cell weights)`` of ``views`` (arrays with the same cells in the same order)."""
-    weights = wnn_weights(views, n_neighbors, seed)
+def check_shrinkage(shrinkage: float) -> None:
+    """Refuse a ``shrinkage`` outside [0, 1]."""
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"fusion shrinkage must be between 0 (WNN weights) and 1 (equal weights), got {shrinkage}")
+
+
+def wnn_fuse(views: list[np.ndarray], n_neighbors: int = 20, seed: int = 0,
+             shrinkage: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """``(fused embedding, per-cell weights)`` of ``views`` (arrays with the same cells in the same order), the
+    weights shrunk toward equal by ``shrinkage`` (1: equal weights, no neighbour search)."""
+    check_shrinkage(shrinkage)
+    if shrinkage == 1.0:
+        check_views(views)
+        weights = np.full((len(views[0]), len(views)), 1.0 / len(views), dtype=np.float32)
+    else:
+        weights = wnn_weights(views, n_neighbors, seed)
+        weights = ((1.0 - shrinkage) * weights + shrinkage / len(views)).astype(np.float32)
     return weighted_concat(views, weights), weights
