@@ -199,7 +199,7 @@ def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int =
 
 def memberships(adata: ad.AnnData, method: str, save: str | None = None):
     """Per cluster, the distribution of each cell's largest soft membership (``obsm["<method>_membership"]``,
-    scinno / siamese): low values mark cells the model could not place confidently.
+    scinno / siamese with ``readout="argmax"``): low values mark cells the model could not place confidently.
 
     Parameters
     ----------
@@ -215,6 +215,9 @@ def memberships(adata: ad.AnnData, method: str, save: str | None = None):
     matplotlib.figure.Figure
         The figure.
     """
+    if f"{method}_membership" not in adata.obsm:
+        raise ValueError(f"obsm[{method + '_membership'!r}] not found: memberships are written by scinno and by "
+                         "siamese with readout='argmax' (its default read-off is Leiden, which has none)")
     u = np.asarray(adata.obsm[f"{method}_membership"])
     clusters = adata.obs[f"{method}_cluster"]
     names = [c for c in clusters.cat.categories if (clusters == c).any()]

@@ -52,7 +52,8 @@ def test_demo_runs_all_methods(capsys):
         assert f"| {method} | n_clusters | 10 |" in out
 
 
-@pytest.mark.parametrize("method,extra", [("scinno", ["--n-clusters", "10"]), ("siamese", [])])
+@pytest.mark.parametrize("method,extra", [("scinno", ["--n-clusters", "10", "--set", 'readout="argmax"']),
+                                          ("siamese", ["--set", 'readout="argmax"'])])
 def test_cluster_cli_self_clustering_methods(tmp_path, capsys, method, extra):
     src = datasets.path("pbmc68k_reduced", "rna")
     out = tmp_path / "out.h5ad"
@@ -60,12 +61,23 @@ def test_cluster_cli_self_clustering_methods(tmp_path, capsys, method, extra):
                      "--out", str(out), "--no-progress", *extra])
     assert code == 0
     printed = capsys.readouterr().out
-    assert ("K given" if extra else "K estimated by Leiden") in printed and f"| {method} |" in printed
+    assert ("K given" if "--n-clusters" in extra else "K estimated by Leiden") in printed
+    assert f"| {method} |" in printed
     result = ad.read_h5ad(out)
     k = result.uns["omics_cl"][method]["n_centres"]
     assert result.obsm[f"{method}_membership"].shape == (700, k)
-    if extra:
+    if "--n-clusters" in extra:
         assert k == 10
+
+
+def test_cluster_cli_siamese_default_reads_off_leiden(tmp_path, capsys):
+    out = tmp_path / "out.h5ad"
+    code = cli.main(["cluster", str(datasets.path("pbmc68k_reduced", "rna")), "--method", "siamese", "--epochs", "2",
+                     "--n-clusters", "8", "--out", str(out), "--no-progress"])
+    assert code == 0 and "Leiden resolution" in capsys.readouterr().out
+    result = ad.read_h5ad(out)
+    assert result.obs["siamese_cluster"].nunique() == 8 and "siamese_membership" not in result.obsm
+    assert result.obsm["X_siamese_latent"].shape[0] == 700
 
 
 def test_cluster_cli_backed_streams_the_file_and_refuses_what_cannot_stream(counts_adata, tmp_path, capsys):

@@ -3,6 +3,7 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
 from conftest import FAST  # noqa: E402
 
 from omics_cl import pl, tl  # noqa: E402
@@ -34,3 +35,8 @@ def test_membership_plot(counts_adata, tmp_path):
     fig = pl.memberships(counts_adata, "x", save=str(tmp_path / "m.png"))
     assert (tmp_path / "m.png").stat().st_size > 1000
     assert len(fig.axes[0].get_xticklabels()) == 3
+
+
+def test_membership_plot_refuses_a_leiden_readout(counts_adata):
+    with pytest.raises(ValueError, match="readout='argmax'"):
+        pl.memberships(counts_adata, "siamese")

@@ -14,6 +14,7 @@ from omics_cl.models import Context, configure, scinno
 from omics_cl.models.common import reseed_empty_centres
 
 SMALL = dict(hidden=(32,), latent=16, n_heads=4, epochs=4, batch_size=64, ramp_epochs=1)
+ARGMAX = {**SMALL, "readout": "argmax"}
 
 
 def test_memberships_rows_sum_to_one_and_follow_distance():
@@ -52,8 +53,8 @@ def test_inference_attention_does_not_depend_on_batching():
 def test_cluster_writes_memberships_and_is_deterministic_and_label_free(counts_adata):
     a, b = counts_adata.copy(), counts_adata.copy()
     b.obs["group"] = np.random.default_rng(0).permutation(b.obs["group"].to_numpy())
-    rec = tl.cluster(a, method="scinno", n_clusters=3, progress=False, **SMALL)
-    tl.cluster(b, method="scinno", n_clusters=3, progress=False, **SMALL)
+    rec = tl.cluster(a, method="scinno", n_clusters=3, progress=False, **ARGMAX)
+    tl.cluster(b, method="scinno", n_clusters=3, progress=False, **ARGMAX)
     u = a.obsm["scinno_membership"]
     assert u.shape == (300, 3)
     np.testing.assert_allclose(u.sum(1), 1.0, rtol=1e-5)
@@ -65,9 +66,25 @@ def test_cluster_writes_memberships_and_is_deterministic_and_label_free(counts_a
 
 
 def test_k_is_estimated_without_labels_and_reported(counts_adata):
-    rec = tl.cluster(counts_adata, method="scinno", progress=False, **SMALL)
+    rec = tl.cluster(counts_adata, method="scinno", progress=False, **ARGMAX)
     assert rec["params"]["k_estimated"] and rec["protocol"] == "resolution"
     assert rec["n_centres"] == counts_adata.obsm["scinno_membership"].shape[1] >= 2
+
+
+def test_leiden_readout_fuses_the_pca_view_of_all_hvgs_label_free(counts_adata):
+    a, b = counts_adata.copy(), counts_adata.copy()
+    b.obs["group"] = np.random.default_rng(1).permutation(b.obs["group"].to_numpy())
+    rec = tl.cluster(a, method="scinno", n_clusters=3, progress=False, **SMALL)
+    tl.cluster(b, method="scinno", n_clusters=3, progress=False, **SMALL)
+    np.testing.assert_array_equal(a.obsm["X_scinno"], b.obsm["X_scinno"])
+    np.testing.assert_array_equal(a.obs["scinno_cluster"], b.obs["scinno_cluster"])
+    assert "scinno_membership" not in a.obsm and a.obsm["X_scinno_latent"].shape == (300, 16)
+    assert rec["n_clusters"] == 3 and rec["params"]["fusion_weights"] == {"pca": 0.5, "latent": 0.5}
+    prepared = prepare_counts(counts_adata, None, 2000)
+    config, _ = configure(scinno.METHOD, min_detection=0.5, **SMALL)
+    source = scinno.METHOD.source(prepared, config, Context())
+    assert source.n_features < prepared.normalizer.n_features  # the model reads the detected genes only
+    assert source.hvg_lognorm_sparse().shape == (300, prepared.normalizer.n_features)  # the view reads all HVGs
 
 
 def test_warmup_must_leave_clustering_epochs(counts_adata):
@@ -94,7 +111,7 @@ def test_clustering_epochs_leave_no_centre_empty(counts_adata):
     ctx = Context(seed=0, n_clusters=3)
     counts = {}
     for reseed in (False, True):
-        config, train = configure(scinno.METHOD, reseed_empty=reseed, **SMALL)
+        config, train = configure(scinno.METHOD, reseed_empty=reseed, **ARGMAX)
         source = scinno.METHOD.source(prepared, config, ctx)
         model = scinno.SCINNO(source.n_features, 3, config, rngs=nnx.Rngs(0))
         z = scinno.refined(model, source, train, ctx)

@@ -64,8 +64,8 @@ def test_view_samples_neighbours_and_drops_edges():
 def test_end_to_end_deterministic_label_free(counts_adata):
     a, b = counts_adata.copy(), counts_adata.copy()
     b.obs["group"] = "x"
-    rec = tl.cluster(a, method="siamese", n_clusters=3, progress=False, **SMALL)
-    tl.cluster(b, method="siamese", n_clusters=3, progress=False, **SMALL)
+    rec = tl.cluster(a, method="siamese", n_clusters=3, progress=False, readout="argmax", **SMALL)
+    tl.cluster(b, method="siamese", n_clusters=3, progress=False, readout="argmax", **SMALL)
     np.testing.assert_array_equal(a.obsm["X_siamese"], b.obsm["X_siamese"])
     q = a.obsm["siamese_membership"]
     np.testing.assert_allclose(q.sum(1), 1.0, rtol=1e-5)
@@ -75,9 +75,27 @@ def test_end_to_end_deterministic_label_free(counts_adata):
 
 def test_k_estimated_when_not_given(counts_adata):
     rec = tl.cluster(counts_adata, method="siamese", progress=False, **SMALL)
-    assert rec["params"]["k_estimated"] and rec["n_centres"] >= 2
+    assert rec["params"]["k_estimated"] and rec["params"]["n_clusters"] >= 2
 
 
 def test_too_few_cells_for_the_graph(counts_adata):
     with pytest.raises(ValueError, match="more cells"):
         tl.cluster(counts_adata[:5].copy(), method="siamese", progress=False, **SMALL)
+
+
+def test_leiden_readout_fuses_the_pca_view_label_free(counts_adata):
+    a, b = counts_adata.copy(), counts_adata.copy()
+    b.obs["group"] = np.random.default_rng(0).permutation(b.obs["group"].to_numpy())
+    a.obsm["siamese_membership"] = np.zeros((a.n_obs, 3))  # left from an earlier argmax run: removed
+    rec = tl.cluster(a, method="siamese", n_clusters=3, progress=False, **SMALL)
+    tl.cluster(b, method="siamese", n_clusters=3, progress=False, **SMALL)
+    np.testing.assert_array_equal(a.obsm["X_siamese"], b.obsm["X_siamese"])
+    np.testing.assert_array_equal(a.obs["siamese_cluster"], b.obs["siamese_cluster"])
+    assert a.obsm["X_siamese_latent"].shape == (300, 16) and "siamese_membership" not in a.obsm
+    np.testing.assert_allclose(np.linalg.norm(a.obsm["X_siamese"], axis=1), 1.0, rtol=1e-5)
+    assert rec["n_clusters"] == 3 and rec["protocol"] == "n_clusters"
+    assert rec["params"]["fusion_weights"] == {"pca": 0.5, "latent": 0.5}  # shrinkage 1: equal weights
+    with pytest.raises(ValueError, match="readout"):
+        tl.cluster(a, method="siamese", readout="kmeans", progress=False, **SMALL)
+    with pytest.raises(ValueError, match="shrinkage"):
+        tl.cluster(a, method="siamese", fusion_shrinkage=1.5, progress=False, **SMALL)

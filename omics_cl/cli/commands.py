@@ -52,7 +52,7 @@ def cmd_cluster(args) -> int:
                             leiden_consensus=args.leiden_consensus, **params)
     except models.StreamingError as err:
         raise ValueError(backed_refusal(err)) from None
-    if models.get(args.method, "cluster").self_clustering:
+    if f"{args.method}_membership" in adata.obsm:
         how = ("K estimated by Leiden on the pretrained latent" if record["params"]["k_estimated"] else "K given")
         how += f"; memberships obsm['{args.method}_membership']"
     else:

@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("cluster", help="embed and cluster the cells of an .h5ad of raw counts",
-                       description="Embed cells and cluster them with Leiden, or let a self-clustering method "
-                                   "(scinno, siamese) cluster them (argmax of soft memberships). The input "
+                       description="Embed cells and cluster them with Leiden (for the self-clustering methods "
+                                   "scinno and siamese: on their embedding fused with the PCA view; --set "
+                                   "readout='\"argmax\"' gives the argmax of their soft memberships). The input "
                                    "file is never modified; the output is written atomically.")
     c.add_argument("input", metavar="IN.h5ad", help="AnnData with raw integer counts in X (or --layer)")
     add_method_arguments(c, "cluster", "cae")

@@ -19,12 +19,12 @@ import jax
 import numpy as np
 from flax import nnx
 
-from omics_cl.core import augment, fusion, losses
+from omics_cl.core import augment, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data import preprocess
 from omics_cl.data.sources import KEYS
-from omics_cl.models.common import encoder_latent
+from omics_cl.models.common import encoder_latent, fused_with_pca
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")
@@ -112,9 +112,7 @@ def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
     z = np.asarray(predict(encoder_latent, model, source), dtype=np.float32)
     if config.fusion == "none":
         return {"embedding": z}, {}
-    fused, weights = fusion.wnn_fuse([pca_view(source, config, ctx), z], config.fusion_neighbors, ctx.seed)
-    median = np.median(weights, 0)
-    return {"embedding": fused, "latent": z}, {"fusion_weights": {"pca": float(median[0]), "latent": float(median[1])}}
+    return fused_with_pca(pca_view(source, config, ctx), z, config.fusion_neighbors, ctx.seed)
 
 
 CAE = Method(

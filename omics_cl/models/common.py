@@ -1,18 +1,23 @@
 """Helpers shared by model files: the encoder's latent of a batch (a ``predict`` function), inference context
-cells, cluster centres from Leiden on a latent (the stage init of the self-clustering methods), and re-seeding of
-centres that lost all their cells."""
+cells, cluster centres from Leiden on a latent (the stage init of the self-clustering methods), re-seeding of
+centres that lost all their cells, and a latent's fusion with the ``pca`` baseline's view (cae's embedding, and the
+self-clustering methods' Leiden read-off)."""
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from omics_cl.core import graph
+from omics_cl.core import fusion, graph
+from omics_cl.data import preprocess
 from omics_cl.data.sources import KEYS
+
+READOUTS = ("argmax", "leiden")
 
 
 def encoder_latent(model: nnx.Module, batch) -> jax.Array:
@@ -82,3 +87,38 @@ def reseed_empty_centres(centres: np.ndarray, assign: Callable[[np.ndarray], np.
         centres[empty[0]] = unit[farthest] * np.linalg.norm(centres[largest])
         moved += 1
     return centres, moved
+
+
+def fused_with_pca(pcs: np.ndarray, z: np.ndarray, n_neighbors: int, seed: int,
+                   shrinkage: float = 0.0) -> tuple[dict, dict]:
+    """``({"embedding": fusion of pcs and z, "latent": z}, notes with the median fusion weights)``
+    (:func:`omics_cl.core.fusion.wnn_fuse`)."""
+    fused, weights = fusion.wnn_fuse([pcs, z], n_neighbors, seed, shrinkage)
+    median = np.median(weights, 0)
+    return {"embedding": fused, "latent": z}, {"fusion_weights": {"pca": float(median[0]), "latent": float(median[1])}}
+
+
+@dataclass(frozen=True)
+class ReadoutConfig:
+    """How a self-clustering method reads off its clusters: ``"leiden"`` (:func:`leiden_readout`, with these
+    fusion settings) or ``"argmax"`` (its soft memberships')."""
+
+    readout: str = "leiden"
+    pca_comps: int = 50
+    fusion_shrinkage: float = 1.0
+    fusion_neighbors: int = 20
+
+    def __post_init__(self):
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        fusion.check_shrinkage(self.fusion_shrinkage)
+
+
+def leiden_readout(z: np.ndarray, lognorm, config: ReadoutConfig, seed: int) -> tuple[dict, dict]:
+    """A self-clustering method's ``readout="leiden"`` arrays: its embedding ``z`` fused
+    (``config.fusion_shrinkage``, ``config.fusion_neighbors``) with ``config.pca_comps`` principal components of the
+    standardised log-normalised rows ``lognorm`` (the ``pca`` baseline's view), ``z`` kept as ``latent``; no
+    memberships, so ``tl.cluster`` clusters the fused embedding with Leiden."""
+    n_comps = min(config.pca_comps, min(lognorm.shape) - 1)
+    pcs = preprocess.principal_components(lognorm, n_comps, seed, standardize=True)
+    return fused_with_pca(pcs, np.asarray(z, dtype=np.float32), config.fusion_neighbors, seed, config.fusion_shrinkage)

@@ -26,11 +26,17 @@ the latent (zeisel / pbmc seed 0: 0.48 / 0.42; Leiden on the same latent 0.68); 
 and 5 merged clusters (0.63 / 0.54), so ``clustering_weight`` = 2. Centres start from Leiden
 clusters rather than k-means (at weight 2, seed 0: zeisel 0.83 vs 0.81, pbmc 0.58 vs 0.40).
 Without ``n_clusters``, K is estimated by Leiden (resolution ``resolution``) on a kNN graph of the
-warm-up latent; no labels are involved. Prediction = argmax membership, which can leave centres without
-cells: cluster sizes churn while the clustering weight ramps up, as the attention-refined latent moves
+warm-up latent; no labels are involved. The seed's prediction (``readout="argmax"``) is the argmax
+membership; the default read-off (``readout="leiden"``, as siamese's: ``models.common.leiden_readout``) is Leiden on
+the refined latent fused with equal weights with the ``pca`` baseline's view of all HVGs (not only the detected
+genes: that view scored MOp .33 / .29 instead of .39 / .37, seeds 0-1), and gives no memberships. The argmax can
+leave centres without cells: cluster sizes churn while the clustering weight ramps up, as the attention-refined latent moves
 under the centres. ``reseed_empty`` moves such a centre onto the cell of the largest cluster farthest
 from its centre after every clustering epoch, so K clusters come out; it is off because it lowered ARI
 (pbmc68k_reduced 5 seeds: median 0.495 vs 0.562, spread 0.103 vs 0.199; benchmarks/README.md).
+
+Read-offs over 5 seeds (benchmarks/README.md, "Fusion weights and read-offs"): the fused read-off is higher and
+steadier on cbmc and MOp and lower on pbmc68k_reduced and zeisel.
 
 Inference does not depend on how cells are ordered or batched: every cell attends to itself and one
 fixed, seeded set of ``batch_size - 1`` cells (the same number of keys as in training), never to its
@@ -48,13 +54,14 @@ from flax import nnx
 from omics_cl.core import augment, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import SCHEDULE, Stage, TrainConfig, predict
-from omics_cl.data.sources import KEYS, ArraySource
-from omics_cl.models.common import context_cells, leiden_centres_init, reseed_empty_centres
+from omics_cl.data.sources import KEYS, ArraySource, CountsSource
+from omics_cl.models.common import (ReadoutConfig, context_cells, leiden_centres_init, leiden_readout,
+                                    reseed_empty_centres)
 from omics_cl.models.method import Method
 
 
 @dataclass(frozen=True)
-class SCINNOConfig:
+class SCINNOConfig(ReadoutConfig):
     hidden: tuple[int, ...] = (1024,)
     latent: int = 512
     dropout: float = 0.0
@@ -70,6 +77,19 @@ class SCINNOConfig:
     ramp_epochs: int = 10
     min_detection: float = 0.05
     reseed_empty: bool = False  # True: re-seed centres left without cells after every clustering epoch
+
+
+class DetectedGenesSource(CountsSource):
+    """Log-normalised rows of the genes detected in ``min_detection`` of cells (the model's input);
+    :meth:`hvg_lognorm_sparse` gives all the recipe's HVGs (the read-off's PCA view)."""
+
+    def __init__(self, prepared, min_detection: float):
+        detected = prepared.with_detected_genes(min_detection)
+        super().__init__(detected.counts, detected.normalizer)
+        self.hvg_normalizer = prepared.normalizer
+
+    def hvg_lognorm_sparse(self):
+        return self.hvg_normalizer.sparse(self.x)
 
 
 class CellAttention(nnx.Module):
@@ -189,17 +209,22 @@ def refined(model: SCINNO, source, train: TrainConfig, ctx) -> np.ndarray:
     return predict(refine_batch, model, ArraySource(**{KEYS.X: z}), constants=(z_context,))
 
 
-def embed(model: SCINNO, source, config: SCINNOConfig, train: TrainConfig, ctx):
-    """The refined latent (each cell attends to itself and a fixed context) and its fuzzy memberships."""
-    z_attn = refined(model, source, train, ctx)
+def embed(model: SCINNO, source: DetectedGenesSource, config: SCINNOConfig, train: TrainConfig, ctx):
+    """The refined latent (each cell attends to itself and a fixed context) and its fuzzy memberships
+    (``readout="argmax"``), or :func:`models.common.leiden_readout` of it."""
+    z_attn = refined(model, source, train, ctx).astype(np.float32)
+    notes = {"n_genes_used": source.n_features, "warmup_epochs": warmup_epochs(config, train)}
+    if config.readout == "leiden":
+        arrays, fused = leiden_readout(z_attn, source.hvg_lognorm_sparse(), config, ctx.seed)
+        return arrays, {**notes, **fused}
     u = np.asarray(losses.fuzzy_memberships(jnp.asarray(z_attn), model.centres[...], config.gamma)[0])
-    return ({"embedding": z_attn.astype(np.float32), "memberships": u.astype(np.float32)},
-            {"n_genes_used": source.n_features, "warmup_epochs": warmup_epochs(config, train)})
+    return {"embedding": z_attn, "memberships": u.astype(np.float32)}, notes
 
 
 METHOD = Method(
     name="scinno", job="cluster", config=SCINNOConfig(), train=TrainConfig(epochs=60, batch_size=128),
-    source=lambda prepared, config, ctx: prepared.with_detected_genes(config.min_detection).source(),
+    source=lambda prepared, config, ctx: DetectedGenesSource(prepared, config.min_detection),
     init=lambda source, config, ctx: SCINNO(source.n_features, 1, config, rngs=nnx.Rngs(ctx.seed)),
-    stages=stages, embed=embed, self_clustering=True,
-    summary="denoising contrastive AE + cell attention + fuzzy clustering (argmax membership)")
+    stages=stages, embed=embed, self_clustering=True, variants={"seed": {"readout": "argmax"}},
+    summary="denoising contrastive AE + cell attention + fuzzy clustering; Leiden on its latent fused with the PCA "
+            "view")

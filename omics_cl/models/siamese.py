@@ -25,6 +25,13 @@ O(batch x neighbours x genes) whatever the number of cells. Inference attends to
 so a cell's embedding depends only on itself and its graph neighbours, not on batching or order.
 Without ``n_clusters``, K is the number of Leiden clusters at ``resolution`` on a kNN graph of the
 pretrained embedding (no labels involved).
+
+Read-off (``readout``): ``"argmax"`` (the seed) writes argmax q as the clusters, and q as memberships;
+``"leiden"`` (ours) writes as the embedding the fusion (``omics_cl.core.fusion``, weights shrunk by
+``fusion_shrinkage``; 1: equal) of the joint embedding with ``pca_comps`` principal components of the
+standardised log-normalised HVGs (the ``pca`` baseline's view), keeps the joint embedding as ``latent``, and
+the clusters are Leiden on the fused embedding (``n_clusters``, else ``resolution``), as for cae. Measured in
+benchmarks/README.md ("Fusion weights").
 """
 from __future__ import annotations
 
@@ -39,12 +46,12 @@ from omics_cl.core import augment, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data.sources import KEYS, GraphSource, cell_graph
-from omics_cl.models.common import leiden_centres_init
+from omics_cl.models.common import ReadoutConfig, leiden_centres_init, leiden_readout
 from omics_cl.models.method import Method
 
 
 @dataclass(frozen=True)
-class SiameseConfig:
+class SiameseConfig(ReadoutConfig):
     n_pcs: int = 30
     n_neighbors_graph: int = 15
     n_sampled: int = 10
@@ -172,15 +179,19 @@ def stages(config: SiameseConfig, train: TrainConfig, source: GraphSource, ctx) 
 
 
 def embed(model: Siamese, source: GraphSource, config: SiameseConfig, train: TrainConfig, ctx):
-    z = joint_embedding(model, source)
+    """``readout="argmax"``: the joint embedding and q; ``"leiden"``: :func:`models.common.leiden_readout`."""
+    z = np.asarray(joint_embedding(model, source), dtype=np.float32)
+    notes = {"pretrain_epochs": pretrain_epochs(config, train)}
+    if config.readout == "leiden":
+        arrays, fused = leiden_readout(z, source.rows.lognorm_sparse(), config, ctx.seed)
+        return arrays, {**notes, **fused}
     q = np.asarray(losses.student_t(jnp.asarray(z), model.centres[...]))
-    return ({"embedding": np.asarray(z, dtype=np.float32), "memberships": q.astype(np.float32)},
-            {"pretrain_epochs": pretrain_epochs(config, train)})
+    return {"embedding": z, "memberships": q.astype(np.float32)}, notes
 
 
 METHOD = Method(
     name="siamese", job="cluster", config=SiameseConfig(), train=TrainConfig(epochs=40, batch_size=256),
     source=graph_source,
     init=lambda source, config, ctx: Siamese(source.rows.n_features, 1, config, rngs=nnx.Rngs(ctx.seed)),
-    stages=stages, embed=embed, self_clustering=True,
-    summary="siamese gene MLP + graph attention, NT-Xent + DEC clustering (argmax q)")
+    stages=stages, embed=embed, self_clustering=True, variants={"seed": {"readout": "argmax"}},
+    summary="siamese gene MLP + graph attention, NT-Xent + DEC; Leiden on its embedding fused with the PCA view")

@@ -4,10 +4,10 @@ representation).
 Keys written by :func:`cluster` for ``method="<m>"``:
 
 - ``obsm["X_<m>"]``: the embedding;
-- ``obsm["X_<m>_latent"]``: the learnt latent, when the embedding is a fusion of it with another view (``ae`` /
-  ``cae`` with ``fusion="wnn"``);
-- ``obs["<m>_cluster"]``: clusters (categorical, "0" is the largest): Leiden on the embedding, or for
-  self-clustering methods (``scinno``, ``siamese``) the argmax of their soft memberships;
+- ``obsm["X_<m>_latent"]``: the learnt latent, when the embedding is a fusion of it with another view (``cae``
+  with ``fusion="wnn"``, ``scinno`` / ``siamese`` with ``readout="leiden"``);
+- ``obs["<m>_cluster"]``: clusters (categorical, "0" is the largest): Leiden on the embedding, or for the
+  self-clustering methods with ``readout="argmax"`` (``scinno``, ``siamese``) the argmax of their soft memberships;
 - ``obsm["<m>_membership"]``: those soft memberships (cells x K, columns in the order of the cluster names);
 - ``uns["omics_cl"]["<m>"]``: parameters, seed, protocol, resolution, cluster count, HVG flavour used
   (``hvg_flavor``), loss per epoch, versions.
@@ -125,9 +125,11 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     and cluster them.
 
     ``"pca"``, ``"ae"`` and ``"cae"`` give an embedding clustered by Leiden (``resolution``, or the
-    resolution bisected to ``n_clusters``). Self-clustering methods (``"scinno"``, ``"siamese"``) cluster
-    the cells themselves into ``n_clusters``; without it they estimate K by Leiden at ``resolution`` on
-    their pretrained latent and report it (``n_clusters`` and ``k_estimated`` in the record).
+    resolution bisected to ``n_clusters``). Self-clustering methods (``"scinno"``, ``"siamese"``) train
+    ``n_clusters`` centres; without it they estimate K by Leiden at ``resolution`` on their pretrained latent
+    and report it (``k_estimated`` in the record's ``params``). Their default read-off is Leiden on their
+    embedding fused with the PCA view, as for cae; ``readout="argmax"`` (the seeds' recipe) writes the argmax
+    of their soft memberships as clusters.
     Counts are read from ``adata.layers[layer]`` or ``adata.X`` (raw integer counts; backed
     AnnData works), normalised to 1e4, log1p, and restricted to ``n_top_genes`` seurat_v3 HVGs (when its
     loess fails: wider spans, then Pearson residuals, with a warning; ``hvg_flavor`` in the record).
@@ -203,11 +205,12 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     else:
         adata.obsm.pop(f"X_{method}_latent", None)  # not left from an earlier fused run
     graph_dims = info.pop("graph_dims", None)
-    if spec.self_clustering:
+    if "memberships" in out:
         u = out["memberships"]
         clusters = write_memberships(adata, method, u.argmax(1), u,
                                      "resolution" if info["k_estimated"] else "n_clusters", resolution)
     else:
+        adata.obsm.pop(f"{method}_membership", None)  # not left from an earlier argmax run
         clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
                                      n_neighbors, graph_dims, leiden_restarts, leiden_consensus)
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,

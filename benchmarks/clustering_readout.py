@@ -1,0 +1,102 @@
+"""Read-offs of a self-clustering method (siamese, scinno) from one training run per (dataset, seed): the argmax
+of its memberships (``<m>_argmax``), and Leiden (consensus, n_clusters protocol, as ``tl.cluster_embedding``) on
+its embedding alone (``<m>_leiden``) and on its fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``)
+with WNN weights shrunk by 0, 0.5 and 1 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``; siamese's
+default read-off is ``_fused_equal``).
+
+Each run reads off its argmax (siamese: ``readout="argmax"``); the other rows reuse its embedding, so every row
+of a seed comes from the same trained model. ``--embeddings DIR`` keeps ``<dataset>_<seed>.npz`` (``pca``,
+``<m>``, ``<m>_argmax``) and later runs read them instead of retraining. Labels are used only for scoring and
+for K.
+
+    python benchmarks/clustering_readout.py --method siamese --datasets zeisel_cortex,pbmc68k_reduced --seeds 5 \
+        --json out.json [--embeddings DIR] [--resume]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from clustering import DEFAULT_DATASETS
+from common import MACHINE, machine, median_table, write_json_atomic
+
+from omics_cl import datasets, metrics, models, tl
+from omics_cl.core import fusion, graph
+
+SHRINKAGES = {"fused_wnn": 0.0, "fused_half": 0.5, "fused_equal": 1.0}
+
+
+def trained(adata, method: str, name: str, seed: int, k: int, directory: str | None) -> dict:
+    """The PCA view, the method's embedding and argmax clusters of one run (kept in ``directory``)."""
+    path = Path(directory) / f"{name}_{seed}.npz" if directory else None
+    keys = ("pca", method, f"{method}_argmax")
+    if path is not None and path.exists():
+        with np.load(path) as saved:
+            return {key: saved[key] for key in keys}
+    argmax = {"readout": "argmax"} if "readout" in models.METHODS[method].config.__dataclass_fields__ else {}
+    tl.cluster(adata, method="pca", seed=seed, progress=False)
+    tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, **argmax)
+    out = dict(zip(keys, (adata.obsm["X_pca"], adata.obsm[f"X_{method}"],
+                          np.asarray(adata.obs[f"{method}_cluster"]).astype(int)), strict=True))
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial.npz")
+        np.savez(partial, **out)
+        partial.replace(path)
+    return out
+
+
+def readouts(out: dict, method: str, k: int, seed: int):
+    """``(row method, cluster labels)`` for each read-off of one run."""
+    yield f"{method}_argmax", out[f"{method}_argmax"]
+    embeddings = {f"{method}_leiden": out[method]}
+    for name, shrinkage in SHRINKAGES.items():
+        embeddings[f"{method}_{name}"] = fusion.wnn_fuse([out["pca"], out[method]], seed=seed, shrinkage=shrinkage)[0]
+    for name, z in embeddings.items():
+        labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(z, 15, "cosine", seed), seed, None, 1.0, k)
+        yield name, labels
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--method", default="siamese", choices=("siamese", "scinno"), help="self-clustering method")
+    p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    p.add_argument("--json", required=True, help="output JSON list of rows")
+    p.add_argument("--embeddings", help="keep / read each run's arrays here")
+    p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
+    args = p.parse_args(argv)
+    rows = json.loads(Path(args.json).read_text()) if args.resume and Path(args.json).exists() else []
+    done = {(r["dataset"], r["trained"], r["seed"]) for r in rows}
+    print(f"machine: {machine()}", flush=True)
+    for name in args.datasets.split(","):
+        manifest = datasets.get_manifest(name)
+        adata = datasets.load(name, modality="rna")
+        truth = adata.obs[manifest.default_label_key]
+        k = int(truth[metrics.labelled_mask(truth, manifest.unlabelled_values)].nunique())
+        for seed in range(args.seeds):
+            if (name, args.method, seed) in done:
+                continue
+            start = time.perf_counter()
+            out = trained(adata, args.method, name, seed, k, args.embeddings)
+            for method, labels in readouts(out, args.method, k, seed):
+                s = metrics.clustering_scores(truth, labels.astype(str), exclude=manifest.unlabelled_values)
+                row = {"dataset": name, "trained": args.method, "method": method, "protocol": "n_clusters",
+                       "seed": seed, **s, "n_clusters": len(np.unique(labels))}
+                rows.append({**row, "machine": MACHINE})
+                print(json.dumps(row), flush=True)
+            print(f"{name} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+            write_json_atomic(rows, args.json)
+    print(f"\nmachine: {machine()}")
+    print(median_table(rows, ["dataset", "method"], ["nmi", "ari", "acc", "n_clusters"], spread=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
