@@ -50,9 +50,9 @@ class Method:
     ``embed(model, source, config, train, ctx)`` -> ``(arrays, notes)`` or ``(arrays, notes, state)``: named
     per-cell result arrays, extra record entries and (optional) named arrays fitted while embedding that
     ``query_state`` reuses (sci2cl: the PCA projection). Arrays by job: cluster ``embedding`` (+ ``memberships``
-    when ``self_clustering``); integrate ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``,
-    ``atac_embedding``, ``probabilities`` and optionally ``novelty`` (default: 1 - the maximum probability) and
-    ``query_clusters``. ``variants``: named parameter sets (e.g. ``"seed"``: the published recipe), chosen with
+    when a self-clustering method reads off their argmax; without them ``tl.cluster`` runs Leiden on the
+    embedding); integrate ``joint``, ``rna``, ``atac``; transfer ``rna_embedding``, ``atac_embedding``,
+    ``probabilities`` and optionally ``novelty`` (default: 1 - the maximum probability) and ``query_clusters``. ``variants``: named parameter sets (e.g. ``"seed"``: the published recipe), chosen with
     ``variant=`` wherever parameters are given.
     ``map_query(model, query, config, ctx)`` -> ``(arrays, notes)`` (optional): the query arrays of ``embed``
     for new cells from a trained model, without training (transfer: ``omics_cl.data.transfer.QueryInputs``;

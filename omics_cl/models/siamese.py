@@ -31,7 +31,7 @@ Read-off (``readout``): ``"argmax"`` (the seed) writes argmax q as the clusters,
 ``fusion_shrinkage``; 1: equal) of the joint embedding with ``pca_comps`` principal components of the
 standardised log-normalised HVGs (the ``pca`` baseline's view), keeps the joint embedding as ``latent``, and
 the clusters are Leiden on the fused embedding (``n_clusters``, else ``resolution``), as for cae. Measured in
-benchmarks/README.md ("Fusion weights").
+benchmarks/README.md ("Fusion weights and read-offs").
 """
 from __future__ import annotations
 
