@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, machine, median_table, write_json_atomic
+from common import MACHINE, labelled_rna, machine, median_table, write_json_atomic
 
 from omics_cl import datasets, metrics, models, tl
 
@@ -119,13 +119,7 @@ def main(argv=None) -> int:
 
     print(f"machine: {machine()}", flush=True)
     for name in args.datasets.split(","):
-        manifest = datasets.get_manifest(name)
-        adata = datasets.load(name, modality="rna")
-        labels = adata.obs[manifest.default_label_key]
-        scored = metrics.labelled_mask(labels, manifest.unlabelled_values)
-        k = int(labels[scored].nunique())
-        print(f"{name}: {adata.n_obs} cells x {adata.n_vars} genes, {k} classes in "
-              f"{manifest.default_label_key} ({int(scored.sum())} cells scored)", flush=True)
+        manifest, adata, labels, k = labelled_rna(name)
         for method in args.methods.split(","):
             for seed in range(args.seeds):
                 if (name, method, seed) in done:

@@ -24,9 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
-from common import MACHINE, machine, median_table, write_json_atomic
+from common import MACHINE, labelled_rna, machine, median_table, write_json_atomic
 
-from omics_cl import datasets, metrics, models, tl
+from omics_cl import metrics, models, tl
 from omics_cl.core import fusion, graph
 
 SHRINKAGES = {"fused_wnn": 0.0, "fused_half": 0.5, "fused_equal": 1.0}
@@ -76,10 +76,7 @@ def main(argv=None) -> int:
     done = {(r["dataset"], r["trained"], r["seed"]) for r in rows}
     print(f"machine: {machine()}", flush=True)
     for name in args.datasets.split(","):
-        manifest = datasets.get_manifest(name)
-        adata = datasets.load(name, modality="rna")
-        truth = adata.obs[manifest.default_label_key]
-        k = int(truth[metrics.labelled_mask(truth, manifest.unlabelled_values)].nunique())
+        manifest, adata, truth, k = labelled_rna(name)
         for seed in range(args.seeds):
             if (name, args.method, seed) in done:
                 continue

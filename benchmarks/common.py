@@ -1,4 +1,4 @@
-"""Shared benchmark plumbing: machine description, median tables, atomic JSON output."""
+"""Shared benchmark plumbing: machine description, median tables, atomic JSON output, labelled registry sets."""
 from __future__ import annotations
 
 import json
@@ -7,6 +7,7 @@ import platform
 
 import numpy as np
 
+from omics_cl import datasets, metrics
 from omics_cl.core.files import atomic_write
 
 
@@ -73,3 +74,16 @@ def median_table(rows: list[dict], keys: list[str], values: list[str], spread: b
 
 
 MACHINE = machine()  # recorded with every benchmark row
+
+
+def labelled_rna(name: str):
+    """``(manifest, adata, labels, k)``: a registry set's RNA AnnData, its default labels and the number of labelled
+    classes (the n_clusters protocol's K); prints what was loaded."""
+    manifest = datasets.get_manifest(name)
+    adata = datasets.load(name, modality="rna")
+    labels = adata.obs[manifest.default_label_key]
+    scored = metrics.labelled_mask(labels, manifest.unlabelled_values)
+    k = int(labels[scored].nunique())
+    print(f"{name}: {adata.n_obs} cells x {adata.n_vars} genes, {k} classes in "
+          f"{manifest.default_label_key} ({int(scored.sum())} cells scored)", flush=True)
+    return manifest, adata, labels, k
