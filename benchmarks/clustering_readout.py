@@ -1,13 +1,13 @@
 """Read-offs of a self-clustering method (siamese, scinno) from one training run per (dataset, seed): the argmax
 of its memberships (``<m>_argmax``), and Leiden (consensus, n_clusters protocol, as ``tl.cluster_embedding``) on
 its embedding alone (``<m>_leiden``) and on its fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``)
-with WNN weights shrunk by 0, 0.5 and 1 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``; siamese's
-default read-off is ``_fused_equal``).
+with WNN weights shrunk by 0, 0.5 and 1 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``; the default
+read-off of both methods is ``_fused_equal``).
 
-Each run reads off its argmax (siamese: ``readout="argmax"``); the other rows reuse its embedding, so every row
-of a seed comes from the same trained model. ``--embeddings DIR`` keeps ``<dataset>_<seed>.npz`` (``pca``,
-``<m>``, ``<m>_argmax``) and later runs read them instead of retraining. Labels are used only for scoring and
-for K.
+Each run reads off its argmax (``readout="argmax"``); the other rows reuse its embedding, so every row of a seed
+comes from the same trained model. ``--embeddings DIR`` keeps ``<dataset>_<m>_<seed>.npz`` (``pca``, ``<m>``,
+``<m>_argmax``, seconds; ``integration.stored``) and later runs read them instead of retraining. Labels are used
+only for scoring and for K.
 
     python benchmarks/clustering_readout.py --method siamese --datasets zeisel_cortex,pbmc68k_reduced --seeds 5 \
         --json out.json [--embeddings DIR] [--resume]
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,31 +24,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
 from common import MACHINE, labelled_rna, machine, median_table, write_json_atomic
+from integration import stored
 
-from omics_cl import metrics, models, tl
+from omics_cl import metrics, tl
 from omics_cl.core import fusion, graph
 
 SHRINKAGES = {"fused_wnn": 0.0, "fused_half": 0.5, "fused_equal": 1.0}
 
 
-def trained(adata, method: str, name: str, seed: int, k: int, directory: str | None) -> dict:
-    """The PCA view, the method's embedding and argmax clusters of one run (kept in ``directory``)."""
-    path = Path(directory) / f"{name}_{seed}.npz" if directory else None
-    keys = ("pca", method, f"{method}_argmax")
-    if path is not None and path.exists():
-        with np.load(path) as saved:
-            return {key: saved[key] for key in keys}
-    argmax = {"readout": "argmax"} if "readout" in models.METHODS[method].config.__dataclass_fields__ else {}
+def trained(adata, method: str, seed: int, k: int) -> dict:
+    """The PCA view, the method's embedding and its argmax clusters, from one run."""
     tl.cluster(adata, method="pca", seed=seed, progress=False)
-    tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, **argmax)
-    out = dict(zip(keys, (adata.obsm["X_pca"], adata.obsm[f"X_{method}"],
-                          np.asarray(adata.obs[f"{method}_cluster"]).astype(int)), strict=True))
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial.npz")
-        np.savez(partial, **out)
-        partial.replace(path)
-    return out
+    tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, readout="argmax")
+    return {"pca": adata.obsm["X_pca"], method: adata.obsm[f"X_{method}"],
+            f"{method}_argmax": np.asarray(adata.obs[f"{method}_cluster"]).astype(int)}
 
 
 def readouts(out: dict, method: str, k: int, seed: int):
@@ -80,15 +68,14 @@ def main(argv=None) -> int:
         for seed in range(args.seeds):
             if (name, args.method, seed) in done:
                 continue
-            start = time.perf_counter()
-            out = trained(adata, args.method, name, seed, k, args.embeddings)
+            out, seconds = stored(args.embeddings, f"{name}_{args.method}_{seed}", trained, adata, args.method,
+                                  seed, k)
             for method, labels in readouts(out, args.method, k, seed):
                 s = metrics.clustering_scores(truth, labels.astype(str), exclude=manifest.unlabelled_values)
                 row = {"dataset": name, "trained": args.method, "method": method, "protocol": "n_clusters",
-                       "seed": seed, **s, "n_clusters": len(np.unique(labels))}
+                       "seed": seed, **s, "n_clusters": len(np.unique(labels)), "train_seconds": seconds}
                 rows.append({**row, "machine": MACHINE})
                 print(json.dumps(row), flush=True)
-            print(f"{name} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
             write_json_atomic(rows, args.json)
     print(f"\nmachine: {machine()}")
     print(median_table(rows, ["dataset", "method"], ["nmi", "ari", "acc", "n_clusters"], spread=True))

@@ -216,8 +216,8 @@ def memberships(adata: ad.AnnData, method: str, save: str | None = None):
         The figure.
     """
     if f"{method}_membership" not in adata.obsm:
-        raise ValueError(f"obsm[{method + '_membership'!r}] not found: memberships are written by scinno and by "
-                         "siamese with readout='argmax' (its default read-off is Leiden, which has none)")
+        raise ValueError(f"obsm[{method + '_membership'!r}] not found: memberships are written by scinno and "
+                         "siamese with readout='argmax' (their default read-off is Leiden, which has none)")
     u = np.asarray(adata.obsm[f"{method}_membership"])
     clusters = adata.obs[f"{method}_cluster"]
     names = [c for c in clusters.cat.categories if (clusters == c).any()]

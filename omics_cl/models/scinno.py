@@ -27,13 +27,14 @@ and 5 merged clusters (0.63 / 0.54), so ``clustering_weight`` = 2. Centres start
 clusters rather than k-means (at weight 2, seed 0: zeisel 0.83 vs 0.81, pbmc 0.58 vs 0.40).
 Without ``n_clusters``, K is estimated by Leiden (resolution ``resolution``) on a kNN graph of the
 warm-up latent; no labels are involved. The seed's prediction (``readout="argmax"``) is the argmax
-membership; the default read-off (``readout="leiden"``, as siamese's: ``models.common.leiden_readout``) is Leiden on
-the refined latent fused with equal weights with the ``pca`` baseline's view of all HVGs (not only the detected
-genes: that view scored MOp .33 / .29 instead of .39 / .37, seeds 0-1), and gives no memberships. The argmax can
-leave centres without cells: cluster sizes churn while the clustering weight ramps up, as the attention-refined latent moves
-under the centres. ``reseed_empty`` moves such a centre onto the cell of the largest cluster farthest
-from its centre after every clustering epoch, so K clusters come out; it is off because it lowered ARI
-(pbmc68k_reduced 5 seeds: median 0.495 vs 0.562, spread 0.103 vs 0.199; benchmarks/README.md).
+membership; the default read-off (``readout="leiden"``, as siamese's: ``models.common.leiden_readout``) is
+Leiden on the refined latent fused with equal weights with the ``pca`` baseline's view of all HVGs (not only the
+detected genes: that view scored MOp .33 / .29 instead of .39 / .37, seeds 0-1), and gives no memberships. The
+argmax can leave centres without cells: cluster sizes churn while the clustering weight ramps up, as the
+attention-refined latent moves under the centres. ``reseed_empty`` moves such a centre onto the cell of the
+largest cluster farthest from its centre after every clustering epoch, so K clusters come out; it is off
+because it lowered ARI (pbmc68k_reduced 5 seeds: median 0.495 vs 0.562, spread 0.103 vs 0.199;
+benchmarks/README.md).
 
 Read-offs over 5 seeds (benchmarks/README.md, "Fusion weights and read-offs"): the fused read-off is higher and
 steadier on cbmc and MOp and lower on pbmc68k_reduced and zeisel.
