@@ -8,9 +8,11 @@ L2/3 cells, seeded, relabelled Pvalb; Mis cells carry no atlas label) and each m
 transfer flags disagreements its confusion does not explain (``tl.annotation_flags``; scncl through
 ``tl.check_annotations``, which also reports its own label-free precision estimate), scored by precision
 and recall against the corrupted cells.
-Methods: ``scncl`` (package defaults: an ensemble of 3 models, probabilities divided by the reference's class
-shares to the power 0.25), ``scncl_no_prior`` (the same without that division), ``scncl_single`` (one model,
-no division),
+Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI and gene
+activity, probabilities divided by the reference's class shares to the power 0.25), ``scncl_lsi_peaks`` (the
+same with the query's classifier on LSI only: the default before 2026-12-01's eighth session),
+``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl_single`` (one model, no division, LSI
+only),
 ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
 ``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
 novelty), one ablation per
@@ -50,10 +52,13 @@ from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.transfer import transfer_features  # noqa: E402
 
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
-# the ablations remove one component from scncl_single: one model, no class-prior correction (the defaults
-# before the 3-member ensemble and class_prior_power=0.25 were added)
-SINGLE = {"n_members": 1, "class_prior_power": 0.0}
-SCNCL_VARIANTS = {"scncl": {}, "scncl_no_prior": {"class_prior_power": 0.0}, "scncl_single": SINGLE,
+# the ablations remove one component from scncl_single: one model, no class-prior correction, the query's
+# classifier on LSI only (the defaults before the 3-member ensemble, class_prior_power=0.25 and
+# peak_features="lsi+activity" were added)
+LSI_PEAKS = {"peak_features": "lsi"}
+SINGLE = {"n_members": 1, "class_prior_power": 0.0, **LSI_PEAKS}
+SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi_peaks": LSI_PEAKS,
+                  "scncl_no_prior": {"class_prior_power": 0.0, **LSI_PEAKS}, "scncl_single": SINGLE,
                   "scncl_seed": {"variant": "seed"},
                   "scncl_asym_nndr": {**SINGLE, "symmetric_nndr": False},
                   "scncl_classifier": {**SINGLE, "prediction": "classifier"},

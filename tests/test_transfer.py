@@ -223,6 +223,28 @@ def test_peak_classifier_mixes_into_the_probabilities(mop_split):
     assert not np.allclose(prob * 30, np.round(prob * 30))  # no longer pure neighbour-vote shares
 
 
+def test_peak_classifier_reads_gene_activity_beside_lsi():
+    """Two classes that the LSI cannot tell apart but one activity feature can: with the activity beside the
+    LSI (the default peak_features) the query's classifier separates them; on the LSI alone it cannot."""
+    from omics_cl.models.scncl import peak_classifier
+
+    rng = np.random.default_rng(0)
+    lsi = rng.normal(size=(400, 5))
+    labels = np.repeat([0, 1], 200)
+    activity = sp.csr_matrix(np.column_stack([labels, rng.integers(0, 2, size=(400, 3))]).astype(np.float32))
+    prob = np.full((400, 2), 0.1)
+    prob[np.arange(400), labels] = 0.9
+    lsi_only, n_cells = peak_classifier(lsi, prob, 0.8)
+    both, _ = peak_classifier(lsi, prob, 0.8, activity)
+    assert n_cells == 400
+    assert np.mean(both.argmax(1) == labels) == 1.0 and np.mean(lsi_only.argmax(1) == labels) < 0.75
+
+
+def test_unknown_peak_features_refused_before_training(mop_split):
+    with pytest.raises(ValueError, match="peak_features"):
+        _run(*mop_split, epochs=1, peak_features="peaks")
+
+
 def test_class_prior_power_divides_by_reference_shares(mop_split):
     """The same training; the probabilities divided by the reference's class shares ** power, renormalised;
     novelty (the classifier's softmax) unchanged."""

@@ -13,8 +13,8 @@ NNDR (from scJoint): centring ``mean_j |mean_i F_ij|`` + decorrelation ``mean |u
 Beyond the seed (each an ablation row in benchmarks/label_transfer.py; ``variant="seed"`` is the seed's
 recipe): symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference cells in the latent
 space (``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the vote mixed with a
-classifier of the query's own peak-space embedding (LSI) fitted to its confidently labelled cells
-(``peak_weight``); the probabilities divided by the reference's class shares to the power
+classifier of the query's own peak-space embedding (LSI) and gene-activity features (``peak_features``;
+``"lsi"``: LSI only) fitted to its confidently labelled cells (``peak_weight``); the probabilities divided by the reference's class shares to the power
 ``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
 ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an ensemble of
 ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty are
@@ -63,11 +63,13 @@ class SCNCLConfig:
     vote_neighbors: int = 30
     prediction: str = "knn"
     peak_weight: float = 0.6
+    peak_features: str = "lsi+activity"
     novelty_by: str = "cluster"
     n_members: int = 3
     class_prior_power: float = 0.25
 
 
+PEAK_FEATURES = ("lsi", "lsi+activity")
 SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0,
                "novelty_by": "cell", "n_members": 1, "class_prior_power": 0.0}
 
@@ -136,6 +138,8 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
     any training); an ensemble's members each get their own batches (``MemberSource``)."""
     if config.prediction not in ("classifier", "knn"):
         raise ValueError(f"prediction must be 'classifier' or 'knn', got {config.prediction!r}")
+    if config.peak_features not in PEAK_FEATURES:
+        raise ValueError(f"peak_features must be one of {PEAK_FEATURES}, got {config.peak_features!r}")
     if config.novelty_by not in ("cell", "cluster"):
         raise ValueError(f"novelty_by must be 'cell' or 'cluster', got {config.novelty_by!r}")
     if config.n_members < 1:
@@ -183,7 +187,8 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
                                           member_latents(atac_z, len(group)))], axis=0)
     notes = {}
     if config.peak_weight:
-        peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote)
+        activity = query.atac_x if config.peak_features == "lsi+activity" else None
+        peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote, activity)
         prob = (1 - config.peak_weight) * prob + config.peak_weight * peak_prob
         prob = np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
     if config.class_prior_power:
@@ -215,11 +220,13 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     return {"rna_embedding": rna_z, **arrays}, notes
 
 
-def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float) -> tuple[np.ndarray, int]:
-    """Class probabilities from the query's own peak-space embedding: a logistic regression (L2, C=0.1, on
-    standardised components) fitted to the query cells whose transferred probability is at least
-    ``min_vote``, with their transferred labels. Returns the probabilities and the number of cells it
-    was fitted to. Uses no query labels."""
+def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
+                    activity=None) -> tuple[np.ndarray, int]:
+    """Class probabilities from the query's own peak-space embedding (and, when ``activity`` is given, its
+    gene-activity features beside it): a logistic regression (L2, C=0.1, on standardised components) fitted
+    to the query cells whose transferred probability is at least ``min_vote``, with their transferred
+    labels. Returns the probabilities and the number of cells it was fitted to. Uses no query labels."""
+    import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -233,6 +240,8 @@ def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float)
                       "classifier is skipped (its share of the probabilities goes to the transfer)", stacklevel=3)
         return prob, 0
     features = StandardScaler().fit_transform(peaks)
+    if activity is not None:
+        features = sp.hstack([sp.csr_matrix(features), sp.csr_matrix(activity)]).tocsr()
     clf = LogisticRegression(C=0.1, max_iter=500).fit(features[confident], labels[confident])
     out[:, clf.classes_] = clf.predict_proba(features)
     return out.astype(prob.dtype), int(confident.sum())
