@@ -1,12 +1,13 @@
-"""Read-offs of a self-clustering method (siamese, scinno) from one training run per (dataset, seed): the argmax
-of its memberships (``<m>_argmax``), and Leiden (consensus, n_clusters protocol, as ``tl.cluster_embedding``) on
+"""Read-offs of a clustering method (siamese, scinno, cae) from one training run per (dataset, seed): the argmax
+of the self-clustering methods' memberships (``<m>_argmax``; cae: its default clusters, row ``cae``), and Leiden (consensus, n_clusters protocol, as ``tl.cluster_embedding``) on
 its embedding alone (``<m>_leiden``) and on its fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``)
 with WNN weights shrunk by 0, 0.5 and 1 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``; the default
-read-off of both methods is ``_fused_equal``).
+read-off of siamese and scinno is ``_fused_equal``, cae's ``_fused_wnn``).
 
-Each run reads off its argmax (``readout="argmax"``); the other rows reuse its embedding, so every row of a seed
+Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters; the other
+rows reuse its embedding (cae: its latent, ``obsm["X_cae_latent"]``), so every row of a seed
 comes from the same trained model. ``--embeddings DIR`` keeps ``<dataset>_<m>_<seed>.npz`` (``pca``, ``<m>``,
-``<m>_argmax``, seconds; ``integration.stored``) and later runs read them instead of retraining. Labels are used
+``clusters``, seconds; ``integration.stored``) and later runs read them instead of retraining. Labels are used
 only for scoring and for K.
 
     python benchmarks/clustering_readout.py --method siamese --datasets zeisel_cortex,pbmc68k_reduced --seeds 5 \
@@ -33,16 +34,21 @@ SHRINKAGES = {"fused_wnn": 0.0, "fused_half": 0.5, "fused_equal": 1.0}
 
 
 def trained(adata, method: str, seed: int, k: int) -> dict:
-    """The PCA view, the method's embedding and its argmax clusters, from one run."""
+    """The PCA view, the method's embedding (cae: its latent) and its argmax (cae: default) clusters, from one run."""
     tl.cluster(adata, method="pca", seed=seed, progress=False)
-    tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, readout="argmax")
-    return {"pca": adata.obsm["X_pca"], method: adata.obsm[f"X_{method}"],
-            f"{method}_argmax": np.asarray(adata.obs[f"{method}_cluster"]).astype(int)}
+    own = {} if method == "cae" else {"readout": "argmax"}
+    tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, **own)
+    return {"pca": adata.obsm["X_pca"], method: adata.obsm[f"X_{method}_latent" if method == "cae" else f"X_{method}"],
+            "clusters": np.asarray(adata.obs[f"{method}_cluster"]).astype(int)}
+
+
+def first_row(method: str) -> str:
+    return method if method == "cae" else f"{method}_argmax"
 
 
 def readouts(out: dict, method: str, k: int, seed: int):
     """``(row method, cluster labels)`` for each read-off of one run."""
-    yield f"{method}_argmax", out[f"{method}_argmax"]
+    yield first_row(method), out["clusters"]
     embeddings = {f"{method}_leiden": out[method]}
     for name, shrinkage in SHRINKAGES.items():
         embeddings[f"{method}_{name}"] = fusion.wnn_fuse([out["pca"], out[method]], seed=seed, shrinkage=shrinkage)[0]
@@ -53,7 +59,7 @@ def readouts(out: dict, method: str, k: int, seed: int):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--method", default="siamese", choices=("siamese", "scinno"), help="self-clustering method")
+    p.add_argument("--method", default="siamese", choices=("siamese", "scinno", "cae"), help="clustering method")
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     p.add_argument("--json", required=True, help="output JSON list of rows")
