@@ -1,8 +1,9 @@
-"""Read-offs of a clustering method (siamese, scinno, cae) from one training run per (dataset, seed): the argmax
-of the self-clustering methods' memberships (``<m>_argmax``; cae: its default clusters, row ``cae``), and Leiden (consensus, n_clusters protocol, as ``tl.cluster_embedding``) on
-its embedding alone (``<m>_leiden``) and on its fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``)
-with WNN weights shrunk by 0, 0.5 and 1 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``; the default
-read-off of siamese and scinno is ``_fused_equal``, cae's ``_fused_wnn``).
+"""Read-offs of a clustering method (siamese, scinno, cae) from one training run per (dataset, seed): the argmax of
+the self-clustering methods' memberships (``<m>_argmax``; cae: its default clusters, row ``cae``), and Leiden
+(consensus, n_clusters protocol, as ``tl.cluster_embedding``) on its embedding alone (``<m>_leiden``) and on its
+fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weights shrunk by 0, 0.5 and 1
+(``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``; the default read-off of siamese and scinno is
+``_fused_equal``, cae's ``_fused_wnn``).
 
 Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters; the other
 rows reuse its embedding (cae: its latent, ``obsm["X_cae_latent"]``), so every row of a seed
@@ -38,11 +39,13 @@ def trained(adata, method: str, seed: int, k: int) -> dict:
     tl.cluster(adata, method="pca", seed=seed, progress=False)
     own = {} if method == "cae" else {"readout": "argmax"}
     tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, **own)
-    return {"pca": adata.obsm["X_pca"], method: adata.obsm[f"X_{method}_latent" if method == "cae" else f"X_{method}"],
+    embedding = f"X_{method}_latent" if method == "cae" else f"X_{method}"
+    return {"pca": adata.obsm["X_pca"], method: adata.obsm[embedding],
             "clusters": np.asarray(adata.obs[f"{method}_cluster"]).astype(int)}
 
 
 def first_row(method: str) -> str:
+    """Row name of a run's own clusters: the argmax of siamese / scinno, cae's default."""
     return method if method == "cae" else f"{method}_argmax"
 
 

@@ -10,15 +10,15 @@ neighbour of each ATAC cell (neighbours from the ATAC peak-space graph):
 NNDR (from scJoint): centring ``mean_j |mean_i F_ij|`` + decorrelation ``mean |upper triangle of cov(F)|``
 + variance ``1 / mean |F - mean(F)|``; the seed gives RNA only the first two (``symmetric_nndr=False``).
 
-Beyond the seed (each an ablation row in benchmarks/label_transfer.py; ``variant="seed"`` is the seed's
-recipe): symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference cells in the latent
-space (``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the vote mixed with a
-classifier of the query's own peak-space embedding (LSI) and gene-activity features (``peak_features``;
-``"lsi"``: LSI only) fitted to its confidently labelled cells (``peak_weight``); the probabilities divided by the reference's class shares to the power
-``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
+Beyond the seed (each an ablation row in benchmarks/label_transfer.py; ``variant="seed"`` is the seed's recipe):
+symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference cells in the latent space
+(``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the vote mixed with a classifier of the
+query's own peak-space embedding (LSI) and gene-activity features (``peak_features``; ``"lsi"``: LSI only) fitted to
+its confidently labelled cells (``peak_weight``); the probabilities divided by the reference's class shares to the
+power ``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
 ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an ensemble of
-``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty are
-averaged (the seed: one model).
+``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty are averaged
+(the seed: one model).
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.sparse as sp
 from flax import nnx
 
 from omics_cl.core import losses
@@ -221,12 +222,12 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
 
 
 def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
-                    activity=None) -> tuple[np.ndarray, int]:
+                    activity: sp.spmatrix | np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Class probabilities from the query's own peak-space embedding (and, when ``activity`` is given, its
-    gene-activity features beside it): a logistic regression (L2, C=0.1, on standardised components) fitted
-    to the query cells whose transferred probability is at least ``min_vote``, with their transferred
-    labels. Returns the probabilities and the number of cells it was fitted to. Uses no query labels."""
-    import scipy.sparse as sp
+    gene-activity features beside it): a logistic regression (L2, C=0.1, on the standardised components and the
+    activity features as they are) fitted to the query cells whose transferred probability is at least ``min_vote``,
+    with their transferred labels. Returns the probabilities and the number of cells it was fitted to. Uses no query
+    labels."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
