@@ -28,25 +28,30 @@ from clustering import DEFAULT_DATASETS
 from common import MACHINE, labelled_rna, machine, median_table, write_json_atomic
 from integration import stored
 
-from omics_cl import metrics, tl
+from omics_cl import metrics, models, tl
 from omics_cl.core import fusion, graph
 
 SHRINKAGES = {"fused_wnn": 0.0, "fused_half": 0.5, "fused_equal": 1.0}
 
 
+def self_clustering(method: str) -> bool:
+    return models.get(method, "cluster").self_clustering
+
+
 def trained(adata, method: str, seed: int, k: int) -> dict:
-    """The PCA view, the method's embedding (cae: its latent) and its argmax (cae: default) clusters, from one run."""
+    """The PCA view, the method's embedding (its latent when it fuses one, as cae) and its own clusters (the argmax
+    of a self-clustering method), from one run."""
     tl.cluster(adata, method="pca", seed=seed, progress=False)
-    own = {} if method == "cae" else {"readout": "argmax"}
-    tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, **own)
-    embedding = f"X_{method}_latent" if method == "cae" else f"X_{method}"
-    return {"pca": adata.obsm["X_pca"], method: adata.obsm[embedding],
+    argmax = {"readout": "argmax"} if self_clustering(method) else {}
+    tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, **argmax)
+    latent = f"X_{method}_latent"
+    return {"pca": adata.obsm["X_pca"], method: adata.obsm[latent if latent in adata.obsm else f"X_{method}"],
             "clusters": np.asarray(adata.obs[f"{method}_cluster"]).astype(int)}
 
 
 def first_row(method: str) -> str:
-    """Row name of a run's own clusters: the argmax of siamese / scinno, cae's default."""
-    return method if method == "cae" else f"{method}_argmax"
+    """Row name of a run's own clusters: ``<m>_argmax`` for a self-clustering method, else the method's name."""
+    return f"{method}_argmax" if self_clustering(method) else method
 
 
 def readouts(out: dict, method: str, k: int, seed: int):
