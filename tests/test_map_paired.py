@@ -214,3 +214,16 @@ def test_cli_integrate_save_model_then_map(tmp_path, capsys):
         assert main(["map", "--model", str(tmp_path / "model"), *extra, "--out", str(tmp_path / "x.h5mu")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err and not (tmp_path / "x.h5mu").exists()
+
+
+def test_model_saved_before_fusion_shrinkage_maps_with_wnn_weights(tmp_path):
+    """A model.json without ``fusion_shrinkage`` (saved before it existed) fuses with the WNN weights it was
+    trained with (sci2cl's ``saved_defaults``: 0), not today's shrinkage."""
+    rna, atac = _paired()
+    mdata = md.MuData({"rna": rna, "atac": atac})
+    tl.integrate(mdata, seed=0, save_model=tmp_path / "m", **{**PARAMS, "fusion_shrinkage": 0.0})
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["config"]["fusion_shrinkage"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    mapped = _map(tmp_path / "m", pca="refit")
+    assert np.array_equal(mapped.obsm["X_sci2cl"], mdata.obsm["X_sci2cl"])

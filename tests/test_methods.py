@@ -99,6 +99,9 @@ def test_configure_routes_validates_and_refuses_ambiguous_names():
         models.configure(clash, epochs=3)
     config, train = models.configure(clash, config={"epochs": 3}, train={"epochs": 5})
     assert (config.epochs, train.epochs) == (3, 5)
+    with pytest.raises(ValueError, match=r"saved_defaults of typo name fields its config lacks: \['epoch'\]"):
+        models.Method(name="typo", job="cluster", config=TrainConfig(), train=None, source=None, embed=None,
+                      saved_defaults={"epoch": 3})
 
 
 def test_sci2cl_temperatures_are_two_parameters():

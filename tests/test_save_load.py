@@ -222,3 +222,15 @@ def test_cli_transfer_save_model_then_map(data, tmp_path, capsys):
     assert main(["map", "--model", str(tmp_path / "nope"), *common, "--out", str(tmp_path / "x.h5ad")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no saved model at" in err and not (tmp_path / "x.h5ad").exists()
+
+
+def test_model_saved_before_newer_config_fields_maps_as_it_was_trained(data, tmp_path):
+    """A model.json written before ``n_members``, ``class_prior_power`` and ``peak_features`` existed is read with
+    the values it was trained with (scncl's ``saved_defaults``), not with today's defaults."""
+    old = {"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi"}
+    original = _train(data, tmp_path / "m", **old)
+    path = tmp_path / "m"
+    meta = json.loads((path / "model.json").read_text())
+    meta["config"] = {k: v for k, v in meta["config"].items() if k not in old}
+    (path / "model.json").write_text(json.dumps(meta))
+    _assert_same(original, _map(data, path))

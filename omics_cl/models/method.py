@@ -62,6 +62,9 @@ class Method:
     ``streams``: the method reads its cells only through ``prepared.source()`` in epoch order (no neighbour or
     whole-matrix reads), so it can train on counts streamed from a backed file (``PreparedCounts.stream``); a
     predicate of the config when only some configs can (:meth:`can_stream`).
+    ``saved_defaults``: config fields added after the method's models could first be saved, with the value that
+    reproduces a model saved before the field existed (a saved config lacking the field is read with it, not
+    with today's default).
     """
 
     name: str
@@ -78,10 +81,14 @@ class Method:
     map_query: Callable | None = None
     query_state: Callable | None = None
     streams: bool | Callable[[Any], bool] = False
+    saved_defaults: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.job not in JOBS:
             raise ValueError(f"job must be one of {JOBS}, got {self.job!r}")
+        unknown = sorted(set(self.saved_defaults) - {f.name for f in fields(self.config)})
+        if unknown:
+            raise ValueError(f"saved_defaults of {self.name} name fields its config lacks: {unknown}")
 
     def can_stream(self, config) -> bool:
         """Whether the method streams its input with ``config`` (see ``streams``)."""

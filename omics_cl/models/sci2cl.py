@@ -318,4 +318,5 @@ METHOD = Method(
     init=lambda source, config, ctx: SCI2CL(source.rna.n_features, source.atac.n_features, config,
                                            rngs=nnx.Rngs(ctx.seed)),
     stages=stages, embed=embed, variants={"seed": SEED_RECIPE}, map_query=map_query, query_state=query_state,
+    saved_defaults={"fusion_shrinkage": 0.0},
     summary="scI2CL: intra- and inter-omics contrastive integration of paired RNA + ATAC")

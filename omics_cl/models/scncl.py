@@ -255,4 +255,5 @@ METHOD = Method(
                                            config, ctx.seed),
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed,
     variants={"seed": SEED_RECIPE}, map_query=map_query,
+    saved_defaults={"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi"},
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")

@@ -55,14 +55,18 @@ def load_method_model(path: str | os.PathLike, job: str,
     """Read a model saved by :func:`save_method_model` for ``job``; ``build(method, config, meta, arrays)``
     returns a freshly initialised model of the saved shapes, whose parameters are then replaced by the saved
     ones. ``ValueError`` when the directory is missing, corrupt, of another format version, of another job or
-    of a method that is not registered."""
+    of a method that is not registered. Config fields the saved config lacks (it predates them) take the method's
+    ``saved_defaults`` (the value the model was trained with), else today's default."""
     saved = saved_model.read_model(path)
     meta = saved.meta
     if meta.get("job") != job:
         raise ValueError(f"{path} holds a {meta.get('job')!r} model ({meta.get('method')}), not a {job} model")
     method = models.get(str(meta.get("method")), job)
+    saved_config = meta.get("config")
+    if isinstance(saved_config, dict):
+        saved_config = {**{k: v for k, v in method.saved_defaults.items() if k not in saved_config}, **saved_config}
     try:
-        config, train = models.configure(method, config=meta.get("config"), train=meta.get("train"))
+        config, train = models.configure(method, config=saved_config, train=meta.get("train"))
     except TypeError as err:
         raise ValueError(f"the config saved in {path} does not fit {method.name} in this omics_cl version "
                          f"(saved with {meta.get('versions', {}).get('omics_cl', 'unknown')}): {err}") from None
