@@ -6,7 +6,8 @@ Leiden under the ``resolution`` protocol (1.0) and the ``n_clusters`` protocol (
 modality, FOSCTTM and top-1 pair retrieval between them are reported (null otherwise).
 
 Methods: ``pca_rna`` (omics_cl PCA of log-normalised RNA), ``pca_scaled`` (50 components of the
-standardised log-normalised HVGs: the default sci2cl's PCA view alone), ``lsi_atac`` (TF-IDF + LSI), ``concat`` (both,
+standardised log-normalised HVGs: the default sci2cl's PCA view alone), ``pca_regressed`` (the same with log RNA
+library size regressed out of every gene: the PCA view of ``pca_regress_depth=True``), ``lsi_atac`` (TF-IDF + LSI), ``concat`` (both,
 each scaled to unit total variance), ``wnn_like`` (``omics_cl.core.fusion`` on PCA and LSI: our WNN-like
 per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``multivi`` (scvi-tools) and
 ``scglue`` run by ``benchmarks/anchors/integration_embed.py`` in the anchors environment
@@ -15,7 +16,9 @@ default: per-cell fusion of RNA PCA and Z_r), ``sci2cl_seed`` (the seed's recipe
 retrained ablations ``sci2cl_no_mse``, and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
 term), and rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
-(``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01) or equal weights (``sci2cl_equal_weights``).
+(``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01) or equal weights (``sci2cl_equal_weights``),
+and Z_r fused with the PCA view with depth regressed out (``sci2cl_depth_regressed``: ``pca_regress_depth=True``;
+training does not read the PCA view, so this is that configuration's embedding).
 
 ``--design`` picks the data: ``full`` (mop_snare_paired as it is), ``atac_half`` / ``rna_half`` (that
 modality's counts binomially thinned to half, one fixed draw for all seeds: the joint embedding must degrade
@@ -67,11 +70,19 @@ def refused(shrinkage: float):
     return lambda out, seed: fusion.wnn_fuse([out[v] for v in views], seed=seed, shrinkage=shrinkage)[0]
 
 
+def depth_regressed(out, seed):
+    """Z_r fused, as the default fuses, with the PCA view whose depth is regressed out (``pca_regress_depth=True``)."""
+    config = SCI2CLConfig()
+    return fusion.wnn_fuse([out["pca_depth_regressed"], out["rna"]], config.fusion_neighbors, seed,
+                           config.fusion_shrinkage)[0]
+
+
 READ_OFF_DEFAULT = {"sci2cl_no_fusion": lambda out, seed: out["xattn"],  # other outputs of the default run
                     "sci2cl_no_pca": lambda out, seed: out["rna"],
-                    "sci2cl_wnn_weights": refused(0.0), "sci2cl_equal_weights": refused(1.0)}
+                    "sci2cl_wnn_weights": refused(0.0), "sci2cl_equal_weights": refused(1.0),
+                    "sci2cl_depth_regressed": depth_regressed}
 ANCHOR_METHODS = ("wnn", "multivi", "scglue")
-METHODS = ["pca_rna", "pca_scaled", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
+METHODS = ["pca_rna", "pca_scaled", "pca_regressed", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
 DESIGNS = {"full": None, "atac_half": "atac", "rna_half": "rna"}
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 DATASET = "mop_snare_paired"
@@ -83,11 +94,13 @@ def pca_rna(rna, seed):
     return {"joint": work.obsm["X_pca_unscaled"][:, :rec["graph_dims"]]}
 
 
-def pca_scaled(rna, seed):
-    """The default sci2cl's PCA view alone: 50 components of the standardised log-normalised HVGs."""
+def pca_scaled(rna, seed, regress_depth: bool = False):
+    """50 components of the standardised log-normalised HVGs (with ``regress_depth``, log library size regressed
+    out of each gene): sci2cl's PCA view alone."""
     normalizer = fit_lognormalizer(counts_matrix(rna), 2000)
     x = normalizer.sparse(counts_matrix(rna))
-    return {"joint": principal_components(x, 50, seed, standardize=True)}
+    covariate = np.log1p(normalizer.library_size) if regress_depth else None
+    return {"joint": principal_components(x, 50, seed, standardize=True, covariate=covariate)}
 
 
 def lsi_atac(atac, seed):
@@ -108,8 +121,9 @@ def sci2cl(rna, atac, seed, params):
 
     mdata = md.MuData({"rna": rna.copy(), "atac": atac.copy()})
     tl.integrate(mdata, method="sci2cl", seed=seed, progress=False, **params)
-    return {key.removeprefix("X_sci2cl_") if key != "X_sci2cl" else "joint": value
-            for key, value in mdata.obsm.items() if key.startswith("X_sci2cl")}
+    out = {key.removeprefix("X_sci2cl_") if key != "X_sci2cl" else "joint": value
+           for key, value in mdata.obsm.items() if key.startswith("X_sci2cl")}
+    return {**out, "pca_depth_regressed": pca_scaled(rna, seed, regress_depth=True)["joint"]} if not params else out
 
 
 def thinned(adata, fraction: float = 0.5, seed: int = 0):
@@ -155,6 +169,8 @@ def embed(method, rna, atac, seed, args):
         return pca_rna(rna, seed)
     if method == "pca_scaled":
         return pca_scaled(rna, seed)
+    if method == "pca_regressed":
+        return pca_scaled(rna, seed, regress_depth=True)
     if method == "lsi_atac":
         return lsi_atac(atac, seed)
     if method == "concat":

@@ -70,9 +70,9 @@ def test_saving_fits_the_pca_once_and_saves_that_fit(tmp_path, monkeypatch):
 
     fits = []
 
-    def counted(x, *args):
-        fits.append(x.copy())
-        return fit_principal_components(x, *args)
+    def counted(x, *args, **kwargs):
+        fits.append((x.copy(), kwargs))
+        return fit_principal_components(x, *args, **kwargs)
 
     fit_principal_components = preprocess.fit_principal_components
     monkeypatch.setattr(preprocess, "fit_principal_components", counted)
@@ -80,7 +80,9 @@ def test_saving_fits_the_pca_once_and_saves_that_fit(tmp_path, monkeypatch):
     mdata = md.MuData({"rna": rna, "atac": atac})
     tl.integrate(mdata, seed=0, save_model=tmp_path / "m", **PARAMS)
     assert len(fits) == 1  # embed's fit is the one saved, not fitted again for the model
-    pcs, projection = fit_principal_components(fits[0], 50, 0, True)
+    x, kwargs = fits[0]
+    assert kwargs["covariate"] is None  # pca_regress_depth is off by default
+    pcs, projection = fit_principal_components(x, 50, 0, True, **kwargs)
     np.testing.assert_array_equal(mdata.obsm["X_sci2cl_pca"], pcs)
     with np.load(tmp_path / "m" / "arrays.npz", allow_pickle=False) as arrays:
         for key, value in projection.arrays("pca_").items():
