@@ -11,29 +11,22 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, svds
 
 
-def covariate_coefficients(x: sp.csr_matrix, covariate: np.ndarray) -> tuple[np.ndarray, float]:
-    """Per column, the least-squares slope of ``x`` on ``covariate`` (float32), and the covariate's mean."""
+def regressed_components(x: sp.csr_matrix, covariate: np.ndarray, n_comps: int,
+                         seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """The first ``n_comps`` principal components of ``x`` with ``covariate`` regressed out of each column.
+    Returns the components (cells x n_comps, float32), the loadings (n_comps x columns), the column means, the
+    per-column slopes (float32; the operator uses them as rounded, as new cells do) and the covariate's mean;
+    signs make each loading's largest entry positive. Deterministic for a given ``seed``."""
+    if len(covariate) != x.shape[0]:
+        raise ValueError(f"the covariate has {len(covariate)} values for {x.shape[0]} cells")
+    x = sp.csr_matrix(x, dtype=np.float64)
+    mean = np.asarray(x.mean(0)).ravel()
     center = float(np.mean(covariate))
     centred = np.asarray(covariate, dtype=np.float64) - center
     denominator = float(centred @ centred)
     if denominator <= 0:
         raise ValueError("the covariate to regress out is constant over the cells")
-    coef = np.asarray(x.T @ centred).ravel() / denominator
-    return coef.astype(np.float32), center
-
-
-def regressed_components(x: sp.csr_matrix, covariate: np.ndarray, n_comps: int,
-                         seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """The first ``n_comps`` principal components of ``x`` with ``covariate`` regressed out of each column.
-    Returns the components (cells x n_comps, float32), the loadings (n_comps x columns), the column means, the
-    per-column slopes and the covariate's mean; signs make each loading's largest entry positive. Deterministic
-    for a given ``seed``."""
-    if len(covariate) != x.shape[0]:
-        raise ValueError(f"the covariate has {len(covariate)} values for {x.shape[0]} cells")
-    x = sp.csr_matrix(x, dtype=np.float64)
-    mean = np.asarray(x.mean(0)).ravel()
-    coef, center = covariate_coefficients(x, covariate)
-    centred = np.asarray(covariate, dtype=np.float64) - center
+    coef = (np.asarray(x.T @ centred).ravel() / denominator).astype(np.float32)
     coef64 = coef.astype(np.float64)
 
     def matvec(v):
