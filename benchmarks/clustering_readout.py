@@ -2,8 +2,9 @@
 the self-clustering methods' memberships (``<m>_argmax``; cae: its default clusters, row ``cae``), and Leiden
 (consensus, n_clusters protocol, as ``tl.cluster_embedding``) on its embedding alone (``<m>_leiden``) and on its
 fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weights shrunk by 0, 0.5 and 1
-(``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``; the default read-off of siamese and scinno is
-``_fused_equal``, cae's ``_fused_wnn``).
+(``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``), and on its fusion with the ``pca_pearson`` view (components
+of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``). The default read-off
+of siamese and scinno is ``_fused_equal``, cae's ``_fused_wnn``.
 
 Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters; the other
 rows reuse its embedding (cae: its latent, ``obsm["X_cae_latent"]``), so every row of a seed
@@ -54,12 +55,20 @@ def first_row(method: str) -> str:
     return f"{method}_argmax" if self_clustering(method) else method
 
 
-def readouts(out: dict, method: str, k: int, seed: int):
-    """``(row method, cluster labels)`` for each read-off of one run."""
+def pearson_view(adata, seed: int) -> np.ndarray:
+    """The ``pca_pearson`` method's embedding (the same for every seed)."""
+    tl.cluster(adata, method="pca_pearson", seed=seed, progress=False)
+    return adata.obsm["X_pca_pearson"]
+
+
+def readouts(out: dict, method: str, k: int, seed: int, pearson: np.ndarray):
+    """``(row method, cluster labels)`` for each read-off of one run (``pearson``: the Pearson residuals' view)."""
     yield first_row(method), out["clusters"]
     embeddings = {f"{method}_leiden": out[method]}
     for name, shrinkage in SHRINKAGES.items():
         embeddings[f"{method}_{name}"] = fusion.wnn_fuse([out["pca"], out[method]], seed=seed, shrinkage=shrinkage)[0]
+        embeddings[f"{method}_{name.replace('fused', 'pearson')}"] = fusion.wnn_fuse(
+            [pearson, out[method]], seed=seed, shrinkage=shrinkage)[0]
     for name, z in embeddings.items():
         labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(z, 15, "cosine", seed), seed, None, 1.0, k)
         yield name, labels
@@ -79,12 +88,14 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}", flush=True)
     for name in args.datasets.split(","):
         manifest, adata, truth, k = labelled_rna(name)
+        pearson = None
         for seed in range(args.seeds):
             if (name, args.method, seed) in done:
                 continue
+            pearson = pearson_view(adata, seed) if pearson is None else pearson
             out, seconds = stored(args.embeddings, f"{name}_{args.method}_{seed}", trained, adata, args.method,
                                   seed, k)
-            for method, labels in readouts(out, args.method, k, seed):
+            for method, labels in readouts(out, args.method, k, seed, pearson):
                 s = metrics.clustering_scores(truth, labels.astype(str), exclude=manifest.unlabelled_values)
                 row = {"dataset": name, "trained": args.method, "method": method, "protocol": "n_clusters",
                        "seed": seed, **s, "n_clusters": len(np.unique(labels)), "train_seconds": seconds}

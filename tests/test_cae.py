@@ -11,7 +11,7 @@ from omics_cl import models, tl
 from omics_cl.data.preprocess import prepare_counts, principal_components
 from omics_cl.data.sources import KEYS
 from omics_cl.data.streaming import StreamingCountsSource
-from omics_cl.models import cae
+from omics_cl.models import common
 
 FAST = {"hidden": [32], "latent": 8, "epochs": 2, "batch_size": 64, "progress": False}
 
@@ -98,8 +98,8 @@ def test_pca_view_reuses_the_input_standardisation_and_matches_the_pca_method(co
         given.append(kwargs["statistics"])
         return principal_components(*args, **kwargs)
 
-    monkeypatch.setattr(cae.preprocess, "principal_components", recorded)
-    np.testing.assert_array_equal(cae.pca_view(source, config, models.Context()),
+    monkeypatch.setattr(common.preprocess, "principal_components", recorded)
+    np.testing.assert_array_equal(common.pca_view(source.x, source.transform, 10, "log", 0),
                                   principal_components(x, 10, 0, standardize=True))
     assert given[0][1] is source.transform.scale  # not computed again
     clip, scale = source.transform.clip, source.transform.scale

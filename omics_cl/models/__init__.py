@@ -16,7 +16,7 @@ from omics_cl.models.method import (
     train_method,
 )
 
-_BUILTIN = (pca.PCA, pca.PCA_UNSCALED, cae.AE, cae.CAE, scinno.METHOD, siamese.METHOD, sci2cl.METHOD, scncl.METHOD)
+_BUILTIN = (pca.PCA, pca.PCA_UNSCALED, pca.PCA_PEARSON, cae.AE, cae.CAE, scinno.METHOD, siamese.METHOD, sci2cl.METHOD, scncl.METHOD)
 
 METHODS: dict[str, Method] = {}
 

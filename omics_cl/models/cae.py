@@ -22,9 +22,9 @@ from flax import nnx
 from omics_cl.core import augment, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
-from omics_cl.data import preprocess
+from omics_cl.data import pearson
 from omics_cl.data.sources import KEYS
-from omics_cl.models.common import encoder_latent, fused_with_pca
+from omics_cl.models.common import encoder_latent, fused_with_pca, pca_view
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")
@@ -47,10 +47,12 @@ class CAEConfig:
     fusion: str = "wnn"
     fusion_neighbors: int = 20
     pca_comps: int = 50
+    pca_residuals: str = "log"  # the PCA view's input (``models.common.pca_view``)
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        pearson.check_residuals(self.pca_residuals)
 
 
 class AutoEncoder(nnx.Module):
@@ -98,21 +100,12 @@ def make_source(prepared, config: CAEConfig, ctx):
     return (prepared.standardized(config.max_value) if config.standardize else prepared).source()
 
 
-def pca_view(source, config: CAEConfig, ctx) -> np.ndarray:
-    """The ``pca`` baseline's view: principal components of the standardised log-normalised HVGs (reusing the
-    per-gene statistics of the model's input when that is standardised)."""
-    transform = source.transform
-    x = transform.unstandardized.sparse(source.x)
-    statistics = (transform.clip, transform.scale) if config.standardize else None
-    return preprocess.principal_components(x, config.pca_comps, ctx.seed, standardize=True,
-                                           max_value=config.max_value, statistics=statistics)
-
-
 def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
     z = np.asarray(predict(encoder_latent, model, source), dtype=np.float32)
     if config.fusion == "none":
         return {"embedding": z}, {}
-    return fused_with_pca(pca_view(source, config, ctx), z, config.fusion_neighbors, ctx.seed)
+    pcs = pca_view(source.x, source.transform, config.pca_comps, config.pca_residuals, ctx.seed, config.max_value)
+    return fused_with_pca(pcs, z, config.fusion_neighbors, ctx.seed)
 
 
 CAE = Method(

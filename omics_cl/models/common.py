@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from omics_cl.core import fusion, graph
-from omics_cl.data import preprocess
+from omics_cl.data import pearson, preprocess
 from omics_cl.data.sources import KEYS
 
 READOUTS = ("argmax", "leiden")
@@ -89,6 +89,19 @@ def reseed_empty_centres(centres: np.ndarray, assign: Callable[[np.ndarray], np.
     return centres, moved
 
 
+def pca_view(counts, normalizer: preprocess.LogNormalizer, n_comps: int, residuals: str, seed: int,
+             max_value: float = 10.0) -> np.ndarray:
+    """``n_comps`` principal components of the normaliser's genes: of the standardised log-normalised rows (the
+    ``pca`` baseline's view; the normaliser's own standardisation statistics are reused when it has them) with
+    ``residuals="log"``, of their analytic Pearson residuals (``pca_pearson``'s view) with ``"pearson"``."""
+    if residuals == "pearson":
+        return pearson.principal_components(counts, normalizer.genes, normalizer.library_size, n_comps)
+    x = normalizer.unstandardized.sparse(counts)
+    statistics = None if normalizer.scale is None else (normalizer.clip, normalizer.scale)
+    return preprocess.principal_components(x, min(n_comps, min(x.shape) - 1), seed, standardize=True,
+                                           max_value=max_value, statistics=statistics)
+
+
 def fused_with_pca(pcs: np.ndarray, z: np.ndarray, n_neighbors: int, seed: int,
                    shrinkage: float = 0.0) -> tuple[dict, dict]:
     """``({"embedding": fusion of pcs and z, "latent": z}, notes with the median fusion weights)``
@@ -105,6 +118,7 @@ class ReadoutConfig:
 
     readout: str = "leiden"
     pca_comps: int = 50
+    pca_residuals: str = "log"  # the PCA view's input (``pca_view``)
     fusion_shrinkage: float = 1.0
     fusion_neighbors: int = 20
 
@@ -112,13 +126,14 @@ class ReadoutConfig:
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         fusion.check_shrinkage(self.fusion_shrinkage)
+        pearson.check_residuals(self.pca_residuals)
 
 
-def leiden_readout(z: np.ndarray, lognorm, config: ReadoutConfig, seed: int) -> tuple[dict, dict]:
+def leiden_readout(z: np.ndarray, counts, normalizer: preprocess.LogNormalizer, config: ReadoutConfig,
+                   seed: int) -> tuple[dict, dict]:
     """A self-clustering method's ``readout="leiden"`` arrays: its embedding ``z`` fused
-    (``config.fusion_shrinkage``, ``config.fusion_neighbors``) with ``config.pca_comps`` principal components of the
-    standardised log-normalised rows ``lognorm`` (the ``pca`` baseline's view), ``z`` kept as ``latent``; no
-    memberships, so ``tl.cluster`` clusters the fused embedding with Leiden."""
-    n_comps = min(config.pca_comps, min(lognorm.shape) - 1)
-    pcs = preprocess.principal_components(lognorm, n_comps, seed, standardize=True)
+    (``config.fusion_shrinkage``, ``config.fusion_neighbors``) with the PCA view (:func:`pca_view`,
+    ``config.pca_comps``, ``config.pca_residuals``) of ``counts`` through ``normalizer``, ``z`` kept as ``latent``;
+    no memberships, so ``tl.cluster`` clusters the fused embedding with Leiden."""
+    pcs = pca_view(counts, normalizer, config.pca_comps, config.pca_residuals, seed)
     return fused_with_pca(pcs, np.asarray(z, dtype=np.float32), config.fusion_neighbors, seed, config.fusion_shrinkage)

@@ -82,15 +82,12 @@ class SCINNOConfig(ReadoutConfig):
 
 class DetectedGenesSource(CountsSource):
     """Log-normalised rows of the genes detected in ``min_detection`` of cells (the model's input);
-    :meth:`hvg_lognorm_sparse` gives all the recipe's HVGs (the read-off's PCA view)."""
+    ``hvg_normalizer`` reads all the recipe's HVGs (the read-off's PCA view)."""
 
     def __init__(self, prepared, min_detection: float):
         detected = prepared.with_detected_genes(min_detection)
         super().__init__(detected.counts, detected.normalizer)
         self.hvg_normalizer = prepared.normalizer
-
-    def hvg_lognorm_sparse(self):
-        return self.hvg_normalizer.sparse(self.x)
 
 
 class CellAttention(nnx.Module):
@@ -216,7 +213,7 @@ def embed(model: SCINNO, source: DetectedGenesSource, config: SCINNOConfig, trai
     z_attn = refined(model, source, train, ctx).astype(np.float32)
     notes = {"n_genes_used": source.n_features, "warmup_epochs": warmup_epochs(config, train)}
     if config.readout == "leiden":
-        arrays, fused = leiden_readout(z_attn, source.hvg_lognorm_sparse(), config, ctx.seed)
+        arrays, fused = leiden_readout(z_attn, source.x, source.hvg_normalizer, config, ctx.seed)
         return arrays, {**notes, **fused}
     u = np.asarray(losses.fuzzy_memberships(jnp.asarray(z_attn), model.centres[...], config.gamma)[0])
     return {"embedding": z_attn, "memberships": u.astype(np.float32)}, notes

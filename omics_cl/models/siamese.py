@@ -183,7 +183,7 @@ def embed(model: Siamese, source: GraphSource, config: SiameseConfig, train: Tra
     z = np.asarray(joint_embedding(model, source), dtype=np.float32)
     notes = {"pretrain_epochs": pretrain_epochs(config, train)}
     if config.readout == "leiden":
-        arrays, fused = leiden_readout(z, source.rows.lognorm_sparse(), config, ctx.seed)
+        arrays, fused = leiden_readout(z, source.rows.x, source.rows.transform, config, ctx.seed)
         return arrays, {**notes, **fused}
     q = np.asarray(losses.student_t(jnp.asarray(z), model.centres[...]))
     return {"embedding": z, "memberships": q.astype(np.float32)}, notes
