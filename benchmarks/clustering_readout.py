@@ -4,7 +4,8 @@ the self-clustering methods' memberships (``<m>_argmax``; cae: its default clust
 fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weights shrunk by 0, 0.5 and 1
 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``), and on its fusion with the ``pca_pearson`` view (components
 of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``). The default read-off
-of siamese and scinno is ``_fused_equal``, cae's ``_fused_wnn``.
+of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), scinno's ``_fused_equal``,
+cae's ``_fused_wnn``.
 
 Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters; the other
 rows reuse its embedding (cae: its latent, ``obsm["X_cae_latent"]``), so every row of a seed

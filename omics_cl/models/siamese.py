@@ -28,10 +28,12 @@ pretrained embedding (no labels involved).
 
 Read-off (``readout``): ``"argmax"`` (the seed) writes argmax q as the clusters, and q as memberships;
 ``"leiden"`` (ours) writes as the embedding the fusion (``omics_cl.core.fusion``, weights shrunk by
-``fusion_shrinkage``; 1: equal) of the joint embedding with ``pca_comps`` principal components of the
-standardised log-normalised HVGs (the ``pca`` baseline's view), keeps the joint embedding as ``latent``, and
-the clusters are Leiden on the fused embedding (``n_clusters``, else ``resolution``), as for cae. Measured in
-benchmarks/README.md ("Fusion weights and read-offs").
+``fusion_shrinkage``; 1: equal) of the joint embedding with ``pca_comps`` principal components of the HVGs'
+analytic Pearson residuals (``pca_residuals="pearson"``, the ``pca_pearson`` view; ``"log"``: of the standardised
+log-normalised HVGs, the ``pca`` baseline's view and the default before 2026-12-01's tenth session), keeps the
+joint embedding as ``latent``, and the clusters are Leiden on the fused embedding (``n_clusters``, else
+``resolution``), as for cae. Measured in benchmarks/README.md ("Fusion weights and read-offs", "The Pearson
+residuals' view").
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class SiameseConfig(ReadoutConfig):
     temperature: float = 0.5
     clustering_weight: float = 10.0
     pretrain_epochs: int | None = None  # None: half of the epochs
+    pca_residuals: str = "pearson"
 
 
 class GAT(nnx.Module):
