@@ -98,7 +98,7 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
-    p.add_argument("--methods", default="pca,pca_unscaled,ae,cae,scinno,siamese,scvi", help="comma-separated methods")
+    p.add_argument("--methods", default="pca,pca_unscaled,pca_pearson,ae,cae,scinno,siamese,scvi", help="comma-separated methods")
     p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")

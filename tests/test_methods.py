@@ -77,10 +77,10 @@ def test_unknown_method_lists_the_registered_ones(counts_adata):
 
 
 def test_every_builtin_method_describes_itself():
-    assert set(models.names("cluster")) == {"pca", "pca_unscaled", "ae", "cae", "scinno", "siamese"}
+    assert set(models.names("cluster")) == {"pca", "pca_unscaled", "pca_pearson", "ae", "cae", "scinno", "siamese"}
     assert models.names("integrate") == ["sci2cl"] and models.names("transfer") == ["scncl"]
     for method in models.METHODS.values():
-        assert method.summary and (method.train is None) == (method.name in ("pca", "pca_unscaled"))
+        assert method.summary and (method.train is None) == (method.name in ("pca", "pca_unscaled", "pca_pearson"))
     assert {m.name for m in models.METHODS.values() if m.self_clustering} == {"scinno", "siamese"}
 
 
