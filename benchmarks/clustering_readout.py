@@ -32,8 +32,11 @@ from integration import stored
 
 from omics_cl import metrics, models, tl
 from omics_cl.core import fusion, graph
+from omics_cl.data import pearson
+from omics_cl.data.preprocess import prepare_counts
+from omics_cl.models.pca import PCAConfig
 
-SHRINKAGES = {"fused_wnn": 0.0, "fused_half": 0.5, "fused_equal": 1.0}
+SHRINKAGES = {"wnn": 0.0, "half": 0.5, "equal": 1.0}
 
 
 def self_clustering(method: str) -> bool:
@@ -56,20 +59,21 @@ def first_row(method: str) -> str:
     return f"{method}_argmax" if self_clustering(method) else method
 
 
-def pearson_view(adata, seed: int) -> np.ndarray:
-    """The ``pca_pearson`` method's embedding (the same for every seed)."""
-    tl.cluster(adata, method="pca_pearson", seed=seed, progress=False)
-    return adata.obsm["X_pca_pearson"]
+def pearson_view(adata) -> np.ndarray:
+    """The ``pca_pearson`` method's embedding (the same for every seed), without its clustering."""
+    normalizer = (prepared := prepare_counts(adata)).normalizer
+    return pearson.principal_components(prepared.counts, normalizer.genes, normalizer.library_size,
+                                        PCAConfig().n_comps)
 
 
-def readouts(out: dict, method: str, k: int, seed: int, pearson: np.ndarray):
-    """``(row method, cluster labels)`` for each read-off of one run (``pearson``: the Pearson residuals' view)."""
+def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray):
+    """``(row method, cluster labels)`` for each read-off of one run (``pearson_pcs``: the Pearson residuals' view)."""
     yield first_row(method), out["clusters"]
     embeddings = {f"{method}_leiden": out[method]}
-    for name, shrinkage in SHRINKAGES.items():
-        embeddings[f"{method}_{name}"] = fusion.wnn_fuse([out["pca"], out[method]], seed=seed, shrinkage=shrinkage)[0]
-        embeddings[f"{method}_{name.replace('fused', 'pearson')}"] = fusion.wnn_fuse(
-            [pearson, out[method]], seed=seed, shrinkage=shrinkage)[0]
+    for view_name, view in (("fused", out["pca"]), ("pearson", pearson_pcs)):
+        for name, shrinkage in SHRINKAGES.items():
+            embeddings[f"{method}_{view_name}_{name}"] = fusion.wnn_fuse([view, out[method]], seed=seed,
+                                                                         shrinkage=shrinkage)[0]
     for name, z in embeddings.items():
         labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(z, 15, "cosine", seed), seed, None, 1.0, k)
         yield name, labels
@@ -89,14 +93,14 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}", flush=True)
     for name in args.datasets.split(","):
         manifest, adata, truth, k = labelled_rna(name)
-        pearson = None
+        pearson_pcs = None
         for seed in range(args.seeds):
             if (name, args.method, seed) in done:
                 continue
-            pearson = pearson_view(adata, seed) if pearson is None else pearson
+            pearson_pcs = pearson_view(adata) if pearson_pcs is None else pearson_pcs
             out, seconds = stored(args.embeddings, f"{name}_{args.method}_{seed}", trained, adata, args.method,
                                   seed, k)
-            for method, labels in readouts(out, args.method, k, seed, pearson):
+            for method, labels in readouts(out, args.method, k, seed, pearson_pcs):
                 s = metrics.clustering_scores(truth, labels.astype(str), exclude=manifest.unlabelled_values)
                 row = {"dataset": name, "trained": args.method, "method": method, "protocol": "n_clusters",
                        "seed": seed, **s, "n_clusters": len(np.unique(labels)), "train_seconds": seconds}

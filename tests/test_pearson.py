@@ -68,6 +68,8 @@ def test_pca_pearson_method_clusters_and_rejects_bad_settings():
         PCAConfig(residuals="sqrt")
     with pytest.raises(ValueError, match="theta must be positive"):
         pearson.principal_components(x, np.arange(5), np.ones(400), 2, theta=0)
+    with pytest.raises(ValueError, match="theta must be positive"):
+        PCAConfig(standardize=False, residuals="pearson", theta=-1.0)
 
 
 @pytest.mark.parametrize("method", ["cae", "siamese", "scinno"])
@@ -76,6 +78,9 @@ def test_fused_methods_take_the_pearson_view(method):
         models.configure(models.METHODS[method], pca_residuals="sqrt")
     config, _ = models.configure(models.METHODS[method], pca_residuals="pearson")
     assert config.pca_residuals == "pearson"
+
+
+def test_pca_view_reads_the_pearson_residuals():
     x, _, _ = _counts(4)
     prepared = preprocess.prepare_counts(ad.AnnData(x))
     normalizer = prepared.normalizer

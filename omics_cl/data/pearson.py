@@ -24,6 +24,11 @@ def check_residuals(residuals: str) -> None:
         raise ValueError(f"residuals must be one of {RESIDUALS}, got {residuals!r}")
 
 
+def check_theta(theta: float) -> None:
+    if theta <= 0:
+        raise ValueError(f"theta must be positive, got {theta}")
+
+
 def residuals(rows, library_size: np.ndarray, gene_fraction: np.ndarray, theta: float = DEFAULT_THETA,
               clip: float | None = None) -> np.ndarray:
     """Pearson residuals (float64, dense) of a block of counts whose columns are the genes of ``gene_fraction``
@@ -41,8 +46,7 @@ def principal_components(counts, genes: np.ndarray, library_size: np.ndarray, n_
     """The first ``n_comps`` principal components (cells x n_comps, float32) of the Pearson residuals of
     ``counts[:, genes]``, clipped at ``sqrt(n_cells)`` as scanpy does; ``library_size``: each cell's total
     count over all genes. Signs make each loading's largest entry positive."""
-    if theta <= 0:
-        raise ValueError(f"theta must be positive, got {theta}")
+    check_theta(theta)
     n_cells = counts.shape[0]
     n_comps = min(n_comps, len(genes), n_cells - 1)
     gene_sum = np.zeros(len(genes))

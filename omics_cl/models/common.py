@@ -98,8 +98,8 @@ def pca_view(counts, normalizer: preprocess.LogNormalizer, n_comps: int, residua
         return pearson.principal_components(counts, normalizer.genes, normalizer.library_size, n_comps)
     x = normalizer.unstandardized.sparse(counts)
     statistics = None if normalizer.scale is None else (normalizer.clip, normalizer.scale)
-    return preprocess.principal_components(x, min(n_comps, min(x.shape) - 1), seed, standardize=True,
-                                           max_value=max_value, statistics=statistics)
+    return preprocess.principal_components(x, n_comps, seed, standardize=True, max_value=max_value,
+                                           statistics=statistics)
 
 
 def fused_with_pca(pcs: np.ndarray, z: np.ndarray, n_neighbors: int, seed: int,

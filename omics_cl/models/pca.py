@@ -24,6 +24,7 @@ class PCAConfig:
 
     def __post_init__(self):
         pearson.check_residuals(self.residuals)
+        pearson.check_theta(self.theta)
         if self.residuals == "pearson" and self.standardize:
             raise ValueError("Pearson residuals are not standardised: pass standardize=False")
 
@@ -34,8 +35,7 @@ def embed(model, source, config: PCAConfig, train, ctx):
         z = pearson.principal_components(source.x, normalizer.genes, normalizer.library_size, config.n_comps,
                                          config.theta)
     else:
-        x = source.lognorm_sparse()
-        z = preprocess.principal_components(x, min(config.n_comps, min(x.shape) - 1), ctx.seed,
+        z = preprocess.principal_components(source.lognorm_sparse(), config.n_comps, ctx.seed,
                                             standardize=config.standardize)
     n_comps = z.shape[1]
     return {"embedding": np.asarray(z, dtype=np.float32)}, {"n_comps": n_comps,
