@@ -51,11 +51,8 @@ from common import MACHINE, machine, median_table, write_json_atomic
 from omics_cl import datasets, metrics, tl
 from omics_cl.core import fusion, graph
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import (
-    counts_matrix,
-    fit_lognormalizer,
-    principal_components,
-)
+from omics_cl.data.components import principal_components
+from omics_cl.data.preprocess import counts_matrix, fit_lognormalizer
 from omics_cl.models.sci2cl import SCI2CLConfig
 
 # no_mom / no_xattn remove one more component from sci2cl_no_mse (the default before 2026-11-30, third session)

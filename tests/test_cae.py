@@ -8,7 +8,8 @@ import pytest
 import scipy.sparse as sp
 
 from omics_cl import models, tl
-from omics_cl.data.preprocess import prepare_counts, principal_components
+from omics_cl.data.components import principal_components
+from omics_cl.data.preprocess import prepare_counts
 from omics_cl.data.sources import KEYS
 from omics_cl.data.streaming import StreamingCountsSource
 from omics_cl.models import common

@@ -46,7 +46,7 @@ def test_standardized_sparse_pca_matches_scanpy_scale_then_pca():
     import scanpy as sc
     import scipy.sparse as sp
 
-    from omics_cl.data.preprocess import principal_components
+    from omics_cl.data.components import principal_components
 
     rng = np.random.default_rng(0)
     x = rng.poisson(rng.gamma(0.5, 1.0, size=(1, 40)) * rng.gamma(2.0, 1.0, size=(300, 1)), size=(300, 40))

@@ -66,7 +66,7 @@ def test_saving_keeps_the_run_and_writes_what_mapping_needs(trained):
 
 
 def test_saving_fits_the_pca_once_and_saves_that_fit(tmp_path, monkeypatch):
-    from omics_cl.data import preprocess
+    from omics_cl.data import components
 
     fits = []
 
@@ -74,8 +74,8 @@ def test_saving_fits_the_pca_once_and_saves_that_fit(tmp_path, monkeypatch):
         fits.append((x.copy(), kwargs))
         return fit_principal_components(x, *args, **kwargs)
 
-    fit_principal_components = preprocess.fit_principal_components
-    monkeypatch.setattr(preprocess, "fit_principal_components", counted)
+    fit_principal_components = components.fit_principal_components
+    monkeypatch.setattr(components, "fit_principal_components", counted)
     rna, atac = _paired()
     mdata = md.MuData({"rna": rna, "atac": atac})
     tl.integrate(mdata, seed=0, save_model=tmp_path / "m", **PARAMS)

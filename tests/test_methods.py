@@ -129,7 +129,8 @@ def test_pca_takes_no_training_but_its_own_config(counts_adata):
 def test_pca_standardises_genes_and_pca_unscaled_keeps_the_old_baseline(counts_adata):
     import scanpy as sc
 
-    from omics_cl.data.preprocess import prepare_counts, principal_components
+    from omics_cl.data.components import principal_components
+    from omics_cl.data.preprocess import prepare_counts
 
     a, b = counts_adata.copy(), counts_adata.copy()
     tl.cluster(a, method="pca", n_comps=20, progress=False)

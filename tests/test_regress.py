@@ -1,9 +1,9 @@
-"""Principal components with a covariate regressed out (omics_cl.data.regress, preprocess.fit_principal_components)."""
+"""Principal components with a covariate regressed out (omics_cl.data.regress, components.fit_principal_components)."""
 import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from omics_cl.data.preprocess import fit_principal_components
+from omics_cl.data.components import fit_principal_components
 
 
 def _data(seed=0, n=300, p=40):

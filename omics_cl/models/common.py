@@ -14,7 +14,7 @@ import numpy as np
 from flax import nnx
 
 from omics_cl.core import fusion, graph
-from omics_cl.data import pearson, preprocess
+from omics_cl.data import components, pearson, preprocess
 from omics_cl.data.sources import KEYS
 
 READOUTS = ("argmax", "leiden")
@@ -98,7 +98,7 @@ def pca_view(counts, normalizer: preprocess.LogNormalizer, n_comps: int, residua
         return pearson.principal_components(counts, normalizer.genes, normalizer.library_size, n_comps)
     x = normalizer.unstandardized.sparse(counts)
     statistics = None if normalizer.scale is None else (normalizer.clip, normalizer.scale)
-    return preprocess.principal_components(x, n_comps, seed, standardize=True, max_value=max_value,
+    return components.principal_components(x, n_comps, seed, standardize=True, max_value=max_value,
                                            statistics=statistics)
 
 

@@ -1,6 +1,6 @@
 """PCA baseline: 50 components of the log-normalised HVGs, genes standardised first (unit variance, clipped
 at 10 sd, as scanpy's ``sc.pp.scale(max_value=10)`` recipe; kept sparse, see
-``data.preprocess.fit_principal_components``); the cell graph uses the first 30. ``pca_unscaled``: the same
+``data.components.fit_principal_components``); the cell graph uses the first 30. ``pca_unscaled``: the same
 without standardising (the baseline before 2026-11-30). ``pca_pearson``: 50 components of the HVGs' analytic Pearson
 residuals (``data.pearson``; ``sc.experimental.pp.recipe_pearson_residuals``' normalisation), which take
 sequencing depth out of each gene without a log."""
@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from omics_cl.data import pearson, preprocess
+from omics_cl.data import components, pearson
 from omics_cl.models.method import Method
 
 
@@ -35,7 +35,7 @@ def embed(model, source, config: PCAConfig, train, ctx):
         z = pearson.principal_components(source.x, normalizer.genes, normalizer.library_size, config.n_comps,
                                          config.theta)
     else:
-        z = preprocess.principal_components(source.lognorm_sparse(), config.n_comps, ctx.seed,
+        z = components.principal_components(source.lognorm_sparse(), config.n_comps, ctx.seed,
                                             standardize=config.standardize)
     n_comps = z.shape[1]
     return {"embedding": np.asarray(z, dtype=np.float32)}, {"n_comps": n_comps,

@@ -40,7 +40,7 @@ from flax import nnx
 from omics_cl.core import augment, fusion, losses
 from omics_cl.core.layers import MLP, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
-from omics_cl.data import preprocess
+from omics_cl.data import components
 from omics_cl.data.paired import PairedQuery
 from omics_cl.data.sources import KEYS, ArraySource, PairedSource
 from omics_cl.models.common import context_cells
@@ -240,17 +240,17 @@ def log_depth(source: PairedSource, config: SCI2CLConfig) -> np.ndarray | None:
     return np.log1p(source.rna.normalizer.library_size) if config.pca_regress_depth else None
 
 
-def fit_pca_view(source: PairedSource, config: SCI2CLConfig, ctx) -> tuple[np.ndarray, preprocess.PCAProjection]:
+def fit_pca_view(source: PairedSource, config: SCI2CLConfig, ctx) -> tuple[np.ndarray, components.PCAProjection]:
     """The RNA PCA view: the first ``pca_comps`` principal components of the log-normalised kept genes
     (standardised with ``pca_standardize``; log library size regressed out with ``pca_regress_depth``), and the
     fitted projection that puts new cells on its axes."""
     x = source.rna.normalizer.sparse(source.rna.counts)
-    return preprocess.fit_principal_components(x, config.pca_comps, ctx.seed, config.pca_standardize,
+    return components.fit_principal_components(x, config.pca_comps, ctx.seed, config.pca_standardize,
                                                covariate=log_depth(source, config))
 
 
 def pca_view(source: PairedSource, config: SCI2CLConfig, ctx,
-             projection: preprocess.PCAProjection | None = None) -> np.ndarray:
+             projection: components.PCAProjection | None = None) -> np.ndarray:
     """The RNA PCA view of :func:`fit_pca_view`, or these cells on a fitted ``projection``'s axes."""
     if projection is None:
         return fit_pca_view(source, config, ctx)[0]
@@ -317,7 +317,7 @@ def map_query(model: SCI2CL, query: PairedQuery, config: SCI2CLConfig, ctx):
     the new cells); the fusion weights come from the new cells' own neighbourhoods."""
     source = PairedSource(query.rna, query.atac)
     z_rna, z_atac = encode(model, source, config)
-    projection = None if query.refit_pca else preprocess.PCAProjection.from_arrays(query.state, "pca_")
+    projection = None if query.refit_pca else components.PCAProjection.from_arrays(query.state, "pca_")
     pcs = pca_view(source, config, ctx, projection) if uses_pca(config) else None
     return outputs(model, z_rna, z_atac, (query.state["context_rna"], query.state["context_atac"]), pcs, config, ctx)
 
