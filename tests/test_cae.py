@@ -99,7 +99,7 @@ def test_pca_view_reuses_the_input_standardisation_and_matches_the_pca_method(co
         given.append(kwargs["statistics"])
         return principal_components(*args, **kwargs)
 
-    monkeypatch.setattr(common.preprocess, "principal_components", recorded)
+    monkeypatch.setattr(common.components, "principal_components", recorded)
     np.testing.assert_array_equal(common.pca_view(source.x, source.transform, 10, "log", 0),
                                   principal_components(x, 10, 0, standardize=True))
     assert given[0][1] is source.transform.scale  # not computed again
