@@ -99,3 +99,16 @@ def test_leiden_readout_fuses_the_pca_view_label_free(counts_adata):
         tl.cluster(a, method="siamese", readout="kmeans", progress=False, **SMALL)
     with pytest.raises(ValueError, match="shrinkage"):
         tl.cluster(a, method="siamese", fusion_shrinkage=1.5, progress=False, **SMALL)
+
+
+def test_leiden_readout_trains_more_centres_than_clusters(counts_adata):
+    rec = tl.cluster(counts_adata.copy(), method="siamese", n_clusters=3, progress=False, **SMALL)
+    assert rec["params"]["n_clusters"] == 6 and rec["params"]["centres_per_cluster"] == 2  # DEC centres
+    assert rec["n_clusters"] == 3  # the Leiden read-off still gives the clusters asked for
+    argmax = tl.cluster(counts_adata.copy(), method="siamese", n_clusters=3, readout="argmax", progress=False, **SMALL)
+    assert argmax["params"]["n_clusters"] == 3 and argmax["params"]["centres_per_cluster"] == 1
+    estimated = tl.cluster(counts_adata.copy(), method="siamese", progress=False, **SMALL)
+    assert estimated["params"]["centres_per_cluster"] == 1  # K estimated: the Leiden clusters are the centres
+    for bad, error in ((0, ValueError), (1.5, TypeError)):
+        with pytest.raises(error, match="centres_per_cluster"):
+            tl.cluster(counts_adata.copy(), method="siamese", centres_per_cluster=bad, progress=False, **SMALL)
