@@ -32,8 +32,8 @@ from integration import stored
 
 from omics_cl import metrics, models, tl
 from omics_cl.core import fusion, graph
-from omics_cl.data import pearson
 from omics_cl.data.preprocess import prepare_counts
+from omics_cl.models.common import pca_view
 from omics_cl.models.pca import PCAConfig
 
 SHRINKAGES = {"wnn": 0.0, "half": 0.5, "equal": 1.0}
@@ -61,9 +61,8 @@ def first_row(method: str) -> str:
 
 def pearson_view(adata) -> np.ndarray:
     """The ``pca_pearson`` method's embedding (the same for every seed), without its clustering."""
-    normalizer = (prepared := prepare_counts(adata)).normalizer
-    return pearson.principal_components(prepared.counts, normalizer.genes, normalizer.library_size,
-                                        PCAConfig().n_comps)
+    prepared = prepare_counts(adata)
+    return pca_view(prepared.counts, prepared.normalizer, PCAConfig().n_comps, "pearson", seed=0)  # no seed used
 
 
 def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray):

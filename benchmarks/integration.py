@@ -199,19 +199,10 @@ def stored(directory: str | None, name: str, compute, *args) -> tuple[dict, floa
     return out, seconds
 
 
-def default_outputs(rna, atac, seed, cache: dict, directory: str | None = None,
-                    design: str = "full") -> tuple[dict, float]:
-    """The default sci2cl run of ``seed`` (and its seconds), trained once for all rows read off it (and kept in
-    ``directory``, see :func:`stored`)."""
-    if seed not in cache:
-        cache.clear()
-        cache[seed] = stored(directory, f"{design}_sci2cl_{seed}", sci2cl, rna, atac, seed, {})
-    return cache[seed]
-
-
 def seed_embeddings(rna, atac, seed: int, args):
-    """``embedding(method)``: :func:`stored` of that method's embedding for ``seed``, computed once per seed
-    (``sci2cl_depth_regressed`` reads the ``pca_regressed`` row's)."""
+    """``embedding(method)``: :func:`stored` of that method's embedding for ``seed``, computed once per seed (the
+    default ``sci2cl`` run serves every row read off it; ``sci2cl_depth_regressed`` also reads the ``pca_regressed``
+    row's)."""
     embedded = {}
 
     def embedding(method: str) -> tuple[dict, float]:
@@ -273,14 +264,13 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}\n{DATASET} ({args.design}): {rna.n_obs} cells, {rna.n_vars} genes, "
           f"{atac.n_vars} peaks, {k} labelled types, {rna.X.sum() / rna.n_obs:.0f} RNA / "
           f"{atac.X.sum() / atac.n_obs:.0f} ATAC counts per cell", flush=True)
-    cache = {}
     for seed in range(args.first_seed, args.seeds):
         embedding = seed_embeddings(rna, atac, seed, args)
         for method in methods:
             if (method, seed) in done:
                 continue
             if method == "sci2cl" or method in READ_OFF_DEFAULT:
-                out, seconds = default_outputs(rna, atac, seed, cache, args.embeddings, args.design)
+                out, seconds = embedding("sci2cl")
                 if method == "sci2cl_depth_regressed":
                     out = {**out, "pca_regressed": embedding("pca_regressed")[0]["joint"]}
                 out = {**out, "joint": READ_OFF_DEFAULT[method](out, seed)} if method in READ_OFF_DEFAULT else out
