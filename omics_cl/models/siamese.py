@@ -41,7 +41,7 @@ median .889 [.058] against .810 [.133], benchmarks/README.md, "Two DEC centres p
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -176,12 +176,6 @@ def joint_embedding(model: Siamese, source: GraphSource) -> np.ndarray:
     return predict(joint_batch, model, source, batch_size=512)
 
 
-def n_centres_per_cluster(config: SiameseConfig, ctx) -> int:
-    """DEC centres per requested cluster: ``centres_per_cluster`` with the Leiden read-off and a given
-    ``n_clusters``; 1 with the argmax read-off (its clusters are the centres) or when K is estimated."""
-    return config.centres_per_cluster if config.readout == "leiden" and ctx.n_clusters is not None else 1
-
-
 def stages(config: SiameseConfig, train: TrainConfig, source: GraphSource, ctx) -> list[Stage]:
     """Reconstruction pre-training, then NT-Xent + DEC from Leiden centres of the pre-trained embedding."""
     pretrain = pretrain_epochs(config, train)
@@ -192,16 +186,11 @@ def stages(config: SiameseConfig, train: TrainConfig, source: GraphSource, ctx) 
     def build(n_clusters):
         return Siamese(n_features, n_clusters, config, rngs=nnx.Rngs(ctx.seed))
 
-    per_cluster = n_centres_per_cluster(config, ctx)
-    centres_ctx = ctx if per_cluster == 1 else replace(ctx, n_clusters=ctx.n_clusters * per_cluster)
-    centres = leiden_centres_init(build, lambda model: joint_embedding(model, source), centres_ctx)
-
-    def init(previous: Siamese) -> tuple[Siamese, dict]:
-        model, notes = centres(previous)
-        return model, {**notes, "centres_per_cluster": per_cluster}
-
+    # the argmax read-off's clusters are the centres: one per cluster there
+    per_cluster = config.centres_per_cluster if config.readout == "leiden" else 1
+    centres = leiden_centres_init(build, lambda model: joint_embedding(model, source), ctx, per_cluster)
     return [Stage("pretrain", pretrain, make_loss(config, "pretrain")),
-            Stage("cluster", train.epochs - pretrain, make_loss(config, "cluster"), init=init)]
+            Stage("cluster", train.epochs - pretrain, make_loss(config, "cluster"), init=centres)]
 
 
 def embed(model: Siamese, source: GraphSource, config: SiameseConfig, train: TrainConfig, ctx):
