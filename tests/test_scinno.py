@@ -80,6 +80,10 @@ def test_leiden_readout_fuses_the_pca_view_of_all_hvgs_label_free(counts_adata):
     np.testing.assert_array_equal(a.obs["scinno_cluster"], b.obs["scinno_cluster"])
     assert "scinno_membership" not in a.obsm and a.obsm["X_scinno_latent"].shape == (300, 16)
     assert rec["n_clusters"] == 3 and rec["params"]["fusion_weights"] == {"pca": 0.5, "latent": 0.5}
+    assert rec["params"]["centres_per_cluster"] == 1 and rec["params"]["n_clusters"] == 3  # one centre per cluster
+    doubled = tl.cluster(counts_adata.copy(), method="scinno", n_clusters=3, centres_per_cluster=2, progress=False,
+                         **SMALL)
+    assert doubled["params"]["n_clusters"] == 6 and doubled["n_clusters"] == 3
     prepared = prepare_counts(counts_adata, None, 2000)
     config, _ = configure(scinno.METHOD, min_detection=0.5, **SMALL)
     source = scinno.METHOD.source(prepared, config, Context())

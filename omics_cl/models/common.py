@@ -118,19 +118,29 @@ def fused_with_pca(pcs: np.ndarray, z: np.ndarray, n_neighbors: int, seed: int,
 @dataclass(frozen=True)
 class ReadoutConfig:
     """How a self-clustering method reads off its clusters: ``"leiden"`` (:func:`leiden_readout`, with these
-    fusion settings) or ``"argmax"`` (its soft memberships')."""
+    fusion settings) or ``"argmax"`` (its soft memberships'). With the Leiden read-off and a given K the clustering
+    stage trains ``centres_per_cluster`` x K centres (:func:`leiden_centres_init`), so a wrong split of the
+    pre-trained latent need not force a merge elsewhere."""
 
     readout: str = "leiden"
     pca_comps: int = 50
     pca_residuals: str = "log"  # the PCA view's input (``pca_view``)
     fusion_shrinkage: float = 1.0
     fusion_neighbors: int = 20
+    centres_per_cluster: int = 1  # clustering centres trained per requested cluster (Leiden read-off only)
 
     def __post_init__(self):
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.centres_per_cluster < 1:
+            raise ValueError(f"centres_per_cluster must be at least 1, got {self.centres_per_cluster}")
         fusion.check_shrinkage(self.fusion_shrinkage)
         pearson.check_residuals(self.pca_residuals)
+
+    @property
+    def trained_centres_per_cluster(self) -> int:
+        """``centres_per_cluster`` with the Leiden read-off; 1 with the argmax read-off (its clusters are the centres)."""
+        return self.centres_per_cluster if self.readout == "leiden" else 1
 
 
 def leiden_readout(z: np.ndarray, counts, normalizer: preprocess.LogNormalizer, config: ReadoutConfig,

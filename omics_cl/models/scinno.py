@@ -178,7 +178,7 @@ def stages(config: SCINNOConfig, train: TrainConfig, source, ctx) -> list[Stage]
         model.centres[...] = jnp.asarray(reseed_empty_centres(np.asarray(model.centres[...]), assign, z_attn)[0])
         return model
 
-    centres = leiden_centres_init(build, lambda model: latent(model, source), ctx)
+    centres = leiden_centres_init(build, lambda model: latent(model, source), ctx, config.trained_centres_per_cluster)
     return [Stage("warmup", warmup, make_loss(config, "warmup")),
             Stage("cluster", train.epochs - warmup, make_loss(config, "cluster"), schedule=ramp, init=centres,
                   after_epoch=reseed if config.reseed_empty else None)]

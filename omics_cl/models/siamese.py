@@ -74,11 +74,6 @@ class SiameseConfig(ReadoutConfig):
     pca_residuals: str = "pearson"
     centres_per_cluster: int = 2
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.centres_per_cluster < 1:
-            raise ValueError(f"centres_per_cluster must be at least 1, got {self.centres_per_cluster}")
-
 
 class GAT(nnx.Module):
     """One multi-head graph-attention layer (self loop included) followed by ELU and a linear map."""
@@ -186,9 +181,8 @@ def stages(config: SiameseConfig, train: TrainConfig, source: GraphSource, ctx) 
     def build(n_clusters):
         return Siamese(n_features, n_clusters, config, rngs=nnx.Rngs(ctx.seed))
 
-    # the argmax read-off's clusters are the centres: one per cluster there
-    per_cluster = config.centres_per_cluster if config.readout == "leiden" else 1
-    centres = leiden_centres_init(build, lambda model: joint_embedding(model, source), ctx, per_cluster)
+    centres = leiden_centres_init(build, lambda model: joint_embedding(model, source), ctx,
+                                  config.trained_centres_per_cluster)
     return [Stage("pretrain", pretrain, make_loss(config, "pretrain")),
             Stage("cluster", train.epochs - pretrain, make_loss(config, "cluster"), init=centres)]
 
