@@ -103,7 +103,7 @@ def test_leiden_readout_fuses_the_pca_view_label_free(counts_adata):
 
 def test_leiden_readout_trains_more_centres_than_clusters(counts_adata):
     rec = tl.cluster(counts_adata.copy(), method="siamese", n_clusters=3, progress=False, **SMALL)
-    assert rec["params"]["n_clusters"] == 6 and rec["params"]["centres_per_cluster"] == 2  # DEC centres
+    assert rec["params"]["n_clusters"] == 9 and rec["params"]["centres_per_cluster"] == 3  # DEC centres
     assert rec["n_clusters"] == 3  # the Leiden read-off still gives the clusters asked for
     argmax = tl.cluster(counts_adata.copy(), method="siamese", n_clusters=3, readout="argmax", progress=False, **SMALL)
     assert argmax["params"]["n_clusters"] == 3 and argmax["params"]["centres_per_cluster"] == 1
