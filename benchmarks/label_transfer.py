@@ -19,7 +19,9 @@ novelty), one ablation per
 default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
 ``scncl_no_ncl``, ``scncl_cell_novelty``),
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
-confidence at least the agreeing cells' median, novel cells skipped, no group rule), and the
+confidence at least the agreeing cells' median, novel cells skipped, no group rule),
+``scncl_no_propagation`` (annotation rows only: the default check without spreading flags to each cell's 15
+neighbours in the query embedding, ``propagate_neighbors=0``: the default before 2026-12-01's thirteenth session), and the
 baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
 ``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
 kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
@@ -66,7 +68,9 @@ SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi_peaks": LSI_PEAKS,
                   "scncl_cell_novelty": {**SINGLE, "novelty_by": "cell"},
                   "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
-METHODS = [*SCNCL_VARIANTS, CELL_RULE, "logreg", "knn_pca", "scglue"]
+NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
+ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD)
+METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, "logreg", "knn_pca", "scglue"]
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 
 
@@ -195,7 +199,7 @@ def main(argv=None) -> int:
                           if s in scenarios and (s, method, seed) not in done]
                 if not wanted:
                     continue
-                if method == CELL_RULE:
+                if method in ANNOTATION_ONLY:
                     continue
                 start = time.perf_counter()
                 annotated, novelty = None, None
@@ -223,6 +227,13 @@ def main(argv=None) -> int:
                         new.append({"scenario": "annotation", "method": method, "seed": seed,
                                     **score_flags(flags, corrupted), "estimated_precision": estimate,
                                     "seconds": seconds})
+                        if method == "scncl" and NO_SPREAD in methods:
+                            tl.check_annotations(annotated, "atlas", propagate_neighbors=0)
+                            new.append({"scenario": "annotation", "method": NO_SPREAD, "seed": seed,
+                                        **score_flags(annotated.obs["omics_cl_annotation_flag"].to_numpy(), corrupted),
+                                        "estimated_precision":
+                                            annotated.uns["omics_cl"]["check_annotations"]["estimated_precision"],
+                                        "seconds": seconds})
                         if method == "scncl" and CELL_RULE in methods:
                             tl.check_annotations(annotated, "atlas", min_confidence=None, min_enrichment=0,
                                                  min_agreement=0, skip_novel=True)

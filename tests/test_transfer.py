@@ -160,15 +160,46 @@ def test_check_annotations_finds_relabelled_group(mop_split):
     out.obs["atlas"] = transferred.to_numpy().astype(object)
     wrong = (transferred == second).to_numpy()
     out.obs.loc[wrong, "atlas"] = largest
-    table = tl.check_annotations(out, "atlas", gene_activity=activity, n_markers=3)
-    flags = out.obs["omics_cl_annotation_flag"].to_numpy()
-    assert flags.any() and not flags[~wrong].any()
+    table = tl.check_annotations(out, "atlas", gene_activity=activity, n_markers=3, propagate_neighbors=0)
+    direct = out.obs["omics_cl_annotation_flag"].to_numpy()
+    assert direct.any() and not direct[~wrong].any()
     assert table.iloc[0][["atlas_label", "transferred_label"]].tolist() == [largest, second]
     assert table.iloc[0]["estimated_precision"] == 1.0  # nothing the other way round
-    assert table["n_cells"].sum() == flags.sum()
+    assert table["n_cells"].sum() == direct.sum() and table["n_propagated"].sum() == 0
     assert len(table.iloc[0]["markers"].split(", ")) == 3
-    assert (out.obs["omics_cl_suggested_label"].astype(str)[flags] == second).all()
+    assert (out.obs["omics_cl_suggested_label"].astype(str)[direct] == second).all()
     assert out.uns["omics_cl"]["check_annotations"]["estimated_precision"] == 1.0
+    # by default flags also spread to cells whose same-label neighbours in X_scncl are mostly flagged
+    table = tl.check_annotations(out, "atlas", propagate_neighbors=15)
+    flags = out.obs["omics_cl_annotation_flag"].to_numpy()
+    record = out.uns["omics_cl"]["check_annotations"]
+    assert (flags >= direct).all() and record["n_propagated"] == int((flags & ~direct).sum())
+    assert (table["n_cells"] + table["n_propagated"]).sum() == flags.sum()
+    assert (out.obs["omics_cl_suggested_label"].astype(str)[flags] == second).all()
+    del out.obsm["X_scncl"]
+    with pytest.raises(ValueError, match="propagate_neighbors=0"):
+        tl.check_annotations(out, "atlas")
+    with pytest.raises(ValueError, match="propagate_neighbors must be >= 0"):
+        tl.check_annotations(out, "atlas", propagate_neighbors=-1)
+
+
+def test_neighbour_flags_spread_within_an_atlas_label():
+    """Cell 3 (atlas A): 2 of its 3 A-neighbours flagged -> flagged, suggested B. Cell 2: 1 of 3. Cell 4: its flagged
+    neighbours carry atlas C and its A-neighbour is unflagged. Cell 6 has no atlas label. One step: cell 3's new flag
+    does not spread further."""
+    atlas = np.array(["A", "A", "A", "A", "A", "C", None, "C"], dtype=object)
+    flags = np.array([True, True, False, False, False, True, False, True])
+    suggested = np.array(["B", "B", None, None, None, "D", None, "D"], dtype=object)
+    neighbors = np.array([[1, 2, 3], [0, 2, 3], [3, 4, 0], [0, 1, 2], [5, 7, 2], [7, 0, 1], [0, 1, 3], [5, 0, 1]])
+    out, proposed = tl.neighbour_flags(flags, atlas, suggested, neighbors)
+    assert out.tolist() == [True, True, False, True, False, True, False, True]
+    assert proposed.tolist() == ["B", "B", None, "B", None, "D", None, "D"]
+    out, _ = tl.neighbour_flags(flags, atlas, suggested, neighbors, eligible=np.arange(8) != 3)
+    assert not out[3]
+    with pytest.raises(ValueError, match="min_share"):
+        tl.neighbour_flags(flags, atlas, suggested, neighbors, min_share=0)
+    with pytest.raises(ValueError, match="cells x k"):
+        tl.neighbour_flags(flags, atlas, suggested, neighbors[:3])
 
 
 def test_query_labels_never_reach_the_transfer(mop_split):

@@ -121,7 +121,8 @@ def cmd_transfer(args) -> int:
         pred = atac.obs["omics_cl_label"].astype(str).to_numpy()
         print(f"against {query_key}: accuracy {np.mean(truth[known] == pred[known]):.3f}, macro-F1 "
               f"{metrics.macro_f1(truth[known], pred[known]):.3f} on {known.sum()} cells of reference types; "
-              f"{int(atac.obs['omics_cl_annotation_flag'].sum())} confident disagreements in {len(table)} groups")
+              f"{int(atac.obs['omics_cl_annotation_flag'].sum())} cells flagged in {len(table)} groups "
+              f"({atac.uns['omics_cl']['check_annotations']['n_propagated']} of them by their neighbours)")
     if args.report:
         report = Path(args.report)
         report.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,7 @@
 
 - clustering: :func:`cluster`, :func:`cluster_embedding`
 - label transfer: :func:`transfer_labels`, :func:`check_annotations`, :func:`annotation_flags`,
-  :func:`confusion_groups`,
+  :func:`confusion_groups`, :func:`neighbour_flags`,
   :func:`otsu_threshold`; a saved transfer model (``transfer_labels(..., save_model=DIR)``) labels a new query
   with :func:`map_query` (:func:`load_transfer_model` reads it)
 - ATAC-only embeddings: :func:`embed_atac`
@@ -16,6 +16,7 @@ from omics_cl.tl._annotations import (
     annotation_flags,
     check_annotations,
     confusion_groups,
+    neighbour_flags,
 )
 from omics_cl.tl._cluster import cluster, cluster_embedding
 from omics_cl.tl._downstream import label_consistency, subclusters, trajectory
@@ -38,6 +39,7 @@ __all__ = [
     "load_transfer_model",
     "map_paired",
     "map_query",
+    "neighbour_flags",
     "otsu_threshold",
     "subclusters",
     "trajectory",

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import get
+from omics_cl.core import graph
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._common import marker_genes, store_record
 
@@ -115,10 +116,60 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
     return flags, float(min_confidence)
 
 
+def neighbour_flags(flags, atlas_labels, suggested, neighbors, min_share: float = 0.5,
+                    eligible=None) -> tuple[np.ndarray, np.ndarray]:
+    """Spread annotation flags to the cells whose neighbourhood flags their atlas label.
+
+    An unflagged cell is flagged when at least ``min_share`` of its neighbours that carry the same atlas label
+    are flagged; its suggested label is the most common one among those flagged neighbours. This reaches the
+    cells of a relabelled type that the transfer itself put under the wrong (atlas) label. Uses no true labels.
+
+    Parameters
+    ----------
+    flags
+        Boolean flag per cell (e.g. from :func:`annotation_flags`).
+    atlas_labels
+        Atlas label per cell (missing: unlabelled, never flagged).
+    suggested
+        Suggested label per cell (read where ``flags``).
+    neighbors
+        Cells x k indices of each cell's nearest other cells.
+    min_share
+        Smallest share of flagged same-label neighbours.
+    eligible
+        Boolean mask of the cells that may be flagged (``None``: every labelled cell).
+
+    Returns
+    -------
+    tuple[numpy.ndarray, numpy.ndarray]
+        The flags with the spread ones added, and the suggested label per cell (``None`` where unflagged).
+    """
+    if not 0 < min_share <= 1:
+        raise ValueError(f"min_share must be in (0, 1], got {min_share}")
+    flags = np.asarray(flags, dtype=bool)
+    atlas = pd.Series(np.asarray(atlas_labels, dtype=object))
+    labelled = atlas.notna().to_numpy()
+    atlas = atlas.astype(str).to_numpy()
+    neighbors = np.asarray(neighbors)
+    if neighbors.ndim != 2 or neighbors.shape[0] != len(flags):
+        raise ValueError(f"neighbors must be cells x k indices for {len(flags)} cells, got shape {neighbors.shape}")
+    suggested = np.where(flags, np.asarray(suggested, dtype=object), None)
+    same = (atlas[neighbors] == atlas[:, None]) & labelled[neighbors]
+    flagged_same = same & flags[neighbors]
+    share = flagged_same.sum(1) / np.maximum(same.sum(1), 1)
+    spread = labelled & ~flags & (share >= min_share) & flagged_same.any(1)
+    if eligible is not None:
+        spread &= np.asarray(eligible, dtype=bool)
+    for cell in np.flatnonzero(spread):
+        values, counts = np.unique(suggested[neighbors[cell][flagged_same[cell]]].astype(str), return_counts=True)
+        suggested[cell] = values[counts.argmax()]
+    return flags | spread, suggested
+
+
 def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnData | None = None,
                       annotation=None, min_confidence: float | None = 0.0, min_enrichment: float = 4.0,
                       min_group_cells: int = 20, min_agreement: float = 0.35, skip_novel: bool = False,
-                      n_markers: int = 5, layer: str | None = None,
+                      propagate_neighbors: int = 15, n_markers: int = 5, layer: str | None = None,
                       method: str | None = None) -> pd.DataFrame:
     """Find atlas labels that the transferred labels (from :func:`transfer_labels`) contradict more than the
     model's own confusion explains.
@@ -126,12 +177,16 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     ``method``: whose transfer to check (default: the one recorded by :func:`transfer_labels`).
     Flags cells with :func:`annotation_flags` (atlas labels the reference lacks are not checked; cells
     predicted novel only with ``skip_novel``: novelty is called per query cluster, and a relabelled type's
-    cluster may look novel to the reference) and
+    cluster may look novel to the reference), spreads the flags over the ``propagate_neighbors`` nearest cells
+    in the transfer's query embedding (``obsm["X_<method>"]``; :func:`neighbour_flags`: a cell whose
+    same-label neighbours are mostly flagged is flagged too, which reaches the cells of a relabelled type that
+    the transfer put under the atlas label; 0: no spreading) and
     writes ``obs["omics_cl_annotation_flag"]`` (bool) and ``obs["omics_cl_suggested_label"]`` (the
     transferred label of flagged cells, else missing).
     Returns one row per (atlas label, transferred label) group of flagged cells, the group its confusion
     explains least first: ``n_cells``, ``expected`` and ``estimated_precision`` (label-free, see
-    :func:`confusion_groups`), ``mean_confidence``, ``fraction_of_atlas_label`` and ``markers``, the
+    :func:`confusion_groups`), ``n_propagated`` (cells of the atlas label flagged with that suggested label by
+    their neighbours), ``mean_confidence``, ``fraction_of_atlas_label`` and ``markers``, the
     ``n_markers`` genes whose gene activity (fraction of cells with any) is most higher in the group than in
     the cells of the same atlas label whose transfer agrees. Gene activity comes from ``gene_activity``
     (same cells as ``atac``) or is built from ``annotation``; without either, markers are left empty.
@@ -156,6 +211,8 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         As in :func:`annotation_flags`.
     skip_novel
         Leave out cells predicted novel.
+    propagate_neighbors
+        Neighbours of each cell in the query embedding that spread flags (0: none).
     n_markers
         Marker genes per group.
     layer
@@ -173,6 +230,8 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         raise ValueError(f"atac.obs lacks {missing}; run omics_cl.tl.transfer_labels first")
     if atlas_key not in atac.obs:
         raise ValueError(f"atlas label column {atlas_key!r} not in obs; columns: {list(atac.obs.columns)}")
+    if propagate_neighbors < 0:
+        raise ValueError(f"propagate_neighbors must be >= 0, got {propagate_neighbors}")
     atlas = atac.obs[atlas_key]
     transferred = atac.obs["omics_cl_label"].astype(str).to_numpy()
     confidence = atac.obs["omics_cl_confidence"].to_numpy()
@@ -183,6 +242,16 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     novel = atac.obs["omics_cl_is_novel"].to_numpy() if skip_novel else None
     flags, threshold = annotation_flags(atlas, transferred, confidence, classes, novel, min_confidence,
                                         min_enrichment, min_group_cells, min_agreement)
+    direct = flags
+    suggested = np.where(flags, transferred, None)
+    if propagate_neighbors > 0 and flags.any():
+        embedding = atac.obsm.get(f"X_{method}")
+        if embedding is None:
+            raise ValueError(f"obsm['X_{method}'] (the transfer's query embedding) is missing; pass "
+                             "propagate_neighbors=0 to check without it")
+        neighbors, _ = graph.knn(np.asarray(embedding), propagate_neighbors + 1)
+        flags, suggested = neighbour_flags(flags, atlas, suggested, neighbors[:, 1:],
+                                           eligible=None if novel is None else ~np.asarray(novel, dtype=bool))
     if gene_activity is None and annotation is not None:
         gene_activity = build_gene_activity(atac, annotation, layer=layer)
     if gene_activity is not None and not gene_activity.obs_names.equals(atac.obs_names):
@@ -191,26 +260,30 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     agree = atlas.notna().to_numpy() & (atlas_str == transferred)
     candidates, _ = annotation_flags(atlas, transferred, confidence, classes, novel, threshold, 0.0, 0, 0.0)
     table = confusion_groups(atlas_str, transferred, candidates)
-    flagged_pairs = set(zip(atlas_str[flags], transferred[flags]))
+    suggested_str = suggested.astype(str)
+    flagged_pairs = set(zip(atlas_str[direct], transferred[direct]))
     table = table[[pair in flagged_pairs for pair in zip(table["atlas_label"], table["transferred_label"])]]
     extra = []
-    for label, suggested in zip(table["atlas_label"], table["transferred_label"]):
-        cells = np.flatnonzero(flags & (atlas_str == label) & (transferred == suggested))
+    for label, proposal in zip(table["atlas_label"], table["transferred_label"]):
+        cells = np.flatnonzero(flags & (atlas_str == label) & (suggested_str == proposal))
         markers = []
         if gene_activity is not None:
             markers = marker_genes(gene_activity, cells, np.flatnonzero(agree & (atlas_str == label)), n_markers)
-        extra.append({"mean_confidence": float(confidence[cells].mean()),
+        extra.append({"n_propagated": int((flags & ~direct & (atlas_str == label) & (suggested_str == proposal)).sum()),
+                      "mean_confidence": float(confidence[cells].mean()),
                       "fraction_of_atlas_label": len(cells) / int((atlas_str == label).sum()),
                       "markers": ", ".join(markers)})
-    table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra, columns=["mean_confidence",
-                       "fraction_of_atlas_label", "markers"])], axis=1)
+    table = pd.concat([table.reset_index(drop=True), pd.DataFrame(extra, columns=[
+        "n_propagated", "mean_confidence", "fraction_of_atlas_label", "markers"])], axis=1)
     order = np.argsort(-(table["n_cells"] - table["expected"]).to_numpy(), kind="stable")
     table = table.iloc[order].reset_index(drop=True)
-    excess = np.maximum(table["n_cells"] - table["expected"], 0).sum()
+    # each group's flagged cells (its own and the propagated ones) at the group's estimated precision
+    excess = (table["estimated_precision"] * (table["n_cells"] + table["n_propagated"])).sum()
     atac.obs["omics_cl_annotation_flag"] = flags
-    atac.obs["omics_cl_suggested_label"] = pd.Categorical(np.where(flags, transferred, None))
+    atac.obs["omics_cl_suggested_label"] = pd.Categorical(suggested)
     store_record(atac, "check_annotations", {
         "method": method, "atlas_key": atlas_key, "min_confidence": threshold, "min_enrichment": min_enrichment,
-        "min_group_cells": min_group_cells, "min_agreement": min_agreement, "n_flagged": int(flags.sum()), "n_groups": len(table),
+        "min_group_cells": min_group_cells, "min_agreement": min_agreement, "propagate_neighbors": propagate_neighbors, "n_flagged": int(flags.sum()),
+        "n_propagated": int((flags & ~direct).sum()), "n_groups": len(table),
         "estimated_precision": float(excess / flags.sum()) if flags.any() else None})
     return table
