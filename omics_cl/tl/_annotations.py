@@ -182,7 +182,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     same-label neighbours are mostly flagged is flagged too, which reaches the cells of a relabelled type that
     the transfer put under the atlas label; 0: no spreading) and
     writes ``obs["omics_cl_annotation_flag"]`` (bool) and ``obs["omics_cl_suggested_label"]`` (the
-    transferred label of flagged cells, else missing).
+    transferred label of flagged cells, their flagged neighbours' for cells flagged by spreading, else missing).
     Returns one row per (atlas label, transferred label) group of flagged cells, the group its confusion
     explains least first: ``n_cells``, ``expected`` and ``estimated_precision`` (label-free, see
     :func:`confusion_groups`), ``n_propagated`` (cells of the atlas label flagged with that suggested label by
@@ -269,7 +269,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         markers = []
         if gene_activity is not None:
             markers = marker_genes(gene_activity, cells, np.flatnonzero(agree & (atlas_str == label)), n_markers)
-        extra.append({"n_propagated": int((flags & ~direct & (atlas_str == label) & (suggested_str == proposal)).sum()),
+        extra.append({"n_propagated": int((~direct[cells]).sum()),
                       "mean_confidence": float(confidence[cells].mean()),
                       "fraction_of_atlas_label": len(cells) / int((atlas_str == label).sum()),
                       "markers": ", ".join(markers)})
