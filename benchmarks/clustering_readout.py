@@ -3,9 +3,10 @@ the self-clustering methods' memberships (``<m>_argmax``; cae: its default clust
 (consensus, n_clusters protocol, as ``tl.cluster_embedding``) on its embedding alone (``<m>_leiden``) and on its
 fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weights shrunk by 0, 0.5 and 1
 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``), and on its fusion with the ``pca_pearson`` view (components
-of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``). The default read-off
-of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), scinno's ``_fused_equal``,
-cae's ``_fused_wnn``.
+of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``), and on its fusion with
+both views (``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``). The default read-off
+of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), scinno's ``_both_equal``
+(``_fused_equal`` before 2026-12-02), cae's ``_fused_wnn``.
 
 Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters; the other
 rows reuse its embedding (cae: its latent, ``obsm["X_cae_latent"]``), so every row of a seed
@@ -69,9 +70,9 @@ def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray)
     """``(row method, cluster labels)`` for each read-off of one run (``pearson_pcs``: the Pearson residuals' view)."""
     yield first_row(method), out["clusters"]
     embeddings = {f"{method}_leiden": out[method]}
-    for view_name, view in (("fused", out["pca"]), ("pearson", pearson_pcs)):
+    for view_name, views in (("fused", [out["pca"]]), ("pearson", [pearson_pcs]), ("both", [out["pca"], pearson_pcs])):
         for name, shrinkage in SHRINKAGES.items():
-            embeddings[f"{method}_{view_name}_{name}"] = fusion.wnn_fuse([view, out[method]], seed=seed,
+            embeddings[f"{method}_{view_name}_{name}"] = fusion.wnn_fuse([*views, out[method]], seed=seed,
                                                                          shrinkage=shrinkage)[0]
     for name, z in embeddings.items():
         labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(z, 15, "cosine", seed), seed, None, 1.0, k)

@@ -7,7 +7,7 @@ import scipy.sparse as sp
 
 from omics_cl import models, tl
 from omics_cl.data import pearson, preprocess
-from omics_cl.models.common import pca_view
+from omics_cl.models.common import fused_with_pca, pca_view, pca_views
 from omics_cl.models.pca import PCAConfig
 
 
@@ -78,6 +78,8 @@ def test_fused_methods_take_the_pearson_view(method):
         models.configure(models.METHODS[method], pca_residuals="sqrt")
     config, _ = models.configure(models.METHODS[method], pca_residuals="pearson")
     assert config.pca_residuals == "pearson"
+    config, _ = models.configure(models.METHODS[method], pca_residuals="both")
+    assert config.pca_residuals == "both"
 
 
 def test_pca_view_reads_the_pearson_residuals():
@@ -86,3 +88,25 @@ def test_pca_view_reads_the_pearson_residuals():
     normalizer = prepared.normalizer
     np.testing.assert_array_equal(pca_view(x, normalizer, 5, "pearson", 0),
                                   pearson.principal_components(x, normalizer.genes, normalizer.library_size, 5))
+
+
+def test_both_views_are_the_log_and_the_pearson_view_and_each_gets_a_weight():
+    x, _, _ = _counts(5)
+    normalizer = preprocess.prepare_counts(ad.AnnData(x)).normalizer
+    views = pca_views(x, normalizer, 5, "both", 0)
+    assert list(views) == ["pca", "pca_pearson"]
+    np.testing.assert_array_equal(views["pca"], pca_view(x, normalizer, 5, "log", 0))
+    np.testing.assert_array_equal(views["pca_pearson"], pca_view(x, normalizer, 5, "pearson", 0))
+    assert list(pca_views(x, normalizer, 5, "pearson", 0)) == ["pca"]
+    latent = np.random.default_rng(0).normal(size=(x.shape[0], 8)).astype(np.float32)
+    arrays, notes = fused_with_pca(views, latent, 15, 0, shrinkage=1.0)
+    assert arrays["embedding"].shape == (x.shape[0], 5 + 5 + 8)
+    assert notes["fusion_weights"] == pytest.approx({"pca": 1 / 3, "pca_pearson": 1 / 3, "latent": 1 / 3})
+    _, notes = fused_with_pca(views, latent, 15, 0)
+    assert list(notes["fusion_weights"]) == ["pca", "pca_pearson", "latent"]
+    with pytest.raises(ValueError, match="residuals must be one of"):
+        pca_views(x, normalizer, 5, "all", 0)
+    with pytest.raises(ValueError, match="residuals must be one of"):
+        PCAConfig(standardize=False, residuals="both")  # one view per PCA baseline
+    with pytest.raises(ValueError, match="shrinkage"):
+        models.configure(models.METHODS["cae"], fusion_shrinkage=1.5)

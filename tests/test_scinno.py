@@ -79,7 +79,9 @@ def test_leiden_readout_fuses_the_pca_view_of_all_hvgs_label_free(counts_adata):
     np.testing.assert_array_equal(a.obsm["X_scinno"], b.obsm["X_scinno"])
     np.testing.assert_array_equal(a.obs["scinno_cluster"], b.obs["scinno_cluster"])
     assert "scinno_membership" not in a.obsm and a.obsm["X_scinno_latent"].shape == (300, 16)
-    assert rec["n_clusters"] == 3 and rec["params"]["fusion_weights"] == {"pca": 0.5, "latent": 0.5}
+    assert rec["n_clusters"] == 3
+    assert rec["params"]["fusion_weights"] == pytest.approx({"pca": 1 / 3, "pca_pearson": 1 / 3, "latent": 1 / 3})
+    assert a.obsm["X_scinno"].shape == (300, 2 * 50 + 16)  # the log and the Pearson views beside the latent
     assert rec["params"]["centres_per_cluster"] == 1 and rec["params"]["n_clusters"] == 3  # one centre per cluster
     doubled = tl.cluster(counts_adata.copy(), method="scinno", n_clusters=3, centres_per_cluster=2, progress=False,
                          **SMALL)

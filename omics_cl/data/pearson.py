@@ -17,11 +17,12 @@ from omics_cl.data.preprocess import row_chunks
 
 DEFAULT_THETA = 100.0
 RESIDUALS = ("log", "pearson")  # what a PCA view reads: log-normalised HVGs, or their Pearson residuals
+FUSED_RESIDUALS = (*RESIDUALS, "both")  # what a fused embedding's PCA views read: one of RESIDUALS, or both views
 
 
-def check_residuals(residuals: str) -> None:
-    if residuals not in RESIDUALS:
-        raise ValueError(f"residuals must be one of {RESIDUALS}, got {residuals!r}")
+def check_residuals(residuals: str, allowed: tuple[str, ...] = RESIDUALS) -> None:
+    if residuals not in allowed:
+        raise ValueError(f"residuals must be one of {allowed}, got {residuals!r}")
 
 
 def check_theta(theta: float) -> None:

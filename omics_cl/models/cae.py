@@ -9,7 +9,9 @@ cae before 2026-12-01): ``standardize`` scales each input gene to unit variance,
 statistics of the training cells (``LogNormalizer.standardized``; not centred); ``fusion="wnn"`` writes as the
 embedding the per-cell weighted fusion (``omics_cl.core.fusion``) of the latent with ``pca_comps`` principal
 components of the standardised log-normalised HVGs (the ``pca`` baseline's view) and keeps the latent as
-``latent``; ``fusion="none"``: the latent is the embedding.
+``latent``; ``fusion="none"``: the latent is the embedding. ``pca_residuals="pearson"`` fuses the latent with the
+HVGs' Pearson residuals' components instead, ``"both"`` with both views (``models.common.pca_views``);
+``fusion_shrinkage`` shrinks the WNN weights toward equal (1: equal weights).
 """
 from __future__ import annotations
 
@@ -19,12 +21,12 @@ import jax
 import numpy as np
 from flax import nnx
 
-from omics_cl.core import augment, losses
+from omics_cl.core import augment, fusion, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data import pearson
 from omics_cl.data.sources import KEYS
-from omics_cl.models.common import encoder_latent, fused_with_pca, pca_view
+from omics_cl.models.common import encoder_latent, fused_with_pca, pca_views
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")
@@ -46,13 +48,15 @@ class CAEConfig:
     max_value: float = 10.0
     fusion: str = "wnn"
     fusion_neighbors: int = 20
+    fusion_shrinkage: float = 0.0  # WNN weights shrunk toward equal (1: equal weights)
     pca_comps: int = 50
-    pca_residuals: str = "log"  # the PCA view's input (``models.common.pca_view``)
+    pca_residuals: str = "log"  # the PCA views' input (``models.common.pca_views``)
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
-        pearson.check_residuals(self.pca_residuals)
+        pearson.check_residuals(self.pca_residuals, pearson.FUSED_RESIDUALS)
+        fusion.check_shrinkage(self.fusion_shrinkage)
 
 
 class AutoEncoder(nnx.Module):
@@ -104,8 +108,8 @@ def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
     z = np.asarray(predict(encoder_latent, model, source), dtype=np.float32)
     if config.fusion == "none":
         return {"embedding": z}, {}
-    pcs = pca_view(source.x, source.transform, config.pca_comps, config.pca_residuals, ctx.seed, config.max_value)
-    return fused_with_pca(pcs, z, config.fusion_neighbors, ctx.seed)
+    pcs = pca_views(source.x, source.transform, config.pca_comps, config.pca_residuals, ctx.seed, config.max_value)
+    return fused_with_pca(pcs, z, config.fusion_neighbors, ctx.seed, config.fusion_shrinkage)
 
 
 CAE = Method(

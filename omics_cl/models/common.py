@@ -106,13 +106,25 @@ def pca_view(counts, normalizer: preprocess.LogNormalizer, n_comps: int, residua
                                            statistics=statistics)
 
 
-def fused_with_pca(pcs: np.ndarray, z: np.ndarray, n_neighbors: int, seed: int,
+def pca_views(counts, normalizer: preprocess.LogNormalizer, n_comps: int, residuals: str, seed: int,
+              max_value: float = 10.0) -> dict[str, np.ndarray]:
+    """The PCA views a fused embedding reads (:func:`pca_view`): ``{"pca": view}`` for ``residuals`` ``"log"`` or
+    ``"pearson"``; with ``"both"``, ``{"pca": the log view, "pca_pearson": the Pearson view}``."""
+    pearson.check_residuals(residuals, pearson.FUSED_RESIDUALS)
+    if residuals == "both":
+        return {"pca": pca_view(counts, normalizer, n_comps, "log", seed, max_value),
+                "pca_pearson": pca_view(counts, normalizer, n_comps, "pearson", seed, max_value)}
+    return {"pca": pca_view(counts, normalizer, n_comps, residuals, seed, max_value)}
+
+
+def fused_with_pca(pcs: dict[str, np.ndarray], z: np.ndarray, n_neighbors: int, seed: int,
                    shrinkage: float = 0.0) -> tuple[dict, dict]:
-    """``({"embedding": fusion of pcs and z, "latent": z}, notes with the median fusion weights)``
-    (:func:`omics_cl.core.fusion.wnn_fuse`)."""
-    fused, weights = fusion.wnn_fuse([pcs, z], n_neighbors, seed, shrinkage)
+    """``({"embedding": fusion of the views in pcs and z, "latent": z}, notes with the median fusion weight of each
+    view, named as in pcs, and of ``latent``)`` (:func:`omics_cl.core.fusion.wnn_fuse`)."""
+    fused, weights = fusion.wnn_fuse([*pcs.values(), z], n_neighbors, seed, shrinkage)
     median = np.median(weights, 0)
-    return {"embedding": fused, "latent": z}, {"fusion_weights": {"pca": float(median[0]), "latent": float(median[1])}}
+    names = [*pcs, "latent"]
+    return {"embedding": fused, "latent": z}, {"fusion_weights": {n: float(w) for n, w in zip(names, median)}}
 
 
 @dataclass(frozen=True)
@@ -124,7 +136,7 @@ class ReadoutConfig:
 
     readout: str = "leiden"
     pca_comps: int = 50
-    pca_residuals: str = "log"  # the PCA view's input (``pca_view``)
+    pca_residuals: str = "log"  # the PCA views' input (``pca_views``)
     fusion_shrinkage: float = 1.0
     fusion_neighbors: int = 20
     centres_per_cluster: int = 1  # clustering centres trained per requested cluster (Leiden read-off only)
@@ -135,7 +147,7 @@ class ReadoutConfig:
         if self.centres_per_cluster < 1:
             raise ValueError(f"centres_per_cluster must be at least 1, got {self.centres_per_cluster}")
         fusion.check_shrinkage(self.fusion_shrinkage)
-        pearson.check_residuals(self.pca_residuals)
+        pearson.check_residuals(self.pca_residuals, pearson.FUSED_RESIDUALS)
 
     @property
     def trained_centres_per_cluster(self) -> int:
@@ -146,8 +158,8 @@ class ReadoutConfig:
 def leiden_readout(z: np.ndarray, counts, normalizer: preprocess.LogNormalizer, config: ReadoutConfig,
                    seed: int) -> tuple[dict, dict]:
     """A self-clustering method's ``readout="leiden"`` arrays: its embedding ``z`` fused
-    (``config.fusion_shrinkage``, ``config.fusion_neighbors``) with the PCA view (:func:`pca_view`,
+    (``config.fusion_shrinkage``, ``config.fusion_neighbors``) with the PCA views (:func:`pca_views`,
     ``config.pca_comps``, ``config.pca_residuals``) of ``counts`` through ``normalizer``, ``z`` kept as ``latent``;
     no memberships, so ``tl.cluster`` clusters the fused embedding with Leiden."""
-    pcs = pca_view(counts, normalizer, config.pca_comps, config.pca_residuals, seed)
+    pcs = pca_views(counts, normalizer, config.pca_comps, config.pca_residuals, seed)
     return fused_with_pca(pcs, np.asarray(z, dtype=np.float32), config.fusion_neighbors, seed, config.fusion_shrinkage)
