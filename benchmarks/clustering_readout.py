@@ -11,11 +11,13 @@ of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth ses
 Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters; the other
 rows reuse its embedding (cae: its latent, ``obsm["X_cae_latent"]``), so every row of a seed
 comes from the same trained model. ``--embeddings DIR`` keeps ``<dataset>_<m>_<seed>.npz`` (``pca``, ``<m>``,
-``clusters``, seconds; ``integration.stored``) and later runs read them instead of retraining. Labels are used
-only for scoring and for K.
+``clusters``, seconds; ``integration.stored``) and later runs read them instead of retraining. ``--members N``
+adds the row ``<m>_members<N>``: the default read-off of an ensemble of N runs, as ``tl.cluster(...,
+n_members=N)`` computes it (``omics_cl.models.members``; its other members are trained, or read from ``DIR``, under
+their derived seeds). Labels are used only for scoring and for K.
 
     python benchmarks/clustering_readout.py --method siamese --datasets zeisel_cortex,pbmc68k_reduced --seeds 5 \
-        --json out.json [--embeddings DIR] [--resume]
+        --json out.json [--embeddings DIR] [--resume] [--members 3]
 """
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ from omics_cl import metrics, models, tl
 from omics_cl.core import fusion, graph
 from omics_cl.data.preprocess import prepare_counts
 from omics_cl.models.common import pca_view
+from omics_cl.models.members import member_seeds
 from omics_cl.models.pca import PCAConfig
 
 SHRINKAGES = {"wnn": 0.0, "half": 0.5, "equal": 1.0}
+DEFAULT_READOUT = {"cae": "cae_fused_wnn", "scinno": "scinno_both_equal", "siamese": "siamese_pearson_equal"}
 
 
 def self_clustering(method: str) -> bool:
@@ -48,7 +52,7 @@ def trained(adata, method: str, seed: int, k: int) -> dict:
     """The PCA view, the method's embedding (its latent when it fuses one, as cae) and its own clusters (the argmax
     of a self-clustering method), from one run."""
     tl.cluster(adata, method="pca", seed=seed, progress=False)
-    argmax = {"readout": "argmax"} if self_clustering(method) else {}
+    argmax = {"readout": "argmax", "n_members": 1} if self_clustering(method) else {}
     tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, **argmax)
     latent = f"X_{method}_latent"
     return {"pca": adata.obsm["X_pca"], method: adata.obsm[latent if latent in adata.obsm else f"X_{method}"],
@@ -66,17 +70,38 @@ def pearson_view(adata) -> np.ndarray:
     return pca_view(prepared.counts, prepared.normalizer, PCAConfig().n_comps, "pearson", seed=0)  # no seed used
 
 
-def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray):
-    """``(row method, cluster labels)`` for each read-off of one run (``pearson_pcs``: the Pearson residuals' view)."""
-    yield first_row(method), out["clusters"]
+def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray) -> dict[str, np.ndarray]:
+    """The embedding of each Leiden read-off row of one run (``pearson_pcs``: the Pearson residuals' view)."""
     embeddings = {f"{method}_leiden": out[method]}
     for view_name, views in (("fused", [out["pca"]]), ("pearson", [pearson_pcs]), ("both", [out["pca"], pearson_pcs])):
         for name, shrinkage in SHRINKAGES.items():
             embeddings[f"{method}_{view_name}_{name}"] = fusion.wnn_fuse([*views, out[method]], seed=seed,
                                                                          shrinkage=shrinkage)[0]
-    for name, z in embeddings.items():
+    return embeddings
+
+
+def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray):
+    """``(row method, cluster labels)`` for each read-off of one run."""
+    yield first_row(method), out["clusters"]
+    for name, z in fused_embeddings(out, method, seed, pearson_pcs).items():
         labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(z, 15, "cosine", seed), seed, None, 1.0, k)
         yield name, labels
+
+
+def ensemble_readout(adata, name: str, method: str, k: int, seed: int, n_members: int, pearson_pcs: np.ndarray,
+                     directory: str | None) -> np.ndarray:
+    """Clusters of an ensemble of ``n_members`` runs (``tl.cluster(..., n_members=N)``, ``models.members``): the
+    cosine kNN graphs of the members' default read-off embeddings, averaged, then Leiden; member 0 is the run of
+    ``seed``, and each member is kept in / read from ``directory`` (``<name>_<method>_<member seed>.npz``) as a
+    single run is."""
+    graphs = []
+    for member_seed in member_seeds(seed, n_members):
+        out, _ = stored(directory, f"{name}_{method}_{member_seed}", trained, adata, method,
+                        member_seed, k)
+        z = fused_embeddings(out, method, member_seed, pearson_pcs)[DEFAULT_READOUT[method]]
+        graphs.append(graph.neighbor_graph(z, 15, "cosine", member_seed))
+    labels, _, _ = graph.consensus_leiden(sum(graphs) / n_members, seed, None, 1.0, k)
+    return labels
 
 
 def main(argv=None) -> int:
@@ -87,6 +112,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--embeddings", help="keep / read each run's arrays here")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
+    p.add_argument("--members", type=int, default=1,
+                   help="also the row <m>_members<N>: an ensemble of N runs read off as tl.cluster(n_members=N)")
     args = p.parse_args(argv)
     rows = json.loads(Path(args.json).read_text()) if args.resume and Path(args.json).exists() else []
     done = {(r["dataset"], r["trained"], r["seed"]) for r in rows}
@@ -100,7 +127,12 @@ def main(argv=None) -> int:
             pearson_pcs = pearson_view(adata) if pearson_pcs is None else pearson_pcs
             out, seconds = stored(args.embeddings, f"{name}_{args.method}_{seed}", trained, adata, args.method,
                                   seed, k)
-            for method, labels in readouts(out, args.method, k, seed, pearson_pcs):
+            rows_of_run = list(readouts(out, args.method, k, seed, pearson_pcs))
+            if args.members > 1:
+                rows_of_run.append((f"{args.method}_members{args.members}",
+                                    ensemble_readout(adata, name, args.method, k, seed, args.members, pearson_pcs,
+                                                     args.embeddings)))
+            for method, labels in rows_of_run:
                 s = metrics.clustering_scores(truth, labels.astype(str), exclude=manifest.unlabelled_values)
                 row = {"dataset": name, "trained": args.method, "method": method, "protocol": "n_clusters",
                        "seed": seed, **s, "n_clusters": len(np.unique(labels)), "train_seconds": seconds}

@@ -221,3 +221,15 @@ def test_cluster_refuses_pooled_restarts_before_training(monkeypatch):
     adata = ad.AnnData(np.ones((20, 5), dtype=np.float32))
     with pytest.raises(ValueError, match="leiden_restarts"):
         tl.cluster(adata, method="cae", leiden_restarts=10, leiden_consensus=10, progress=False)
+
+
+def test_a_cells_distance_to_itself_is_zero_so_rounding_does_not_move_the_graph():
+    """float32 cosine gives some rows a distance to themselves of ~1e-7; UMAP's weights take the first nonzero
+    distance as the cell's rho, so that noise would reweight the whole row. Scaling rows leaves the graph alone."""
+    x = np.random.default_rng(0).normal(size=(200, 12)).astype(np.float32)
+    scaled = (x / np.linalg.norm(x, axis=1, keepdims=True) / np.sqrt(2)).astype(np.float32)
+    for method in ("brute", "pynndescent", "jax"):
+        idx, dist = graph.knn(scaled, 10, "cosine", method=method)
+        assert (idx[:, 0] == np.arange(200)).all() and (dist[:, 0] == 0).all()
+    difference = graph.neighbor_graph(x, 10) - graph.neighbor_graph(scaled, 10)
+    assert abs(difference).max() < 1e-4

@@ -18,8 +18,8 @@ CONSENSUS_MAX_CELLS = 100_000  # above this, consensus_leiden's default is one r
 
 def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
         query: np.ndarray | None = None, method: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-    """Indices and distances of each row's ``k`` nearest rows of ``x`` (itself first), or, given ``query``,
-    of each query row's ``k`` nearest rows of ``x``.
+    """Indices and distances of each row's ``k`` nearest rows of ``x`` (itself first, at distance 0), or, given
+    ``query``, of each query row's ``k`` nearest rows of ``x``.
 
     ``method``: ``"jax"`` (exact, :func:`blocked_knn`), ``"pynndescent"`` (approximate), or ``"auto"``: ``"jax"``
     on an accelerator; on the CPU exact brute force (scikit-learn) up to ``EXACT_KNN_MAX_CELLS`` rows of ``x``
@@ -50,7 +50,10 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
 
         index = NNDescent(x, n_neighbors=k, metric=metric, random_state=seed, n_jobs=1)
         idx, dist = index.neighbor_graph if query is None else index.query(query, k=k)
-    return idx.astype(np.int64), dist.astype(np.float32)
+    idx, dist = idx.astype(np.int64), dist.astype(np.float32)
+    if query is None:  # a row's distance to itself is 0, not float32 rounding (it sets UMAP's rho, as in scanpy)
+        dist[idx == np.arange(n)[:, None]] = 0.0
+    return idx, dist
 
 
 def blocked_knn(x: np.ndarray, k: int, metric: str = "cosine", query: np.ndarray | None = None,

@@ -26,7 +26,7 @@ from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data import pearson
 from omics_cl.data.sources import KEYS
-from omics_cl.models.common import encoder_latent, fused_with_pca, pca_views
+from omics_cl.models.common import check_members, encoder_latent, fused_with_pca, pca_views
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")
@@ -51,12 +51,14 @@ class CAEConfig:
     fusion_shrinkage: float = 0.0  # WNN weights shrunk toward equal (1: equal weights)
     pca_comps: int = 50
     pca_residuals: str = "log"  # the PCA views' input (``models.common.pca_views``)
+    n_members: int = 1  # models trained with derived seeds, their graphs averaged (``omics_cl.models.members``)
 
     def __post_init__(self):
         if self.fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         pearson.check_residuals(self.pca_residuals, pearson.FUSED_RESIDUALS)
         fusion.check_shrinkage(self.fusion_shrinkage)
+        check_members(self.n_members)
 
 
 class AutoEncoder(nnx.Module):

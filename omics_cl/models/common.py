@@ -127,6 +127,17 @@ def fused_with_pca(pcs: dict[str, np.ndarray], z: np.ndarray, n_neighbors: int, 
     return {"embedding": fused, "latent": z}, {"fusion_weights": {n: float(w) for n, w in zip(names, median)}}
 
 
+def check_members(n_members: int | None, readout: str = "leiden") -> None:
+    """Refuse an ensemble size below 1, or members with ``readout="argmax"`` (their clusters cannot be pooled);
+    ``None`` is the method's default (``models.members.ensemble_size``)."""
+    if n_members is None:
+        return
+    if n_members < 1:
+        raise ValueError(f"n_members must be at least 1, got {n_members}")
+    if n_members > 1 and readout == "argmax":
+        raise ValueError("readout='argmax' reads one model's memberships; use n_members=1 with it")
+
+
 @dataclass(frozen=True)
 class ReadoutConfig:
     """How a self-clustering method reads off its clusters: ``"leiden"`` (:func:`leiden_readout`, with these
@@ -140,8 +151,10 @@ class ReadoutConfig:
     fusion_shrinkage: float = 1.0
     fusion_neighbors: int = 20
     centres_per_cluster: int = 1  # clustering centres trained per requested cluster (Leiden read-off only)
+    n_members: int | None = 1  # models trained with derived seeds, graphs averaged (``models.members.ensemble_size``)
 
     def __post_init__(self):
+        check_members(self.n_members, self.readout)
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.centres_per_cluster < 1:

@@ -226,6 +226,6 @@ METHOD = Method(
     name="scinno", job="cluster", config=SCINNOConfig(), train=TrainConfig(epochs=60, batch_size=128),
     source=lambda prepared, config, ctx: DetectedGenesSource(prepared, config.min_detection),
     init=lambda source, config, ctx: SCINNO(source.n_features, 1, config, rngs=nnx.Rngs(ctx.seed)),
-    stages=stages, embed=embed, self_clustering=True, variants={"seed": {"readout": "argmax"}},
+    stages=stages, embed=embed, self_clustering=True, variants={"seed": {"readout": "argmax", "n_members": 1}},
     summary="denoising contrastive AE + cell attention + fuzzy clustering; Leiden on its latent fused with the PCA "
             "view")

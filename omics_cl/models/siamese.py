@@ -204,5 +204,5 @@ METHOD = Method(
     name="siamese", job="cluster", config=SiameseConfig(), train=TrainConfig(epochs=40, batch_size=256),
     source=graph_source,
     init=lambda source, config, ctx: Siamese(source.rows.n_features, 1, config, rngs=nnx.Rngs(ctx.seed)),
-    stages=stages, embed=embed, self_clustering=True, variants={"seed": {"readout": "argmax"}},
+    stages=stages, embed=embed, self_clustering=True, variants={"seed": {"readout": "argmax", "n_members": 1}},
     summary="siamese gene MLP + graph attention, NT-Xent + DEC; Leiden on its embedding fused with the PCA view")

@@ -6,8 +6,11 @@ Keys written by :func:`cluster` for ``method="<m>"``:
 - ``obsm["X_<m>"]``: the embedding;
 - ``obsm["X_<m>_latent"]``: the learnt latent, when the embedding is a fusion of it with another view (``cae``
   with ``fusion="wnn"``, ``scinno`` / ``siamese`` with ``readout="leiden"``);
-- ``obs["<m>_cluster"]``: clusters (categorical, "0" is the largest): Leiden on the embedding, or for the
-  self-clustering methods with ``readout="argmax"`` (``scinno``, ``siamese``) the argmax of their soft memberships;
+- ``obsp["<m>_connectivities"]``: with ``n_members`` > 1 (an ensemble, ``omics_cl.models.members``), the mean of
+  the members' kNN graphs; ``obsm["X_<m>"]`` (and ``"X_<m>_latent"``) then hold the members' arrays side by side;
+- ``obs["<m>_cluster"]``: clusters (categorical, "0" is the largest): Leiden on the embedding (an ensemble: on the
+  members' mean graph), or for the self-clustering methods with ``readout="argmax"`` (``scinno``, ``siamese``) the
+  argmax of their soft memberships;
 - ``obsm["<m>_membership"]``: those soft memberships (cells x K, columns in the order of the cluster names);
 - ``uns["omics_cl"]["<m>"]``: parameters, seed, protocol, resolution, cluster count, HVG flavour used
   (``hvg_flavor``), loss per epoch, versions.
@@ -89,6 +92,15 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
         raise ValueError(f"obsm[{use_rep!r}] contains NaN/inf")
     check_leiden_consensus(leiden_consensus, leiden_restarts)
     adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
+    key = key_added or f"{use_rep.removeprefix('X_')}_cluster"
+    return cluster_graph(adata, adjacency, key, n_clusters, resolution, seed, leiden_restarts, leiden_consensus)
+
+
+def cluster_graph(adata: ad.AnnData, adjacency, key_added: str, n_clusters: int | None = None,
+                  resolution: float = 1.0, seed: int = 0, leiden_restarts: int = 1,
+                  leiden_consensus: int | None = None) -> dict:
+    """Leiden on a cell graph (``adjacency``, cells x cells) as :func:`cluster_embedding` runs it on its kNN
+    graph; writes ``obs[key_added]`` and returns the same record."""
     protocol = "resolution" if n_clusters is None else "n_clusters"
     if leiden_restarts > 1:  # the most modular restart, not pooled
         runs = 1
@@ -98,9 +110,8 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
             labels, resolution = graph.leiden_n_clusters(adjacency, n_clusters, seed, restarts=leiden_restarts)
     else:
         labels, resolution, runs = graph.consensus_leiden(adjacency, seed, leiden_consensus, resolution, n_clusters)
-    key = key_added or f"{use_rep.removeprefix('X_')}_cluster"
     k = int(labels.max()) + 1
-    adata.obs[key] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
+    adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
     return {"protocol": protocol, "resolution": float(resolution), "n_clusters": k, "leiden_consensus": runs}
 
 
@@ -197,15 +208,21 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     start = time.perf_counter()
     prepared = replace(prepare_counts(adata, layer, n_top_genes), stream=stream)
     ctx = models.Context(seed, n_clusters, resolution, n_neighbors, leiden_restarts)
-    out, info = models.run(spec, prepared, ctx, progress, **method_params)
+    run = models.run_members if models.ensemble_size(config) > 1 else models.run
+    out, info = run(spec, prepared, ctx, progress, **method_params)
     train_seconds = time.perf_counter() - start
     adata.obsm[f"X_{method}"] = out["embedding"]
-    if "latent" in out:
-        adata.obsm[f"X_{method}_latent"] = out["latent"]
-    else:
-        adata.obsm.pop(f"X_{method}_latent", None)  # not left from an earlier fused run
+    for key, value, store in ((f"X_{method}_latent", out.get("latent"), adata.obsm),
+                              (f"{method}_connectivities", out.get("graph"), adata.obsp)):
+        if value is None:
+            store.pop(key, None)  # not left from an earlier run
+        else:
+            store[key] = value
     graph_dims = info.pop("graph_dims", None)
-    if "memberships" in out:
+    if "graph" in out:
+        clusters = cluster_graph(adata, out["graph"], f"{method}_cluster", n_clusters, resolution, seed,
+                                 leiden_restarts, leiden_consensus)
+    elif "memberships" in out:
         u = out["memberships"]
         clusters = write_memberships(adata, method, u.argmax(1), u,
                                      "resolution" if info["k_estimated"] else "n_clusters", resolution)
