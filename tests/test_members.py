@@ -5,7 +5,7 @@ from conftest import FAST
 
 from omics_cl import models, tl
 from omics_cl.core import graph
-from omics_cl.models.members import DEFAULT_MEMBERS, ensemble_size, member_params, member_seeds, unit_blocks
+from omics_cl.models.members import member_params, member_seeds, unit_blocks
 
 
 def test_member_seeds_start_with_the_seed_and_differ():
@@ -67,10 +67,5 @@ def test_bad_ensembles_are_refused_before_training(counts_adata):
         tl.cluster(counts_adata.copy(), method="scinno", readout="argmax", n_members=2)
     with pytest.raises(TypeError, match="n_members"):
         models.configure(models.METHODS["pca"], n_members=2)
-
-
-def test_the_default_ensemble_size_follows_the_readout():
-    assert ensemble_size(models.configure(models.METHODS["pca"])[0]) == 1
-    assert ensemble_size(models.configure(models.METHODS["cae"], n_members=2)[0]) == 2
-    assert ensemble_size(models.configure(models.METHODS["siamese"], n_members=None)[0]) == DEFAULT_MEMBERS
-    assert ensemble_size(models.configure(models.METHODS["siamese"], n_members=None, readout="argmax")[0]) == 1
+    with pytest.raises(TypeError, match="n_members must be int"):
+        models.configure(models.METHODS["siamese"], n_members=None)

@@ -5,7 +5,7 @@ what ``omics_cl.tl``, ``omics_cl.pl`` and the CLI read. A new method is one file
 from __future__ import annotations
 
 from omics_cl.models import cae, pca, sci2cl, scinno, scncl, siamese
-from omics_cl.models.members import ensemble_size, run_members
+from omics_cl.models.members import run_members
 from omics_cl.models.method import (
     JOBS,
     Context,
@@ -55,5 +55,5 @@ def get(name: str, job: str) -> Method:
 for _method in _BUILTIN:
     register(_method)
 
-__all__ = ["JOBS", "METHODS", "Context", "Method", "StreamingError", "TrainedRun", "configure", "ensemble_size", "get",
-           "names", "register", "run", "run_members", "streaming_names", "train_method", "unregister"]
+__all__ = ["JOBS", "METHODS", "Context", "Method", "StreamingError", "TrainedRun", "configure", "get", "names",
+           "register", "run", "run_members", "streaming_names", "train_method", "unregister"]

@@ -127,11 +127,8 @@ def fused_with_pca(pcs: dict[str, np.ndarray], z: np.ndarray, n_neighbors: int, 
     return {"embedding": fused, "latent": z}, {"fusion_weights": {n: float(w) for n, w in zip(names, median)}}
 
 
-def check_members(n_members: int | None, readout: str = "leiden") -> None:
-    """Refuse an ensemble size below 1, or members with ``readout="argmax"`` (their clusters cannot be pooled);
-    ``None`` is the method's default (``models.members.ensemble_size``)."""
-    if n_members is None:
-        return
+def check_members(n_members: int, readout: str = "leiden") -> None:
+    """Refuse an ensemble size below 1, or members with ``readout="argmax"`` (their clusters cannot be pooled)."""
     if n_members < 1:
         raise ValueError(f"n_members must be at least 1, got {n_members}")
     if n_members > 1 and readout == "argmax":
@@ -151,7 +148,7 @@ class ReadoutConfig:
     fusion_shrinkage: float = 1.0
     fusion_neighbors: int = 20
     centres_per_cluster: int = 1  # clustering centres trained per requested cluster (Leiden read-off only)
-    n_members: int | None = 1  # models trained with derived seeds, graphs averaged (``models.members.ensemble_size``)
+    n_members: int = 1  # models trained with derived seeds, their graphs averaged (``omics_cl.models.members``)
 
     def __post_init__(self):
         check_members(self.n_members, self.readout)

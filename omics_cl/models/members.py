@@ -1,4 +1,4 @@
-"""Seed ensembles of a cluster method (:func:`ensemble_size` > 1): members trained one after another with
+"""Seed ensembles of a cluster method (``n_members`` > 1 in its config): members trained one after another with
 seeds derived from the run's seed (member 0 is the single run with that seed), each read off as a single run
 would be; the members' cosine kNN graphs of their embeddings are averaged, and ``tl.cluster`` runs Leiden on
 that graph. No labels are used."""
@@ -11,18 +11,6 @@ import numpy as np
 
 from omics_cl.core import graph
 from omics_cl.models.method import Context, Method, configure, train_method
-
-
-DEFAULT_MEMBERS = 3  # ``n_members=None`` with the Leiden read-off
-
-
-def ensemble_size(config) -> int:
-    """How many models a cluster run trains: the config's ``n_members`` (1 without the field); ``None`` means
-    ``DEFAULT_MEMBERS`` with the Leiden read-off and 1 with ``readout="argmax"``."""
-    n_members = getattr(config, "n_members", 1)
-    if n_members is None:
-        return 1 if getattr(config, "readout", "leiden") == "argmax" else DEFAULT_MEMBERS
-    return n_members
 
 
 def member_seeds(seed: int, n_members: int) -> list[int]:
@@ -44,15 +32,14 @@ def member_params(params: dict, train, member: int) -> dict:
 
 def run_members(method: Method, data: Any, ctx: Context = Context(), progress: bool = True,
                 **params: Any) -> tuple[dict, dict]:
-    """``(arrays, record)`` of an ensemble of :func:`ensemble_size` runs of a cluster ``method``: ``graph``,
+    """``(arrays, record)`` of an ensemble of the config's ``n_members`` runs of a cluster ``method``: ``graph``,
     the mean of the members' cosine kNN graphs (``ctx.n_neighbors``; each on its embedding's ``graph_dims``
     columns, built with the member's seed); ``embedding`` and ``latent`` (when the members have one), the members'
     arrays side by side, each row-normalised (:func:`unit_blocks`). The record is member 0's, with
     ``member_seeds`` and each member's loss ``member_histories``. Members after the first checkpoint to
     ``<checkpoint_path>.member<m>`` (:func:`member_params`)."""
     config, train = configure(method, **params)
-    n_members = ensemble_size(config)
-    seeds = member_seeds(ctx.seed, n_members)
+    seeds = member_seeds(ctx.seed, config.n_members)
     runs = [train_method(method, data, replace(ctx, seed=s), progress, **member_params(params, train, m))
             for m, s in enumerate(seeds)]
     record = runs[0].record
@@ -62,6 +49,6 @@ def run_members(method: Method, data: Any, ctx: Context = Context(), progress: b
     arrays = {"graph": adjacency.tocsr(), "embedding": unit_blocks([r.arrays["embedding"] for r in runs])}
     if "latent" in runs[0].arrays:
         arrays["latent"] = unit_blocks([r.arrays["latent"] for r in runs])
-    record = {**record, "n_members": n_members, "member_seeds": seeds,
+    record = {**record, "n_members": config.n_members, "member_seeds": seeds,
               "member_histories": [r.record.get("history") for r in runs]}
     return arrays, record

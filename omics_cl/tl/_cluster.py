@@ -208,7 +208,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     start = time.perf_counter()
     prepared = replace(prepare_counts(adata, layer, n_top_genes), stream=stream)
     ctx = models.Context(seed, n_clusters, resolution, n_neighbors, leiden_restarts)
-    run = models.run_members if models.ensemble_size(config) > 1 else models.run
+    run = models.run_members if getattr(config, "n_members", 1) > 1 else models.run  # pca has no ensembles
     out, info = run(spec, prepared, ctx, progress, **method_params)
     train_seconds = time.perf_counter() - start
     adata.obsm[f"X_{method}"] = out["embedding"]
