@@ -41,7 +41,7 @@ from omics_cl.models.members import member_seeds
 from omics_cl.models.pca import PCAConfig
 
 SHRINKAGES = {"wnn": 0.0, "half": 0.5, "equal": 1.0}
-DEFAULT_READOUT = {"cae": "cae_fused_wnn", "scinno": "scinno_both_equal", "siamese": "siamese_pearson_equal"}
+DEFAULT_READOUT = {"cae": ("fused", "wnn"), "scinno": ("both", "equal"), "siamese": ("pearson", "equal")}
 
 
 def self_clustering(method: str) -> bool:
@@ -70,13 +70,20 @@ def pearson_view(adata) -> np.ndarray:
     return pca_view(prepared.counts, prepared.normalizer, PCAConfig().n_comps, "pearson", seed=0)  # no seed used
 
 
+def fused(out: dict, method: str, view_name: str, shrinkage_name: str, seed: int,
+          pearson_pcs: np.ndarray) -> np.ndarray:
+    """The run's embedding fused with the PCA views named ``view_name`` (``fused``: the pca baseline's, ``pearson``:
+    ``pearson_pcs``, the Pearson residuals', ``both``) under ``SHRINKAGES[shrinkage_name]``."""
+    views = {"fused": [out["pca"]], "pearson": [pearson_pcs], "both": [out["pca"], pearson_pcs]}[view_name]
+    return fusion.wnn_fuse([*views, out[method]], seed=seed, shrinkage=SHRINKAGES[shrinkage_name])[0]
+
+
 def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray) -> dict[str, np.ndarray]:
-    """The embedding of each Leiden read-off row of one run (``pearson_pcs``: the Pearson residuals' view)."""
+    """The embedding of each Leiden read-off row of one run."""
     embeddings = {f"{method}_leiden": out[method]}
-    for view_name, views in (("fused", [out["pca"]]), ("pearson", [pearson_pcs]), ("both", [out["pca"], pearson_pcs])):
-        for name, shrinkage in SHRINKAGES.items():
-            embeddings[f"{method}_{view_name}_{name}"] = fusion.wnn_fuse([*views, out[method]], seed=seed,
-                                                                         shrinkage=shrinkage)[0]
+    for view_name in ("fused", "pearson", "both"):
+        for name in SHRINKAGES:
+            embeddings[f"{method}_{view_name}_{name}"] = fused(out, method, view_name, name, seed, pearson_pcs)
     return embeddings
 
 
@@ -98,7 +105,7 @@ def ensemble_readout(adata, name: str, method: str, k: int, seed: int, n_members
     for member_seed in member_seeds(seed, n_members):
         out, _ = stored(directory, f"{name}_{method}_{member_seed}", trained, adata, method,
                         member_seed, k)
-        z = fused_embeddings(out, method, member_seed, pearson_pcs)[DEFAULT_READOUT[method]]
+        z = fused(out, method, *DEFAULT_READOUT[method], member_seed, pearson_pcs)
         graphs.append(graph.neighbor_graph(z, 15, "cosine", member_seed))
     labels, _, _ = graph.consensus_leiden(sum(graphs) / n_members, seed, None, 1.0, k)
     return labels
