@@ -4,11 +4,13 @@ the self-clustering methods' memberships (``<m>_argmax``; cae: its default clust
 fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weights shrunk by 0, 0.5 and 1
 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``), and on its fusion with the ``pca_pearson`` view (components
 of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``), and on its fusion with
-both views (``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``). The default read-off
-of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), scinno's ``_both_equal``
-(``_fused_equal`` before 2026-12-02), cae's ``_fused_wnn``.
+both views (``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``), and under cae's fixed
+weights (``<m>_both_weighted``). The default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before
+2026-12-01's tenth session), scinno's ``_both_equal`` (``_fused_equal`` before 2026-12-02), cae's ``_both_weighted``
+(``_fused_wnn`` before 2026-12-02's sixteenth session).
 
-Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters; the other
+Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters (with
+stored runs: the default when they were trained); the other
 rows reuse its embedding (cae: its latent, ``obsm["X_cae_latent"]``), so every row of a seed
 comes from the same trained model. ``--embeddings DIR`` keeps ``<dataset>_<m>_<seed>.npz`` (``pca``, ``<m>``,
 ``clusters``, seconds; ``integration.stored``) and later runs read them instead of retraining. ``--members N``
@@ -34,14 +36,16 @@ from common import MACHINE, labelled_rna, machine, median_table, write_json_atom
 from integration import stored
 
 from omics_cl import metrics, models, tl
-from omics_cl.core import fusion, graph
+from omics_cl.core import graph
 from omics_cl.data.preprocess import prepare_counts
-from omics_cl.models.common import pca_view
+from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS
+from omics_cl.models.common import fused_with_pca, pca_view
 from omics_cl.models.members import member_seeds
 from omics_cl.models.pca import PCAConfig
 
 SHRINKAGES = {"wnn": 0.0, "half": 0.5, "equal": 1.0}
-DEFAULT_READOUT = {"cae": ("fused", "wnn"), "scinno": ("both", "equal"), "siamese": ("pearson", "equal")}
+WEIGHTED = "weighted"  # both views, cae's fixed weights (DEFAULT_FUSION_WEIGHTS)
+DEFAULT_READOUT = {"cae": ("both", WEIGHTED), "scinno": ("both", "equal"), "siamese": ("pearson", "equal")}
 
 
 def self_clustering(method: str) -> bool:
@@ -70,12 +74,14 @@ def pearson_view(adata) -> np.ndarray:
     return pca_view(prepared.counts, prepared.normalizer, PCAConfig().n_comps, "pearson", seed=0)  # no seed used
 
 
-def fused(out: dict, method: str, view_name: str, shrinkage_name: str, seed: int,
-          pearson_pcs: np.ndarray) -> np.ndarray:
+def fused(out: dict, method: str, view_name: str, weighting: str, seed: int, pearson_pcs: np.ndarray) -> np.ndarray:
     """The run's embedding fused with the PCA views named ``view_name`` (``fused``: the pca baseline's, ``pearson``:
-    ``pearson_pcs``, the Pearson residuals', ``both``) under ``SHRINKAGES[shrinkage_name]``."""
-    views = {"fused": [out["pca"]], "pearson": [pearson_pcs], "both": [out["pca"], pearson_pcs]}[view_name]
-    return fusion.wnn_fuse([*views, out[method]], seed=seed, shrinkage=SHRINKAGES[shrinkage_name])[0]
+    ``pearson_pcs``, the Pearson residuals', ``both``) under the WNN weights shrunk by ``SHRINKAGES[weighting]``, or
+    (``weighting="weighted"``) under cae's fixed weights."""
+    pcs = {"fused": {"pca": out["pca"]}, "pearson": {"pca": pearson_pcs},
+           "both": {"pca": out["pca"], "pca_pearson": pearson_pcs}}[view_name]
+    shrinkage, weights = (1.0, DEFAULT_FUSION_WEIGHTS) if weighting == WEIGHTED else (SHRINKAGES[weighting], None)
+    return fused_with_pca(pcs, out[method], 20, seed, shrinkage, weights)[0]["embedding"]
 
 
 def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray) -> dict[str, np.ndarray]:
@@ -84,6 +90,7 @@ def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray)
     for view_name in ("fused", "pearson", "both"):
         for name in SHRINKAGES:
             embeddings[f"{method}_{view_name}_{name}"] = fused(out, method, view_name, name, seed, pearson_pcs)
+    embeddings[f"{method}_both_{WEIGHTED}"] = fused(out, method, "both", WEIGHTED, seed, pearson_pcs)
     return embeddings
 
 

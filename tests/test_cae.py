@@ -1,5 +1,6 @@
 """cae / ae options: standardised input (statistics of the training cells, the same on every input path, no
-labels read) and the fusion of the latent with the PCA view (the fused embedding written, the latent kept)."""
+labels read) and the fusion of the latent with the PCA views under fixed weights (the fused embedding written, the
+latent kept)."""
 from dataclasses import replace
 
 import anndata as ad
@@ -13,6 +14,8 @@ from omics_cl.data.preprocess import prepare_counts
 from omics_cl.data.sources import KEYS
 from omics_cl.data.streaming import StreamingCountsSource
 from omics_cl.models import common
+from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS
+from omics_cl.models.common import pca_view
 
 FAST = {"hidden": [32], "latent": 8, "epochs": 2, "batch_size": 64, "progress": False}
 
@@ -74,18 +77,34 @@ def test_fusion_writes_the_fused_embedding_and_keeps_the_latent(counts_adata):
     np.testing.assert_array_equal(a.obsm["X_cae_latent"], latent)  # the same training either way
     assert "X_cae_latent" not in b.obsm
     fused = a.obsm["X_cae"]
-    assert fused.shape == (300, 10 + latent.shape[1])
-    pcs = principal_components(prepare_counts(counts_adata).lognorm_sparse(), 10, 0, standardize=True)
-    weights = rec["params"]["fusion_weights"]
-    assert 0 < weights["pca"] < 1 and weights["pca"] + weights["latent"] == pytest.approx(1.0)
-    # each block is its view's unit rows times sqrt(the cell's weight), the weights summing to 1 per cell
+    assert fused.shape == (300, 10 + 10 + latent.shape[1])  # the log and the Pearson PCA views, then the latent
+    prepared = prepare_counts(counts_adata)
+    pcs = principal_components(prepared.lognorm_sparse(), 10, 0, standardize=True)
+    pearson_pcs = pca_view(prepared.counts, prepared.normalizer, 10, "pearson", 0)
+    assert rec["params"]["fusion_weights"] == pytest.approx({"pca": 0.425, "pca_pearson": 0.15, "latent": 0.425})
+    # each block is its view's unit rows times sqrt(the view's fixed weight), the weights summing to 1
     np.testing.assert_allclose(np.linalg.norm(fused, axis=1), 1.0, rtol=1e-5)
-    for block, view in ((fused[:, :10], pcs), (fused[:, 10:], latent)):
-        norm = np.linalg.norm(block, axis=1)
-        kept = norm > 1e-3  # a view whose weight underflowed to 0 leaves a zero block
-        assert kept.mean() > 0.5
-        cosine = np.sum(block * view, 1)[kept] / norm[kept] / np.linalg.norm(view[kept], axis=1)
+    blocks = ((fused[:, :10], pcs, 0.425), (fused[:, 10:20], pearson_pcs, 0.15), (fused[:, 20:], latent, 0.425))
+    for block, view, weight in blocks:
+        np.testing.assert_allclose(np.linalg.norm(block, axis=1), np.sqrt(weight), rtol=1e-4)
+        cosine = np.sum(block * view, 1) / np.linalg.norm(block, axis=1) / np.linalg.norm(view, axis=1)
         np.testing.assert_allclose(cosine, 1.0, rtol=1e-4)
+
+
+def test_fusion_weights_are_checked_before_training_and_follow_the_views(counts_adata):
+    spec = models.METHODS["cae"]
+    for bad, match in (({"pca": 1.0, "latent": 1.0}, "pca_pearson"), ({**DEFAULT_FUSION_WEIGHTS, "atac": 1.0}, "atac"),
+                       ({"pca": -1.0, "pca_pearson": 1.0, "latent": 1.0}, "non-negative"),
+                       ({"pca": 0.0, "pca_pearson": 0.0, "latent": 0.0}, "not all 0")):
+        with pytest.raises(ValueError, match=match):
+            models.configure(spec, fusion_weights=bad)
+    with pytest.raises(TypeError, match="fusion_weights"):
+        models.configure(spec, fusion_weight={"pca": 1.0})
+    # one PCA view: the default weights of the views fused (0.425 each) give equal weights
+    rec = tl.cluster(counts_adata.copy(), method="cae", pca_residuals="log", pca_comps=10, **FAST)
+    assert rec["params"]["fusion_weights"] == pytest.approx({"pca": 0.5, "latent": 0.5})
+    rec = tl.cluster(counts_adata.copy(), method="cae", pca_residuals="log", fusion_shrinkage=0.0, pca_comps=10, **FAST)
+    assert rec["params"]["fusion_weights"]["pca"] != pytest.approx(0.5)  # the WNN weights, the default before
 
 
 def test_pca_view_reuses_the_input_standardisation_and_matches_the_pca_method(counts_adata, monkeypatch):

@@ -19,7 +19,7 @@ def test_cluster_cli_on_pbmc68k_reduced(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| cae | n_clusters | 10 |" in printed and "nmi" in printed
     result = ad.read_h5ad(out)
-    assert result.obsm["X_cae"].shape == (700, 50 + 128) and result.obsm["X_cae_latent"].shape == (700, 128)
+    assert result.obsm["X_cae"].shape == (700, 50 + 50 + 128) and result.obsm["X_cae_latent"].shape == (700, 128)
     assert result.obs["cae_cluster"].nunique() == 10
     assert result.uns["omics_cl"]["cae"]["params"]["epochs"] == 3
     assert result.uns["omics_cl"]["cae"]["leiden_consensus"] == 3

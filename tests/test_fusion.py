@@ -75,3 +75,17 @@ def test_shrinkage_pulls_weights_toward_equal_and_keeps_every_pair_similarity():
         fusion.wnn_fuse([informative, noise], shrinkage=1.5)
     with pytest.raises(ValueError, match="same cells"):
         fusion.wnn_fuse([informative, noise[:-1]], shrinkage=1.0)
+
+
+def test_fixed_target_weights_replace_equal_ones():
+    informative, noise, _ = _views(n_per=20)
+    fused, fixed = fusion.wnn_fuse([informative, noise], shrinkage=1.0, target=[3.0, 1.0])
+    np.testing.assert_array_equal(fixed, np.tile(np.float32([0.75, 0.25]), (60, 1)))
+    a, b = fusion.unit_rows(informative), fusion.unit_rows(noise)
+    np.testing.assert_allclose(fused @ fused.T, 0.75 * (a @ a.T) + 0.25 * (b @ b.T), atol=1e-5)
+    _, w = fusion.wnn_fuse([informative, noise], n_neighbors=5)
+    _, half = fusion.wnn_fuse([informative, noise], n_neighbors=5, shrinkage=0.5, target=[3.0, 1.0])
+    np.testing.assert_allclose(half, 0.5 * w + 0.5 * np.float32([0.75, 0.25]), rtol=1e-6)
+    for bad in ([1.0], [1.0, -1.0], [0.0, 0.0], [np.nan, 1.0]):
+        with pytest.raises(ValueError, match="target weights must be 2 finite non-negative"):
+            fusion.wnn_fuse([informative, noise], shrinkage=1.0, target=bad)

@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cluster", help="embed and cluster the cells of an .h5ad of raw counts",
                        description="Embed cells and cluster them with Leiden (for the self-clustering methods "
-                                   "scinno and siamese: on their embedding fused with the PCA view; --set "
+                                   "scinno and siamese: on their embedding fused with PCA views; --set "
                                    "readout='\"argmax\"' gives the argmax of their soft memberships). The input "
                                    "file is never modified; the output is written atomically.")
     c.add_argument("input", metavar="IN.h5ad", help="AnnData with raw integer counts in X (or --layer)")

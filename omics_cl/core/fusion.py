@@ -10,7 +10,8 @@ over views. The fused embedding concatenates ``sqrt(w_m) * unit(view_m)``, so it
 cells is ``sum_m sqrt(w_im w_jm) cos_m(i, j)`` (WNN builds a graph from such a weighted similarity; here it stays
 an embedding any graph or clustering can read). No labels are read.
 
-``shrinkage`` pulls the weights toward equal: ``(1 - s) * w + s / n_views``. Learned or graph-smoothed views
+``shrinkage`` pulls the weights toward equal: ``(1 - s) * w + s / n_views``, or toward fixed ``target`` weights
+(``(1 - s) * w + s * target``; ``s = 1`` gives the target weights for every cell). Learned or graph-smoothed views
 often get weights near 0 or 1, and two cells of one type with opposite weights then lose the similarity they have
 in every view (``sqrt(w_im w_jm)`` near 0), which splits clusters; shrinking keeps every pair's similarity at least
 ``s / n_views`` of each view's (benchmarks/README.md, "Fusion weights and read-offs").
@@ -73,15 +74,28 @@ def check_shrinkage(shrinkage: float) -> None:
         raise ValueError(f"fusion shrinkage must be between 0 (WNN weights) and 1 (equal weights), got {shrinkage}")
 
 
-def wnn_fuse(views: list[np.ndarray], n_neighbors: int = 20, seed: int = 0,
-             shrinkage: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def target_weights(target, n_views: int, what: str = "target weights") -> np.ndarray:
+    """``target`` (one non-negative weight per view) scaled to sum 1; equal weights when ``target`` is None. ``what``
+    names the weights in the error."""
+    if target is None:
+        return np.full(n_views, 1.0 / n_views, dtype=np.float32)
+    target = np.asarray(target, dtype=np.float64)
+    if target.shape != (n_views,) or not np.all(np.isfinite(target)) or np.any(target < 0) or target.sum() <= 0:
+        raise ValueError(f"{what} must be {n_views} finite non-negative numbers, not all 0; got "
+                         f"{target.tolist()}")
+    return (target / target.sum()).astype(np.float32)
+
+
+def wnn_fuse(views: list[np.ndarray], n_neighbors: int = 20, seed: int = 0, shrinkage: float = 0.0,
+             target=None) -> tuple[np.ndarray, np.ndarray]:
     """``(fused embedding, per-cell weights)`` of ``views`` (arrays with the same cells in the same order), the
-    weights shrunk toward equal by ``shrinkage`` (1: equal weights, no neighbour search)."""
+    weights shrunk by ``shrinkage`` toward ``target`` (one weight per view; None: equal). ``shrinkage=1`` gives the
+    target weights for every cell, with no neighbour search."""
     check_shrinkage(shrinkage)
+    check_views(views)
+    fixed = target_weights(target, len(views))
     if shrinkage == 1.0:
-        check_views(views)
-        weights = np.full((len(views[0]), len(views)), 1.0 / len(views), dtype=np.float32)
+        weights = np.tile(fixed, (len(views[0]), 1))
     else:
-        weights = wnn_weights(views, n_neighbors, seed)
-        weights = ((1.0 - shrinkage) * weights + shrinkage / len(views)).astype(np.float32)
+        weights = ((1.0 - shrinkage) * wnn_weights(views, n_neighbors, seed) + shrinkage * fixed).astype(np.float32)
     return weighted_concat(views, weights), weights

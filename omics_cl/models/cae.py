@@ -7,15 +7,17 @@ code does, and ``views="two"`` uses two independently augmented views.
 Options, both on for cae and off for ae (ablations in benchmarks/README.md; ``standardize=False, fusion="none"`` is
 cae before 2026-12-01): ``standardize`` scales each input gene to unit variance, clipped at ``max_value`` sd, with
 statistics of the training cells (``LogNormalizer.standardized``; not centred); ``fusion="wnn"`` writes as the
-embedding the per-cell weighted fusion (``omics_cl.core.fusion``) of the latent with ``pca_comps`` principal
-components of the standardised log-normalised HVGs (the ``pca`` baseline's view) and keeps the latent as
-``latent``; ``fusion="none"``: the latent is the embedding. ``pca_residuals="pearson"`` fuses the latent with the
-HVGs' Pearson residuals' components instead, ``"both"`` with both views (``models.common.pca_views``);
-``fusion_shrinkage`` shrinks the WNN weights toward equal (1: equal weights).
+embedding the weighted fusion (``omics_cl.core.fusion``) of the latent with ``pca_comps`` principal components of
+the HVGs and keeps the latent as ``latent``; ``fusion="none"``: the latent is the embedding. The PCA views
+(``pca_residuals``, ``models.common.pca_views``): ``"both"`` (default) the standardised log-normalised HVGs' (the
+``pca`` baseline's view) and their Pearson residuals', ``"log"`` or ``"pearson"`` one of them. The weights: WNN
+weights shrunk by ``fusion_shrinkage`` toward ``fusion_weights`` (fixed weights by view name; default
+``DEFAULT_FUSION_WEIGHTS``, reached with ``fusion_shrinkage=1``). The default before 2026-12-02's sixteenth session,
+``pca_residuals="log", fusion_shrinkage=0``, fused the log view with WNN weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import jax
 import numpy as np
@@ -26,10 +28,12 @@ from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data import pearson
 from omics_cl.data.sources import KEYS
-from omics_cl.models.common import check_members, encoder_latent, fused_with_pca, pca_views
+from omics_cl.models.common import check_fusion_weights, check_members, encoder_latent, fused_with_pca, pca_views
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")
+# the log view and the latent 0.425 each, the Pearson view 0.15 (measured: benchmarks/README.md, "cae's fixed weights")
+DEFAULT_FUSION_WEIGHTS = {"pca": 0.425, "pca_pearson": 0.15, "latent": 0.425}
 
 
 @dataclass(frozen=True)
@@ -48,9 +52,10 @@ class CAEConfig:
     max_value: float = 10.0
     fusion: str = "wnn"
     fusion_neighbors: int = 20
-    fusion_shrinkage: float = 0.0  # WNN weights shrunk toward equal (1: equal weights)
+    fusion_shrinkage: float = 1.0  # WNN weights shrunk toward fusion_weights (1: those weights; 0: WNN weights)
+    fusion_weights: dict[str, float] | None = field(default_factory=lambda: dict(DEFAULT_FUSION_WEIGHTS))
     pca_comps: int = 50
-    pca_residuals: str = "log"  # the PCA views' input (``models.common.pca_views``)
+    pca_residuals: str = "both"  # the PCA views' input (``models.common.pca_views``)
     n_members: int = 1  # models trained with derived seeds, their graphs averaged (``omics_cl.models.members``)
 
     def __post_init__(self):
@@ -58,6 +63,7 @@ class CAEConfig:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         pearson.check_residuals(self.pca_residuals, pearson.FUSED_RESIDUALS)
         fusion.check_shrinkage(self.fusion_shrinkage)
+        check_fusion_weights(self.fusion_weights, self.pca_residuals)
         check_members(self.n_members)
 
 
@@ -111,7 +117,8 @@ def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
     if config.fusion == "none":
         return {"embedding": z}, {}
     pcs = pca_views(source.x, source.transform, config.pca_comps, config.pca_residuals, ctx.seed, config.max_value)
-    return fused_with_pca(pcs, z, config.fusion_neighbors, ctx.seed, config.fusion_shrinkage)
+    return fused_with_pca(pcs, z, config.fusion_neighbors, ctx.seed, config.fusion_shrinkage,
+                          config.fusion_weights)
 
 
 CAE = Method(
@@ -120,6 +127,6 @@ CAE = Method(
     init=lambda source, config, ctx: AutoEncoder(source.n_features, config, rngs=nnx.Rngs(ctx.seed)),
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))],
     embed=embed, streams=lambda config: config.fusion == "none",
-    summary="contrastive autoencoder; Leiden on its 128-d latent fused with the standardised PCA view")
+    summary="contrastive autoencoder; Leiden on its 128-d latent fused with the log and Pearson PCA views")
 AE = replace(CAE, name="ae", config=CAEConfig(contrastive_weight=0.0, standardize=False, fusion="none"),
              summary="plain autoencoder (CAE without the contrastive term), Leiden on its latent")

@@ -117,13 +117,36 @@ def pca_views(counts, normalizer: preprocess.LogNormalizer, n_comps: int, residu
     return {"pca": pca_view(counts, normalizer, n_comps, residuals, seed, max_value)}
 
 
+def fused_view_names(residuals: str) -> list[str]:
+    """Names of the views a fused embedding reads with ``pca_residuals=residuals`` (:func:`pca_views`, then the
+    latent)."""
+    return ["pca", "pca_pearson", "latent"] if residuals == "both" else ["pca", "latent"]
+
+
+def check_fusion_weights(weights: dict[str, float] | None, residuals: str) -> None:
+    """Refuse fixed fusion weights that name a view no fusion reads, miss one that this fusion reads
+    (:func:`fused_view_names`), or are negative, non-finite or all 0 over the views read."""
+    if weights is None:
+        return
+    names = fused_view_names(residuals)
+    unknown = sorted(set(weights) - set(fused_view_names("both")))
+    missing = [n for n in names if n not in weights]
+    if unknown or missing:
+        raise ValueError(f"fusion_weights needs a weight for each fused view {names} (pca_residuals={residuals!r})"
+                         f" and no other names than {fused_view_names('both')}; got {sorted(weights)}")
+    fusion.target_weights([weights[n] for n in names], len(names), "fusion_weights")
+
+
 def fused_with_pca(pcs: dict[str, np.ndarray], z: np.ndarray, n_neighbors: int, seed: int,
-                   shrinkage: float = 0.0) -> tuple[dict, dict]:
+                   shrinkage: float = 0.0, weights: dict[str, float] | None = None) -> tuple[dict, dict]:
     """``({"embedding": fusion of the views in pcs and z, "latent": z}, notes with the median fusion weight of each
-    view, named as in pcs, and of ``latent``)`` (:func:`omics_cl.core.fusion.wnn_fuse`)."""
-    fused, weights = fusion.wnn_fuse([*pcs.values(), z], n_neighbors, seed, shrinkage)
-    median = np.median(weights, 0)
+    view, named as in pcs, and of ``latent``)`` (:func:`omics_cl.core.fusion.wnn_fuse`): WNN weights shrunk by
+    ``shrinkage`` toward equal weights, or toward ``weights`` (fixed weights by view name, rescaled to sum 1;
+    :func:`check_fusion_weights`)."""
     names = [*pcs, "latent"]
+    target = None if weights is None else [weights[name] for name in names]
+    fused, cell_weights = fusion.wnn_fuse([*pcs.values(), z], n_neighbors, seed, shrinkage, target)
+    median = np.median(cell_weights, 0)
     return {"embedding": fused, "latent": z}, {"fusion_weights": {n: float(w) for n, w in zip(names, median)}}
 
 

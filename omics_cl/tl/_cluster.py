@@ -139,7 +139,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     resolution bisected to ``n_clusters``). Self-clustering methods (``"scinno"``, ``"siamese"``) train
     ``n_clusters`` centres; without it they estimate K by Leiden at ``resolution`` on their pretrained latent
     and report it (``k_estimated`` in the record's ``params``). Their default read-off is Leiden on their
-    embedding fused with the PCA view, as for cae; ``readout="argmax"`` (the seeds' recipe) writes the argmax
+    embedding fused with PCA views, as for cae; ``readout="argmax"`` (the seeds' recipe) writes the argmax
     of their soft memberships as clusters.
     Counts are read from ``adata.layers[layer]`` or ``adata.X`` (raw integer counts; backed
     AnnData works), normalised to 1e4, log1p, and restricted to ``n_top_genes`` seurat_v3 HVGs (when its
