@@ -71,7 +71,8 @@ def weighted_concat(views: list[np.ndarray], weights: np.ndarray) -> np.ndarray:
 def check_shrinkage(shrinkage: float) -> None:
     """Refuse a ``shrinkage`` outside [0, 1]."""
     if not 0.0 <= shrinkage <= 1.0:
-        raise ValueError(f"fusion shrinkage must be between 0 (WNN weights) and 1 (the fixed weights, equal by default), got {shrinkage}")
+        raise ValueError("fusion shrinkage must be between 0 (WNN weights) and 1 (the fixed weights, equal by "
+                         f"default), got {shrinkage}")
 
 
 def target_weights(target, n_views: int, what: str = "target weights") -> np.ndarray:
