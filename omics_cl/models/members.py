@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from omics_cl.core import graph
+from omics_cl.core import fusion, graph
 from omics_cl.models.method import Context, Method, configure, train_method
 
 
@@ -19,9 +19,10 @@ def member_seeds(seed: int, n_members: int) -> list[int]:
 
 
 def unit_blocks(blocks: list[np.ndarray]) -> np.ndarray:
-    """The blocks side by side, each row of each block scaled to length ``1 / sqrt(len(blocks))``."""
-    scaled = [b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12) for b in blocks]
-    return (np.hstack(scaled) / np.sqrt(len(blocks))).astype(np.float32)
+    """The blocks side by side, each row of each block scaled to length ``1 / sqrt(len(blocks))`` (the equal-weight
+    :func:`omics_cl.core.fusion.weighted_concat`)."""
+    equal = np.full((len(blocks[0]), len(blocks)), 1.0 / len(blocks), dtype=np.float32)
+    return fusion.weighted_concat(blocks, equal)
 
 
 def member_params(params: dict, train, member: int) -> dict:
