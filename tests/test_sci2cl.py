@@ -9,8 +9,9 @@ from flax import nnx
 from scipy import stats
 
 from omics_cl import datasets, metrics, tl
+from omics_cl.core import augment
 from omics_cl.data.paired import Modality, paired_modalities, top_accessible
-from omics_cl.models import sci2cl
+from omics_cl.models import sci2cl, sci2cl_network
 from omics_cl.models.common import context_cells
 
 FAST = {"hidden": (32,), "latent": 8, "epochs": 2, "batch_size": 64, "n_top_peaks": 300}
@@ -37,7 +38,7 @@ def _paired(n=160, genes=60, peaks=400, seed=0):
 
 def test_model_zinb_nll_matches_scipy_with_size_factors():
     config = sci2cl.SCI2CLConfig(hidden=(8,), latent=4)
-    ae = sci2cl.ZINBAutoEncoder(5, config, rngs=nnx.Rngs(0))
+    ae = sci2cl_network.ZINBAutoEncoder(5, config, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(1)
     z = jnp.asarray(rng.normal(size=(3, 4)), dtype=jnp.float32)
     batch = {"counts": jnp.asarray(rng.poisson(2.0, size=(3, 5)), dtype=jnp.float32),
@@ -57,24 +58,24 @@ def test_views_mask_shared_columns_and_attention_shapes():
     config = sci2cl.SCI2CLConfig(hidden=(16,), latent=8, n_views=5, mask_rate=0.4)
     x = jnp.ones((6, 200))
     key = jax.random.key(0)
-    masks = [np.asarray(sci2cl.augment.column_mask(jax.random.fold_in(key, t), x, config.mask_rate) == 0)
+    masks = [np.asarray(augment.column_mask(jax.random.fold_in(key, t), x, config.mask_rate) == 0)
              for t in range(config.n_views)]
     for m in masks:
         assert (m == m[0]).all()  # one set of columns for the whole batch
         assert 0.25 < m[0].mean() < 0.55
     assert not all((m == masks[0]).all() for m in masks[1:])  # the views differ
-    views = sci2cl.ViewAttention(config, rngs=nnx.Rngs(0))
+    views = sci2cl_network.ViewAttention(config, rngs=nnx.Rngs(0))
     assert views(jnp.ones((6, 5, 8))).shape == (6, 8)
-    ae = sci2cl.ZINBAutoEncoder(200, config, rngs=nnx.Rngs(0))
+    ae = sci2cl_network.ZINBAutoEncoder(200, config, rngs=nnx.Rngs(0))
     z = ae.encoder(x)
-    loss = sci2cl.view_loss(ae, views, x, z, config.n_views, config.mask_rate, key, None)
+    loss = sci2cl_network.view_loss(ae, views, x, z, config.n_views, config.mask_rate, key, None)
     assert np.isfinite(float(loss)) and 0 <= float(loss) <= 4
 
 
 def test_hard_negatives_exclude_the_pair_and_follow_similarity():
     rng = np.random.default_rng(0)
     z = jnp.asarray(rng.normal(size=(32, 8)), dtype=jnp.float32)
-    draws = np.stack([np.asarray(sci2cl.hard_negatives(jax.random.key(s), z, z + 0.01, 0.1)) for s in range(200)])
+    draws = np.stack([np.asarray(sci2cl_network.hard_negatives(jax.random.key(s), z, z + 0.01, 0.1)) for s in range(200)])
     assert (draws != np.arange(32)).all()
     # hardest negative (most similar other cell) is drawn most often
     sim = np.asarray(z @ z.T) / np.outer(np.linalg.norm(z, axis=1), np.linalg.norm(z, axis=1))
