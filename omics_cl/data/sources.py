@@ -163,9 +163,10 @@ class TransferSource:
     (no ``device_data``)."""
 
     def __init__(self, rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, n_classes: int, seed: int,
-                 atac_peaks: np.ndarray | None = None):
+                 atac_peaks: np.ndarray | None = None, atac_counts=None):
         self.rna_x, self.rna_y, self.atac_x, self.neighbors, self.seed = rna_x, rna_y, atac_x, neighbors, seed
-        self.atac_peaks = atac_peaks  # the query's peak-space embedding, read by methods after training
+        # the query's peak-space embedding and peak counts, read by methods after training
+        self.atac_peaks, self.atac_counts = atac_peaks, atac_counts
         self.n_classes, self.n_features = n_classes, atac_x.shape[1]
         self.n_obs = atac_x.shape[0]
 

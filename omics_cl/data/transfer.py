@@ -19,8 +19,8 @@ from omics_cl.data.preprocess import (
 @dataclass(frozen=True)
 class TransferInputs:
     """What a label-transfer method trains on: labelled reference features, query features in the same
-    gene space, the query's kNN graph (from its own peaks), the number of reference classes and the query's
-    peak-space embedding (LSI; optional)."""
+    gene space, the query's kNN graph (from its own peaks), the number of reference classes, the query's
+    peak-space embedding (LSI; optional) and its peak counts (cells x peaks; optional)."""
 
     rna_x: object
     rna_y: np.ndarray
@@ -28,19 +28,22 @@ class TransferInputs:
     neighbors: np.ndarray
     n_classes: int
     atac_peaks: np.ndarray | None = None
+    atac_counts: object = None
 
 
 @dataclass(frozen=True)
 class QueryInputs:
     """What a trained transfer method maps a query with: the query's features in the model's gene space, its
-    peak-space embedding (LSI of its own peaks; optional), and the reference as the model saw it: the latent
-    rows of its labelled cells, their class indices and the number of classes."""
+    peak-space embedding (LSI of its own peaks; optional), the reference as the model saw it: the latent
+    rows of its labelled cells, their class indices and the number of classes, and the query's peak counts
+    (cells x peaks; optional)."""
 
     atac_x: object
     atac_peaks: np.ndarray | None
     reference_embedding: np.ndarray
     reference_labels: np.ndarray
     n_classes: int
+    atac_counts: object = None
 
 
 def shared_genes(rna_genes, activity: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:

@@ -13,8 +13,9 @@ NNDR (from scJoint): centring ``mean_j |mean_i F_ij|`` + decorrelation ``mean |u
 Beyond the seed (each an ablation row in benchmarks/label_transfer.py; ``variant="seed"`` is the seed's recipe):
 symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference cells in the latent space
 (``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the vote mixed with a classifier of the
-query's own peak-space embedding (LSI) and gene-activity features (``peak_features``; ``"lsi"``: LSI only) fitted to
-its confidently labelled cells (``peak_weight``); the probabilities divided by the reference's class shares to the
+query's own peak-space embedding (LSI), gene-activity features and the TF-IDF of its peaks (``peak_features``;
+``"lsi+activity"``: without the peaks, ``"lsi"``: LSI only) fitted to its confidently labelled cells
+(``peak_weight``); the probabilities divided by the reference's class shares to the
 power ``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
 ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an ensemble of
 ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty are averaged
@@ -35,6 +36,7 @@ from omics_cl.core import losses
 from omics_cl.core.graph import knn_vote, leiden, neighbor_graph
 from omics_cl.core.layers import MLP, dropout_keys
 from omics_cl.core.train import Stage, TrainConfig, predict
+from omics_cl.data.lsi import tfidf
 from omics_cl.data.sources import KEYS, MemberSource, TransferSource, dense_source
 from omics_cl.data.transfer import QueryInputs
 from omics_cl.models.common import encoder_latent
@@ -63,14 +65,14 @@ class SCNCLConfig:
     min_vote: float = 0.8
     vote_neighbors: int = 30
     prediction: str = "knn"
-    peak_weight: float = 0.6
-    peak_features: str = "lsi+activity"
+    peak_weight: float = 0.5
+    peak_features: str = "lsi+activity+peaks"
     novelty_by: str = "cluster"
     n_members: int = 3
     class_prior_power: float = 0.25
 
 
-PEAK_FEATURES = ("lsi", "lsi+activity")
+PEAK_FEATURES = ("lsi", "lsi+activity", "lsi+activity+peaks")
 SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0,
                "novelty_by": "cell", "n_members": 1, "class_prior_power": 0.0}
 
@@ -146,7 +148,7 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
     if config.n_members < 1:
         raise ValueError(f"n_members must be >= 1, got {config.n_members}")
     source = TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
-                            inputs.n_classes, ctx.seed, inputs.atac_peaks)
+                            inputs.n_classes, ctx.seed, inputs.atac_peaks, inputs.atac_counts)
     return source if config.n_members == 1 else MemberSource(source, config.n_members, ctx.seed)
 
 
@@ -188,8 +190,13 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
                                           member_latents(atac_z, len(group)))], axis=0)
     notes = {}
     if config.peak_weight:
-        activity = query.atac_x if config.peak_features == "lsi+activity" else None
-        peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote, activity)
+        activity = query.atac_x if "activity" in config.peak_features else None
+        with_peaks = config.peak_features.endswith("+peaks")
+        if with_peaks and query.atac_counts is None:
+            raise ValueError(f"peak_features={config.peak_features!r} needs the query's peak counts "
+                             "(QueryInputs.atac_counts)")
+        peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote, activity,
+                                                                    query.atac_counts if with_peaks else None)
         prob = (1 - config.peak_weight) * prob + config.peak_weight * peak_prob
         prob = np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
     if config.class_prior_power:
@@ -217,17 +224,18 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     source = transfer_batches(source)
     rna_z = encode(model, source.rna_x)
     arrays, notes = map_query(model, QueryInputs(source.atac_x, source.atac_peaks, rna_z, source.rna_y,
-                                                 source.n_classes), config, ctx)
+                                                 source.n_classes, source.atac_counts), config, ctx)
     return {"rna_embedding": rna_z, **arrays}, notes
 
 
 def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
-                    activity: sp.spmatrix | np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Class probabilities from the query's own peak-space embedding (and, when ``activity`` is given, its
-    gene-activity features beside it): a logistic regression (L2, C=0.1, on the standardised components and the
-    activity features as they are) fitted to the query cells whose transferred probability is at least ``min_vote``,
-    with their transferred labels. Returns the probabilities and the number of cells it was fitted to. Uses no query
-    labels."""
+                    activity: sp.spmatrix | np.ndarray | None = None,
+                    peak_counts: sp.spmatrix | np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Class probabilities from the query's own peak-space embedding (and, when given, its gene-activity features
+    and the TF-IDF of its ``peak_counts`` (``omics_cl.data.lsi.tfidf``) beside it): a logistic regression (L2,
+    C=0.1, on the standardised components and the other features as they are) fitted to the query cells whose
+    transferred probability is at least ``min_vote``, with their transferred labels. Returns the probabilities and
+    the number of cells it was fitted to. Uses no query labels."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -241,8 +249,9 @@ def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
                       "classifier is skipped (its share of the probabilities goes to the transfer)", stacklevel=3)
         return prob, 0
     features = StandardScaler().fit_transform(peaks)
-    if activity is not None:
-        features = sp.hstack([sp.csr_matrix(features), sp.csr_matrix(activity)]).tocsr()
+    extra = [sp.csr_matrix(m) for m in (activity, None if peak_counts is None else tfidf(peak_counts)) if m is not None]
+    if extra:
+        features = sp.hstack([sp.csr_matrix(features), *extra]).tocsr()
     clf = LogisticRegression(C=0.1, max_iter=500).fit(features[confident], labels[confident])
     out[:, clf.classes_] = clf.predict_proba(features)
     return out.astype(prob.dtype), int(confident.sum())

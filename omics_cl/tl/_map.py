@@ -78,9 +78,10 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
     if missing:
         warnings.warn(f"{len(missing)} of the model's {len(saved.arrays['genes'])} genes are not in the query's gene "
                       f"activity (e.g. {missing[:3]}); they are set to zero", stacklevel=3)
-    peaks, lsi_info = lsi.lsi(validated_counts(atac, atac_layer, "ATAC counts"), seed=int(meta["seed"]))
+    peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
+    peaks, lsi_info = lsi.lsi(peak_counts, seed=int(meta["seed"]))
     query = QueryInputs(atac_x, peaks, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
-                        len(meta["classes"]))
+                        len(meta["classes"]), peak_counts)
     out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
     return saved, out, notes, missing, lsi_info
 

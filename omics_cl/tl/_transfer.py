@@ -127,10 +127,12 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                          "they must be the same cells in the same order")
     rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
                                                          features)
-    embedding, lsi_info = lsi.lsi(validated_counts(atac, atac_layer, "ATAC counts"), seed=seed)
+    peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
+    embedding, lsi_info = lsi.lsi(peak_counts, seed=seed)
     neighbors = lsi.neighbors(embedding, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
-    trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding),
+    trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding,
+                                                       peak_counts),
                                   models.Context(seed), progress, **model_params)
     out = trained.arrays
     threshold = write_predictions(atac, method, classes, out)
