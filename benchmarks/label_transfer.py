@@ -8,11 +8,13 @@ L2/3 cells, seeded, relabelled Pvalb; Mis cells carry no atlas label) and each m
 transfer flags disagreements its confusion does not explain (``tl.annotation_flags``; scncl through
 ``tl.check_annotations``, which also reports its own label-free precision estimate), scored by precision
 and recall against the corrupted cells.
-Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI and gene
-activity, probabilities divided by the reference's class shares to the power 0.25), ``scncl_lsi_peaks`` (the
-same with the query's classifier on LSI only: the default before 2026-12-01's eighth session),
-``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl_single`` (one model, no division, LSI
-only),
+Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene
+activity and the TF-IDF of its peaks at weight 0.5, probabilities divided by the reference's class shares to the
+power 0.25), ``scncl_before_tfidf`` (the query's classifier on LSI and gene activity at weight 0.6: the default
+before 2026-12-03), its two halves ``scncl_no_tfidf`` (without the peaks' TF-IDF) and ``scncl_peak_weight_0.6``,
+``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
+session), ``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl_single`` (one model, no
+division, LSI only),
 ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
 ``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
 novelty), one ablation per
@@ -21,7 +23,10 @@ default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
 confidence at least the agreeing cells' median, novel cells skipped, no group rule),
 ``scncl_no_propagation`` (annotation rows only: the default check without spreading flags to each cell's 15
-neighbours in the query embedding, ``propagate_neighbors=0``: the default before 2026-12-01's thirteenth session), and the
+neighbours in the query embedding, ``propagate_neighbors=0``: the default before 2026-12-01's thirteenth session),
+``scncl_no_probability_rule`` (annotation rows only: the default check without the rule that a group must exceed
+1.5 times the count the transfer's own probabilities explain, ``min_probability_enrichment=0``: the default
+before 2026-12-03), and the
 baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
 ``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
 kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
@@ -55,11 +60,14 @@ from omics_cl.data.transfer import transfer_features  # noqa: E402
 
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
 # the ablations remove one component from scncl_single: one model, no class-prior correction, the query's
-# classifier on LSI only (the defaults before the 3-member ensemble, class_prior_power=0.25 and
-# peak_features="lsi+activity" were added)
-LSI_PEAKS = {"peak_features": "lsi"}
+# classifier on LSI only at weight 0.6 (the defaults before the 3-member ensemble, class_prior_power=0.25,
+# peak_features="lsi+activity" and then "lsi+activity+peaks" at weight 0.5 were added)
+LSI_PEAKS = {"peak_features": "lsi", "peak_weight": 0.6}
+BEFORE_TFIDF = {"peak_features": "lsi+activity", "peak_weight": 0.6}
 SINGLE = {"n_members": 1, "class_prior_power": 0.0, **LSI_PEAKS}
-SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi_peaks": LSI_PEAKS,
+SCNCL_VARIANTS = {"scncl": {}, "scncl_before_tfidf": BEFORE_TFIDF,
+                  "scncl_no_tfidf": {"peak_features": "lsi+activity"}, "scncl_peak_weight_0.6": {"peak_weight": 0.6},
+                  "scncl_lsi_peaks": LSI_PEAKS,
                   "scncl_no_prior": {"class_prior_power": 0.0, **LSI_PEAKS}, "scncl_single": SINGLE,
                   "scncl_seed": {"variant": "seed"},
                   "scncl_asym_nndr": {**SINGLE, "symmetric_nndr": False},
@@ -69,7 +77,9 @@ SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi_peaks": LSI_PEAKS,
                   "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
-ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD)
+NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the
+# probability rule (min_probability_enrichment=0)
+ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD, NO_PROBABILITY_RULE)
 METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, "logreg", "knn_pca", "scglue"]
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 
@@ -227,13 +237,16 @@ def main(argv=None) -> int:
                         new.append({"scenario": "annotation", "method": method, "seed": seed,
                                     **score_flags(flags, corrupted), "estimated_precision": estimate,
                                     "seconds": seconds})
-                        if method == "scncl" and NO_SPREAD in methods:
-                            tl.check_annotations(annotated, "atlas", propagate_neighbors=0)
-                            new.append({"scenario": "annotation", "method": NO_SPREAD, "seed": seed,
-                                        **score_flags(annotated.obs["omics_cl_annotation_flag"].to_numpy(), corrupted),
-                                        "estimated_precision":
-                                            annotated.uns["omics_cl"]["check_annotations"]["estimated_precision"],
-                                        "seconds": seconds})
+                        for name, check in ((NO_SPREAD, {"propagate_neighbors": 0}),
+                                            (NO_PROBABILITY_RULE, {"min_probability_enrichment": 0.0})):
+                            if method == "scncl" and name in methods:
+                                tl.check_annotations(annotated, "atlas", **check)
+                                new.append({"scenario": "annotation", "method": name, "seed": seed,
+                                            **score_flags(annotated.obs["omics_cl_annotation_flag"].to_numpy(),
+                                                          corrupted),
+                                            "estimated_precision":
+                                                annotated.uns["omics_cl"]["check_annotations"]["estimated_precision"],
+                                            "seconds": seconds})
                         if method == "scncl" and CELL_RULE in methods:
                             tl.check_annotations(annotated, "atlas", min_confidence=None, min_enrichment=0,
                                                  min_agreement=0, skip_novel=True)

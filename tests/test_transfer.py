@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -146,6 +147,33 @@ def test_group_rule_flags_a_relabelled_type_not_a_confused_pair():
                                    min_group_cells=31)[0].any()
 
 
+def test_probability_rule_spares_an_over_predicted_type_not_a_relabelled_one():
+    """40 cells of a small type go to the large type one way (the transfer over-predicts it), which the reverse
+    count cannot explain but the transfer's own probabilities do (they put 76 small-type cells among the cells
+    transferred as big); every Oligo cell labelled Astro still stands out (1.5 Astro cells expected)."""
+    classes = ["big", "small", "Astro", "Oligo"]
+    atlas = np.array(["big"] * 300 + ["small"] * 100 + ["Astro"] * 60, dtype=object)
+    transferred = np.array(["big"] * 300 + ["small"] * 60 + ["big"] * 40 + ["Astro"] * 30 + ["Oligo"] * 30,
+                           dtype=object)
+    prob = np.zeros((len(atlas), 4))
+    prob[:300] = [0.8, 0.2, 0, 0]
+    prob[300:360] = [0.3, 0.7, 0, 0]
+    prob[360:400] = [0.6, 0.4, 0, 0]
+    prob[400:430] = [0, 0, 0.9, 0.1]
+    prob[430:] = [0, 0, 0.05, 0.95]
+    probabilities = pd.DataFrame(prob, columns=classes)
+    without = tl.annotation_flags(atlas, transferred, np.ones(len(atlas)), classes)[0]
+    with_rule = tl.annotation_flags(atlas, transferred, np.ones(len(atlas)), classes, probabilities=probabilities)[0]
+    assert without.tolist() == [False] * 360 + [True] * 40 + [False] * 30 + [True] * 30
+    assert with_rule.tolist() == [False] * 430 + [True] * 30
+    groups = tl.confusion_groups(atlas, transferred.astype(str), atlas != transferred, probabilities).set_index(
+        ["atlas_label", "transferred_label"])
+    assert groups.loc[("small", "big"), "expected_from_probabilities"] == pytest.approx(76)
+    assert groups.loc[("Astro", "Oligo"), "estimated_precision"] == pytest.approx(1 - 1.5 / 30)
+    with pytest.raises(ValueError, match="rows for"):
+        tl.annotation_flags(atlas, transferred, np.ones(len(atlas)), classes, probabilities=probabilities[:10])
+
+
 def test_check_annotations_finds_relabelled_group(mop_split):
     ref, query, activity = mop_split
     _, out = _run(ref, query, activity, epochs=10)
@@ -269,6 +297,37 @@ def test_peak_classifier_reads_gene_activity_beside_lsi():
     both, _ = peak_classifier(lsi, prob, 0.8, activity)
     assert n_cells == 400
     assert np.mean(both.argmax(1) == labels) == 1.0 and np.mean(lsi_only.argmax(1) == labels) < 0.75
+
+
+def test_peak_classifier_reads_peak_tfidf_beside_lsi_and_activity():
+    """Two classes that neither the LSI nor the activity features tell apart but one peak does: with the peaks'
+    TF-IDF beside them (the default peak_features) the query's classifier separates them."""
+    from omics_cl.models.scncl import peak_classifier
+
+    rng = np.random.default_rng(0)
+    lsi = rng.normal(size=(400, 5))
+    labels = np.repeat([0, 1], 200)
+    activity = sp.csr_matrix(rng.integers(0, 2, size=(400, 4)).astype(np.float32))
+    counts = sp.csr_matrix(np.column_stack([labels * 2, rng.poisson(1.0, size=(400, 30))]).astype(np.float32))
+    prob = np.full((400, 2), 0.1)
+    prob[np.arange(400), labels] = 0.9
+    without, _ = peak_classifier(lsi, prob, 0.8, activity)
+    with_peaks, _ = peak_classifier(lsi, prob, 0.8, activity, counts)
+    assert np.mean(with_peaks.argmax(1) == labels) == 1.0 and np.mean(without.argmax(1) == labels) < 0.75
+
+
+def test_peak_tfidf_needs_the_query_counts():
+    """Mapping a query without its peak counts is refused when the classifier reads them."""
+    from omics_cl.data.transfer import QueryInputs
+    from omics_cl.models import Context
+    from omics_cl.models.scncl import SCNCLConfig, build, encode, map_query
+
+    config = SCNCLConfig(n_members=1)
+    model = build(6, 2, config, 0)
+    x = np.random.default_rng(0).random((20, 6)).astype(np.float32)
+    query = QueryInputs(x, np.random.default_rng(1).normal(size=(20, 3)), encode(model, x), np.repeat([0, 1], 10), 2)
+    with pytest.raises(ValueError, match="peak counts"):
+        map_query(model, query, config, Context(0))
 
 
 def test_unknown_peak_features_refused_before_training(mop_split):

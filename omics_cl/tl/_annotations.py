@@ -11,13 +11,18 @@ from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._common import marker_genes, store_record
 
 
-def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.ndarray) -> pd.DataFrame:
+def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.ndarray,
+                     probabilities: pd.DataFrame | None = None) -> pd.DataFrame:
     """(atlas label, transferred label) groups of the ``candidates`` cells, with the count the model's own
     confusion would explain.
 
     ``expected`` is the opposite group (atlas ``t`` -> transferred ``a``) scaled by ``max(1, n_a / n_t)``
     (atlas label sizes): a pair of types the model mixes up leaves disagreements both ways, a relabelled
-    type only one way. ``estimated_precision = max(0, 1 - expected / n_cells)``. Uses no true labels.
+    type only one way. With ``probabilities`` (the transfer's, cells x classes, columns named by class)
+    ``expected_from_probabilities`` is the number of type-``a`` cells they put among all cells transferred
+    as ``t`` (the sum of column ``a`` over those cells): a type the model over-predicts (the largest, usually)
+    draws disagreements one way without any atlas error, and its probabilities show it.
+    ``estimated_precision = max(0, 1 - the larger expected count / n_cells)``. Uses no true labels.
 
     Parameters
     ----------
@@ -27,11 +32,14 @@ def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.
         Transferred label per cell.
     candidates
         Boolean mask of the candidate cells.
+    probabilities
+        The transfer's class probabilities of every cell (``None``: no ``expected_from_probabilities``).
 
     Returns
     -------
     pandas.DataFrame
-        Columns ``atlas_label``, ``transferred_label``, ``n_cells``, ``expected``, ``estimated_precision``.
+        Columns ``atlas_label``, ``transferred_label``, ``n_cells``, ``expected``, (with ``probabilities``)
+        ``expected_from_probabilities``, ``estimated_precision``.
     """
     atlas, transferred = np.asarray(atlas, dtype=str), np.asarray(transferred, dtype=str)
     counts = pd.crosstab(atlas[candidates], transferred[candidates])
@@ -41,16 +49,23 @@ def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.
         if n_cells == 0:
             continue
         opposite = counts.at[suggested, label] if suggested in counts.index and label in counts.columns else 0
-        expected = opposite * max(1.0, sizes.get(label, 0) / max(sizes.get(suggested, 0), 1))
-        rows.append({"atlas_label": label, "transferred_label": suggested, "n_cells": int(n_cells),
-                     "expected": float(expected), "estimated_precision": max(0.0, 1 - expected / n_cells)})
-    return pd.DataFrame(rows, columns=["atlas_label", "transferred_label", "n_cells", "expected",
-                                       "estimated_precision"])
+        row = {"atlas_label": label, "transferred_label": suggested, "n_cells": int(n_cells),
+               "expected": float(opposite * max(1.0, sizes.get(label, 0) / max(sizes.get(suggested, 0), 1)))}
+        if probabilities is not None:
+            column = probabilities[label].to_numpy() if label in probabilities.columns else np.zeros(len(atlas))
+            row["expected_from_probabilities"] = float(column[transferred == suggested].sum())
+        explained = max(row["expected"], row.get("expected_from_probabilities", 0.0))
+        rows.append({**row, "estimated_precision": max(0.0, 1 - explained / n_cells)})
+    columns = ["atlas_label", "transferred_label", "n_cells", "expected",
+               *(["expected_from_probabilities"] if probabilities is not None else []), "estimated_precision"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def annotation_flags(atlas_labels, transferred, confidence, reference_labels, novel=None,
                      min_confidence: float | None = 0.0, min_enrichment: float = 4.0,
-                     min_group_cells: int = 20, min_agreement: float = 0.35) -> tuple[np.ndarray, float]:
+                     min_group_cells: int = 20, min_agreement: float = 0.35,
+                     probabilities: pd.DataFrame | None = None,
+                     min_probability_enrichment: float = 1.5) -> tuple[np.ndarray, float]:
     """Cells whose transferred label disagrees with their atlas label more than the model's confusion explains.
 
     Candidates: the transferred label differs from the atlas label, the cell is not predicted novel, and
@@ -61,7 +76,8 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
     the transfer confirms less often than ``min_agreement`` (a type the model cannot recognise in the
     query). A candidate is flagged when its (atlas, transferred) group has at least ``min_group_cells``
     cells and ``min_enrichment`` times the count the model's confusion explains (:func:`confusion_groups`;
-    ``min_enrichment=0`` and ``min_agreement=0`` flag every candidate).
+    ``min_enrichment=0`` and ``min_agreement=0`` flag every candidate) and, with ``probabilities``,
+    ``min_probability_enrichment`` times the count its probabilities explain (``expected_from_probabilities``).
     Returns ``(flags, min_confidence)``.
 
     Parameters
@@ -79,11 +95,16 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
     min_confidence
         Smallest confidence of a candidate (``None``: see above).
     min_enrichment
-        Times the explained count a group must reach (0: no group rule).
+        Times the explained count a group must reach (0: no group rule, and no probability rule).
     min_group_cells
         Smallest group that can be flagged.
     min_agreement
         Smallest share of an atlas label's cells the transfer must confirm.
+    probabilities
+        The transfer's class probabilities, cells x classes with class-named columns (``None``: no
+        probability rule).
+    min_probability_enrichment
+        Times ``expected_from_probabilities`` a group must reach (0: no probability rule).
 
     Returns
     -------
@@ -93,6 +114,10 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
     atlas = pd.Series(np.asarray(atlas_labels, dtype=object))
     transferred = np.asarray(transferred, dtype=object).astype(str)
     confidence = np.asarray(confidence, dtype=float)
+    if probabilities is not None and len(probabilities) != len(atlas):
+        raise ValueError(f"probabilities has {len(probabilities)} rows for {len(atlas)} cells")
+    if min_probability_enrichment < 0:
+        raise ValueError(f"min_probability_enrichment must be >= 0, got {min_probability_enrichment}")
     has_label = atlas.notna().to_numpy()
     atlas = atlas.astype(str).to_numpy()
     has_label &= np.isin(atlas, np.asarray(list(reference_labels), dtype=str))
@@ -109,8 +134,10 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
         rate = pd.Series(agree[has_label]).groupby(atlas[has_label]).mean()
         flags &= np.isin(atlas, rate.index[rate >= min_agreement])
     if min_enrichment > 0 and flags.any():
-        groups = confusion_groups(atlas, transferred, flags)
+        groups = confusion_groups(atlas, transferred, flags, probabilities)
         kept = groups[(groups["n_cells"] >= min_group_cells) & (groups["n_cells"] >= min_enrichment * groups["expected"])]
+        if probabilities is not None:
+            kept = kept[kept["n_cells"] >= min_probability_enrichment * kept["expected_from_probabilities"]]
         pairs = set(zip(kept["atlas_label"], kept["transferred_label"]))
         flags &= np.fromiter(((a, t) in pairs for a, t in zip(atlas, transferred)), bool, len(atlas))
     return flags, float(min_confidence)
@@ -170,12 +197,13 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
                       annotation=None, min_confidence: float | None = 0.0, min_enrichment: float = 4.0,
                       min_group_cells: int = 20, min_agreement: float = 0.35, skip_novel: bool = False,
                       propagate_neighbors: int = 15, n_markers: int = 5, layer: str | None = None,
-                      method: str | None = None) -> pd.DataFrame:
+                      method: str | None = None, min_probability_enrichment: float = 1.5) -> pd.DataFrame:
     """Find atlas labels that the transferred labels (from :func:`transfer_labels`) contradict more than the
     model's own confusion explains.
 
     ``method``: whose transfer to check (default: the one recorded by :func:`transfer_labels`).
-    Flags cells with :func:`annotation_flags` (atlas labels the reference lacks are not checked; cells
+    Flags cells with :func:`annotation_flags` (with the transfer's probabilities, ``obsm["<method>_probabilities"]``,
+    when present: ``min_probability_enrichment``; atlas labels the reference lacks are not checked; cells
     predicted novel only with ``skip_novel``: novelty is called per query cluster, and a relabelled type's
     cluster may look novel to the reference), spreads the flags over the ``propagate_neighbors`` nearest cells
     in the transfer's query embedding (``obsm["X_<method>"]``; :func:`neighbour_flags`: a cell whose
@@ -219,6 +247,10 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         Layer of ``atac`` holding the raw counts, to build gene activity (``None``: ``X``).
     method
         Transfer method to check (``None``: the recorded one).
+    min_probability_enrichment
+        Times the count the transfer's own probabilities explain (``obsm["<method>_probabilities"]``;
+        ``expected_from_probabilities`` in :func:`confusion_groups`) a group must reach (0: no such rule; skipped
+        when the probabilities are missing).
 
     Returns
     -------
@@ -240,8 +272,10 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     if classes is None:
         raise ValueError(f"atac.uns['omics_cl'][{method!r}] lacks the reference classes; run tl.transfer_labels first")
     novel = atac.obs["omics_cl_is_novel"].to_numpy() if skip_novel else None
+    probabilities = get.transfer_probabilities(atac, method) if f"{method}_probabilities" in atac.obsm else None
     flags, threshold = annotation_flags(atlas, transferred, confidence, classes, novel, min_confidence,
-                                        min_enrichment, min_group_cells, min_agreement)
+                                        min_enrichment, min_group_cells, min_agreement, probabilities,
+                                        min_probability_enrichment)
     direct = flags
     suggested = np.where(flags, transferred, None)
     if propagate_neighbors > 0 and flags.any():
@@ -259,7 +293,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     atlas_str = atlas.astype(str).to_numpy()
     agree = atlas.notna().to_numpy() & (atlas_str == transferred)
     candidates, _ = annotation_flags(atlas, transferred, confidence, classes, novel, threshold, 0.0, 0, 0.0)
-    table = confusion_groups(atlas_str, transferred, candidates)
+    table = confusion_groups(atlas_str, transferred, candidates, probabilities)
     suggested_str = suggested.astype(str)
     flagged_pairs = set(zip(atlas_str[direct], transferred[direct]))
     table = table[[pair in flagged_pairs for pair in zip(table["atlas_label"], table["transferred_label"])]]
@@ -283,7 +317,9 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     atac.obs["omics_cl_suggested_label"] = pd.Categorical(suggested)
     store_record(atac, "check_annotations", {
         "method": method, "atlas_key": atlas_key, "min_confidence": threshold, "min_enrichment": min_enrichment,
-        "min_group_cells": min_group_cells, "min_agreement": min_agreement, "propagate_neighbors": propagate_neighbors, "n_flagged": int(flags.sum()),
+        "min_group_cells": min_group_cells, "min_agreement": min_agreement,
+        "min_probability_enrichment": min_probability_enrichment if probabilities is not None else None,
+        "propagate_neighbors": propagate_neighbors, "n_flagged": int(flags.sum()),
         "n_propagated": int((flags & ~direct).sum()), "n_groups": len(table),
         "estimated_precision": float(excess / flags.sum()) if flags.any() else None})
     return table
