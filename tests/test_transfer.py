@@ -192,11 +192,14 @@ def test_check_annotations_finds_relabelled_group(mop_split):
     direct = out.obs["omics_cl_annotation_flag"].to_numpy()
     assert direct.any() and not direct[~wrong].any()
     assert table.iloc[0][["atlas_label", "transferred_label"]].tolist() == [largest, second]
-    assert table.iloc[0]["estimated_precision"] == 1.0  # nothing the other way round
+    top = table.iloc[0]
+    assert top["expected"] == 0  # nothing the other way round: the estimate rests on the probabilities
+    assert top["estimated_precision"] == pytest.approx(1 - top["expected_from_probabilities"] / top["n_cells"])
     assert table["n_cells"].sum() == direct.sum() and table["n_propagated"].sum() == 0
-    assert len(table.iloc[0]["markers"].split(", ")) == 3
+    assert len(top["markers"].split(", ")) == 3
     assert (out.obs["omics_cl_suggested_label"].astype(str)[direct] == second).all()
-    assert out.uns["omics_cl"]["check_annotations"]["estimated_precision"] == 1.0
+    assert out.uns["omics_cl"]["check_annotations"]["estimated_precision"] == pytest.approx(
+        (table["estimated_precision"] * table["n_cells"]).sum() / direct.sum())
     # by default flags also spread to cells whose same-label neighbours in X_scncl are mostly flagged
     table = tl.check_annotations(out, "atlas", propagate_neighbors=15)
     flags = out.obs["omics_cl_annotation_flag"].to_numpy()
