@@ -249,9 +249,11 @@ def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
                       "classifier is skipped (its share of the probabilities goes to the transfer)", stacklevel=3)
         return prob, 0
     features = StandardScaler().fit_transform(peaks)
-    extra = [sp.csr_matrix(m) for m in (activity, None if peak_counts is None else tfidf(peak_counts)) if m is not None]
-    if extra:
-        features = sp.hstack([sp.csr_matrix(features), *extra]).tocsr()
+    beside = [] if activity is None else [sp.csr_matrix(activity)]
+    if peak_counts is not None:
+        beside.append(tfidf(peak_counts))
+    if beside:
+        features = sp.hstack([sp.csr_matrix(features), *beside]).tocsr()
     clf = LogisticRegression(C=0.1, max_iter=500).fit(features[confident], labels[confident])
     out[:, clf.classes_] = clf.predict_proba(features)
     return out.astype(prob.dtype), int(confident.sum())
