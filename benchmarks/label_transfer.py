@@ -12,7 +12,9 @@ Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own c
 activity and the TF-IDF of its peaks at weight 0.5, probabilities divided by the reference's class shares to the
 power 0.25), ``scncl_before_tfidf`` (the query's classifier on LSI and gene activity at weight 0.6: the default
 before 2026-12-03), its two halves ``scncl_no_tfidf`` (without the peaks' TF-IDF) and ``scncl_peak_weight_0.6``,
-``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
+``scncl_no_support`` (read off the default transfer: its novelty from the classifier alone, ``novelty_support=False``,
+the cells' support for their labels left out of the score and the flag: the default before 2026-12-02's eighteenth
+session), ``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
 session), ``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl_single`` (one model, no
 division, LSI only),
 ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
@@ -80,7 +82,8 @@ NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check wi
 NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the
 # probability rule (min_probability_enrichment=0)
 ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD, NO_PROBABILITY_RULE)
-METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, "logreg", "knn_pca", "scglue"]
+NO_SUPPORT = "scncl_no_support"  # closed / open rows read off the default transfer: novelty without label support
+METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, NO_SUPPORT, "logreg", "knn_pca", "scglue"]
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 
 
@@ -209,7 +212,7 @@ def main(argv=None) -> int:
                           if s in scenarios and (s, method, seed) not in done]
                 if not wanted:
                     continue
-                if method in ANNOTATION_ONLY:
+                if method in (*ANNOTATION_ONLY, NO_SUPPORT):
                     continue
                 start = time.perf_counter()
                 annotated, novelty = None, None
@@ -228,6 +231,11 @@ def main(argv=None) -> int:
                     new.append({"scenario": scenario, "method": method, "seed": seed,
                                 **score(truth, removed, pred, 1 - conf if novelty is None else novelty, is_novel),
                                 "seconds": seconds})
+                    if method == "scncl" and NO_SUPPORT in methods and (scenario, NO_SUPPORT, seed) not in done:
+                        alone = annotated.obs["omics_cl_confidence_novelty"].to_numpy()
+                        new.append({"scenario": scenario, "method": NO_SUPPORT, "seed": seed,
+                                    **score(truth, removed, pred, alone, alone > tl.otsu_threshold(alone)),
+                                    "seconds": seconds})
                 if "annotation" in wanted:
                     if annotated is not None:
                         annotated.obs["atlas"] = atlas

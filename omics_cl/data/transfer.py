@@ -35,8 +35,8 @@ class TransferInputs:
 class QueryInputs:
     """What a trained transfer method maps a query with: the query's features in the model's gene space, its
     peak-space embedding (LSI of its own peaks; optional), the reference as the model saw it: the latent
-    rows of its labelled cells, their class indices and the number of classes, and the query's peak counts
-    (cells x peaks; optional)."""
+    rows of its labelled cells, their class indices and the number of classes, the query's peak counts
+    (cells x peaks; optional) and the reference's class signatures (``omics_cl.data.signatures``; optional)."""
 
     atac_x: object
     atac_peaks: np.ndarray | None
@@ -44,6 +44,7 @@ class QueryInputs:
     reference_labels: np.ndarray
     n_classes: int
     atac_counts: object = None
+    class_signatures: np.ndarray | None = None
 
 
 def shared_genes(rna_genes, activity: ad.AnnData) -> tuple[np.ndarray, np.ndarray]:

@@ -17,9 +17,10 @@ query's own peak-space embedding (LSI), gene-activity features and the TF-IDF of
 ``"lsi+activity"``: without the peaks, ``"lsi"``: LSI only) fitted to its confidently labelled cells
 (``peak_weight``); the probabilities divided by the reference's class shares to the
 power ``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
-ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell); an ensemble of
-``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty are averaged
-(the seed: one model).
+ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell) and ranked together with
+how little the cell's own gene activity supports its label (``novelty_support``; the seed: the softmax alone); an
+ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty
+are averaged (the seed: one model).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ from omics_cl.core.graph import knn_vote, leiden, neighbor_graph
 from omics_cl.core.layers import MLP, dropout_keys
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data.lsi import tfidf
+from omics_cl.data.signatures import class_signatures, label_support, quantile_rank
 from omics_cl.data.sources import KEYS, MemberSource, TransferSource, dense_source
 from omics_cl.data.transfer import QueryInputs
 from omics_cl.models.common import encoder_latent
@@ -70,11 +72,12 @@ class SCNCLConfig:
     novelty_by: str = "cluster"
     n_members: int = 3
     class_prior_power: float = 0.25
+    novelty_support: bool = True
 
 
 PEAK_FEATURES = ("lsi", "lsi+activity", "lsi+activity+peaks")
 SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0,
-               "novelty_by": "cell", "n_members": 1, "class_prior_power": 0.0}
+               "novelty_by": "cell", "n_members": 1, "class_prior_power": 0.0, "novelty_support": False}
 
 
 class SCNCL(nnx.Module):
@@ -179,6 +182,8 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
     """The query's latent rows, class probabilities and novelty (see :func:`embed`) from a trained model and
     the reference's latent rows and labels; the peak-space classifier is fitted to this query. No training.
     An ensemble's softmax, neighbour votes and novelty are its members' means."""
+    if config.novelty_support and query.class_signatures is None:
+        raise ValueError("novelty_support=True needs the reference's class signatures (QueryInputs.class_signatures)")
     group = members(model)
     softmaxes = [predict(probabilities_batch, member, dense_source(query.atac_x)) for member in group]
     softmax = np.mean(softmaxes, axis=0)
@@ -209,6 +214,10 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
         clusters = leiden(neighbor_graph(atac_z, 15, "cosine", ctx.seed), 1.0, ctx.seed)
         arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]
         arrays["query_clusters"] = clusters
+    if config.novelty_support:
+        support = label_support(query.atac_x, query.class_signatures, prob.argmax(1))
+        arrays.update(confidence_novelty=arrays["novelty"], label_support=support,
+                      novelty=(quantile_rank(arrays["novelty"]) + quantile_rank(-support)) / 2)
     return arrays, notes
 
 
@@ -220,12 +229,19 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     ``class_prior_power`` and renormalised; novelty: 1 - the classifier's maximum softmax (it separates
     unseen types better than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's
     Leiden cluster (resolution 1) of the query latent (``query_clusters``): an unseen type shows as a cluster
-    the reference explains badly."""
+    the reference explains badly. With ``novelty_support`` that score is kept as ``confidence_novelty`` and the
+    novelty is the mean of two quantile ranks: its own and that of the cell's lack of support for its label
+    (``label_support``: its gene activity weighted by the reference's signature of that class,
+    ``omics_cl.data.signatures``; ``class_signatures`` is returned to be saved with the model)."""
     source = transfer_batches(source)
     rna_z = encode(model, source.rna_x)
+    signatures = class_signatures(source.rna_x, source.rna_y, source.n_classes) if config.novelty_support else None
     arrays, notes = map_query(model, QueryInputs(source.atac_x, source.atac_peaks, rna_z, source.rna_y,
-                                                 source.n_classes, source.atac_counts), config, ctx)
-    return {"rna_embedding": rna_z, **arrays}, notes
+                                                 source.n_classes, source.atac_counts, signatures), config, ctx)
+    out = {"rna_embedding": rna_z, **arrays}
+    if signatures is not None:
+        out["class_signatures"] = signatures
+    return out, notes
 
 
 def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
@@ -266,5 +282,5 @@ METHOD = Method(
                                            config, ctx.seed),
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed,
     variants={"seed": SEED_RECIPE}, map_query=map_query,
-    saved_defaults={"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi"},
+    saved_defaults={"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "novelty_support": False},
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")

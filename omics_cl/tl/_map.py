@@ -6,7 +6,8 @@ input space; features are binarised or log-normalised per cell, so no fitted nor
 reference's latent rows and class indices (the neighbour vote), its classes and the seed. The query's own
 parts are recomputed on the new query exactly as the original run computed them on its query: the LSI of
 its peaks, the peak-space classifier fitted to its confidently labelled cells, its Leiden clusters (cluster
-novelty) and, by default, the Otsu novelty threshold. The query's peaks therefore need not match the
+novelty), its cells' support for their labels (from the saved class signatures) and, by default, the Otsu
+novelty threshold. The query's peaks therefore need not match the
 training query's; its genes are matched to the saved genes by name.
 """
 from __future__ import annotations
@@ -81,7 +82,7 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
     peaks, lsi_info = lsi.lsi(peak_counts, seed=int(meta["seed"]))
     query = QueryInputs(atac_x, peaks, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
-                        len(meta["classes"]), peak_counts)
+                        len(meta["classes"]), peak_counts, saved.arrays.get("class_signatures"))
     out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
     return saved, out, notes, missing, lsi_info
 
@@ -95,7 +96,8 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
     built from ``annotation``; its genes are matched to the model's by name (then ``alt_name``): genes the
     query lacks are zero-filled with a warning and counted in the record (``n_missing_genes``), no shared gene
     is an error. ``novelty_threshold``: ``"query"`` (Otsu on this query's novelty, as
-    :func:`transfer_labels`), ``"model"`` (the threshold the training run chose) or a number. Mapping the
+    :func:`transfer_labels`; with label support, on its confidence novelty), ``"model"`` (the threshold the
+    training run chose) or a number. Mapping the
     training query with its gene activity gives the original run's results bit for bit.
     Returns the run record.
 

@@ -61,7 +61,12 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     scncl: 1 - its classifier's max softmax averaged over the cell's query cluster, written to
     ``obs["omics_cl_query_cluster"]``; ``novelty_by="cell"`` keeps it per cell),
     ``obs["omics_cl_is_novel"]`` (novelty above an Otsu threshold of the novelty distribution, chosen
-    without labels), ``obsm["X_<method>"]`` and
+    without labels); scncl by default (``novelty_support``) also writes ``obs["omics_cl_label_support"]`` (how
+    much the cell's own gene activity supports its label: its genes weighted by the reference's signature of
+    that class) and ``obs["omics_cl_confidence_novelty"]`` (the classifier's score above), its novelty is the
+    mean of the quantile ranks of the two (high confidence novelty, low support), and a cell is called novel
+    when its confidence novelty is above its Otsu threshold and its support below the query's median;
+    ``obsm["X_<method>"]`` and
     ``obsm["<method>_probabilities"]`` (cells x reference classes in the record's ``classes`` order; as a
     DataFrame: :func:`omics_cl.get.transfer_probabilities`); into ``rna``:
     ``obsm["X_<method>"]``; run record in both ``uns["omics_cl"]["<method>"]`` and the method's name in
@@ -143,8 +148,11 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
               "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors, "seed": seed,
               "novelty_threshold": threshold, "lsi": lsi_info, "params": trained.record, "versions": versions()}
     if save_model is not None:
-        save_method_model(save_model, trained, {"genes": np.asarray(genes, dtype=str),
-                                                "reference_embedding": out["rna_embedding"], "reference_labels": y},
+        saved = {"genes": np.asarray(genes, dtype=str), "reference_embedding": out["rna_embedding"],
+                 "reference_labels": y}
+        if "class_signatures" in out:
+            saved["class_signatures"] = out["class_signatures"]
+        save_method_model(save_model, trained, saved,
                           classes=list(classes), label_key=label_key, features=features, seed=seed, record=record)
     for target in (atac, rna):
         store_record(target, method, record)
@@ -156,17 +164,26 @@ def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dic
                       threshold: float | None = None) -> float:
     """Write a transfer's query results (``out``: the method's arrays) into ``atac``: the obs / obsm keys
     :func:`transfer_labels` documents. ``omics_cl_is_novel``: novelty above ``threshold`` (None: the Otsu
-    threshold of this query's novelty), which is returned."""
+    threshold of this query's novelty), which is returned; when ``out`` has ``confidence_novelty`` and
+    ``label_support``, the threshold applies to the former, and only cells whose support is below the query's
+    median are called novel."""
     prob = out["probabilities"]
     confidence = prob.max(1)
     novelty = out.get("novelty", 1.0 - confidence)
-    threshold = otsu_threshold(novelty) if threshold is None else threshold
+    thresholded = out.get("confidence_novelty", novelty)
+    threshold = otsu_threshold(thresholded) if threshold is None else threshold
+    is_novel = thresholded > threshold
+    if "label_support" in out:
+        support = out["label_support"]
+        is_novel &= support < np.median(support)
+        atac.obs["omics_cl_confidence_novelty"] = thresholded
+        atac.obs["omics_cl_label_support"] = support
     if "query_clusters" in out:
         atac.obs["omics_cl_query_cluster"] = pd.Categorical(out["query_clusters"].astype(str))
     atac.obs["omics_cl_label"] = pd.Categorical(np.asarray(classes)[prob.argmax(1)], categories=classes)
     atac.obs["omics_cl_confidence"] = confidence
     atac.obs["omics_cl_novelty"] = novelty
-    atac.obs["omics_cl_is_novel"] = novelty > threshold
+    atac.obs["omics_cl_is_novel"] = is_novel
     atac.obsm[f"X_{method}"] = out["atac_embedding"]
     atac.obsm[f"{method}_probabilities"] = np.asarray(prob)
     return threshold

@@ -1,0 +1,37 @@
+"""Reference class signatures and a query cell's support for its label (``omics_cl.data.signatures``)."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from omics_cl.data.signatures import class_signatures, label_support, quantile_rank
+
+
+def test_class_signature_is_the_class_mean_minus_the_other_classes_mean():
+    x = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]], dtype=np.float32)
+    labels = np.array([0, 0, 1, 2])
+    got = class_signatures(sp.csr_matrix(x), labels, 3)
+    means = np.array([[1, 0, 0.5], [0, 1, 0], [0, 0, 1]])
+    expected = np.vstack([means[k] - np.delete(means, k, 0).mean(0) for k in range(3)])
+    assert np.allclose(got, expected) and got.dtype == np.float32
+    assert np.allclose(class_signatures(x, labels, 3), got)  # dense input alike
+
+
+def test_class_signatures_refuse_bad_labels():
+    x = np.ones((3, 2))
+    with pytest.raises(ValueError, match="labels for"):
+        class_signatures(x, np.array([0, 1]), 2)
+    with pytest.raises(ValueError, match="without cells: \\[2\\]"):
+        class_signatures(x, np.array([0, 1, 1]), 3)
+
+
+def test_label_support_weights_a_cells_features_by_its_class_signature():
+    signatures = np.array([[1.0, 1.0, -1.0, -1.0], [-1.0, -1.0, 1.0, 1.0]], dtype=np.float32)
+    cells = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]], dtype=np.float32))
+    support = label_support(cells, signatures, np.array([0, 1, 0, 1]))
+    assert np.allclose(support, [1.0, -1.0, 0.0, 0.0])  # own type, another type's genes, half and half, empty
+    with pytest.raises(ValueError, match="query features"):
+        label_support(cells[:, :3], signatures, np.zeros(4, dtype=int))
+
+
+def test_quantile_rank_averages_ties():
+    assert np.allclose(quantile_rank(np.array([0.3, 0.1, 0.3, 0.9])), [0.625, 0.25, 0.625, 1.0])
