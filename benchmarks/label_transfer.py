@@ -9,9 +9,13 @@ transfer flags disagreements its confusion does not explain (``tl.annotation_fla
 ``tl.check_annotations``, which also reports its own label-free precision estimate), scored by precision
 and recall against the corrupted cells.
 Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene
-activity and the TF-IDF of its peaks at weight 0.5, probabilities divided by the reference's class shares to the
-power 0.25), ``scncl_before_tfidf`` (the query's classifier on LSI and gene activity at weight 0.6: the default
-before 2026-12-03), its two halves ``scncl_no_tfidf`` (without the peaks' TF-IDF) and ``scncl_peak_weight_0.6``,
+activity and the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's
+support by the cell's gene activity standardised over the query, novelty ranked with that support),
+``scncl_before_support`` (the default before 2026-12-02's eighteenth session: probabilities divided by the reference's
+class shares to the power 0.25 instead, novelty from the classifier alone), ``scncl_no_support_weight`` (the default
+without the support weight, no division either), ``scncl_support_prior`` (the default with the division as well),
+``scncl_before_tfidf`` (the query's classifier on LSI and gene activity at weight 0.6: the default
+before 2026-12-02's seventeenth session), its two halves ``scncl_no_tfidf`` (without the peaks' TF-IDF) and ``scncl_peak_weight_0.6``,
 ``scncl_no_support`` (read off the default transfer: its novelty from the classifier alone, ``novelty_support=False``,
 the cells' support for their labels left out of the score and the flag: the default before 2026-12-02's eighteenth
 session), ``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
@@ -28,7 +32,7 @@ confidence at least the agreeing cells' median, novel cells skipped, no group ru
 neighbours in the query embedding, ``propagate_neighbors=0``: the default before 2026-12-01's thirteenth session),
 ``scncl_no_probability_rule`` (annotation rows only: the default check without the rule that a group must exceed
 1.5 times the count the transfer's own probabilities explain, ``min_probability_enrichment=0``: the default
-before 2026-12-03), and the
+before 2026-12-02's seventeenth session), and the
 baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
 ``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
 kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
@@ -63,14 +67,18 @@ from omics_cl.data.transfer import transfer_features  # noqa: E402
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
 # the ablations remove one component from scncl_single: one model, no class-prior correction, the query's
 # classifier on LSI only at weight 0.6 (the defaults before the 3-member ensemble, class_prior_power=0.25,
-# peak_features="lsi+activity" and then "lsi+activity+peaks" at weight 0.5 were added)
-LSI_PEAKS = {"peak_features": "lsi", "peak_weight": 0.6}
-BEFORE_TFIDF = {"peak_features": "lsi+activity", "peak_weight": 0.6}
-SINGLE = {"n_members": 1, "class_prior_power": 0.0, **LSI_PEAKS}
-SCNCL_VARIANTS = {"scncl": {}, "scncl_before_tfidf": BEFORE_TFIDF,
-                  "scncl_no_tfidf": {"peak_features": "lsi+activity"}, "scncl_peak_weight_0.6": {"peak_weight": 0.6},
+# peak_features="lsi+activity" and then "lsi+activity+peaks" at weight 0.5 were added); rows named after an earlier
+# default pin BEFORE_SUPPORT (no label support, the class-prior division at 0.25) so that they keep their meaning
+BEFORE_SUPPORT = {"support_weight": 0.0, "class_prior_power": 0.25, "novelty_support": False}
+LSI_PEAKS = {**BEFORE_SUPPORT, "peak_features": "lsi", "peak_weight": 0.6}
+BEFORE_TFIDF = {**BEFORE_SUPPORT, "peak_features": "lsi+activity", "peak_weight": 0.6}
+SINGLE = {"n_members": 1, **LSI_PEAKS, "class_prior_power": 0.0}
+SCNCL_VARIANTS = {"scncl": {}, "scncl_before_support": BEFORE_SUPPORT, "scncl_no_support_weight": {"support_weight": 0.0},
+                  "scncl_support_prior": {"class_prior_power": 0.25}, "scncl_before_tfidf": BEFORE_TFIDF,
+                  "scncl_no_tfidf": {**BEFORE_SUPPORT, "peak_features": "lsi+activity"},
+                  "scncl_peak_weight_0.6": {**BEFORE_SUPPORT, "peak_weight": 0.6},
                   "scncl_lsi_peaks": LSI_PEAKS,
-                  "scncl_no_prior": {"class_prior_power": 0.0, **LSI_PEAKS}, "scncl_single": SINGLE,
+                  "scncl_no_prior": {**LSI_PEAKS, "class_prior_power": 0.0}, "scncl_single": SINGLE,
                   "scncl_seed": {"variant": "seed"},
                   "scncl_asym_nndr": {**SINGLE, "symmetric_nndr": False},
                   "scncl_classifier": {**SINGLE, "prediction": "classifier"},

@@ -92,7 +92,7 @@ def test_saved_model_maps_its_training_query_bit_for_bit(data, trained):
 
 def test_model_without_its_class_signatures_is_refused(data, tmp_path):
     """A config asking for label support on a model saved without class signatures fails before any mapping."""
-    _train(data, tmp_path / "m", novelty_support=False, epochs=1)
+    _train(data, tmp_path / "m", novelty_support=False, support_weight=0.0, epochs=1)
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
     meta["config"]["novelty_support"] = True
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
@@ -118,9 +118,11 @@ def test_permuted_query_maps_consistently(data, trained):
 
 
 def test_per_cell_outputs_are_equivariant_under_permutation_and_subset(data, tmp_path):
-    """Without the query-fitted parts (peak_weight=0, per-cell novelty without the query-ranked label support, the
-    model's threshold) every output of a cell depends on that cell alone."""
-    original = _train(data, tmp_path / "m", peak_weight=0.0, novelty_by="cell", novelty_support=False)
+    """Without the query-fitted parts (peak_weight=0, the support weight standardised over the query, per-cell novelty
+    without the query-ranked label support, the model's threshold) every output of a cell depends on that cell
+    alone."""
+    original = _train(data, tmp_path / "m", peak_weight=0.0, novelty_by="cell", novelty_support=False,
+                      support_weight=0.0)
     for cells in (np.random.default_rng(2).permutation(original.n_obs), np.arange(original.n_obs)[::-7]):
         back = _map(data, tmp_path / "m", cells, novelty_threshold="model")
         expected = original[back.obs_names]
@@ -236,9 +238,10 @@ def test_cli_transfer_save_model_then_map(data, tmp_path, capsys):
 
 
 def test_model_saved_before_newer_config_fields_maps_as_it_was_trained(data, tmp_path):
-    """A model.json written before ``n_members``, ``class_prior_power``, ``peak_features`` and ``novelty_support``
-    existed is read with the values it was trained with (scncl's ``saved_defaults``), not with today's defaults."""
-    old = {"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "novelty_support": False}
+    """A model.json written before ``n_members``, ``class_prior_power``, ``peak_features``, ``support_weight`` and
+    ``novelty_support`` existed is read with the values it was trained with (scncl's ``saved_defaults``), not with today's defaults."""
+    old = {"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "support_weight": 0.0,
+           "novelty_support": False}
     original = _train(data, tmp_path / "m", **old)
     path = tmp_path / "m"
     meta = json.loads((path / "model.json").read_text())

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from omics_cl.data.signatures import class_signatures, label_support, quantile_rank
+from omics_cl.data.signatures import class_signatures, class_support, label_support, quantile_rank, standardised
 
 
 def test_class_signature_is_the_class_mean_minus_the_other_classes_mean():
@@ -24,13 +24,20 @@ def test_class_signatures_refuse_bad_labels():
         class_signatures(x, np.array([0, 1, 1]), 3)
 
 
-def test_label_support_weights_a_cells_features_by_its_class_signature():
+def test_support_weights_a_cells_features_by_each_class_signature():
     signatures = np.array([[1.0, 1.0, -1.0, -1.0], [-1.0, -1.0, 1.0, 1.0]], dtype=np.float32)
     cells = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 0]], dtype=np.float32))
-    support = label_support(cells, signatures, np.array([0, 1, 0, 1]))
-    assert np.allclose(support, [1.0, -1.0, 0.0, 0.0])  # own type, another type's genes, half and half, empty
+    support = class_support(cells, signatures)
+    assert np.allclose(support, [[1, -1], [1, -1], [0, 0], [0, 0]])  # class 0's genes, again, half and half, empty
+    assert np.allclose(class_support(cells.toarray(), signatures), support)
+    assert np.allclose(label_support(support, np.array([0, 1, 0, 1])), [1.0, -1.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="query features"):
-        label_support(cells[:, :3], signatures, np.zeros(4, dtype=int))
+        class_support(cells[:, :3], signatures)
+
+
+def test_standardised_columns_and_constant_ones():
+    scores = np.array([[1.0, 5.0], [3.0, 5.0]])
+    assert np.allclose(standardised(scores), [[-1.0, 0.0], [1.0, 0.0]])
 
 
 def test_quantile_rank_averages_ties():

@@ -251,7 +251,7 @@ def test_query_labels_never_reach_the_transfer(mop_split):
 @pytest.mark.filterwarnings("error:Forward slashes")
 def test_vote_probabilities_are_neighbour_shares(mop_split, tmp_path):
     ref, query, activity = mop_split
-    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=1, class_prior_power=0)[1]
+    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=1, support_weight=0)[1]
     prob = get.transfer_probabilities(out)
     assert list(prob.columns) == list(out.uns["omics_cl"]["scncl"]["classes"])
     assert prob.index.equals(out.obs_names) and np.array_equal(prob.to_numpy(), out.obsm["scncl_probabilities"])
@@ -321,6 +321,8 @@ def test_peak_classifier_reads_peak_tfidf_beside_lsi_and_activity():
 
 def test_peak_tfidf_needs_the_query_counts():
     """Mapping a query without its peak counts is refused when the classifier reads them."""
+    import dataclasses
+
     from omics_cl.data.transfer import QueryInputs
     from omics_cl.models import Context
     from omics_cl.models.scncl import SCNCLConfig, build, encode, map_query
@@ -328,9 +330,13 @@ def test_peak_tfidf_needs_the_query_counts():
     config = SCNCLConfig(n_members=1)
     model = build(6, 2, config, 0)
     x = np.random.default_rng(0).random((20, 6)).astype(np.float32)
-    query = QueryInputs(x, np.random.default_rng(1).normal(size=(20, 3)), encode(model, x), np.repeat([0, 1], 10), 2)
+    signatures = np.zeros((2, 6), np.float32)
+    query = QueryInputs(x, np.random.default_rng(1).normal(size=(20, 3)), encode(model, x), np.repeat([0, 1], 10), 2,
+                        class_signatures=signatures)
     with pytest.raises(ValueError, match="peak counts"):
         map_query(model, query, config, Context(0))
+    with pytest.raises(ValueError, match="class signatures"):  # nor without the reference's class signatures
+        map_query(model, dataclasses.replace(query, class_signatures=None), config, Context(0))
 
 
 def test_unknown_peak_features_refused_before_training(mop_split):
@@ -370,7 +376,7 @@ def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     for its label (its gene activity weighted by the reference's signature of that class); a cell is novel when the
     former is above its Otsu threshold and its support below the query's median. ``novelty_support=False`` (same
     training) gives the classifier's score alone, thresholded alone."""
-    from omics_cl.data.signatures import class_signatures, label_support, quantile_rank
+    from omics_cl.data.signatures import class_signatures, class_support, label_support, quantile_rank
     from omics_cl.data.transfer import transfer_features
 
     ref, query, activity = mop_split
@@ -389,13 +395,32 @@ def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     rna_x, atac_x, _, _ = transfer_features(ref, activity)
     signatures = class_signatures(rna_x, classes.get_indexer(ref.obs["cell_type"].astype(str)), len(classes))
     assigned = classes.get_indexer(obs["omics_cl_label"].astype(str))
-    assert np.allclose(support, label_support(atac_x, signatures, assigned), atol=1e-6)
+    assert np.allclose(support, label_support(class_support(atac_x, signatures), assigned), atol=1e-6)
+
+
+def test_support_weight_multiplies_the_probabilities(mop_split):
+    """The same training: the probabilities times exp(support_weight * each class's support standardised over the
+    query), renormalised; a negative weight is refused before training."""
+    from omics_cl.data.signatures import class_signatures, class_support, standardised
+    from omics_cl.data.transfer import transfer_features
+
+    ref, query, activity = mop_split
+    plain = _run(ref, query, activity, epochs=2, n_members=1, support_weight=0.0)[1]
+    weighted = _run(ref, query, activity, epochs=2, n_members=1, support_weight=0.5)[1]
+    classes = pd.Index(plain.uns["omics_cl"]["scncl"]["classes"])
+    rna_x, atac_x, _, _ = transfer_features(ref, activity)
+    signatures = class_signatures(rna_x, classes.get_indexer(ref.obs["cell_type"].astype(str)), len(classes))
+    expected = plain.obsm["scncl_probabilities"] * np.exp(0.5 * standardised(class_support(atac_x, signatures)))
+    assert np.allclose(weighted.obsm["scncl_probabilities"], expected / expected.sum(1, keepdims=True), atol=1e-6)
+    assert np.array_equal(plain.obs["omics_cl_confidence_novelty"], weighted.obs["omics_cl_confidence_novelty"])
+    with pytest.raises(ValueError, match="support_weight"):
+        _run(ref, query, activity, epochs=1, support_weight=-1.0)
 
 
 def test_label_support_is_higher_for_a_cells_own_type(mop_split):
     """On real data: a query cell's gene activity supports its true type more than a wrong one (labels read
     here for scoring only)."""
-    from omics_cl.data.signatures import class_signatures, label_support
+    from omics_cl.data.signatures import class_signatures, class_support, label_support
     from omics_cl.data.transfer import transfer_features
 
     ref, query, activity = mop_split
@@ -405,8 +430,8 @@ def test_label_support_is_higher_for_a_cells_own_type(mop_split):
     truth = classes.get_indexer(query.obs["cell_type"].astype(str))
     known = truth >= 0
     wrong = (truth + np.random.default_rng(0).integers(1, len(classes), len(truth))) % len(classes)
-    own = label_support(atac_x[known], signatures, truth[known])
-    other = label_support(atac_x[known], signatures, wrong[known])
+    support = class_support(atac_x[known], signatures)
+    own, other = label_support(support, truth[known]), label_support(support, wrong[known])
     assert np.mean(own > other) > 0.65, np.mean(own > other)  # chance: 0.5; measured .72 (sparse ATAC, close types)
 
 
@@ -426,7 +451,7 @@ def test_ensemble_averages_its_members(mop_split):
     """Two members: latents side by side (unit rows, so cosine similarity is the members' mean), votes are the
     members' mean; one member is the single seed model."""
     ref, query, activity = mop_split
-    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=2, class_prior_power=0)[1]
+    out = _run(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=2, support_weight=0)[1]
     z = out.obsm["X_scncl"]
     assert z.shape == (out.n_obs, 128) and np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
     prob = out.obsm["scncl_probabilities"]

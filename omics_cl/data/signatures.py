@@ -23,15 +23,26 @@ def class_signatures(rna_x, labels: np.ndarray, n_classes: int) -> np.ndarray:
     return (means - others).astype(np.float32)
 
 
-def label_support(atac_x, signatures: np.ndarray, assigned: np.ndarray) -> np.ndarray:
-    """Per query cell, the mean signature weight of its assigned class over the cell's gene activity (the
-    features weighted by their values, divided by their sum; 0 for a cell with no activity): high when the
-    cell's open genes are the ones its class expresses more than the others."""
+def class_support(atac_x, signatures: np.ndarray) -> np.ndarray:
+    """Query cells x classes: the mean signature weight of each class over the cell's gene activity (the
+    features weighted by their values, divided by their sum; 0 for a cell with no activity). High when the
+    cell's open genes are the ones the class expresses more than the others."""
     x = sp.csr_matrix(atac_x)
     if x.shape[1] != signatures.shape[1]:
         raise ValueError(f"{x.shape[1]} query features for signatures over {signatures.shape[1]} genes")
-    weighted = np.asarray((x.multiply(signatures[np.asarray(assigned)])).sum(1)).ravel()
-    return weighted / np.maximum(np.asarray(x.sum(1)).ravel(), 1e-12)
+    weighted = np.asarray(x @ signatures.T.astype(np.float64))
+    return weighted / np.maximum(np.asarray(x.sum(1)), 1e-12)
+
+
+def label_support(support: np.ndarray, assigned: np.ndarray) -> np.ndarray:
+    """Each cell's support (a row of :func:`class_support`) for the class it was assigned."""
+    return support[np.arange(len(support)), np.asarray(assigned)]
+
+
+def standardised(scores: np.ndarray) -> np.ndarray:
+    """Each column centred on its mean over the rows and divided by its standard deviation (0 where constant)."""
+    spread = scores.std(0)
+    return (scores - scores.mean(0)) / np.where(spread > 0, spread, 1.0)
 
 
 def quantile_rank(scores: np.ndarray) -> np.ndarray:

@@ -17,7 +17,9 @@ query's own peak-space embedding (LSI), gene-activity features and the TF-IDF of
 ``"lsi+activity"``: without the peaks, ``"lsi"``: LSI only) fitted to its confidently labelled cells
 (``peak_weight``); the probabilities divided by the reference's class shares to the
 power ``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
-ones); novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell) and ranked together with
+ones; 0 by default since the label support below does that job better) and multiplied by ``exp(support_weight * z)``,
+z: how well the cell's own gene activity supports each class (its genes weighted by the reference's class signature,
+``omics_cl.data.signatures``), standardised over the query's cells per class; novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell) and ranked together with
 how little the cell's own gene activity supports its label (``novelty_support``; the seed: the softmax alone); an
 ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty
 are averaged (the seed: one model).
@@ -38,7 +40,7 @@ from omics_cl.core.graph import knn_vote, leiden, neighbor_graph
 from omics_cl.core.layers import MLP, dropout_keys
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data.lsi import tfidf
-from omics_cl.data.signatures import class_signatures, label_support, quantile_rank
+from omics_cl.data.signatures import class_signatures, class_support, label_support, quantile_rank, standardised
 from omics_cl.data.sources import KEYS, MemberSource, TransferSource, dense_source
 from omics_cl.data.transfer import QueryInputs
 from omics_cl.models.common import encoder_latent
@@ -71,13 +73,15 @@ class SCNCLConfig:
     peak_features: str = "lsi+activity+peaks"
     novelty_by: str = "cluster"
     n_members: int = 3
-    class_prior_power: float = 0.25
+    class_prior_power: float = 0.0
+    support_weight: float = 0.75
     novelty_support: bool = True
 
 
 PEAK_FEATURES = ("lsi", "lsi+activity", "lsi+activity+peaks")
 SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0,
-               "novelty_by": "cell", "n_members": 1, "class_prior_power": 0.0, "novelty_support": False}
+               "novelty_by": "cell", "n_members": 1, "class_prior_power": 0.0, "support_weight": 0.0,
+               "novelty_support": False}
 
 
 class SCNCL(nnx.Module):
@@ -150,6 +154,8 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
         raise ValueError(f"novelty_by must be 'cell' or 'cluster', got {config.novelty_by!r}")
     if config.n_members < 1:
         raise ValueError(f"n_members must be >= 1, got {config.n_members}")
+    if config.support_weight < 0:
+        raise ValueError(f"support_weight must be >= 0, got {config.support_weight}")
     source = TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
                             inputs.n_classes, ctx.seed, inputs.atac_peaks, inputs.atac_counts)
     return source if config.n_members == 1 else MemberSource(source, config.n_members, ctx.seed)
@@ -178,12 +184,17 @@ def member_latents(z: np.ndarray, n_members: int) -> list[np.ndarray]:
     return np.split(z, n_members, axis=1)
 
 
+def uses_signatures(config: SCNCLConfig) -> bool:
+    return bool(config.support_weight) or config.novelty_support
+
+
 def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, ctx):
     """The query's latent rows, class probabilities and novelty (see :func:`embed`) from a trained model and
     the reference's latent rows and labels; the peak-space classifier is fitted to this query. No training.
     An ensemble's softmax, neighbour votes and novelty are its members' means."""
-    if config.novelty_support and query.class_signatures is None:
-        raise ValueError("novelty_support=True needs the reference's class signatures (QueryInputs.class_signatures)")
+    if uses_signatures(config) and query.class_signatures is None:
+        raise ValueError("support_weight > 0 or novelty_support=True needs the reference's class signatures "
+                         "(QueryInputs.class_signatures)")
     group = members(model)
     softmaxes = [predict(probabilities_batch, member, dense_source(query.atac_x)) for member in group]
     softmax = np.mean(softmaxes, axis=0)
@@ -208,6 +219,11 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
         shares = np.bincount(query.reference_labels, minlength=query.n_classes) / len(query.reference_labels)
         prob = prob / np.maximum(shares, 1e-12) ** config.class_prior_power
         prob = prob / prob.sum(1, keepdims=True)
+    support = class_support(query.atac_x, query.class_signatures) if uses_signatures(config) else None
+    if config.support_weight:
+        weights = config.support_weight * standardised(support)
+        prob = prob * np.exp(weights - weights.max(1, keepdims=True))
+        prob = prob / prob.sum(1, keepdims=True)
     novelty = np.mean([1.0 - member_softmax.max(1) for member_softmax in softmaxes], axis=0)
     arrays = {"atac_embedding": atac_z, "probabilities": prob, "novelty": novelty}
     if config.novelty_by == "cluster":
@@ -215,9 +231,9 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
         arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]
         arrays["query_clusters"] = clusters
     if config.novelty_support:
-        support = label_support(query.atac_x, query.class_signatures, prob.argmax(1))
-        arrays.update(confidence_novelty=arrays["novelty"], label_support=support,
-                      novelty=(quantile_rank(arrays["novelty"]) + quantile_rank(-support)) / 2)
+        own = label_support(support, prob.argmax(1))
+        arrays.update(confidence_novelty=arrays["novelty"], label_support=own,
+                      novelty=(quantile_rank(arrays["novelty"]) + quantile_rank(-own)) / 2)
     return arrays, notes
 
 
@@ -226,7 +242,8 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     softmax (``prediction="classifier"``) or the reference label shares among each query cell's
     ``vote_neighbors`` nearest reference cells in the latent space (``"knn"``), mixed with
     :func:`peak_classifier` at ``peak_weight``, then divided by the reference's class shares to the power
-    ``class_prior_power`` and renormalised; novelty: 1 - the classifier's maximum softmax (it separates
+    ``class_prior_power``, multiplied by ``exp(support_weight * z)`` (z: each class's support by the cell's gene
+    activity, standardised per class over the query) and renormalised; novelty: 1 - the classifier's maximum softmax (it separates
     unseen types better than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's
     Leiden cluster (resolution 1) of the query latent (``query_clusters``): an unseen type shows as a cluster
     the reference explains badly. With ``novelty_support`` that score is kept as ``confidence_novelty`` and the
@@ -235,7 +252,7 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     ``omics_cl.data.signatures``; ``class_signatures`` is returned to be saved with the model)."""
     source = transfer_batches(source)
     rna_z = encode(model, source.rna_x)
-    signatures = class_signatures(source.rna_x, source.rna_y, source.n_classes) if config.novelty_support else None
+    signatures = class_signatures(source.rna_x, source.rna_y, source.n_classes) if uses_signatures(config) else None
     arrays, notes = map_query(model, QueryInputs(source.atac_x, source.atac_peaks, rna_z, source.rna_y,
                                                  source.n_classes, source.atac_counts, signatures), config, ctx)
     out = {"rna_embedding": rna_z, **arrays}
@@ -282,5 +299,6 @@ METHOD = Method(
                                            config, ctx.seed),
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed,
     variants={"seed": SEED_RECIPE}, map_query=map_query,
-    saved_defaults={"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "novelty_support": False},
+    saved_defaults={"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "support_weight": 0.0,
+                    "novelty_support": False},
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")
