@@ -288,7 +288,7 @@ def test_peak_classifier_mixes_into_the_probabilities(mop_split):
 def test_peak_classifier_reads_gene_activity_beside_lsi():
     """Two classes that the LSI cannot tell apart but one activity feature can: with the activity beside the
     LSI (the default peak_features) the query's classifier separates them; on the LSI alone it cannot."""
-    from omics_cl.models.scncl import peak_classifier
+    from omics_cl.models.scncl_readout import peak_classifier
 
     rng = np.random.default_rng(0)
     lsi = rng.normal(size=(400, 5))
@@ -305,7 +305,7 @@ def test_peak_classifier_reads_gene_activity_beside_lsi():
 def test_peak_classifier_reads_peak_tfidf_beside_lsi_and_activity():
     """Two classes that neither the LSI nor the activity features tell apart but one peak does: with the peaks'
     TF-IDF beside them (the default peak_features) the query's classifier separates them."""
-    from omics_cl.models.scncl import peak_classifier
+    from omics_cl.models.scncl_readout import peak_classifier
 
     rng = np.random.default_rng(0)
     lsi = rng.normal(size=(400, 5))

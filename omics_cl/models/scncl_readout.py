@@ -1,0 +1,41 @@
+"""scNCL's query-side classifier: fitted to the query's own confidently labelled cells, on its peak-space
+embedding, gene activity and peaks (``omics_cl.models.scncl``'s ``peak_weight``)."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+
+from omics_cl.data.lsi import tfidf
+
+
+def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
+                    activity: sp.spmatrix | np.ndarray | None = None,
+                    peak_counts: sp.spmatrix | np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Class probabilities from the query's own peak-space embedding (and, when given, its gene-activity features
+    and the TF-IDF of its ``peak_counts`` (``omics_cl.data.lsi.tfidf``) beside it): a logistic regression (L2,
+    C=0.1, on the standardised components and the other features as they are) fitted to the query cells whose
+    transferred probability is at least ``min_vote``, with their transferred labels. Returns the probabilities and
+    the number of cells it was fitted to. Uses no query labels."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    if peaks is None:
+        raise ValueError("peak_weight > 0 needs the query's peak-space embedding (TransferInputs.atac_peaks)")
+    confident = prob.max(1) >= min_vote
+    labels = prob.argmax(1)
+    out = np.zeros_like(prob)
+    if len(np.unique(labels[confident])) < 2:
+        warnings.warn(f"fewer than 2 classes among query cells with probability >= {min_vote}; the peak-space "
+                      "classifier is skipped (its share of the probabilities goes to the transfer)", stacklevel=3)
+        return prob, 0
+    features = StandardScaler().fit_transform(peaks)
+    beside = [] if activity is None else [sp.csr_matrix(activity)]
+    if peak_counts is not None:
+        beside.append(tfidf(peak_counts))
+    if beside:
+        features = sp.hstack([sp.csr_matrix(features), *beside]).tocsr()
+    clf = LogisticRegression(C=0.1, max_iter=500).fit(features[confident], labels[confident])
+    out[:, clf.classes_] = clf.predict_proba(features)
+    return out.astype(prob.dtype), int(confident.sum())
