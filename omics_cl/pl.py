@@ -125,8 +125,10 @@ def training_history(adata: ad.AnnData, method: str, save: str | None = None):
 
 
 def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str | None = None):
-    """Histograms of ``obs["omics_cl_novelty"]`` for cells predicted known and predicted novel, with the
-    threshold used by :func:`omics_cl.tl.transfer_labels` (of ``method``; default: the recorded one).
+    """How :func:`omics_cl.tl.transfer_labels` called cells novel (``method``; default: the recorded one). With
+    label support (scncl's default): each cell's confidence novelty against its label support, the Otsu threshold
+    and the query's median support (novel: right of the one and below the other); otherwise histograms of
+    ``obs["omics_cl_novelty"]`` for cells predicted known and novel, with the threshold.
 
     Parameters
     ----------
@@ -142,17 +144,28 @@ def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str
     matplotlib.figure.Figure
         The figure.
     """
-    novelty = adata.obs["omics_cl_novelty"].to_numpy()
     novel = adata.obs["omics_cl_is_novel"].to_numpy(dtype=bool)
-    bins = np.linspace(novelty.min(), novelty.max(), 50) if novelty.max() > novelty.min() else 10
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.hist(novelty[~novel], bins=bins, alpha=0.7, label=f"predicted known ({(~novel).sum()})")
-    ax.hist(novelty[novel], bins=bins, alpha=0.7, label=f"predicted novel ({novel.sum()})")
     threshold = get.run_record(adata, get.transfer_method(adata, method)).get("novelty_threshold")
+    labels = (f"predicted known ({(~novel).sum()})", f"predicted novel ({novel.sum()})")
+    if {"omics_cl_confidence_novelty", "omics_cl_label_support"} <= set(adata.obs):
+        score = adata.obs["omics_cl_confidence_novelty"].to_numpy()
+        support = adata.obs["omics_cl_label_support"].to_numpy()
+        fig, ax = plt.subplots(figsize=(5.5, 4))
+        for mask, label in ((~novel, labels[0]), (novel, labels[1])):
+            ax.scatter(score[mask], support[mask], s=4, alpha=0.6, label=label)
+        ax.axhline(np.median(support), color="grey", linestyle=":", label="median support")
+        ax.set_xlabel("confidence novelty (1 - max softmax, cluster mean)")
+        ax.set_ylabel("support for the label (gene activity)")
+    else:
+        novelty = adata.obs["omics_cl_novelty"].to_numpy()
+        bins = np.linspace(novelty.min(), novelty.max(), 50) if novelty.max() > novelty.min() else 10
+        fig, ax = plt.subplots(figsize=(5.5, 3.5))
+        for mask, label in ((~novel, labels[0]), (novel, labels[1])):
+            ax.hist(novelty[mask], bins=bins, alpha=0.7, label=label)
+        ax.set_xlabel("novelty score")
+        ax.set_ylabel("cells")
     if threshold is not None:
         ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
-    ax.set_xlabel("novelty score (1 - max softmax)")
-    ax.set_ylabel("cells")
     ax.legend()
     return _finish(fig, save)
 

@@ -40,3 +40,26 @@ def test_membership_plot(counts_adata, tmp_path):
 def test_membership_plot_refuses_a_leiden_readout(counts_adata):
     with pytest.raises(ValueError, match="readout='argmax'"):
         pl.memberships(counts_adata, "siamese")
+
+
+def test_novelty_distribution_shows_the_rule_that_called_cells_novel(tmp_path):
+    """With label support: confidence novelty against support, the threshold and the median support drawn;
+    without: histograms of the novelty score with the threshold."""
+    import anndata as ad
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    adata = ad.AnnData(np.zeros((40, 1), np.float32))
+    adata.obs["omics_cl_novelty"] = rng.random(40)
+    adata.obs["omics_cl_is_novel"] = np.arange(40) < 5
+    adata.uns["omics_cl"] = {"transfer_method": "scncl", "scncl": {"novelty_threshold": 0.3}}
+    hist = pl.novelty_distribution(adata)
+    assert hist.axes[0].get_xlabel() == "novelty score" and len(hist.axes[0].patches) > 0
+    adata.obs["omics_cl_confidence_novelty"] = rng.random(40)
+    adata.obs["omics_cl_label_support"] = rng.normal(size=40)
+    fig = pl.novelty_distribution(adata, save=str(tmp_path / "novelty.png"))
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("confidence novelty") and sum(len(c.get_offsets()) for c in ax.collections) == 40
+    lines = [line.get_xdata()[0] for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert lines == [0.3] and (tmp_path / "novelty.png").stat().st_size > 0
+    plt.close("all")
