@@ -15,7 +15,8 @@ support by the cell's gene activity standardised over the query, novelty ranked 
 class shares to the power 0.25 instead, novelty from the classifier alone), ``scncl_no_support_weight`` (the default
 without the support weight, no division either), ``scncl_support_prior`` (the default with the division as well),
 ``scncl_before_tfidf`` (the query's classifier on LSI and gene activity at weight 0.6: the default
-before 2026-12-02's seventeenth session), its two halves ``scncl_no_tfidf`` (without the peaks' TF-IDF) and ``scncl_peak_weight_0.6``,
+before 2026-12-02's seventeenth session), its two halves ``scncl_no_tfidf`` (without the peaks' TF-IDF) and
+``scncl_peak_weight_0.6``,
 ``scncl_no_support`` (read off the default transfer: its novelty from the classifier alone, ``novelty_support=False``,
 the cells' support for their labels left out of the score and the flag: the default before 2026-12-02's eighteenth
 session), ``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
@@ -73,7 +74,8 @@ BEFORE_SUPPORT = {"support_weight": 0.0, "class_prior_power": 0.25, "novelty_sup
 LSI_PEAKS = {**BEFORE_SUPPORT, "peak_features": "lsi", "peak_weight": 0.6}
 BEFORE_TFIDF = {**BEFORE_SUPPORT, "peak_features": "lsi+activity", "peak_weight": 0.6}
 SINGLE = {"n_members": 1, **LSI_PEAKS, "class_prior_power": 0.0}
-SCNCL_VARIANTS = {"scncl": {}, "scncl_before_support": BEFORE_SUPPORT, "scncl_no_support_weight": {"support_weight": 0.0},
+SCNCL_VARIANTS = {"scncl": {}, "scncl_before_support": BEFORE_SUPPORT,
+                  "scncl_no_support_weight": {"support_weight": 0.0},
                   "scncl_support_prior": {"class_prior_power": 0.25}, "scncl_before_tfidf": BEFORE_TFIDF,
                   "scncl_no_tfidf": {**BEFORE_SUPPORT, "peak_features": "lsi+activity"},
                   "scncl_peak_weight_0.6": {**BEFORE_SUPPORT, "peak_weight": 0.6},

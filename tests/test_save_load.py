@@ -239,7 +239,8 @@ def test_cli_transfer_save_model_then_map(data, tmp_path, capsys):
 
 def test_model_saved_before_newer_config_fields_maps_as_it_was_trained(data, tmp_path):
     """A model.json written before ``n_members``, ``class_prior_power``, ``peak_features``, ``support_weight`` and
-    ``novelty_support`` existed is read with the values it was trained with (scncl's ``saved_defaults``), not with today's defaults."""
+    ``novelty_support`` existed is read with the values it was trained with (scncl's ``saved_defaults``), not with
+    today's defaults."""
     old = {"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "support_weight": 0.0,
            "novelty_support": False}
     original = _train(data, tmp_path / "m", **old)

@@ -371,13 +371,23 @@ def test_novelty_by_cluster_is_the_cluster_mean_of_cell_novelty(mop_split):
         _run(*mop_split, epochs=1, novelty_by="cells")
 
 
+def _class_support(ref, activity, classes: pd.Index) -> np.ndarray:
+    """Query cells x classes: each class's support by the cell's gene activity, from the reference's signatures
+    (as the transfer computes it, here from its public pieces)."""
+    from omics_cl.data.signatures import class_signatures, class_support
+    from omics_cl.data.transfer import transfer_features
+
+    rna_x, atac_x, _, _ = transfer_features(ref, activity)
+    signatures = class_signatures(rna_x, classes.get_indexer(ref.obs["cell_type"].astype(str)), len(classes))
+    return class_support(atac_x, signatures)
+
+
 def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     """Default novelty: the mean quantile rank of the classifier's cluster novelty and of the cell's lack of support
     for its label (its gene activity weighted by the reference's signature of that class); a cell is novel when the
     former is above its Otsu threshold and its support below the query's median. ``novelty_support=False`` (same
     training) gives the classifier's score alone, thresholded alone."""
-    from omics_cl.data.signatures import class_signatures, class_support, label_support, quantile_rank
-    from omics_cl.data.transfer import transfer_features
+    from omics_cl.data.signatures import label_support, quantile_rank
 
     ref, query, activity = mop_split
     out = _run(ref, query, activity, epochs=2)[1]
@@ -392,25 +402,20 @@ def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     assert np.array_equal(alone.obs["omics_cl_is_novel"], score > threshold)
     assert "omics_cl_label_support" not in alone.obs
     classes = pd.Index(record["classes"])
-    rna_x, atac_x, _, _ = transfer_features(ref, activity)
-    signatures = class_signatures(rna_x, classes.get_indexer(ref.obs["cell_type"].astype(str)), len(classes))
     assigned = classes.get_indexer(obs["omics_cl_label"].astype(str))
-    assert np.allclose(support, label_support(class_support(atac_x, signatures), assigned), atol=1e-6)
+    assert np.allclose(support, label_support(_class_support(ref, activity, classes), assigned), atol=1e-6)
 
 
 def test_support_weight_multiplies_the_probabilities(mop_split):
     """The same training: the probabilities times exp(support_weight * each class's support standardised over the
     query), renormalised; a negative weight is refused before training."""
-    from omics_cl.data.signatures import class_signatures, class_support, standardised
-    from omics_cl.data.transfer import transfer_features
+    from omics_cl.data.signatures import standardised
 
     ref, query, activity = mop_split
     plain = _run(ref, query, activity, epochs=2, n_members=1, support_weight=0.0)[1]
     weighted = _run(ref, query, activity, epochs=2, n_members=1, support_weight=0.5)[1]
     classes = pd.Index(plain.uns["omics_cl"]["scncl"]["classes"])
-    rna_x, atac_x, _, _ = transfer_features(ref, activity)
-    signatures = class_signatures(rna_x, classes.get_indexer(ref.obs["cell_type"].astype(str)), len(classes))
-    expected = plain.obsm["scncl_probabilities"] * np.exp(0.5 * standardised(class_support(atac_x, signatures)))
+    expected = plain.obsm["scncl_probabilities"] * np.exp(0.5 * standardised(_class_support(ref, activity, classes)))
     assert np.allclose(weighted.obsm["scncl_probabilities"], expected / expected.sum(1, keepdims=True), atol=1e-6)
     assert np.array_equal(plain.obs["omics_cl_confidence_novelty"], weighted.obs["omics_cl_confidence_novelty"])
     with pytest.raises(ValueError, match="support_weight"):
@@ -420,17 +425,14 @@ def test_support_weight_multiplies_the_probabilities(mop_split):
 def test_label_support_is_higher_for_a_cells_own_type(mop_split):
     """On real data: a query cell's gene activity supports its true type more than a wrong one (labels read
     here for scoring only)."""
-    from omics_cl.data.signatures import class_signatures, class_support, label_support
-    from omics_cl.data.transfer import transfer_features
+    from omics_cl.data.signatures import label_support
 
     ref, query, activity = mop_split
     classes = pd.Index(sorted(ref.obs["cell_type"].astype(str).unique()))
-    rna_x, atac_x, _, _ = transfer_features(ref, activity)
-    signatures = class_signatures(rna_x, classes.get_indexer(ref.obs["cell_type"].astype(str)), len(classes))
     truth = classes.get_indexer(query.obs["cell_type"].astype(str))
     known = truth >= 0
     wrong = (truth + np.random.default_rng(0).integers(1, len(classes), len(truth))) % len(classes)
-    support = class_support(atac_x[known], signatures)
+    support = _class_support(ref, activity, classes)[known]
     own, other = label_support(support, truth[known]), label_support(support, wrong[known])
     assert np.mean(own > other) > 0.65, np.mean(own > other)  # chance: 0.5; measured .72 (sparse ATAC, close types)
 

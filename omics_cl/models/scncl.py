@@ -17,11 +17,12 @@ query's own peak-space embedding (LSI), gene-activity features and the TF-IDF of
 ``"lsi+activity"``: without the peaks, ``"lsi"``: LSI only) fitted to its confidently labelled cells
 (``peak_weight``); the probabilities divided by the reference's class shares to the
 power ``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
-ones; 0 by default since the label support below does that job better) and multiplied by ``exp(support_weight * z)``,
-z: how well the cell's own gene activity supports each class (its genes weighted by the reference's class signature,
-``omics_cl.data.signatures``), standardised over the query's cells per class; novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell) and ranked together with
-how little the cell's own gene activity supports its label (``novelty_support``; the seed: the softmax alone); an
-ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty
+ones; 0 by default since the label support below does that job better) and multiplied by
+``exp(support_weight * z)``, z: how well the cell's own gene activity supports each class (its genes weighted by the
+reference's class signature, ``omics_cl.data.signatures``), standardised over the query's cells per class; novelty
+averaged over query clusters (``novelty_by="cluster"``; the seed: per cell) and ranked together with how little the
+cell's own gene activity supports its label (``novelty_support``; the seed: the softmax alone); an ensemble of
+``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty
 are averaged (the seed: one model).
 """
 from __future__ import annotations
@@ -236,18 +237,18 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
 
 
 def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config: SCNCLConfig, train: TrainConfig, ctx):
-    """Embeddings of every reference and query cell; the query's class probabilities: the classifier's
-    softmax (``prediction="classifier"``) or the reference label shares among each query cell's
-    ``vote_neighbors`` nearest reference cells in the latent space (``"knn"``), mixed with
-    :func:`peak_classifier` at ``peak_weight``, then divided by the reference's class shares to the power
-    ``class_prior_power``, multiplied by ``exp(support_weight * z)`` (z: each class's support by the cell's gene
-    activity, standardised per class over the query) and renormalised; novelty: 1 - the classifier's maximum softmax (it separates
-    unseen types better than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's
-    Leiden cluster (resolution 1) of the query latent (``query_clusters``): an unseen type shows as a cluster
-    the reference explains badly. With ``novelty_support`` that score is kept as ``confidence_novelty`` and the
-    novelty is the mean of two quantile ranks: its own and that of the cell's lack of support for its label
-    (``label_support``: its gene activity weighted by the reference's signature of that class,
-    ``omics_cl.data.signatures``; ``class_signatures`` is returned to be saved with the model)."""
+    """Embeddings of every reference and query cell; the query's class probabilities: the classifier's softmax
+    (``prediction="classifier"``) or the reference label shares among each query cell's ``vote_neighbors`` nearest
+    reference cells in the latent space (``"knn"``), mixed with :func:`peak_classifier` at ``peak_weight``, then
+    divided by the reference's class shares to the power ``class_prior_power``, multiplied by
+    ``exp(support_weight * z)`` (z: each class's support by the cell's gene activity, standardised per class over
+    the query) and renormalised; novelty: 1 - the classifier's maximum softmax (it separates unseen types better
+    than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's Leiden cluster (resolution 1)
+    of the query latent (``query_clusters``): an unseen type shows as a cluster the reference explains badly. With
+    ``novelty_support`` that score is kept as ``confidence_novelty`` and the novelty is the mean of two quantile
+    ranks: its own and that of the cell's lack of support for its label (``label_support``: its gene activity
+    weighted by the reference's signature of that class, ``omics_cl.data.signatures``; ``class_signatures`` is
+    returned to be saved with the model)."""
     source = transfer_batches(source)
     rna_z = encode(model, source.rna_x)
     signatures = class_signatures(source.rna_x, source.rna_y, source.n_classes) if uses_signatures(config) else None
