@@ -12,12 +12,8 @@
 
 Methods come from the registry (``omics_cl.models``); read results back with ``omics_cl.get``.
 """
-from omics_cl.tl._annotations import (
-    annotation_flags,
-    check_annotations,
-    confusion_groups,
-    neighbour_flags,
-)
+from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups, neighbour_flags
+from omics_cl.tl._annotations import check_annotations
 from omics_cl.tl._cluster import cluster, cluster_embedding
 from omics_cl.tl._downstream import label_consistency, subclusters, trajectory
 from omics_cl.tl._embed_atac import embed_atac
