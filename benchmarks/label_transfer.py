@@ -33,7 +33,10 @@ confidence at least the agreeing cells' median, novel cells skipped, no group ru
 neighbours in the query embedding, ``propagate_neighbors=0``: the default before 2026-12-01's thirteenth session),
 ``scncl_no_probability_rule`` (annotation rows only: the default check without the rule that a group must exceed
 1.5 times the count the transfer's own probabilities explain, ``min_probability_enrichment=0``: the default
-before 2026-12-02's seventeenth session), and the
+before 2026-12-02's seventeenth session), ``scncl_no_support_position`` (annotation rows only: the default check
+without the rule that a group's cells' own gene activity must sit at least 0.7 of the way from the atlas label's
+confirmed cells to the transferred label's, ``min_support_position=None``: the default before 2026-12-02's
+nineteenth session), and the
 baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
 ``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
 kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
@@ -91,7 +94,9 @@ CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, fla
 NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
 NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the
 # probability rule (min_probability_enrichment=0)
-ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD, NO_PROBABILITY_RULE)
+NO_SUPPORT_POSITION = "scncl_no_support_position"  # annotation rows only: the default check without the support
+# rule (min_support_position=None)
+ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD, NO_PROBABILITY_RULE, NO_SUPPORT_POSITION)
 NO_SUPPORT = "scncl_no_support"  # closed / open rows read off the default transfer: novelty without label support
 METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, NO_SUPPORT, "logreg", "knn_pca", "scglue"]
 ANCHORS = Path(__file__).resolve().parent / "anchors"
@@ -256,7 +261,8 @@ def main(argv=None) -> int:
                                     **score_flags(flags, corrupted), "estimated_precision": estimate,
                                     "seconds": seconds})
                         for name, check in ((NO_SPREAD, {"propagate_neighbors": 0}),
-                                            (NO_PROBABILITY_RULE, {"min_probability_enrichment": 0.0})):
+                                            (NO_PROBABILITY_RULE, {"min_probability_enrichment": 0.0}),
+                                            (NO_SUPPORT_POSITION, {"min_support_position": None})):
                             if method == "scncl" and name in methods:
                                 tl.check_annotations(annotated, "atlas", **check)
                                 new.append({"scenario": "annotation", "method": name, "seed": seed,

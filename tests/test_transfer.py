@@ -422,6 +422,29 @@ def test_support_weight_multiplies_the_probabilities(mop_split):
         _run(ref, query, activity, epochs=1, support_weight=-1.0)
 
 
+def test_class_support_is_written_and_read_by_the_annotation_check(mop_split):
+    """The transfer writes each cell's standardised support for each class (obsm, read back by class name), and
+    check_annotations reports the support position of each group and applies the rule; a transfer without
+    signatures writes none, and the check goes on without the rule."""
+    from omics_cl.data.signatures import standardised
+
+    ref, query, activity = mop_split
+    out = _run(ref, query, activity, epochs=2, n_members=1)[1]
+    classes = pd.Index(out.uns["omics_cl"]["scncl"]["classes"])
+    support = get.transfer_class_support(out)
+    assert support.columns.equals(classes) and support.index.equals(out.obs_names)
+    assert np.allclose(support.to_numpy(), standardised(_class_support(ref, activity, classes)), atol=1e-5)
+    out.obs["atlas"] = out.obs["cell_type"].astype(str).where(out.obs["cell_type"] != "Mis")
+    table = tl.check_annotations(out, "atlas", min_enrichment=0, min_agreement=0, propagate_neighbors=0)
+    assert "support_position" in table.columns
+    assert out.uns["omics_cl"]["check_annotations"]["min_support_position"] == 0.7
+    bare = _run(ref, query, activity, epochs=1, n_members=1, support_weight=0.0, novelty_support=False)[1]
+    assert get.transfer_class_support(bare) is None and "scncl_class_support" not in bare.obsm
+    bare.obs["atlas"] = out.obs["atlas"]
+    assert "support_position" not in tl.check_annotations(bare, "atlas").columns
+    assert bare.uns["omics_cl"]["check_annotations"].get("min_support_position") is None
+
+
 def test_label_support_is_higher_for_a_cells_own_type(mop_split):
     """On real data: a query cell's gene activity supports its true type more than a wrong one (labels read
     here for scoring only)."""

@@ -225,6 +225,8 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
         prob = prob / prob.sum(1, keepdims=True)
     novelty = np.mean([1.0 - member_softmax.max(1) for member_softmax in softmaxes], axis=0)
     arrays = {"atac_embedding": atac_z, "probabilities": prob, "novelty": novelty}
+    if support is not None:
+        arrays["class_support"] = standardised(support)
     if config.novelty_by == "cluster":
         clusters = leiden(neighbor_graph(atac_z, 15, "cosine", ctx.seed), 1.0, ctx.seed)
         arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]

@@ -7,7 +7,8 @@ import pandas as pd
 
 
 def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.ndarray,
-                     probabilities: pd.DataFrame | None = None) -> pd.DataFrame:
+                     probabilities: pd.DataFrame | None = None,
+                     class_support: pd.DataFrame | None = None) -> pd.DataFrame:
     """(atlas label, transferred label) groups of the ``candidates`` cells, with the count the model's own
     confusion would explain.
 
@@ -17,7 +18,12 @@ def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.
     ``expected_from_probabilities`` is the number of type-``a`` cells they put among all cells transferred
     as ``t`` (the sum of column ``a`` over those cells): a type the model over-predicts (the largest, usually)
     draws disagreements one way without any atlas error, and its probabilities show it.
-    ``estimated_precision = max(0, 1 - the larger expected count / n_cells)``. Uses no true labels.
+    ``estimated_precision = max(0, 1 - the larger expected count / n_cells)``. With ``class_support`` (each
+    cell's support for each class by its own gene activity, standardised per class: the transfer's
+    ``obsm["<method>_class_support"]``), ``support_position`` places the group on the axis from the cells
+    confirmed as ``a`` (atlas and transfer agree) to those confirmed as ``t``, measured by support for ``t``
+    minus support for ``a`` (group mean): 0 where the confirmed ``a`` cells sit, 1 where the confirmed ``t``
+    cells sit; missing when either has no confirmed cell or the confirmed ``t`` cells are not ahead. Uses no true labels.
 
     Parameters
     ----------
@@ -29,12 +35,14 @@ def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.
         Boolean mask of the candidate cells.
     probabilities
         The transfer's class probabilities of every cell (``None``: no ``expected_from_probabilities``).
+    class_support
+        Cells x classes support, columns named by class (``None``: no ``support_position``).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``atlas_label``, ``transferred_label``, ``n_cells``, ``expected``, (with ``probabilities``)
-        ``expected_from_probabilities``, ``estimated_precision``.
+        ``expected_from_probabilities``, ``estimated_precision``, (with ``class_support``) ``support_position``.
     """
     atlas, transferred = np.asarray(atlas, dtype=str), np.asarray(transferred, dtype=str)
     counts = pd.crosstab(atlas[candidates], transferred[candidates])
@@ -50,17 +58,41 @@ def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.
             column = probabilities[label].to_numpy() if label in probabilities.columns else np.zeros(len(atlas))
             row["expected_from_probabilities"] = float(column[transferred == suggested].sum())
         explained = max(row["expected"], row.get("expected_from_probabilities", 0.0))
-        rows.append({**row, "estimated_precision": max(0.0, 1 - explained / n_cells)})
+        row["estimated_precision"] = max(0.0, 1 - explained / n_cells)
+        if class_support is not None:
+            row["support_position"] = support_position(class_support, atlas, transferred, candidates, label,
+                                                       suggested)
+        rows.append(row)
     columns = ["atlas_label", "transferred_label", "n_cells", "expected",
-               *(["expected_from_probabilities"] if probabilities is not None else []), "estimated_precision"]
+               *(["expected_from_probabilities"] if probabilities is not None else []), "estimated_precision",
+               *(["support_position"] if class_support is not None else [])]
     return pd.DataFrame(rows, columns=columns)
+
+
+def support_position(class_support: pd.DataFrame, atlas: np.ndarray, transferred: np.ndarray,
+                     candidates: np.ndarray, label: str, suggested: str) -> float:
+    """Where the (``label`` -> ``suggested``) group's candidate cells sit between the cells confirmed as ``label``
+    (0) and those confirmed as ``suggested`` (1) by mean support for ``suggested`` minus support for ``label``
+    (see :func:`confusion_groups`); NaN when it cannot be placed."""
+    if label not in class_support.columns or suggested not in class_support.columns:
+        return np.nan
+    gain = class_support[suggested].to_numpy() - class_support[label].to_numpy()
+    confirmed = atlas == transferred
+    from_label, from_suggested = confirmed & (atlas == label), confirmed & (atlas == suggested)
+    if not from_label.any() or not from_suggested.any():
+        return np.nan
+    start, end = gain[from_label].mean(), gain[from_suggested].mean()
+    if end <= start:
+        return np.nan
+    return float((gain[candidates & (atlas == label) & (transferred == suggested)].mean() - start) / (end - start))
 
 
 def annotation_flags(atlas_labels, transferred, confidence, reference_labels, novel=None,
                      min_confidence: float | None = 0.0, min_enrichment: float = 4.0,
                      min_group_cells: int = 20, min_agreement: float = 0.35,
                      probabilities: pd.DataFrame | None = None,
-                     min_probability_enrichment: float = 1.5) -> tuple[np.ndarray, float]:
+                     min_probability_enrichment: float = 1.5, class_support: pd.DataFrame | None = None,
+                     min_support_position: float | None = 0.7) -> tuple[np.ndarray, float]:
     """Cells whose transferred label disagrees with their atlas label more than the model's confusion explains.
 
     Candidates: the transferred label differs from the atlas label, the cell is not predicted novel, and
@@ -72,8 +104,11 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
     query). A candidate is flagged when its (atlas, transferred) group has at least ``min_group_cells``
     cells and ``min_enrichment`` times the count the model's confusion explains (:func:`confusion_groups`;
     ``min_enrichment=0`` and ``min_agreement=0`` flag every candidate) and, with ``probabilities``,
-    ``min_probability_enrichment`` times the count its probabilities explain (``expected_from_probabilities``).
-    Returns ``(flags, min_confidence)``.
+    ``min_probability_enrichment`` times the count its probabilities explain (``expected_from_probabilities``)
+    and, with ``class_support``, a ``support_position`` of at least ``min_support_position`` where it is defined:
+    the group's own gene activity must look like the transferred label's confirmed cells more than like the atlas
+    label's (two types the transfer confuses in the query, such as two interneuron types, leave a one-way group
+    that the cells' genes place half way). Returns ``(flags, min_confidence)``.
 
     Parameters
     ----------
@@ -100,6 +135,10 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
         probability rule).
     min_probability_enrichment
         Times ``expected_from_probabilities`` a group must reach (0: no probability rule).
+    class_support
+        Cells x classes support by each cell's gene activity, class-named columns (``None``: no support rule).
+    min_support_position
+        Smallest ``support_position`` (:func:`confusion_groups`) of a group (``None``: no support rule).
 
     Returns
     -------
@@ -111,6 +150,8 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
     confidence = np.asarray(confidence, dtype=float)
     if probabilities is not None and len(probabilities) != len(atlas):
         raise ValueError(f"probabilities has {len(probabilities)} rows for {len(atlas)} cells")
+    if class_support is not None and len(class_support) != len(atlas):
+        raise ValueError(f"class_support has {len(class_support)} rows for {len(atlas)} cells")
     if min_probability_enrichment < 0:
         raise ValueError(f"min_probability_enrichment must be >= 0, got {min_probability_enrichment}")
     has_label = atlas.notna().to_numpy()
@@ -129,10 +170,12 @@ def annotation_flags(atlas_labels, transferred, confidence, reference_labels, no
         rate = pd.Series(agree[has_label]).groupby(atlas[has_label]).mean()
         flags &= np.isin(atlas, rate.index[rate >= min_agreement])
     if min_enrichment > 0 and flags.any():
-        groups = confusion_groups(atlas, transferred, flags, probabilities)
+        groups = confusion_groups(atlas, transferred, flags, probabilities, class_support)
         kept = groups[(groups["n_cells"] >= min_group_cells) & (groups["n_cells"] >= min_enrichment * groups["expected"])]
         if probabilities is not None:
             kept = kept[kept["n_cells"] >= min_probability_enrichment * kept["expected_from_probabilities"]]
+        if class_support is not None and min_support_position is not None:
+            kept = kept[~(kept["support_position"] < min_support_position)]
         pairs = set(zip(kept["atlas_label"], kept["transferred_label"]))
         flags &= np.fromiter(((a, t) in pairs for a, t in zip(atlas, transferred)), bool, len(atlas))
     return flags, float(min_confidence)

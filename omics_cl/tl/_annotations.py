@@ -16,13 +16,16 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
                       annotation=None, min_confidence: float | None = 0.0, min_enrichment: float = 4.0,
                       min_group_cells: int = 20, min_agreement: float = 0.35, skip_novel: bool = False,
                       propagate_neighbors: int = 15, n_markers: int = 5, layer: str | None = None,
-                      method: str | None = None, min_probability_enrichment: float = 1.5) -> pd.DataFrame:
+                      method: str | None = None, min_probability_enrichment: float = 1.5,
+                      min_support_position: float | None = 0.7) -> pd.DataFrame:
     """Find atlas labels that the transferred labels (from :func:`transfer_labels`) contradict more than the
     model's own confusion explains.
 
     ``method``: whose transfer to check (default: the one recorded by :func:`transfer_labels`).
     Flags cells with :func:`annotation_flags` (with the transfer's probabilities, ``obsm["<method>_probabilities"]``,
-    when present: ``min_probability_enrichment``; atlas labels the reference lacks are not checked; cells
+    when present: ``min_probability_enrichment``; with each cell's class support by its own gene activity,
+    ``obsm["<method>_class_support"]``, when present: ``min_support_position``; atlas labels the reference lacks are
+    not checked; cells
     predicted novel only with ``skip_novel``: novelty is called per query cluster, and a relabelled type's
     cluster may look novel to the reference), spreads the flags over the ``propagate_neighbors`` nearest cells
     in the transfer's query embedding (``obsm["X_<method>"]``; :func:`neighbour_flags`: a cell whose
@@ -31,8 +34,8 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     writes ``obs["omics_cl_annotation_flag"]`` (bool) and ``obs["omics_cl_suggested_label"]`` (the
     transferred label of flagged cells, their flagged neighbours' for cells flagged by spreading, else missing).
     Returns one row per (atlas label, transferred label) group of flagged cells, the group its confusion
-    explains least first: ``n_cells``, ``expected`` and ``estimated_precision`` (label-free, see
-    :func:`confusion_groups`), ``n_propagated`` (cells of the atlas label flagged with that suggested label by
+    explains least first: ``n_cells``, ``expected``, ``estimated_precision`` and (with class support)
+    ``support_position`` (label-free, see :func:`confusion_groups`), ``n_propagated`` (cells of the atlas label flagged with that suggested label by
     their neighbours), ``mean_confidence``, ``fraction_of_atlas_label`` and ``markers``, the
     ``n_markers`` genes whose gene activity (fraction of cells with any) is most higher in the group than in
     the cells of the same atlas label whose transfer agrees. Gene activity comes from ``gene_activity``
@@ -70,6 +73,11 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         Times the count the transfer's own probabilities explain (``obsm["<method>_probabilities"]``;
         ``expected_from_probabilities`` in :func:`confusion_groups`) a group must reach (0: no such rule; skipped
         when the probabilities are missing).
+    min_support_position
+        Smallest ``support_position`` of a group (:func:`confusion_groups`: where its cells' own gene activity,
+        ``obsm["<method>_class_support"]``, places them between the atlas label's confirmed cells, 0, and the
+        transferred label's, 1; groups it cannot place are kept; ``None``: no such rule; skipped when the
+        transfer wrote no class support).
 
     Returns
     -------
@@ -92,9 +100,10 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         raise ValueError(f"atac.uns['omics_cl'][{method!r}] lacks the reference classes; run tl.transfer_labels first")
     novel = atac.obs["omics_cl_is_novel"].to_numpy() if skip_novel else None
     probabilities = get.transfer_probabilities(atac, method) if f"{method}_probabilities" in atac.obsm else None
+    support = get.transfer_class_support(atac, method)
     flags, threshold = annotation_flags(atlas, transferred, confidence, classes, novel, min_confidence,
                                         min_enrichment, min_group_cells, min_agreement, probabilities,
-                                        min_probability_enrichment)
+                                        min_probability_enrichment, support, min_support_position)
     direct = flags
     suggested = np.where(flags, transferred, None)
     if propagate_neighbors > 0 and flags.any():
@@ -112,7 +121,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     atlas_str = atlas.astype(str).to_numpy()
     agree = atlas.notna().to_numpy() & (atlas_str == transferred)
     candidates, _ = annotation_flags(atlas, transferred, confidence, classes, novel, threshold, 0.0, 0, 0.0)
-    table = confusion_groups(atlas_str, transferred, candidates, probabilities)
+    table = confusion_groups(atlas_str, transferred, candidates, probabilities, support)
     suggested_str = suggested.astype(str)
     flagged_pairs = set(zip(atlas_str[direct], transferred[direct]))
     table = table[[pair in flagged_pairs for pair in zip(table["atlas_label"], table["transferred_label"])]]
@@ -138,6 +147,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         "method": method, "atlas_key": atlas_key, "min_confidence": threshold, "min_enrichment": min_enrichment,
         "min_group_cells": min_group_cells, "min_agreement": min_agreement,
         "min_probability_enrichment": min_probability_enrichment if probabilities is not None else None,
+        "min_support_position": min_support_position if support is not None else None,
         "propagate_neighbors": propagate_neighbors, "n_flagged": int(flags.sum()),
         "n_propagated": int((flags & ~direct).sum()), "n_groups": len(table),
         "estimated_precision": float(excess / flags.sum()) if flags.any() else None})

@@ -68,7 +68,9 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     when its confidence novelty is above its Otsu threshold and its support below the query's median;
     ``obsm["X_<method>"]`` and
     ``obsm["<method>_probabilities"]`` (cells x reference classes in the record's ``classes`` order; as a
-    DataFrame: :func:`omics_cl.get.transfer_probabilities`); into ``rna``:
+    DataFrame: :func:`omics_cl.get.transfer_probabilities`); scncl with signatures also
+    ``obsm["<method>_class_support"]`` (each cell's support for each class, standardised per class:
+    :func:`omics_cl.get.transfer_class_support`); into ``rna``:
     ``obsm["X_<method>"]``; run record in both ``uns["omics_cl"]["<method>"]`` and the method's name in
     ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference cells without a label
     are left out of training and counted in the record. ``save_model``: a new directory where the trained model
@@ -186,4 +188,6 @@ def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dic
     atac.obs["omics_cl_is_novel"] = is_novel
     atac.obsm[f"X_{method}"] = out["atac_embedding"]
     atac.obsm[f"{method}_probabilities"] = np.asarray(prob)
+    if "class_support" in out:
+        atac.obsm[f"{method}_class_support"] = np.asarray(out["class_support"], dtype=np.float32)
     return threshold
