@@ -10,7 +10,7 @@ transfer flags disagreements its confusion does not explain (``tl.annotation_fla
 and recall against the corrupted cells.
 Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene
 activity and the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's
-support by the cell's gene activity standardised over the query, novelty ranked with that support),
+support by the cell's gene activity standardised over the query, novelty ranked with that support at weight 0.25),
 ``scncl_before_support`` (the default before 2026-12-02's eighteenth session: probabilities divided by the reference's
 class shares to the power 0.25 instead, novelty from the classifier alone), ``scncl_no_support_weight`` (the default
 without the support weight, no division either), ``scncl_support_prior`` (the default with the division as well),
@@ -19,7 +19,8 @@ before 2026-12-02's seventeenth session), its two halves ``scncl_no_tfidf`` (wit
 ``scncl_peak_weight_0.6``,
 ``scncl_no_support`` (read off the default transfer: its novelty from the classifier alone, ``novelty_support=False``,
 the cells' support for their labels left out of the score and the flag: the default before 2026-12-02's eighteenth
-session), ``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
+session), ``scncl_equal_ranks`` (read off the default transfer: the classifier's rank and the support's weighted
+equally in the novelty, ``support_rank_weight=0.5``: the default before 2026-12-02's nineteenth session), ``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
 session), ``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl_single`` (one model, no
 division, LSI only),
 ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
@@ -66,6 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, machine, median_table, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
+from omics_cl.data.signatures import quantile_rank  # noqa: E402
 from omics_cl.data.transfer import transfer_features  # noqa: E402
 
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
@@ -98,7 +100,10 @@ NO_SUPPORT_POSITION = "scncl_no_support_position"  # annotation rows only: the d
 # rule (min_support_position=None)
 ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD, NO_PROBABILITY_RULE, NO_SUPPORT_POSITION)
 NO_SUPPORT = "scncl_no_support"  # closed / open rows read off the default transfer: novelty without label support
-METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, NO_SUPPORT, "logreg", "knn_pca", "scglue"]
+EQUAL_RANKS = "scncl_equal_ranks"  # closed / open rows read off the default transfer: the two novelty ranks weighted
+# equally (support_rank_weight=0.5, the default before 2026-12-02's nineteenth session)
+READ_OFF = (NO_SUPPORT, EQUAL_RANKS)
+METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, *READ_OFF, "logreg", "knn_pca", "scglue"]
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 
 
@@ -180,6 +185,16 @@ def score(truth, removed, pred, novelty, is_novel=None):
     return row
 
 
+def read_off_rows(obs, methods, scenario, seed, truth, removed, pred, seconds):
+    """Rows read off the default transfer's obs: ``scncl_no_support`` (novelty and flag from the classifier's
+    cluster novelty alone) and ``scncl_equal_ranks`` (its rank and the label support's weighted equally)."""
+    alone, support = obs["omics_cl_confidence_novelty"].to_numpy(), obs["omics_cl_label_support"].to_numpy()
+    novelty = {NO_SUPPORT: alone, EQUAL_RANKS: (quantile_rank(alone) + quantile_rank(-support)) / 2}
+    flagged = {NO_SUPPORT: alone > tl.otsu_threshold(alone), EQUAL_RANKS: obs["omics_cl_is_novel"].to_numpy()}
+    return [{"scenario": scenario, "method": m, "seed": seed,
+             **score(truth, removed, pred, novelty[m], flagged[m]), "seconds": seconds} for m in methods]
+
+
 def score_flags(flags, corrupted):
     hits = int((flags & corrupted).sum())
     return {"acc": None, "macro_f1": None, "auroc": None, "aupr": None, "oscr": None,
@@ -227,7 +242,7 @@ def main(argv=None) -> int:
                           if s in scenarios and (s, method, seed) not in done]
                 if not wanted:
                     continue
-                if method in (*ANNOTATION_ONLY, NO_SUPPORT):
+                if method in (*ANNOTATION_ONLY, *READ_OFF):
                     continue
                 start = time.perf_counter()
                 annotated, novelty = None, None
@@ -246,11 +261,10 @@ def main(argv=None) -> int:
                     new.append({"scenario": scenario, "method": method, "seed": seed,
                                 **score(truth, removed, pred, 1 - conf if novelty is None else novelty, is_novel),
                                 "seconds": seconds})
-                    if method == "scncl" and NO_SUPPORT in methods and (scenario, NO_SUPPORT, seed) not in done:
-                        alone = annotated.obs["omics_cl_confidence_novelty"].to_numpy()
-                        new.append({"scenario": scenario, "method": NO_SUPPORT, "seed": seed,
-                                    **score(truth, removed, pred, alone, alone > tl.otsu_threshold(alone)),
-                                    "seconds": seconds})
+                    if method == "scncl":
+                        new += read_off_rows(annotated.obs, [m for m in READ_OFF if m in methods
+                                                             and (scenario, m, seed) not in done],
+                                             scenario, seed, truth, removed, pred, seconds)
                 if "annotation" in wanted:
                     if annotated is not None:
                         annotated.obs["atlas"] = atlas

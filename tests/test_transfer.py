@@ -383,10 +383,11 @@ def _class_support(ref, activity, classes: pd.Index) -> np.ndarray:
 
 
 def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
-    """Default novelty: the mean quantile rank of the classifier's cluster novelty and of the cell's lack of support
-    for its label (its gene activity weighted by the reference's signature of that class); a cell is novel when the
-    former is above its Otsu threshold and its support below the query's median. ``novelty_support=False`` (same
-    training) gives the classifier's score alone, thresholded alone."""
+    """Default novelty: the quantile ranks of the classifier's cluster novelty and (weight 0.25) of the cell's lack of
+    support for its label (its gene activity weighted by the reference's signature of that class); a cell is novel
+    when the former is above its Otsu threshold and its support below the query's median. ``novelty_support=False``
+    (same training) gives the classifier's score alone, thresholded alone; a rank weight outside [0, 1] is refused
+    before training."""
     from omics_cl.data.signatures import label_support, quantile_rank
 
     ref, query, activity = mop_split
@@ -395,7 +396,7 @@ def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     obs, record = out.obs, out.uns["omics_cl"]["scncl"]
     score, support = obs["omics_cl_confidence_novelty"].to_numpy(), obs["omics_cl_label_support"].to_numpy()
     assert np.array_equal(score, alone.obs["omics_cl_novelty"].to_numpy())
-    assert np.array_equal(obs["omics_cl_novelty"], (quantile_rank(score) + quantile_rank(-support)) / 2)
+    assert np.array_equal(obs["omics_cl_novelty"], 0.75 * quantile_rank(score) + 0.25 * quantile_rank(-support))
     threshold = record["novelty_threshold"]
     assert threshold == tl.otsu_threshold(score) == alone.uns["omics_cl"]["scncl"]["novelty_threshold"]
     assert np.array_equal(obs["omics_cl_is_novel"], (score > threshold) & (support < np.median(support)))
@@ -404,6 +405,8 @@ def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     classes = pd.Index(record["classes"])
     assigned = classes.get_indexer(obs["omics_cl_label"].astype(str))
     assert np.allclose(support, label_support(_class_support(ref, activity, classes), assigned), atol=1e-6)
+    with pytest.raises(ValueError, match="support_rank_weight"):
+        _run(ref, query, activity, epochs=1, support_rank_weight=1.5)
 
 
 def test_support_weight_multiplies_the_probabilities(mop_split):

@@ -21,7 +21,8 @@ ones; 0 by default since the label support below does that job better) and multi
 ``exp(support_weight * z)``, z: how well the cell's own gene activity supports each class (its genes weighted by the
 reference's class signature, ``omics_cl.data.signatures``), standardised over the query's cells per class; novelty
 averaged over query clusters (``novelty_by="cluster"``; the seed: per cell) and ranked together with how little the
-cell's own gene activity supports its label (``novelty_support``; the seed: the softmax alone); an ensemble of
+cell's own gene activity supports its label (``novelty_support``, the support's rank at weight
+``support_rank_weight``; the seed: the softmax alone); an ensemble of
 ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty
 are averaged (the seed: one model).
 """
@@ -75,6 +76,7 @@ class SCNCLConfig:
     class_prior_power: float = 0.0
     support_weight: float = 0.75
     novelty_support: bool = True
+    support_rank_weight: float = 0.25
 
 
 PEAK_FEATURES = ("lsi", "lsi+activity", "lsi+activity+peaks")
@@ -155,6 +157,8 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
         raise ValueError(f"n_members must be >= 1, got {config.n_members}")
     if config.support_weight < 0:
         raise ValueError(f"support_weight must be >= 0, got {config.support_weight}")
+    if not 0 <= config.support_rank_weight <= 1:
+        raise ValueError(f"support_rank_weight must be in [0, 1], got {config.support_rank_weight}")
     source = TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
                             inputs.n_classes, ctx.seed, inputs.atac_peaks, inputs.atac_counts)
     return source if config.n_members == 1 else MemberSource(source, config.n_members, ctx.seed)
@@ -234,7 +238,8 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
     if config.novelty_support:
         own = label_support(support, prob.argmax(1))
         arrays.update(confidence_novelty=arrays["novelty"], label_support=own,
-                      novelty=(quantile_rank(arrays["novelty"]) + quantile_rank(-own)) / 2)
+                      novelty=(1 - config.support_rank_weight) * quantile_rank(arrays["novelty"])
+                      + config.support_rank_weight * quantile_rank(-own))
     return arrays, notes
 
 
@@ -247,10 +252,10 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     the query) and renormalised; novelty: 1 - the classifier's maximum softmax (it separates unseen types better
     than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's Leiden cluster (resolution 1)
     of the query latent (``query_clusters``): an unseen type shows as a cluster the reference explains badly. With
-    ``novelty_support`` that score is kept as ``confidence_novelty`` and the novelty is the mean of two quantile
-    ranks: its own and that of the cell's lack of support for its label (``label_support``: its gene activity
-    weighted by the reference's signature of that class, ``omics_cl.data.signatures``; ``class_signatures`` is
-    returned to be saved with the model)."""
+    ``novelty_support`` that score is kept as ``confidence_novelty`` and the novelty is a weighted mean of two
+    quantile ranks: its own and, at ``support_rank_weight``, that of the cell's lack of support for its label
+    (``label_support``: its gene activity weighted by the reference's signature of that class,
+    ``omics_cl.data.signatures``; ``class_signatures`` is returned to be saved with the model)."""
     source = transfer_batches(source)
     rna_z = encode(model, source.rna_x)
     signatures = class_signatures(source.rna_x, source.rna_y, source.n_classes) if uses_signatures(config) else None
@@ -270,5 +275,5 @@ METHOD = Method(
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed,
     variants={"seed": SEED_RECIPE}, map_query=map_query,
     saved_defaults={"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "support_weight": 0.0,
-                    "novelty_support": False},
+                    "novelty_support": False, "support_rank_weight": 0.5},
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")
