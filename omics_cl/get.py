@@ -136,18 +136,7 @@ def transfer_class_support(adata: ad.AnnData, method: str | None = None) -> pd.D
     """Each query cell's support for each reference class by its own gene activity (standardised per class over
     the query), cells x classes: ``obsm["<method>_class_support"]`` labelled with the run record's classes;
     ``None`` when the transfer wrote none (scncl does unless ``support_weight=0`` and ``novelty_support=False``).
-
-    Parameters
-    ----------
-    adata
-        The ATAC query of a label transfer.
-    method
-        The transfer method (``None``: the recorded one).
-
-    Returns
-    -------
-    DataFrame or None
-        Support indexed by cell, one column per reference class.
+    Parameters as :func:`transfer_probabilities`; the DataFrame is indexed by cell, one column per reference class.
     """
     method = transfer_method(adata, method)
     return class_matrix(adata, "class_support", method) if f"{method}_class_support" in adata.obsm else None
