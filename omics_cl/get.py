@@ -129,20 +129,31 @@ def transfer_probabilities(adata: ad.AnnData, method: str | None = None) -> pd.D
     DataFrame
         Probabilities indexed by cell, one column per reference class.
     """
-    return class_matrix(adata, "probabilities", method)
+    return _class_matrix(adata, "probabilities", method)
 
 
 def transfer_class_support(adata: ad.AnnData, method: str | None = None) -> pd.DataFrame | None:
     """Each query cell's support for each reference class by its own gene activity (standardised per class over
     the query), cells x classes: ``obsm["<method>_class_support"]`` labelled with the run record's classes;
     ``None`` when the transfer wrote none (scncl does unless ``support_weight=0`` and ``novelty_support=False``).
-    Parameters as :func:`transfer_probabilities`; the DataFrame is indexed by cell, one column per reference class.
+
+    Parameters
+    ----------
+    adata
+        The query after a label transfer.
+    method
+        Transfer method; ``None`` reads the recorded one.
+
+    Returns
+    -------
+    DataFrame or None
+        One row per cell, one column per reference class.
     """
     method = transfer_method(adata, method)
-    return class_matrix(adata, "class_support", method) if f"{method}_class_support" in adata.obsm else None
+    return _class_matrix(adata, "class_support", method) if f"{method}_class_support" in adata.obsm else None
 
 
-def class_matrix(adata: ad.AnnData, name: str, method: str | None = None) -> pd.DataFrame:
+def _class_matrix(adata: ad.AnnData, name: str, method: str | None = None) -> pd.DataFrame:
     """``obsm["<method>_<name>"]`` (cells x reference classes) as a DataFrame with the run record's classes."""
     method = transfer_method(adata, method)
     return pd.DataFrame(np.asarray(adata.obsm[f"{method}_{name}"]), index=adata.obs_names,
