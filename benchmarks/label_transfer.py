@@ -20,7 +20,8 @@ before 2026-12-02's seventeenth session), its two halves ``scncl_no_tfidf`` (wit
 ``scncl_no_support`` (read off the default transfer: its novelty from the classifier alone, ``novelty_support=False``,
 the cells' support for their labels left out of the score and the flag: the default before 2026-12-02's eighteenth
 session), ``scncl_equal_ranks`` (read off the default transfer: the classifier's rank and the support's weighted
-equally in the novelty, ``support_rank_weight=0.5``: the default before 2026-12-02's nineteenth session), ``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
+equally in the novelty, ``support_rank_weight=0.5``: the default before 2026-12-02's nineteenth session),
+``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
 session), ``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl_single`` (one model, no
 division, LSI only),
 ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
@@ -67,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, machine, median_table, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
-from omics_cl.data.signatures import quantile_rank  # noqa: E402
+from omics_cl.data.signatures import ranked_novelty  # noqa: E402
 from omics_cl.data.transfer import transfer_features  # noqa: E402
 
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
@@ -189,7 +190,7 @@ def read_off_rows(obs, methods, scenario, seed, truth, removed, pred, seconds):
     """Rows read off the default transfer's obs: ``scncl_no_support`` (novelty and flag from the classifier's
     cluster novelty alone) and ``scncl_equal_ranks`` (its rank and the label support's weighted equally)."""
     alone, support = obs["omics_cl_confidence_novelty"].to_numpy(), obs["omics_cl_label_support"].to_numpy()
-    novelty = {NO_SUPPORT: alone, EQUAL_RANKS: (quantile_rank(alone) + quantile_rank(-support)) / 2}
+    novelty = {NO_SUPPORT: alone, EQUAL_RANKS: ranked_novelty(alone, support, 0.5)}
     flagged = {NO_SUPPORT: alone > tl.otsu_threshold(alone), EQUAL_RANKS: obs["omics_cl_is_novel"].to_numpy()}
     return [{"scenario": scenario, "method": m, "seed": seed,
              **score(truth, removed, pred, novelty[m], flagged[m]), "seconds": seconds} for m in methods]

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from omics_cl.data.signatures import class_signatures, class_support, label_support, quantile_rank, standardised
+from omics_cl.data.signatures import (class_signatures, class_support, label_support, quantile_rank, ranked_novelty,
+                                      standardised)
 
 
 def test_class_signature_is_the_class_mean_minus_the_other_classes_mean():
@@ -42,3 +43,11 @@ def test_standardised_columns_and_constant_ones():
 
 def test_quantile_rank_averages_ties():
     assert np.allclose(quantile_rank(np.array([0.3, 0.1, 0.3, 0.9])), [0.625, 0.25, 0.625, 1.0])
+
+
+def test_ranked_novelty_weighs_the_two_ranks():
+    """High confidence novelty and low support both rank a cell as novel; the weight goes to the support's rank."""
+    novelty, support = np.array([0.1, 0.3, 0.2]), np.array([0.5, 0.4, -0.2])
+    expected = 0.75 * np.array([1, 3, 2]) / 3 + 0.25 * np.array([1, 2, 3]) / 3
+    assert np.allclose(ranked_novelty(novelty, support, 0.25), expected)
+    assert np.allclose(ranked_novelty(novelty, support, 0.0), quantile_rank(novelty))

@@ -48,3 +48,9 @@ def standardised(scores: np.ndarray) -> np.ndarray:
 def quantile_rank(scores: np.ndarray) -> np.ndarray:
     """Each score's rank among all (ties averaged) divided by their number: in (0, 1], 1 for the largest."""
     return rankdata(scores) / len(scores)
+
+
+def ranked_novelty(confidence_novelty: np.ndarray, support: np.ndarray, support_weight: float) -> np.ndarray:
+    """The quantile rank of ``confidence_novelty`` and that of the lack of ``support`` (each cell's support for its
+    label), weighted ``1 - support_weight`` and ``support_weight``."""
+    return (1 - support_weight) * quantile_rank(confidence_novelty) + support_weight * quantile_rank(-support)

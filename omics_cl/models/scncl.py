@@ -39,7 +39,8 @@ from omics_cl.core import losses
 from omics_cl.core.graph import knn_vote, leiden, neighbor_graph
 from omics_cl.core.layers import MLP, dropout_keys
 from omics_cl.core.train import Stage, TrainConfig, predict
-from omics_cl.data.signatures import class_signatures, class_support, label_support, quantile_rank, standardised
+from omics_cl.data.signatures import (class_signatures, class_support, label_support, ranked_novelty,
+                                      standardised)
 from omics_cl.data.sources import KEYS, MemberSource, TransferSource, dense_source
 from omics_cl.data.transfer import QueryInputs
 from omics_cl.models.common import encoder_latent
@@ -223,14 +224,15 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
         prob = prob / np.maximum(shares, 1e-12) ** config.class_prior_power
         prob = prob / prob.sum(1, keepdims=True)
     support = class_support(query.atac_x, query.class_signatures) if uses_signatures(config) else None
+    support_z = None if support is None else standardised(support)
     if config.support_weight:
-        weights = config.support_weight * standardised(support)
+        weights = config.support_weight * support_z
         prob = prob * np.exp(weights - weights.max(1, keepdims=True))
         prob = prob / prob.sum(1, keepdims=True)
     novelty = np.mean([1.0 - member_softmax.max(1) for member_softmax in softmaxes], axis=0)
     arrays = {"atac_embedding": atac_z, "probabilities": prob, "novelty": novelty}
-    if support is not None:
-        arrays["class_support"] = standardised(support)
+    if support_z is not None:
+        arrays["class_support"] = support_z
     if config.novelty_by == "cluster":
         clusters = leiden(neighbor_graph(atac_z, 15, "cosine", ctx.seed), 1.0, ctx.seed)
         arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]
@@ -238,8 +240,7 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
     if config.novelty_support:
         own = label_support(support, prob.argmax(1))
         arrays.update(confidence_novelty=arrays["novelty"], label_support=own,
-                      novelty=(1 - config.support_rank_weight) * quantile_rank(arrays["novelty"])
-                      + config.support_rank_weight * quantile_rank(-own))
+                      novelty=ranked_novelty(arrays["novelty"], own, config.support_rank_weight))
     return arrays, notes
 
 

@@ -18,12 +18,12 @@ def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.
     ``expected_from_probabilities`` is the number of type-``a`` cells they put among all cells transferred
     as ``t`` (the sum of column ``a`` over those cells): a type the model over-predicts (the largest, usually)
     draws disagreements one way without any atlas error, and its probabilities show it.
-    ``estimated_precision = max(0, 1 - the larger expected count / n_cells)``. With ``class_support`` (each
-    cell's support for each class by its own gene activity, standardised per class: the transfer's
-    ``obsm["<method>_class_support"]``), ``support_position`` places the group on the axis from the cells
-    confirmed as ``a`` (atlas and transfer agree) to those confirmed as ``t``, measured by support for ``t``
-    minus support for ``a`` (group mean): 0 where the confirmed ``a`` cells sit, 1 where the confirmed ``t``
-    cells sit; missing when either has no confirmed cell or the confirmed ``t`` cells are not ahead. Uses no true labels.
+    ``estimated_precision = max(0, 1 - the larger expected count / n_cells)``. With ``class_support`` (each cell's
+    support for each class by its own gene activity, standardised per class: the transfer's
+    ``obsm["<method>_class_support"]``), ``support_position`` places the group on the axis from the cells confirmed
+    as ``a`` (atlas and transfer agree) to those confirmed as ``t``, measured by support for ``t`` minus support for
+    ``a`` (group mean): 0 where the confirmed ``a`` cells sit, 1 where the confirmed ``t`` cells sit; missing when
+    either has no confirmed cell or the confirmed ``t`` cells are not ahead. Uses no true labels.
 
     Parameters
     ----------
