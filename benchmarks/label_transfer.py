@@ -44,7 +44,11 @@ baselines ``logreg`` (logistic regression on binarised RNA applied to binarised 
 kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
 ``benchmarks/anchors/README.md``; its python is ``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``).
 Novelty is each method's own score (scncl: 1 - its classifier's max softmax; others: 1 - confidence);
-``novel_rate`` is the share of scored cells scncl calls novel (closed scenario: false alarms).
+``novel_rate`` is the share of scored cells scncl calls novel (closed scenario: false alarms; by default the 10%
+most novel cells, ``novelty_rate=0.1``), ``flag_precision`` / ``flag_recall`` those flags scored against the unseen
+cells (open scenarios). ``scncl_otsu_flag`` (closed / open rows read off the default transfer): cells flagged by the
+rule before 2026-12-02's twentieth session (confidence novelty above its Otsu threshold and label support below the
+query's median, ``novelty_rate=None``).
 
     python benchmarks/label_transfer.py --seeds 5 --json results/label_transfer.json [--resume]
         [--methods scncl,logreg] [--first-seed 3] [--scglue-max-epochs N]
@@ -103,7 +107,9 @@ ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD, NO_PROBABILITY_RULE, NO_SUPPORT_POSITIO
 NO_SUPPORT = "scncl_no_support"  # closed / open rows read off the default transfer: novelty without label support
 EQUAL_RANKS = "scncl_equal_ranks"  # closed / open rows read off the default transfer: the two novelty ranks weighted
 # equally (support_rank_weight=0.5, the default before 2026-12-02's nineteenth session)
-READ_OFF = (NO_SUPPORT, EQUAL_RANKS)
+OTSU_FLAG = "scncl_otsu_flag"  # closed / open rows read off the default transfer: the Otsu flag rule
+# (novelty_rate=None, the default before 2026-12-02's twentieth session)
+READ_OFF = (NO_SUPPORT, EQUAL_RANKS, OTSU_FLAG)
 METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, *READ_OFF, "logreg", "knn_pca", "scglue"]
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 
@@ -179,19 +185,27 @@ def score(truth, removed, pred, novelty, is_novel=None):
     known = ~novel
     row = {"acc": float(np.mean(pred[known] == truth[known])), "macro_f1": metrics.macro_f1(truth[known], pred[known]),
            "auroc": None, "aupr": None, "oscr": None, "precision": None, "recall": None,
-           "novel_rate": None if is_novel is None else float(np.mean(is_novel[scored]))}
+           "novel_rate": None if is_novel is None else float(np.mean(is_novel[scored])),
+           "flag_precision": None, "flag_recall": None}
     if novel.any():
         row.update(auroc=metrics.auroc(novel, novelty), aupr=metrics.aupr(novel, novelty),
                    oscr=metrics.oscr(novel, pred == truth, -novelty))
+        if is_novel is not None:
+            flagged = is_novel[scored]
+            row.update(flag_precision=float((flagged & novel).sum() / max(flagged.sum(), 1)),
+                       flag_recall=float((flagged & novel).sum() / novel.sum()))
     return row
 
 
-def read_off_rows(obs, methods, scenario, seed, truth, removed, pred, seconds):
+def read_off_rows(obs, methods, scenario, seed, truth, removed, pred, seconds, rate):
     """Rows read off the default transfer's obs: ``scncl_no_support`` (novelty and flag from the classifier's
-    cluster novelty alone) and ``scncl_equal_ranks`` (its rank and the label support's weighted equally)."""
+    cluster novelty alone), ``scncl_equal_ranks`` (its rank and the label support's weighted equally), each flagged
+    at the default's ``rate``, and ``scncl_otsu_flag`` (the default's novelty, flagged by the Otsu rule)."""
     alone, support = obs["omics_cl_confidence_novelty"].to_numpy(), obs["omics_cl_label_support"].to_numpy()
-    novelty = {NO_SUPPORT: alone, EQUAL_RANKS: ranked_novelty(alone, support, 0.5)}
-    flagged = {NO_SUPPORT: alone > tl.otsu_threshold(alone), EQUAL_RANKS: obs["omics_cl_is_novel"].to_numpy()}
+    default = obs["omics_cl_novelty"].to_numpy()
+    novelty = {NO_SUPPORT: alone, EQUAL_RANKS: ranked_novelty(alone, support, 0.5), OTSU_FLAG: default}
+    flagged = {m: novelty[m] > tl.rate_threshold(novelty[m], rate) for m in (NO_SUPPORT, EQUAL_RANKS)}
+    flagged[OTSU_FLAG] = (alone > tl.otsu_threshold(alone)) & (support < np.median(support))
     return [{"scenario": scenario, "method": m, "seed": seed,
              **score(truth, removed, pred, novelty[m], flagged[m]), "seconds": seconds} for m in methods]
 
@@ -265,7 +279,8 @@ def main(argv=None) -> int:
                     if method == "scncl":
                         new += read_off_rows(annotated.obs, [m for m in READ_OFF if m in methods
                                                              and (scenario, m, seed) not in done],
-                                             scenario, seed, truth, removed, pred, seconds)
+                                             scenario, seed, truth, removed, pred, seconds,
+                                             annotated.uns["omics_cl"]["scncl"]["novelty_rate"])
                 if "annotation" in wanted:
                     if annotated is not None:
                         annotated.obs["atlas"] = atlas
@@ -306,7 +321,8 @@ def main(argv=None) -> int:
     rows.sort(key=lambda r: (order.get((r["scenario"], r["method"]), len(order)), r["seed"]))
     print(f"\nmachine: {machine()}")
     print(median_table(rows, ["scenario", "method"],
-                       ["acc", "macro_f1", "auroc", "aupr", "oscr", "novel_rate", "precision", "recall",
+                       ["acc", "macro_f1", "auroc", "aupr", "oscr", "novel_rate", "flag_precision", "flag_recall",
+                        "precision", "recall",
                         "estimated_precision", "seconds"], spread=True))
     return 0
 

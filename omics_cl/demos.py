@@ -158,7 +158,7 @@ def transfer(out: Path, n_cells: int, epochs: int, seed: int, progress: bool) ->
     import matplotlib
 
     matplotlib.use("Agg")
-    from omics_cl import datasets, pl, pp, tl
+    from omics_cl import datasets, get, pl, pp, tl
 
     start = time.perf_counter()
     annotation = datasets.annotation_path(ANNOTATION)
@@ -185,11 +185,12 @@ def transfer(out: Path, n_cells: int, epochs: int, seed: int, progress: bool) ->
     t0 = time.perf_counter()
     pred, confidence = logreg_baseline(ref, activity, seed)
     novelty = 1 - confidence
-    rows.append(_transfer_row("logreg", truth, scored, pred, novelty, novelty > tl.otsu_threshold(novelty),
+    rate = get.run_record(query, "scncl")["novelty_rate"]
+    rows.append(_transfer_row("logreg", truth, scored, pred, novelty, novelty > tl.rate_threshold(novelty, rate),
                               time.perf_counter() - t0))
     print(f"scored on the {int(scored.sum())} query cells not labelled {'/'.join(unlabelled)}: accuracy and "
           f"macro-F1 on the reference types; novel_rate_known / _unseen: share flagged novel among reference-type / "
-          f"{UNSEEN} cells (Otsu threshold of the novelty score, no labels; logreg's score: 1 - its max "
+          f"{UNSEEN} cells (the {rate:.0%} most novel cells of the query, no labels; logreg's score: 1 - its max "
           f"probability); novelty_auroc: {UNSEEN} vs the rest")
     out.mkdir(exist_ok=True)
     query.obs[f"{LABEL_KEY}_held_back"] = truth

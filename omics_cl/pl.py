@@ -125,10 +125,10 @@ def training_history(adata: ad.AnnData, method: str, save: str | None = None):
 
 
 def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str | None = None):
-    """How :func:`omics_cl.tl.transfer_labels` called cells novel (``method``; default: the recorded one). With
-    label support (scncl's default): each cell's confidence novelty against its label support, the Otsu threshold
-    and the query's median support (novel: right of the one and below the other); otherwise histograms of
-    ``obs["omics_cl_novelty"]`` for cells predicted known and novel, with the threshold.
+    """How :func:`omics_cl.tl.transfer_labels` called cells novel (``method``; default: the recorded one):
+    histograms of ``obs["omics_cl_novelty"]`` for cells predicted known and novel, with the threshold. Under the
+    Otsu rule with label support (``novelty_rate=None``): each cell's confidence novelty against its label support,
+    the Otsu threshold and the query's median support (novel: right of the one and below the other).
 
     Parameters
     ----------
@@ -145,9 +145,11 @@ def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str
         The figure.
     """
     novel = adata.obs["omics_cl_is_novel"].to_numpy(dtype=bool)
-    threshold = get.run_record(adata, get.transfer_method(adata, method)).get("novelty_threshold")
+    record = get.run_record(adata, get.transfer_method(adata, method))
+    threshold = record.get("novelty_threshold")
     labels = (f"predicted known ({(~novel).sum()})", f"predicted novel ({novel.sum()})")
-    if {"omics_cl_confidence_novelty", "omics_cl_label_support"} <= set(adata.obs):
+    otsu_with_support = record.get("novelty_rule", "otsu") == "otsu"
+    if otsu_with_support and {"omics_cl_confidence_novelty", "omics_cl_label_support"} <= set(adata.obs):
         score = adata.obs["omics_cl_confidence_novelty"].to_numpy()
         support = adata.obs["omics_cl_label_support"].to_numpy()
         fig, ax = plt.subplots(figsize=(5.5, 4))

@@ -43,7 +43,8 @@ def calls(monkeypatch):
             atac = args[0] if name == "map_query" else args[1]
             atac.obs["omics_cl_is_novel"] = False
             return {"method": "scncl", "classes": ["0", "1", "2"], "n_unlabelled_reference_cells": 0,
-                    "novelty_threshold": 0.5, "n_missing_genes": 0, "novelty_threshold_from": "query"}
+                    "novelty_threshold": 0.5, "novelty_rule": "rate", "n_missing_genes": 0,
+                    "novelty_threshold_from": "query"}
         return stub
 
     def paired(name):
@@ -182,3 +183,26 @@ def test_permission_denied_after_the_checks_is_one_line(inputs, calls, capsys, m
     argv, out, _ = command("transfer", inputs)
     err = one_line_error(capsys, [*argv, "--report", str(inputs / "out" / "report")])
     assert f"Permission denied: {inputs / 'out' / 'report'}" in err and not out.exists()
+
+
+@pytest.mark.parametrize("name", ["transfer", "map-transfer"])
+def test_novelty_rate_reaches_the_tool(inputs, calls, capsys, monkeypatch, name):
+    """``--novelty-rate`` outside [0, 1) is a usage error; ``otsu`` asks for the Otsu rule (``novelty_rate=None``), a
+    share is passed on, and without the option the tool's default applies."""
+    argv, out, _ = command(name, inputs)
+    with pytest.raises(SystemExit) as usage:
+        main([*argv, "--novelty-rate", "1.5"])
+    assert usage.value.code == 2 and "--novelty-rate" in capsys.readouterr().err and not out.exists()
+    tool = "transfer_labels" if name == "transfer" else "map_query"
+    stub, given = getattr(tl, tool), []
+
+    def recording(*args, **kwargs):
+        given.append(kwargs.get("novelty_rate", "default"))
+        return stub(*args, **kwargs)
+
+    monkeypatch.setattr(tl, tool, recording)
+    for i, extra in enumerate((["--novelty-rate", "otsu"], ["--novelty-rate", "0.05"], [])):
+        run = [*argv, *extra]
+        run[run.index("--out") + 1] = str(out.with_name(f"run{i}{out.suffix}"))
+        assert main(run) == 0, capsys.readouterr().err
+    assert given == [None, 0.05, "default"]

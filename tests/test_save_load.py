@@ -250,3 +250,22 @@ def test_model_saved_before_newer_config_fields_maps_as_it_was_trained(data, tmp
     meta["config"] = {k: v for k, v in meta["config"].items() if k not in old}
     (path / "model.json").write_text(json.dumps(meta))
     _assert_same(original, _map(data, path))
+
+
+def test_flag_rule_follows_the_model_or_the_query(data, tmp_path, trained):
+    """``novelty_threshold="model"`` keeps the training run's threshold and rule; a model saved before the rule was
+    recorded was flagged by the Otsu rule and keeps it. ``"query"`` flags this query's ``novelty_rate`` share."""
+    path, original = trained
+    by_model = _map(data, path, novelty_threshold="model")
+    _assert_same(original, by_model)
+    assert by_model.uns["omics_cl"]["scncl"]["novelty_rule"] == "rate"
+    otsu = _train(data, tmp_path / "m", novelty_rate=None)
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert (meta["record"].pop("novelty_rule"), meta["record"].pop("novelty_rate")) == ("otsu", None)
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    mapped = _map(data, tmp_path / "m", novelty_threshold="model")
+    _assert_same(otsu, mapped)
+    assert mapped.uns["omics_cl"]["scncl"]["novelty_rule"] == "otsu"
+    wider = _map(data, path, novelty_rate=0.25)
+    novelty = wider.obs["omics_cl_novelty"].to_numpy()
+    assert np.array_equal(wider.obs["omics_cl_is_novel"], novelty > tl.rate_threshold(novelty, 0.25))

@@ -113,6 +113,20 @@ def test_otsu_splits_bimodal_scores():
     assert scores[:500].max() < t < scores[500:].min()
 
 
+def test_rate_threshold_flags_at_most_the_share():
+    """Scores above the threshold are the floor(rate x n) largest; ties at the threshold flag fewer; rate 0 flags
+    none; a rate outside [0, 1) is refused."""
+    scores = np.random.default_rng(0).permutation(np.arange(200.0))
+    for rate in (0.0, 0.05, 0.1, 0.333):
+        assert (scores > tl.rate_threshold(scores, rate)).sum() == int(np.floor(rate * 200))
+    tied = np.r_[np.zeros(150), np.ones(50)]
+    assert (tied > tl.rate_threshold(tied, 0.1)).sum() == 0
+    assert (tied > tl.rate_threshold(tied, 0.3)).sum() == 50
+    for rate in (1.0, -0.01, None):
+        with pytest.raises(ValueError, match="novelty_rate"):
+            tl.rate_threshold(scores, rate)
+
+
 def test_annotation_flags_rule():
     atlas = np.array(["a", "a", "b", "b", "c", None], dtype=object)
     transferred = np.array(["a", "b", "b", "a", "a", "a"], dtype=object)
@@ -384,27 +398,38 @@ def _class_support(ref, activity, classes: pd.Index) -> np.ndarray:
 
 def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     """Default novelty: the quantile ranks of the classifier's cluster novelty and (weight 0.25) of the cell's lack of
-    support for its label (its gene activity weighted by the reference's signature of that class); a cell is novel
-    when the former is above its Otsu threshold and its support below the query's median. ``novelty_support=False``
-    (same training) gives the classifier's score alone, thresholded alone; a rank weight outside [0, 1] is refused
-    before training."""
+    support for its label (its gene activity weighted by the reference's signature of that class); the 10% most novel
+    cells are flagged (``novelty_rate``). ``novelty_rate=None`` (same training) flags by the Otsu rule: the former
+    above its Otsu threshold and the support below the query's median. ``novelty_support=False`` gives the
+    classifier's score alone; a rank weight outside [0, 1] or a rate outside [0, 1) is refused before training."""
     from omics_cl.data.signatures import label_support, quantile_rank
 
     ref, query, activity = mop_split
     out = _run(ref, query, activity, epochs=2)[1]
-    alone = _run(ref, query, activity, epochs=2, novelty_support=False)[1]
+    otsu = _run(ref, query, activity, epochs=2, novelty_rate=None)[1]
+    alone = _run(ref, query, activity, epochs=2, novelty_support=False, novelty_rate=None)[1]
     obs, record = out.obs, out.uns["omics_cl"]["scncl"]
     score, support = obs["omics_cl_confidence_novelty"].to_numpy(), obs["omics_cl_label_support"].to_numpy()
     assert np.array_equal(score, alone.obs["omics_cl_novelty"].to_numpy())
-    assert np.array_equal(obs["omics_cl_novelty"], 0.75 * quantile_rank(score) + 0.25 * quantile_rank(-support))
-    threshold = record["novelty_threshold"]
+    novelty = obs["omics_cl_novelty"].to_numpy()
+    assert np.array_equal(novelty, 0.75 * quantile_rank(score) + 0.25 * quantile_rank(-support))
+    assert (record["novelty_rule"], record["novelty_rate"]) == ("rate", 0.1)
+    assert record["novelty_threshold"] == tl.rate_threshold(novelty, 0.1)
+    assert np.array_equal(obs["omics_cl_is_novel"], novelty > record["novelty_threshold"])
+    assert 0.09 * len(novelty) < obs["omics_cl_is_novel"].sum() <= 0.1 * len(novelty)
+    threshold = otsu.uns["omics_cl"]["scncl"]["novelty_threshold"]
+    assert otsu.uns["omics_cl"]["scncl"]["novelty_rule"] == "otsu"
+    assert np.array_equal(otsu.obs["omics_cl_novelty"], novelty)
     assert threshold == tl.otsu_threshold(score) == alone.uns["omics_cl"]["scncl"]["novelty_threshold"]
-    assert np.array_equal(obs["omics_cl_is_novel"], (score > threshold) & (support < np.median(support)))
+    assert np.array_equal(otsu.obs["omics_cl_is_novel"], (score > threshold) & (support < np.median(support)))
     assert np.array_equal(alone.obs["omics_cl_is_novel"], score > threshold)
     assert "omics_cl_label_support" not in alone.obs
     classes = pd.Index(record["classes"])
     assigned = classes.get_indexer(obs["omics_cl_label"].astype(str))
     assert np.allclose(support, label_support(_class_support(ref, activity, classes), assigned), atol=1e-6)
+    for rate in (1.0, -0.1, "10%"):
+        with pytest.raises(ValueError, match="novelty_rate"):
+            _run(ref, query, activity, epochs=1, novelty_rate=rate)
     with pytest.raises(ValueError, match="support_rank_weight"):
         _run(ref, query, activity, epochs=1, support_rank_weight=1.5)
 

@@ -12,6 +12,7 @@ from omics_cl.cli.inputs import (
     read_input,
     read_paired,
 )
+from omics_cl.cli.map import novelty_rate_keywords
 from omics_cl.cli_io import write_output
 
 FRAGMENT_TILE_SIZE = 5000  # bp, the query features of --fragments without --peaks
@@ -107,11 +108,12 @@ def cmd_transfer(args) -> int:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
-                                method=args.method, save_model=args.save_model, **params)
+                                method=args.method, save_model=args.save_model,
+                                **novelty_rate_keywords(args.novelty_rate), **params)
     n_novel = int(atac.obs["omics_cl_is_novel"].sum())
     print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "
-          f"(novelty > {record['novelty_threshold']:.3f}, Otsu threshold)")
+          f"(novelty > {record['novelty_threshold']:.3f}, {record['novelty_rule']} rule)")
     query_key = args.query_label_key
     table = None
     if query_key is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from omics_cl.cli.inputs import check_paired_args, check_paths, read_input, read_paired
 from omics_cl.cli_io import write_output
 
-TRANSFER_ONLY = ("--annotation", "--gene-activity", "--novelty-threshold")
+TRANSFER_ONLY = ("--annotation", "--gene-activity", "--novelty-threshold", "--novelty-rate")
 INTEGRATE_ONLY = ("--rna", "--mudata", "--multiome", "--rna-layer", "--n-clusters", "--resolution", "--pca")
 
 
@@ -21,6 +21,24 @@ def novelty_threshold(value: str) -> str | float:
         return float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected query, model or a number, got {value!r}") from None
+
+
+def novelty_rate(value: str) -> str | float:
+    """``--novelty-rate``: a share in [0, 1) or ``otsu`` (the Otsu rule)."""
+    if value == "otsu":
+        return value
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1) or otsu, got {value!r}")
+    return rate
+
+
+def novelty_rate_keywords(value: str | float | None) -> dict:
+    """The ``novelty_rate`` keyword for ``tl`` from a parsed ``--novelty-rate`` (none when not given: the default)."""
+    return {} if value is None else {"novelty_rate": None if value == "otsu" else value}
 
 
 def refuse(args, flags: tuple[str, ...], job: str) -> None:
@@ -59,11 +77,13 @@ def map_transfer(args) -> int:
     else:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.map_query(atac, args.model, gene_activity=activity, atac_layer=args.atac_layer,
-                          novelty_threshold=args.novelty_threshold or "query")
+                          novelty_threshold=args.novelty_threshold or "query",
+                          **novelty_rate_keywords(args.novelty_rate))
     missing = f"; {record['n_missing_genes']} model genes missing (zero-filled)" if record["n_missing_genes"] else ""
     print(f"{record['method']}: {atac.n_obs} ATAC cells labelled with the model in {args.model} "
           f"({len(record['classes'])} reference types{missing}); {int(atac.obs['omics_cl_is_novel'].sum())} flagged "
-          f"novel (novelty > {record['novelty_threshold']:.3f}, threshold from {record['novelty_threshold_from']})")
+          f"novel (novelty > {record['novelty_threshold']:.3f}, {record['novelty_rule']} rule, threshold from "
+          f"{record['novelty_threshold_from']})")
     write_output(atac, out)
     print(f"wrote {out}")
     return 0
@@ -114,8 +134,11 @@ def add_map_parser(sub) -> None:
     t.add_argument("--gene-activity", default=None, metavar="GA.h5ad",
                    help="precomputed cells x genes gene activity of the query, instead of --annotation")
     t.add_argument("--novelty-threshold", type=novelty_threshold, default=None,
-                   help="query: Otsu on this query's novelty (default, as transfer); model: the training run's "
-                        "threshold; or a number")
+                   help="query: chosen on this query (default, as transfer); model: the training run's "
+                        "threshold and rule; or a number")
+    t.add_argument("--novelty-rate", type=novelty_rate, default=None,
+                   help="share of the query flagged novel (default 0.1: with no unseen type, the false-alarm "
+                        "rate), or otsu: the rule before 2026-12-02 (Otsu threshold, low label support)")
     i = m.add_argument_group("integration models")
     i.add_argument("--mudata", default=None, metavar="M.h5mu", help="MuData with modalities rna and atac")
     i.add_argument("--multiome", default=None, metavar="ARC.h5",

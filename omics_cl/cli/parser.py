@@ -12,7 +12,7 @@ from omics_cl.cli.commands import (
     cmd_integrate,
     cmd_transfer,
 )
-from omics_cl.cli.map import add_map_parser
+from omics_cl.cli.map import add_map_parser, novelty_rate
 
 
 def add_method_arguments(parser: argparse.ArgumentParser, job: str, default: str) -> None:
@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="save the trained model in this new directory, for omics-cl map")
     t.add_argument("--rna-layer", default=None)
     t.add_argument("--atac-layer", default=None)
+    t.add_argument("--novelty-rate", type=novelty_rate, default=None,
+                   help="share of the query flagged novel (default 0.1: with no unseen type, the false-alarm "
+                        "rate), or otsu: the rule before 2026-12-02 (Otsu threshold, low label support)")
     add_method_arguments(t, "transfer", "scncl")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")

@@ -3,7 +3,7 @@
 - clustering: :func:`cluster`, :func:`cluster_embedding`
 - label transfer: :func:`transfer_labels`, :func:`check_annotations`, :func:`annotation_flags`,
   :func:`confusion_groups`, :func:`neighbour_flags`,
-  :func:`otsu_threshold`; a saved transfer model (``transfer_labels(..., save_model=DIR)``) labels a new query
+  :func:`rate_threshold`, :func:`otsu_threshold`; a saved transfer model (``transfer_labels(..., save_model=DIR)``) labels a new query
   with :func:`map_query` (:func:`load_transfer_model` reads it)
 - ATAC-only embeddings: :func:`embed_atac`
 - paired integration: :func:`integrate`; a saved integration model (``integrate(..., save_model=DIR)``)
@@ -20,7 +20,7 @@ from omics_cl.tl._embed_atac import embed_atac
 from omics_cl.tl._integrate import integrate
 from omics_cl.tl._map import load_transfer_model, map_query
 from omics_cl.tl._map_paired import load_integration_model, map_paired
-from omics_cl.tl._transfer import otsu_threshold, transfer_labels
+from omics_cl.tl._transfer import otsu_threshold, rate_threshold, transfer_labels
 
 __all__ = [
     "annotation_flags",
@@ -37,6 +37,7 @@ __all__ = [
     "map_query",
     "neighbour_flags",
     "otsu_threshold",
+    "rate_threshold",
     "subclusters",
     "trajectory",
     "transfer_labels",

@@ -6,8 +6,8 @@ input space; features are binarised or log-normalised per cell, so no fitted nor
 reference's latent rows and class indices (the neighbour vote), its classes and the seed. The query's own
 parts are recomputed on the new query exactly as the original run computed them on its query: the LSI of
 its peaks, the peak-space classifier fitted to its confidently labelled cells, its Leiden clusters (cluster
-novelty), its cells' support for their labels (from the saved class signatures) and, by default, the Otsu
-novelty threshold. The query's peaks therefore need not match the
+novelty), its cells' support for their labels (from the saved class signatures) and, by default, the novelty
+threshold (the ``novelty_rate`` most novel cells of this query). The query's peaks therefore need not match the
 training query's; its genes are matched to the saved genes by name.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import LoadedModel, load_method_model
-from omics_cl.tl._transfer import write_predictions
+from omics_cl.tl._transfer import NOVELTY_RATE, check_novelty_rate, write_predictions
 
 THRESHOLDS = ("query", "model")
 
@@ -88,16 +88,18 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
 
 
 def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.AnnData | None = None,
-              annotation=None, atac_layer: str | None = None, novelty_threshold: str | float = "query") -> dict:
+              annotation=None, atac_layer: str | None = None, novelty_threshold: str | float = "query",
+              novelty_rate: float | None = NOVELTY_RATE) -> dict:
     """Label the ATAC cells of ``atac`` with a saved transfer model (no training).
 
     Writes the same ``obs`` / ``obsm`` keys and run record as :func:`transfer_labels` writes into its query
     (not the reference's embedding). Gene activity comes from ``gene_activity`` (same cells as ``atac``) or is
     built from ``annotation``; its genes are matched to the model's by name (then ``alt_name``): genes the
     query lacks are zero-filled with a warning and counted in the record (``n_missing_genes``), no shared gene
-    is an error. ``novelty_threshold``: ``"query"`` (Otsu on this query's novelty, as
-    :func:`transfer_labels`; with label support, on its confidence novelty), ``"model"`` (the threshold the
-    training run chose) or a number. Mapping the
+    is an error. ``novelty_threshold``: ``"query"`` (chosen on this query as :func:`transfer_labels` chooses it:
+    the ``novelty_rate`` most novel cells, or with ``novelty_rate=None`` the Otsu rule), ``"model"`` (the
+    threshold and rule the training run chose; a model saved before the rule was recorded: the Otsu rule) or a
+    number (applied under the rule ``novelty_rate`` names). Mapping the
     training query with its gene activity gives the original run's results bit for bit.
     Returns the run record.
 
@@ -115,6 +117,8 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
         Layer of ``atac`` holding the raw counts (``None``: ``X``).
     novelty_threshold
         ``"query"``, ``"model"`` or a number.
+    novelty_rate
+        Share of the query flagged novel (``None``: the Otsu rule).
 
     Returns
     -------
@@ -123,15 +127,18 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
     """
     if not (novelty_threshold in THRESHOLDS or isinstance(novelty_threshold, (int, float))):
         raise ValueError(f"novelty_threshold must be one of {THRESHOLDS} or a number, got {novelty_threshold!r}")
+    check_novelty_rate(novelty_rate)
     saved, out, notes, missing, lsi_info = mapped_query(atac, model_dir, gene_activity, annotation, atac_layer)
     meta, method = saved.meta, saved.method.name
     classes = pd.Index(meta["classes"])
     fixed = {"query": None, "model": meta["record"]["novelty_threshold"]}.get(novelty_threshold, novelty_threshold)
-    threshold = write_predictions(atac, method, classes, out, fixed)
+    if novelty_threshold == "model":
+        novelty_rate = meta["record"].get("novelty_rate") if meta["record"].get("novelty_rule") == "rate" else None
+    flag = write_predictions(atac, method, classes, out, fixed, novelty_rate)
     record = {"method": method, "job": "transfer", "mapped_with": str(os.path.abspath(model_dir)),
               "label_key": meta["label_key"], "classes": list(classes), "n_genes": len(saved.arrays["genes"]),
               "n_missing_genes": len(missing), "features": meta["features"], "seed": meta["seed"],
-              "novelty_threshold": threshold,
+              **flag,
               "novelty_threshold_from": novelty_threshold if novelty_threshold in THRESHOLDS else "given",
               "lsi": lsi_info, "params": {**meta["record"]["params"], **notes}, "model_versions": meta["versions"],
               "versions": versions()}

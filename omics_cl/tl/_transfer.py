@@ -1,4 +1,4 @@
-"""RNA -> ATAC label transfer (``transfer_labels``) and its novelty threshold."""
+"""RNA -> ATAC label transfer (``transfer_labels``) and its novelty flag."""
 from __future__ import annotations
 
 import os
@@ -14,6 +14,8 @@ from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import check_saveable, save_method_model
+
+NOVELTY_RATE = 0.1  # share of the query flagged novel by default
 
 
 def otsu_threshold(scores: np.ndarray, bins: int = 256) -> float:
@@ -46,11 +48,45 @@ def otsu_threshold(scores: np.ndarray, bins: int = 256) -> float:
     return float((edges[first + 1] + edges[last + 1]) / 2)
 
 
+def rate_threshold(scores: np.ndarray, rate: float) -> float:
+    """The score above which at most ``rate`` of the cells lie: the (k+1)-th largest score, k = floor(rate x cells).
+    Flagging the scores above it flags at most k cells (fewer where scores tie at the threshold); with no unseen
+    type in the query every flag is a false alarm, so ``rate`` is the false-alarm rate a user accepts.
+
+    Parameters
+    ----------
+    scores
+        Scores, one per cell (higher: more novel).
+    rate
+        Largest share of cells to flag, in [0, 1).
+
+    Returns
+    -------
+    float
+        The threshold.
+    """
+    if rate is None:
+        raise ValueError("novelty_rate must be a share in [0, 1) for a rate threshold, got None")
+    check_novelty_rate(rate)
+    ordered = np.sort(np.asarray(scores, dtype=float))
+    if ordered.size == 0:
+        raise ValueError("no scores to threshold")
+    flagged = int(np.floor(rate * ordered.size + 1e-9))
+    return float(ordered[ordered.size - flagged - 1])
+
+
+def check_novelty_rate(rate: float | None) -> None:
+    """``ValueError`` unless ``rate`` is ``None`` (the Otsu rule) or a share in [0, 1)."""
+    if rate is not None and not (isinstance(rate, (int, float)) and 0 <= rate < 1):
+        raise ValueError(f"novelty_rate must be a share in [0, 1) or None (the Otsu rule), got {rate!r}")
+
+
 def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotation=None,
                     gene_activity: ad.AnnData | None = None, rna_layer: str | None = None,
                     atac_layer: str | None = None, n_top_genes: int | None = 2000, features: str = "binary",
                     n_neighbors: int = 10, seed: int = 0, progress: bool = True, method: str = "scncl",
-                    save_model: str | os.PathLike | None = None, **model_params) -> dict:
+                    save_model: str | os.PathLike | None = None, novelty_rate: float | None = NOVELTY_RATE,
+                    **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
@@ -60,12 +96,16 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     probability), ``obs["omics_cl_novelty"]`` (the method's novelty score, by default 1 - confidence;
     scncl: 1 - its classifier's max softmax averaged over the cell's query cluster, written to
     ``obs["omics_cl_query_cluster"]``; ``novelty_by="cell"`` keeps it per cell),
-    ``obs["omics_cl_is_novel"]`` (novelty above an Otsu threshold of the novelty distribution, chosen
-    without labels); scncl by default (``novelty_support``) also writes ``obs["omics_cl_label_support"]`` (how
-    much the cell's own gene activity supports its label: its genes weighted by the reference's signature of
-    that class) and ``obs["omics_cl_confidence_novelty"]`` (the classifier's score above), its novelty is the
-    mean of the quantile ranks of the two (high confidence novelty, low support), and a cell is called novel
-    when its confidence novelty is above its Otsu threshold and its support below the query's median;
+    ``obs["omics_cl_is_novel"]`` (the ``novelty_rate`` most novel cells: novelty above :func:`rate_threshold`,
+    chosen without labels; with no unseen type in the query, ``novelty_rate`` is the share of false alarms, and
+    the known cells' false-alarm rate is at most ``novelty_rate / (1 - unseen share)``); scncl by default
+    (``novelty_support``) also writes ``obs["omics_cl_label_support"]`` (how much the cell's own gene activity
+    supports its label: its genes weighted by the reference's signature of that class) and
+    ``obs["omics_cl_confidence_novelty"]`` (the classifier's score above), and its novelty is a weighted mean of
+    the quantile ranks of the two (high confidence novelty, low support; the support's weight is
+    ``support_rank_weight``). ``novelty_rate=None`` calls cells novel by the rule before 2026-12-02: novelty (with
+    label support: confidence novelty) above its Otsu threshold (:func:`otsu_threshold`), and with label support
+    the cell's support below the query's median;
     ``obsm["X_<method>"]`` and
     ``obsm["<method>_probabilities"]`` (cells x reference classes in the record's ``classes`` order; as a
     DataFrame: :func:`omics_cl.get.transfer_probabilities`); scncl with signatures also
@@ -106,6 +146,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         Registered transfer method.
     save_model
         New directory to save the trained model in (``None``: not saved).
+    novelty_rate
+        Share of the query flagged novel (``None``: the Otsu rule).
     **model_params
         Method config / training config values (e.g. ``epochs=50``).
 
@@ -116,6 +158,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     """
     spec = models.get(method, "transfer")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
+    check_novelty_rate(novelty_rate)
     if save_model is not None:
         if spec.map_query is None:
             raise ValueError(f"{method} cannot map new queries, so its model cannot be saved")
@@ -142,13 +185,13 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                                                        peak_counts),
                                   models.Context(seed), progress, **model_params)
     out = trained.arrays
-    threshold = write_predictions(atac, method, classes, out)
+    flag = write_predictions(atac, method, classes, out, novelty_rate=novelty_rate)
     rna_embedding = np.full((rna.n_obs, out["rna_embedding"].shape[1]), np.nan, dtype=np.float32)
     rna_embedding[labelled] = out["rna_embedding"]
     rna.obsm[f"X_{method}"] = rna_embedding
     record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
               "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors, "seed": seed,
-              "novelty_threshold": threshold, "lsi": lsi_info, "params": trained.record, "versions": versions()}
+              **flag, "lsi": lsi_info, "params": trained.record, "versions": versions()}
     if save_model is not None:
         saved = {"genes": np.asarray(genes, dtype=str), "reference_embedding": out["rna_embedding"],
                  "reference_labels": y}
@@ -162,24 +205,30 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     return record
 
 
-def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dict,
-                      threshold: float | None = None) -> float:
+def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dict, threshold: float | None = None,
+                      novelty_rate: float | None = NOVELTY_RATE) -> dict:
     """Write a transfer's query results (``out``: the method's arrays) into ``atac``: the obs / obsm keys
-    :func:`transfer_labels` documents. ``omics_cl_is_novel``: novelty above ``threshold`` (None: the Otsu
-    threshold of this query's novelty), which is returned; when ``out`` has ``confidence_novelty`` and
-    ``label_support``, the threshold applies to the former, and only cells whose support is below the query's
-    median are called novel."""
+    :func:`transfer_labels` documents, and return the flag's record entries (``novelty_threshold``,
+    ``novelty_rule``: ``"rate"`` or ``"otsu"``, ``novelty_rate``). ``omics_cl_is_novel``: novelty above
+    ``threshold`` (None: :func:`rate_threshold` at ``novelty_rate`` of this query's novelty). With
+    ``novelty_rate=None`` the Otsu rule: when ``out`` has ``confidence_novelty`` and ``label_support`` the threshold
+    (None: Otsu's) applies to the former and only cells whose support is below the query's median are called
+    novel; otherwise to the novelty."""
     prob = out["probabilities"]
     confidence = prob.max(1)
     novelty = out.get("novelty", 1.0 - confidence)
-    thresholded = out.get("confidence_novelty", novelty)
-    threshold = otsu_threshold(thresholded) if threshold is None else threshold
-    is_novel = thresholded > threshold
+    if novelty_rate is None:
+        thresholded = out.get("confidence_novelty", novelty)
+        threshold = otsu_threshold(thresholded) if threshold is None else threshold
+        is_novel = thresholded > threshold
+        if "label_support" in out:
+            is_novel &= out["label_support"] < np.median(out["label_support"])
+    else:
+        threshold = rate_threshold(novelty, novelty_rate) if threshold is None else threshold
+        is_novel = novelty > threshold
     if "label_support" in out:
-        support = out["label_support"]
-        is_novel &= support < np.median(support)
-        atac.obs["omics_cl_confidence_novelty"] = thresholded
-        atac.obs["omics_cl_label_support"] = support
+        atac.obs["omics_cl_confidence_novelty"] = out.get("confidence_novelty", novelty)
+        atac.obs["omics_cl_label_support"] = out["label_support"]
     if "query_clusters" in out:
         atac.obs["omics_cl_query_cluster"] = pd.Categorical(out["query_clusters"].astype(str))
     atac.obs["omics_cl_label"] = pd.Categorical(np.asarray(classes)[prob.argmax(1)], categories=classes)
@@ -190,4 +239,5 @@ def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dic
     atac.obsm[f"{method}_probabilities"] = np.asarray(prob)
     if "class_support" in out:
         atac.obsm[f"{method}_class_support"] = np.asarray(out["class_support"], dtype=np.float32)
-    return threshold
+    return {"novelty_threshold": float(threshold), "novelty_rule": "otsu" if novelty_rate is None else "rate",
+            "novelty_rate": novelty_rate}
