@@ -3,8 +3,8 @@
 - clustering: :func:`cluster`, :func:`cluster_embedding`
 - label transfer: :func:`transfer_labels`, :func:`check_annotations`, :func:`annotation_flags`,
   :func:`confusion_groups`, :func:`neighbour_flags`,
-  :func:`rate_threshold`, :func:`otsu_threshold`; a saved transfer model (``transfer_labels(..., save_model=DIR)``) labels a new query
-  with :func:`map_query` (:func:`load_transfer_model` reads it)
+  :func:`rate_threshold`, :func:`otsu_threshold`; a saved transfer model (``transfer_labels(..., save_model=DIR)``)
+  labels a new query with :func:`map_query` (:func:`load_transfer_model` reads it)
 - ATAC-only embeddings: :func:`embed_atac`
 - paired integration: :func:`integrate`; a saved integration model (``integrate(..., save_model=DIR)``)
   embeds new paired cells with :func:`map_paired` (:func:`load_integration_model` reads it)
