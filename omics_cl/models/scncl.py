@@ -73,7 +73,6 @@ class SCNCLConfig:
     peak_weight: float = 0.5
     peak_features: str = "lsi+activity+peaks"
     novelty_by: str = "cluster"
-    novelty_resolution: float = 1.0
     n_members: int = 3
     class_prior_power: float = 0.0
     support_weight: float = 0.75
@@ -155,8 +154,6 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
         raise ValueError(f"peak_features must be one of {PEAK_FEATURES}, got {config.peak_features!r}")
     if config.novelty_by not in ("cell", "cluster"):
         raise ValueError(f"novelty_by must be 'cell' or 'cluster', got {config.novelty_by!r}")
-    if not config.novelty_resolution > 0:
-        raise ValueError(f"novelty_resolution must be positive, got {config.novelty_resolution!r}")
     if config.n_members < 1:
         raise ValueError(f"n_members must be >= 1, got {config.n_members}")
     if config.support_weight < 0:
@@ -237,7 +234,7 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
     if support_z is not None:
         arrays["class_support"] = support_z
     if config.novelty_by == "cluster":
-        clusters = leiden(neighbor_graph(atac_z, 15, "cosine", ctx.seed), config.novelty_resolution, ctx.seed)
+        clusters = leiden(neighbor_graph(atac_z, 15, "cosine", ctx.seed), 1.0, ctx.seed)
         arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]
         arrays["query_clusters"] = clusters
     if config.novelty_support:
@@ -254,8 +251,7 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     divided by the reference's class shares to the power ``class_prior_power``, multiplied by
     ``exp(support_weight * z)`` (z: each class's support by the cell's gene activity, standardised per class over
     the query) and renormalised; novelty: 1 - the classifier's maximum softmax (it separates unseen types better
-    than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's Leiden cluster (resolution
-    ``novelty_resolution``)
+    than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's Leiden cluster (resolution 1)
     of the query latent (``query_clusters``): an unseen type shows as a cluster the reference explains badly. With
     ``novelty_support`` that score is kept as ``confidence_novelty`` and the novelty is a weighted mean of two
     quantile ranks: its own and, at ``support_rank_weight``, that of the cell's lack of support for its label
