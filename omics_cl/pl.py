@@ -167,7 +167,8 @@ def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str
         ax.set_xlabel("novelty score")
         ax.set_ylabel("cells")
     if threshold is not None:
-        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}")
+        rate = f", the {record['novelty_rate']:.0%} most novel" if record.get("novelty_rule") == "rate" else ""
+        ax.axvline(threshold, color="black", linestyle="--", label=f"threshold {threshold:.3f}{rate}")
     ax.legend()
     return _finish(fig, save)
 
