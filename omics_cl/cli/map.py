@@ -10,6 +10,8 @@ from omics_cl.cli.inputs import check_paired_args, check_paths, read_input, read
 from omics_cl.cli_io import write_output
 
 TRANSFER_ONLY = ("--annotation", "--gene-activity", "--novelty-threshold", "--novelty-rate")
+NOVELTY_RATE_HELP = ("share of the query flagged novel (default 0.1: with no unseen type, the false-alarm rate), or "
+                     "otsu: the rule before 2026-12-02 (Otsu threshold, low label support)")
 INTEGRATE_ONLY = ("--rna", "--mudata", "--multiome", "--rna-layer", "--n-clusters", "--resolution", "--pca")
 
 
@@ -137,8 +139,7 @@ def add_map_parser(sub) -> None:
                    help="query: chosen on this query (default, as transfer); model: the training run's "
                         "threshold and rule; or a number")
     t.add_argument("--novelty-rate", type=novelty_rate, default=None,
-                   help="share of the query flagged novel (default 0.1: with no unseen type, the false-alarm "
-                        "rate), or otsu: the rule before 2026-12-02 (Otsu threshold, low label support)")
+                   help=NOVELTY_RATE_HELP)
     i = m.add_argument_group("integration models")
     i.add_argument("--mudata", default=None, metavar="M.h5mu", help="MuData with modalities rna and atac")
     i.add_argument("--multiome", default=None, metavar="ARC.h5",

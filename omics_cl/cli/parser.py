@@ -12,7 +12,7 @@ from omics_cl.cli.commands import (
     cmd_integrate,
     cmd_transfer,
 )
-from omics_cl.cli.map import add_map_parser, novelty_rate
+from omics_cl.cli.map import NOVELTY_RATE_HELP, add_map_parser, novelty_rate
 
 
 def add_method_arguments(parser: argparse.ArgumentParser, job: str, default: str) -> None:
@@ -108,8 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--rna-layer", default=None)
     t.add_argument("--atac-layer", default=None)
     t.add_argument("--novelty-rate", type=novelty_rate, default=None,
-                   help="share of the query flagged novel (default 0.1: with no unseen type, the false-alarm "
-                        "rate), or otsu: the rule before 2026-12-02 (Otsu threshold, low label support)")
+                   help=NOVELTY_RATE_HELP)
     add_method_arguments(t, "transfer", "scncl")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")

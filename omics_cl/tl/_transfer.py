@@ -217,17 +217,17 @@ def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dic
     prob = out["probabilities"]
     confidence = prob.max(1)
     novelty = out.get("novelty", 1.0 - confidence)
+    confidence_novelty = out.get("confidence_novelty", novelty)
     if novelty_rate is None:
-        thresholded = out.get("confidence_novelty", novelty)
-        threshold = otsu_threshold(thresholded) if threshold is None else threshold
-        is_novel = thresholded > threshold
+        threshold = otsu_threshold(confidence_novelty) if threshold is None else threshold
+        is_novel = confidence_novelty > threshold
         if "label_support" in out:
             is_novel &= out["label_support"] < np.median(out["label_support"])
     else:
         threshold = rate_threshold(novelty, novelty_rate) if threshold is None else threshold
         is_novel = novelty > threshold
     if "label_support" in out:
-        atac.obs["omics_cl_confidence_novelty"] = out.get("confidence_novelty", novelty)
+        atac.obs["omics_cl_confidence_novelty"] = confidence_novelty
         atac.obs["omics_cl_label_support"] = out["label_support"]
     if "query_clusters" in out:
         atac.obs["omics_cl_query_cluster"] = pd.Categorical(out["query_clusters"].astype(str))
