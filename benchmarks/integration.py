@@ -7,7 +7,8 @@ modality, FOSCTTM and top-1 pair retrieval between them are reported (null other
 
 Methods: ``pca_rna`` (omics_cl PCA of log-normalised RNA), ``pca_scaled`` (50 components of the
 standardised log-normalised HVGs: the default sci2cl's PCA view alone), ``pca_regressed`` (the same with log RNA
-library size regressed out of every gene: the PCA view of ``pca_regress_depth=True``), ``lsi_atac`` (TF-IDF + LSI), ``concat`` (both,
+library size regressed out of every gene: the PCA view of ``pca_regress_depth=True``), ``pca_pearson`` (50
+components of the same HVGs' analytic Pearson residuals, as the clustering methods' ``pca_pearson``), ``lsi_atac`` (TF-IDF + LSI), ``concat`` (both,
 each scaled to unit total variance), ``wnn_like`` (``omics_cl.core.fusion`` on PCA and LSI: our WNN-like
 per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``multivi`` (scvi-tools) and
 ``scglue`` run by ``benchmarks/anchors/integration_embed.py`` in the anchors environment
@@ -18,18 +19,21 @@ term), and rows read off the default run without retraining: ``sci2cl_no_fusion`
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
 (``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01) or equal weights (``sci2cl_equal_weights``),
 and Z_r fused with the PCA view with depth regressed out (``sci2cl_depth_regressed``: ``pca_regress_depth=True``;
-training does not read the PCA view, so this is that configuration's embedding).
+training does not read the PCA view, so this is that configuration's embedding) or with the Pearson residuals' view
+(``sci2cl_pearson``).
 
 ``--design`` picks the data: ``full`` (mop_snare_paired as it is), ``atac_half`` / ``rna_half`` (that
 modality's counts binomially thinned to half, one fixed draw for all seeds: the joint embedding must degrade
 gracefully and stay at or above its best single view).
 
     python benchmarks/integration.py --seeds 5 --json results/integration.json [--methods a,b] [--resume]
-        [--design full] [--leiden-consensus 10] [--embeddings DIR] [--scglue-max-epochs N] [--multivi-max-epochs N]
+        [--design full] [--leiden-consensus 10] [--scorings 5] [--embeddings DIR] [--scglue-max-epochs N]
+        [--multivi-max-epochs N]
 
 ``--resume`` keeps the rows already in the JSON file and runs only the missing (method, seed). ``--embeddings``
 keeps the embeddings, so a re-run under another Leiden protocol (``--leiden-consensus``: Leiden runs pooled into
-one partition) or ``label_consistency.py`` reads them instead of retraining.
+one partition; ``--scorings N``: each score the mean over N clusterings under other Leiden seeds, as one clustering
+of an MOp embedding can move by +-.03 with its seed) or ``label_consistency.py`` reads them instead of retraining.
 """
 from __future__ import annotations
 
@@ -53,6 +57,7 @@ from omics_cl.core import fusion, graph
 from omics_cl.data import lsi
 from omics_cl.data.components import principal_components
 from omics_cl.data.preprocess import counts_matrix, fit_lognormalizer
+from omics_cl.models.common import pca_view
 from omics_cl.models.sci2cl import SCI2CLConfig
 
 # no_mom / no_xattn remove one more component from sci2cl_no_mse (the default before 2026-11-30, third session)
@@ -67,20 +72,21 @@ def refused(shrinkage: float):
     return lambda out, seed: fusion.wnn_fuse([out[v] for v in views], seed=seed, shrinkage=shrinkage)[0]
 
 
-def depth_regressed(out, seed):
-    """Z_r fused, as the default fuses, with the PCA view whose depth is regressed out (``pca_regress_depth=True``;
-    ``out["pca_regressed"]``: the ``pca_regressed`` row's embedding)."""
-    config = SCI2CLConfig()
-    return fusion.wnn_fuse([out["pca_regressed"], out["rna"]], config.fusion_neighbors, seed,
-                           config.fusion_shrinkage)[0]
+def view_fused(view: str):
+    """Z_r fused, as the default fuses, with another method's RNA view (``out[view]``: that row's embedding)."""
+    def read_off(out, seed):
+        config = SCI2CLConfig()
+        return fusion.wnn_fuse([out[view], out["rna"]], config.fusion_neighbors, seed, config.fusion_shrinkage)[0]
+    return read_off
 
 
+READ_OFF_VIEWS = {"sci2cl_depth_regressed": "pca_regressed", "sci2cl_pearson": "pca_pearson"}  # the view each fuses
 READ_OFF_DEFAULT = {"sci2cl_no_fusion": lambda out, seed: out["xattn"],  # other outputs of the default run
                     "sci2cl_no_pca": lambda out, seed: out["rna"],
                     "sci2cl_wnn_weights": refused(0.0), "sci2cl_equal_weights": refused(1.0),
-                    "sci2cl_depth_regressed": depth_regressed}
+                    **{method: view_fused(view) for method, view in READ_OFF_VIEWS.items()}}
 ANCHOR_METHODS = ("wnn", "multivi", "scglue")
-METHODS = ["pca_rna", "pca_scaled", "pca_regressed", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
+METHODS = ["pca_rna", "pca_scaled", "pca_regressed", "pca_pearson", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
 DESIGNS = {"full": None, "atac_half": "atac", "rna_half": "rna"}
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 DATASET = "mop_snare_paired"
@@ -99,6 +105,13 @@ def pca_scaled(rna, seed, regress_depth: bool = False):
     x = normalizer.sparse(counts_matrix(rna))
     covariate = np.log1p(normalizer.library_size) if regress_depth else None
     return {"joint": principal_components(x, 50, seed, standardize=True, covariate=covariate)}
+
+
+def pca_pearson(rna, seed):
+    """50 components of the 2,000 HVGs' analytic Pearson residuals (the same for every seed)."""
+    counts = counts_matrix(rna)
+    normalizer = fit_lognormalizer(counts, 2000)
+    return {"joint": pca_view(counts, normalizer, 50, "pearson", seed)}
 
 
 def lsi_atac(atac, seed):
@@ -169,6 +182,8 @@ def embed(method, rna, atac, seed, args):
         return pca_scaled(rna, seed)
     if method == "pca_regressed":
         return pca_scaled(rna, seed, regress_depth=True)
+    if method == "pca_pearson":
+        return pca_pearson(rna, seed)
     if method == "lsi_atac":
         return lsi_atac(atac, seed)
     if method == "concat":
@@ -202,7 +217,7 @@ def stored(directory: str | None, name: str, compute, *args) -> tuple[dict, floa
 def seed_embeddings(rna, atac, seed: int, args):
     """``embedding(method)``: :func:`stored` of that method's embedding for ``seed``, computed once per seed (the
     default ``sci2cl`` run serves every row read off it; ``sci2cl_depth_regressed`` also reads the ``pca_regressed``
-    row's)."""
+    row's, ``sci2cl_pearson`` the ``pca_pearson`` row's)."""
     embedded = {}
 
     def embedding(method: str) -> tuple[dict, float]:
@@ -214,17 +229,31 @@ def seed_embeddings(rna, atac, seed: int, args):
     return embedding
 
 
-def score(method, out, labels, unlabelled, k, seed, seconds, leiden_consensus: int | None = None):
-    adjacency = out["graph"] if "graph" in out else graph.neighbor_graph(out["joint"], 15, "cosine", seed)
+def scoring_seeds(seed: int, scorings: int) -> list[int]:
+    """The Leiden seeds of ``scorings`` clusterings of one embedding: ``seed`` first (a single scoring is the
+    protocol of earlier rows), then ``seed + 1000 i``."""
+    return [seed + 1000 * i for i in range(scorings)]
+
+
+def score(method, out, labels, unlabelled, k, seed, seconds, leiden_consensus: int | None = None, scorings: int = 1):
+    """Rows of both protocols; with ``scorings`` > 1 each score is the mean over that many clusterings of the same
+    embedding (Leiden seeds :func:`scoring_seeds`; ``ari_scorings`` lists each one's ARI)."""
     paired = "rna" in out and "atac" in out
     match = {"foscttm": metrics.foscttm(out["rna"], out["atac"]) if paired else None,
              "top1_match": metrics.top1_match(out["rna"], out["atac"]) if paired else None}
     rows = []
     for protocol, n_clusters in (("resolution", None), ("n_clusters", k)):
-        clusters, _, runs = graph.consensus_leiden(adjacency, seed, leiden_consensus, 1.0, n_clusters)
-        s = metrics.clustering_scores(labels, clusters.astype(str), exclude=unlabelled)
+        each = []
+        for leiden_seed in scoring_seeds(seed, scorings):
+            adjacency = out["graph"] if "graph" in out else graph.neighbor_graph(out["joint"], 15, "cosine",
+                                                                                 leiden_seed)
+            clusters, _, runs = graph.consensus_leiden(adjacency, leiden_seed, leiden_consensus, 1.0, n_clusters)
+            each.append({**metrics.clustering_scores(labels, clusters.astype(str), exclude=unlabelled),
+                         "n_clusters": int(clusters.max()) + 1})
+        s = {key: float(np.mean([e[key] for e in each])) for key in each[0] if key != "n_clusters"}
+        extra = {"scorings": scorings, "ari_scorings": [e["ari"] for e in each]} if scorings > 1 else {}
         rows.append({"method": method, "protocol": protocol, "seed": seed, **s, **match, "seconds": seconds,
-                     "n_clusters": int(clusters.max()) + 1, "leiden_consensus": runs})
+                     "n_clusters": each[0]["n_clusters"], "leiden_consensus": runs, **extra})
     return rows
 
 
@@ -241,6 +270,8 @@ def main(argv=None) -> int:
                    "(omics_cl.core.graph.consensus_leiden; default: the library's, 10 up to 100,000 cells; 1: one run)")
     p.add_argument("--embeddings", help="directory keeping each (design, method, seed) embedding; later runs "
                    "(other protocols, label_consistency.py) read them instead of retraining")
+    p.add_argument("--scorings", type=int, default=1, help="clusterings of each embedding (Leiden seeds seed, "
+                   "seed + 1000, ...); each score is their mean, a lower-noise estimate of the embedding's quality")
     p.add_argument("--scglue-max-epochs", type=int, help="cap on each scGLUE training stage")
     p.add_argument("--multivi-max-epochs", type=int, help="cap on MultiVI's epochs (default: its own schedule)")
     args = p.parse_args(argv)
@@ -271,13 +302,14 @@ def main(argv=None) -> int:
                 continue
             if method == "sci2cl" or method in READ_OFF_DEFAULT:
                 out, seconds = embedding("sci2cl")
-                if method == "sci2cl_depth_regressed":
-                    out = {**out, "pca_regressed": embedding("pca_regressed")[0]["joint"]}
+                if method in READ_OFF_VIEWS:
+                    view = READ_OFF_VIEWS[method]
+                    out = {**out, view: embedding(view)[0]["joint"]}
                 out = {**out, "joint": READ_OFF_DEFAULT[method](out, seed)} if method in READ_OFF_DEFAULT else out
             else:
                 out, seconds = embedding(method)
             for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds,
-                             args.leiden_consensus):
+                             args.leiden_consensus, args.scorings):
                 rows.append({**row, "design": args.design, "machine": MACHINE})
                 print(json.dumps(row), flush=True)
             write_json_atomic(rows, args.json)
