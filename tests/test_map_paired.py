@@ -81,7 +81,7 @@ def test_saving_fits_the_pca_once_and_saves_that_fit(tmp_path, monkeypatch):
     tl.integrate(mdata, seed=0, save_model=tmp_path / "m", **PARAMS)
     assert len(fits) == 1  # embed's fit is the one saved, not fitted again for the model
     x, kwargs = fits[0]
-    assert kwargs["covariate"] is None  # pca_regress_depth is off by default
+    np.testing.assert_allclose(kwargs["covariate"], np.log1p(np.asarray(rna.X.sum(1), np.float64).ravel()))  # depth
     pcs, projection = fit_principal_components(x, 50, 0, True, **kwargs)
     np.testing.assert_array_equal(mdata.obsm["X_sci2cl_pca"], pcs)
     with np.load(tmp_path / "m" / "arrays.npz", allow_pickle=False) as arrays:
@@ -218,14 +218,15 @@ def test_cli_integrate_save_model_then_map(tmp_path, capsys):
         assert err.count("\n") == 1 and message in err and not (tmp_path / "x.h5mu").exists()
 
 
-def test_model_saved_before_fusion_shrinkage_maps_with_wnn_weights(tmp_path):
-    """A model.json without ``fusion_shrinkage`` (saved before it existed) fuses with the WNN weights it was
-    trained with (sci2cl's ``saved_defaults``: 0), not today's shrinkage."""
+def test_model_saved_before_later_fields_maps_as_trained(tmp_path):
+    """A model.json without ``fusion_shrinkage`` and ``pca_regress_depth`` (saved before they existed) fuses with
+    the WNN weights and the PCA view it was trained with (sci2cl's ``saved_defaults``: 0, False), not today's."""
     rna, atac = _paired()
     mdata = md.MuData({"rna": rna, "atac": atac})
-    tl.integrate(mdata, seed=0, save_model=tmp_path / "m", **{**PARAMS, "fusion_shrinkage": 0.0})
+    tl.integrate(mdata, seed=0, save_model=tmp_path / "m",
+                 **{**PARAMS, "fusion_shrinkage": 0.0, "pca_regress_depth": False})
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    del meta["config"]["fusion_shrinkage"]
+    del meta["config"]["fusion_shrinkage"], meta["config"]["pca_regress_depth"]
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     mapped = _map(tmp_path / "m", pca="refit")
     assert np.array_equal(mapped.obsm["X_sci2cl"], mdata.obsm["X_sci2cl"])
