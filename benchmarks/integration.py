@@ -6,8 +6,8 @@ Leiden under the ``resolution`` protocol (1.0) and the ``n_clusters`` protocol (
 modality, FOSCTTM and top-1 pair retrieval between them are reported (null otherwise).
 
 Methods: ``pca_rna`` (omics_cl PCA of log-normalised RNA), ``pca_scaled`` (50 components of the
-standardised log-normalised HVGs: the default sci2cl's PCA view alone), ``pca_regressed`` (the same with log RNA
-library size regressed out of every gene: the PCA view of ``pca_regress_depth=True``), ``pca_pearson`` (50
+standardised log-normalised HVGs: sci2cl's PCA view alone before 2026-12-03), ``pca_regressed`` (the same with log RNA
+library size regressed out of every gene: the default sci2cl's PCA view, ``pca_regress_depth=True``, alone), ``pca_pearson`` (50
 components of the same HVGs' analytic Pearson residuals, as the clustering methods' ``pca_pearson``), ``lsi_atac`` (TF-IDF + LSI), ``concat`` (both,
 each scaled to unit total variance), ``wnn_like`` (``omics_cl.core.fusion`` on PCA and LSI: our WNN-like
 per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``multivi`` (scvi-tools) and
@@ -18,8 +18,8 @@ retrained ablations ``sci2cl_no_mse``, and ``sci2cl_no_mom``, ``sci2cl_no_xattn`
 term), and rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
 (``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01) or equal weights (``sci2cl_equal_weights``),
-and Z_r fused with the PCA view with depth regressed out (``sci2cl_depth_regressed``: ``pca_regress_depth=True``;
-training does not read the PCA view, so this is that configuration's embedding) or with the Pearson residuals' view
+and Z_r fused with the PCA view with depth regressed out (``sci2cl_depth_regressed``: the default's fusion rebuilt
+from the ``pca_regressed`` row; training does not read the PCA view; it was the ablation row before 2026-12-03) or with the Pearson residuals' view
 (``sci2cl_pearson``).
 
 ``--design`` picks the data: ``full`` (mop_snare_paired as it is), ``atac_half`` / ``rna_half`` (that
@@ -100,7 +100,7 @@ def pca_rna(rna, seed):
 
 def pca_scaled(rna, seed, regress_depth: bool = False):
     """50 components of the standardised log-normalised HVGs (with ``regress_depth``, log library size regressed
-    out of each gene): sci2cl's PCA view alone."""
+    out of each gene: the default sci2cl's PCA view alone; without: its view before 2026-12-03)."""
     normalizer = fit_lognormalizer(counts_matrix(rna), 2000)
     x = normalizer.sparse(counts_matrix(rna))
     covariate = np.log1p(normalizer.library_size) if regress_depth else None
