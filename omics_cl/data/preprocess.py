@@ -118,13 +118,25 @@ class LogNormalizer:
         return len(self.genes)
 
     def __call__(self, rows, cell_idx: np.ndarray) -> np.ndarray:
-        rows = rows[:, self.genes]
-        rows = rows.toarray() if sp.issparse(rows) else np.asarray(rows)
+        """The transformed ``rows`` (dense float32); ``cell_idx``: their cells' indices into ``library_size``.
+        Sparse rows are transformed on their stored values and densified once (zeros stay zero)."""
         scale = (self.target_sum / self.library_size[cell_idx]).astype(np.float32)
-        out = np.log1p(rows.astype(np.float32) * scale[:, None])
+        if not sp.issparse(rows):
+            out = np.log1p(np.asarray(rows)[:, self.genes].astype(np.float32) * scale[:, None])
+            return out if self.scale is None else np.minimum(out, self.clip[None, :]) * self.scale[None, :]
+        rows = sp.csr_matrix(rows)
+        rows = rows if self.keeps_all_columns(rows.shape[1]) else rows[:, self.genes]
+        if not rows.has_canonical_format:
+            rows = rows.copy()
+            rows.sum_duplicates()
+        data = np.log1p(rows.data.astype(np.float32) * np.repeat(scale, np.diff(rows.indptr)))
         if self.scale is not None:
-            out = np.minimum(out, self.clip[None, :]) * self.scale[None, :]
-        return out
+            data = np.minimum(data, self.clip[rows.indices]) * self.scale[rows.indices]
+        return sp.csr_matrix((data, rows.indices, rows.indptr), shape=rows.shape).toarray()
+
+    def keeps_all_columns(self, n_columns: int) -> bool:
+        """Whether ``genes`` is every one of ``n_columns`` columns in order (no column selection needed)."""
+        return len(self.genes) == n_columns and np.array_equal(self.genes, np.arange(n_columns))
 
     def sparse(self, x) -> sp.csr_matrix:
         """The whole transformed matrix, built chunk by chunk, kept sparse."""
