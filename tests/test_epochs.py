@@ -13,7 +13,7 @@ import scipy.sparse as sp
 from flax import nnx
 
 from omics_cl.core.epochs import DeviceEpochs, HostEpochs, epoch_runner
-from omics_cl.core.train import Stage, TrainConfig, fit, make_optimizer, run_stages
+from omics_cl.core.train import Stage, TrainConfig, fit, run_stages
 from omics_cl.data.device_sources import COLUMNS, DENSE, matrix_arrays
 from omics_cl.data.paired import Modality
 from omics_cl.data.preprocess import prepare_counts
@@ -78,31 +78,6 @@ def test_one_dispatch_per_epoch_matches_the_host_loop(n_obs):
     host, device = train(source, 40, "never"), train(source, 40, "always")
     assert host.history == device.history  # same batches, keys and inputs: bit-identical on CPU
     for a, b in zip(jax.tree.leaves(nnx.state(host.model)), jax.tree.leaves(nnx.state(device.model))):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-
-
-def test_host_loop_compiles_the_last_batch_size_ahead(caplog):
-    """``compile_ahead`` compiles the step for an epoch's shorter last batch in a background thread: the epoch
-    then compiles only the first batch's size, and it trains exactly as a loop that compiles on demand."""
-    cfg = CAEConfig(hidden=(24,), latent=6)  # sizes no other test compiles
-    source, key, order = dense_source(features(37)), jax.random.key(0), np.arange(37)  # batches of 16, 16, 5
-
-    def runner():
-        tc = TrainConfig(batch_size=16)
-        graphdef, params = nnx.split(AutoEncoder(40, cfg, rngs=nnx.Rngs(0)))
-        tx = make_optimizer(tc)
-        return HostEpochs(graphdef, make_loss(cfg), tx, source, tc.batch_size), params, tx.init(params)
-
-    ahead, params, opt_state = runner()
-    ahead.compile_ahead(params, opt_state, order, None, key, {}).join()
-    caplog.clear()
-    with jax.log_compiles(), caplog.at_level("WARNING"):
-        trained = ahead.train(params, opt_state, order, key, {})
-    assert sum("compilation of jit(step)" in r.getMessage() for r in caplog.records) == 1
-    plain, params, opt_state = runner()
-    expected = plain.train(params, opt_state, order, key, {})
-    assert trained[2] == expected[2]
-    for a, b in zip(jax.tree.leaves(trained[0]), jax.tree.leaves(expected[0])):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 

@@ -9,7 +9,6 @@ replicated). Both take the same batches, in the same order, with the same keys `
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -88,30 +87,6 @@ class HostEpochs:
         self.source, self.batch_size, self.prefetch, self.progress = source, batch_size, prefetch, progress
         self.epoch_bar_delay = epoch_bar_delay
         self.input_wait: float | None = None  # of the last training epoch; None without prefetch
-
-    def compile_ahead(self, params, opt_state, train_indices: np.ndarray, val_indices: np.ndarray | None, key,
-                      extra: dict) -> threading.Thread:
-        """Compiles, in a background thread, the step for the training batches' sizes other than the first batch's
-        (an epoch's shorter last batch) and the evaluation for every held-out batch size, while the first steps
-        run; returns the thread. The batches of those sizes are built here, on the calling thread; nothing is run,
-        and jax keeps each executable for the later calls with those shapes. A failure is left for the call
-        itself to raise."""
-        train_chunks = list(minibatches(train_indices, self.batch_size))
-        steps = {len(c): c for c in train_chunks if len(c) != len(train_chunks[0])}
-        evals = {} if val_indices is None else {len(c): c for c in minibatches(val_indices, self.batch_size)}
-        jobs = [(self.step, (params, opt_state, {**self.source.get(idx), **extra}, key)) for idx in steps.values()]
-        jobs += [(self.evaluate, (params, {**self.source.get(idx), **extra}, key)) for idx in evals.values()]
-
-        def work():
-            for fn, args in jobs:
-                try:
-                    fn.lower(*args).compile()
-                except Exception:  # noqa: BLE001 -- the call compiles again and raises it there
-                    return
-
-        thread = threading.Thread(target=work, name="omics_cl-compile", daemon=True)
-        thread.start()
-        return thread
 
     def _batches(self, chunks: list[np.ndarray], extra: dict, settle=None) -> Prefetch:
         return Prefetch(chunks, lambda idx: {**self.source.get(idx), **extra}, self.prefetch, settle)

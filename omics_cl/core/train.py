@@ -29,7 +29,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from omics_cl.core.epochs import EPOCH_BAR_DELAY, HostEpochs, LossFn, epoch_runner
+from omics_cl.core.epochs import EPOCH_BAR_DELAY, LossFn, epoch_runner
 from omics_cl.core.files import atomic_write
 from omics_cl.core.prefetch import Prefetch
 
@@ -160,18 +160,13 @@ def fit(model: nnx.Module, loss_fn: LossFn, source: BatchSource, config: TrainCo
         start_epoch, history, best_loss, bad_epochs = (ckpt["epoch"], ckpt["history"], ckpt["best_loss"],
                                                        ckpt["bad_epochs"])
 
-    def epoch_extra(epoch: int) -> dict:
-        return {} if schedule is None else {SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
-
-    if isinstance(runner, HostEpochs) and start_epoch < config.epochs:
-        runner.compile_ahead(params, opt_state, train_idx, val_idx, key, epoch_extra(start_epoch))
     stopped_early, epoch_seconds, epoch_input_wait = False, [], []
     bar = tqdm(range(start_epoch, config.epochs), desc=desc, disable=not config.progress,
                initial=start_epoch, total=config.epochs)
     for epoch in bar:
         started = time.perf_counter()
         epoch_key = jax.random.fold_in(key, epoch)
-        extra = epoch_extra(epoch)
+        extra = {} if schedule is None else {SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
         order = epoch_order(source, train_idx, seed, epoch)
         params, opt_state, metrics = runner.train(params, opt_state, order, epoch_key, extra)
         epoch_input_wait.append(runner.input_wait)
