@@ -14,7 +14,8 @@ per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``mu
 ``scglue`` run by ``benchmarks/anchors/integration_embed.py`` in the anchors environment
 (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see benchmarks/anchors/README.md), ``sci2cl`` (the
 default: per-cell fusion of RNA PCA and Z_r), ``sci2cl_seed`` (the seed's recipe, ``variant="seed"``), the
-retrained ablations ``sci2cl_no_mse``, and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
+retrained ablations ``sci2cl_two_views`` (T = 2 masked views instead of 4), ``sci2cl_no_mse``,
+and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
 term), and rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
 (``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01) or equal weights (``sci2cl_equal_weights``),
@@ -62,6 +63,7 @@ from omics_cl.models.sci2cl import SCI2CLConfig
 
 # no_mom / no_xattn remove one more component from sci2cl_no_mse (the default before 2026-11-30, third session)
 SCI2CL_VARIANTS = {"sci2cl": {}, "sci2cl_seed": {"variant": "seed"}, "sci2cl_no_mse": {"mse_weight": 0.0},
+                   "sci2cl_two_views": {"n_views": 2},
                    "sci2cl_no_mom": {"mse_weight": 0.0, "mom_weight": 0.0},
                    "sci2cl_no_xattn": {"mse_weight": 0.0, "cross_attention": False}}
 
