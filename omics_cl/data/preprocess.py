@@ -122,16 +122,14 @@ class LogNormalizer:
         Sparse rows are transformed on their stored values and densified once (zeros stay zero)."""
         scale = (self.target_sum / self.library_size[cell_idx]).astype(np.float32)
         if not sp.issparse(rows):
-            out = np.log1p(np.asarray(rows)[:, self.genes].astype(np.float32) * scale[:, None])
-            return out if self.scale is None else np.minimum(out, self.clip[None, :]) * self.scale[None, :]
+            return self._log_standardize(np.asarray(rows)[:, self.genes].astype(np.float32) * scale[:, None])
         rows = sp.csr_matrix(rows)
         rows = rows if self.keeps_all_columns(rows.shape[1]) else rows[:, self.genes]
         if not rows.has_canonical_format:
             rows = rows.copy()
             rows.sum_duplicates()
-        data = np.log1p(rows.data.astype(np.float32) * np.repeat(scale, np.diff(rows.indptr)))
-        if self.scale is not None:
-            data = np.minimum(data, self.clip[rows.indices]) * self.scale[rows.indices]
+        data = self._log_standardize(rows.data.astype(np.float32) * np.repeat(scale, np.diff(rows.indptr)),
+                                     rows.indices)
         return sp.csr_matrix((data, rows.indices, rows.indptr), shape=rows.shape).toarray()
 
     def keeps_all_columns(self, n_columns: int) -> bool:
@@ -144,11 +142,15 @@ class LogNormalizer:
         for start, stop, rows in row_chunks(x):
             rows = sp.csr_matrix(rows[:, self.genes], dtype=np.float32)
             rows = sp.diags((self.target_sum / self.library_size[start:stop]).astype(np.float32)) @ rows
-            rows.data = np.log1p(rows.data)
-            if self.scale is not None:
-                rows.data = np.minimum(rows.data, self.clip[rows.indices]) * self.scale[rows.indices]
+            rows.data = self._log_standardize(rows.data, rows.indices)
             blocks.append(rows)
         return sp.vstack(blocks).tocsr()
+
+    def _log_standardize(self, scaled: np.ndarray, columns=slice(None)) -> np.ndarray:
+        """log1p of library-scaled counts, then the standardisation when set; ``columns``: each value's kept-gene
+        index (a sparse matrix's stored values) or all kept genes along the last axis (a dense batch)."""
+        out = np.log1p(scaled)
+        return out if self.scale is None else np.minimum(out, self.clip[columns]) * self.scale[columns]
 
     @property
     def unstandardized(self) -> LogNormalizer:
