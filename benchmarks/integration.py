@@ -14,7 +14,8 @@ per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``mu
 ``scglue`` run by ``benchmarks/anchors/integration_embed.py`` in the anchors environment
 (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see benchmarks/anchors/README.md), ``sci2cl`` (the
 default: per-cell fusion of RNA PCA and Z_r), ``sci2cl_seed`` (the seed's recipe, ``variant="seed"``), the
-retrained ablations ``sci2cl_two_views`` (T = 2 masked views instead of 4), ``sci2cl_no_mse``,
+retrained ablations ``sci2cl_two_views`` (T = 2 masked views instead of 4), ``sci2cl_atac_zinb`` (the seed's ZINB
+likelihood on ATAC instead of the default Bernoulli; the default until 2026-12-03), ``sci2cl_no_mse``,
 and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
 term), and rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
@@ -63,7 +64,7 @@ from omics_cl.models.sci2cl import SCI2CLConfig
 
 # no_mom / no_xattn remove one more component from sci2cl_no_mse (the default before 2026-11-30, third session)
 SCI2CL_VARIANTS = {"sci2cl": {}, "sci2cl_seed": {"variant": "seed"}, "sci2cl_no_mse": {"mse_weight": 0.0},
-                   "sci2cl_two_views": {"n_views": 2},
+                   "sci2cl_two_views": {"n_views": 2}, "sci2cl_atac_zinb": {"atac_likelihood": "zinb"},
                    "sci2cl_no_mom": {"mse_weight": 0.0, "mom_weight": 0.0},
                    "sci2cl_no_xattn": {"mse_weight": 0.0, "cross_attention": False}}
 

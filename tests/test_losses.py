@@ -66,6 +66,13 @@ def test_zinb_nll_matches_scipy_mixture():
     assert np.isclose(got, ref, rtol=1e-4)
 
 
+def test_bernoulli_nll_matches_scipy():
+    rng = np.random.default_rng(0)
+    logits, y = rng.normal(0, 3, (20, 7)), rng.random((20, 7)) < 0.3
+    ref = -stats.bernoulli.logpmf(y, 1 / (1 + np.exp(-logits))).mean()
+    assert np.isclose(float(losses.bernoulli_nll(jnp.array(logits), jnp.array(y))), ref, rtol=1e-5)
+
+
 def test_scaled_mean_clamps_and_scales():
     mu = losses.scaled_mean(jnp.array([[-100.0, 0.0, 100.0]]), jnp.array([2.0]))
     assert np.allclose(np.asarray(mu), [[2e-5, 2.0, 2e6]], rtol=1e-5)

@@ -38,7 +38,7 @@ def _paired(n=160, genes=60, peaks=400, seed=0):
 
 def test_model_zinb_nll_matches_scipy_with_size_factors():
     config = sci2cl.SCI2CLConfig(hidden=(8,), latent=4)
-    ae = sci2cl_network.ZINBAutoEncoder(5, config, rngs=nnx.Rngs(0))
+    ae = sci2cl_network.CountAutoEncoder(5, config, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(1)
     z = jnp.asarray(rng.normal(size=(3, 4)), dtype=jnp.float32)
     batch = {"counts": jnp.asarray(rng.poisson(2.0, size=(3, 5)), dtype=jnp.float32),
@@ -54,6 +54,19 @@ def test_model_zinb_nll_matches_scipy_with_size_factors():
     assert got == pytest.approx(want, rel=1e-4)
 
 
+def test_bernoulli_atac_models_which_peaks_are_open_and_bad_likelihood_is_refused():
+    config = sci2cl.SCI2CLConfig(hidden=(8,), latent=4)
+    model = sci2cl_network.SCI2CL(6, 5, config, rngs=nnx.Rngs(0))
+    assert not hasattr(model.atac, "log_theta") and hasattr(model.rna, "log_theta")
+    z = jnp.asarray(np.random.default_rng(1).normal(size=(3, 4)), dtype=jnp.float32)
+    counts = jnp.asarray([[0, 1, 3, 0, 2], [1, 0, 0, 0, 5], [0, 0, 1, 1, 0]], dtype=jnp.float32)
+    p = np.asarray(jax.nn.sigmoid(model.atac.mean(jax.nn.gelu(model.atac.decoder(z)))))
+    want = -np.mean(stats.bernoulli.logpmf(np.asarray(counts) > 0, p))
+    assert float(model.atac.nll(z, {"counts": counts}, 0.0, None)) == pytest.approx(want, rel=1e-5)
+    with pytest.raises(ValueError, match="atac_likelihood must be one of"):
+        sci2cl.SCI2CLConfig(atac_likelihood="poisson")
+
+
 def test_views_mask_shared_columns_and_attention_shapes():
     config = sci2cl.SCI2CLConfig(hidden=(16,), latent=8, n_views=5, mask_rate=0.4)
     x = jnp.ones((6, 200))
@@ -66,7 +79,7 @@ def test_views_mask_shared_columns_and_attention_shapes():
     assert not all((m == masks[0]).all() for m in masks[1:])  # the views differ
     views = sci2cl_network.ViewAttention(config, rngs=nnx.Rngs(0))
     assert views(jnp.ones((6, 5, 8))).shape == (6, 8)
-    ae = sci2cl_network.ZINBAutoEncoder(200, config, rngs=nnx.Rngs(0))
+    ae = sci2cl_network.CountAutoEncoder(200, config, rngs=nnx.Rngs(0))
     z = ae.encoder(x)
     loss = sci2cl_network.view_loss(ae, views, x, z, config.n_views, config.mask_rate, key, None)
     assert np.isfinite(float(loss)) and 0 <= float(loss) <= 4
@@ -280,9 +293,11 @@ def test_pretraining_runs_first_and_is_recorded():
     rec = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, pretrain_epochs=2, mse_weight=1.0, **FAST)
     history = rec["params"]["history"]
     assert len(history["pretrain_loss"]) == 2 and len(history["loss"]) == FAST["epochs"]
-    assert set(history) >= {"pretrain_zinb_rna", "pretrain_zinb_atac", "moc", "mom", "mse"}
+    assert set(history) >= {"pretrain_zinb_rna", "pretrain_bernoulli_atac", "moc", "mom", "mse"}
     off = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, mse_weight=0.0, **FAST)["params"]["history"]
     assert "mse" not in off and "moc" in off  # mse_weight=0 switches the intra-omics views off
+    zinb = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, atac_likelihood="zinb", **FAST)
+    assert "zinb_atac" in zinb["params"]["history"] and "bernoulli_atac" not in zinb["params"]["history"]
 
 
 def test_seed_variant_joint_is_the_cross_attention_output_and_bad_fusion_is_refused():

@@ -82,6 +82,11 @@ def zinb_nll(x: jax.Array, mu: jax.Array, theta: jax.Array, pi: jax.Array, ridge
     return jnp.mean(nll)
 
 
+def bernoulli_nll(logits: jax.Array, nonzero: jax.Array) -> jax.Array:
+    """Mean Bernoulli negative log-likelihood of the 0/1 targets ``nonzero`` under ``sigmoid(logits)``."""
+    return jnp.mean(jax.nn.softplus(logits) - nonzero * logits)
+
+
 # classification
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     """Mean softmax cross-entropy against integer ``labels``."""

@@ -17,18 +17,26 @@ if TYPE_CHECKING:
     from omics_cl.models.sci2cl import SCI2CLConfig
 
 
-class ZINBAutoEncoder(nnx.Module):
-    def __init__(self, n_features: int, config: SCI2CLConfig, *, rngs: nnx.Rngs):
+class CountAutoEncoder(nnx.Module):
+    """Encoder -> latent; decoder -> a count likelihood: ``"zinb"`` (mean times the cell's size factor,
+    dropout, feature-wise dispersion) or ``"bernoulli"`` (whether each feature is non-zero, PeakVI's model of
+    peaks; the mean head gives the logits)."""
+
+    def __init__(self, n_features: int, config: SCI2CLConfig, likelihood: str = "zinb", *, rngs: nnx.Rngs):
         if not config.hidden:
             raise ValueError("hidden needs at least one layer size")
+        self.likelihood = likelihood
         self.encoder = encoder(n_features, config.hidden, config.latent, config.dropout, rngs=rngs)
         self.decoder = MLP([config.latent, *reversed(config.hidden)], config.dropout, rngs=rngs)
         self.mean = nnx.Linear(config.hidden[0], n_features, rngs=rngs)
-        self.dropout_logit = nnx.Linear(config.hidden[0], n_features, rngs=rngs)
-        self.log_theta = nnx.Param(jnp.zeros(n_features))
+        if likelihood == "zinb":
+            self.dropout_logit = nnx.Linear(config.hidden[0], n_features, rngs=rngs)
+            self.log_theta = nnx.Param(jnp.zeros(n_features))
 
     def nll(self, z: jax.Array, batch: dict, ridge: float, key: jax.Array | None) -> jax.Array:
         h = jax.nn.gelu(self.decoder(z, key))
+        if self.likelihood == "bernoulli":
+            return losses.bernoulli_nll(self.mean(h), batch[KEYS.COUNTS] > 0)
         mu = losses.scaled_mean(self.mean(h), batch[KEYS.SIZE_FACTOR])
         theta = jnp.clip(jnp.exp(self.log_theta[...]), 1e-4, 1e4)
         return losses.zinb_nll(batch[KEYS.COUNTS], mu, theta, jax.nn.sigmoid(self.dropout_logit(h)), ridge)
@@ -61,8 +69,8 @@ class CrossAttention(nnx.Module):
 
 class SCI2CL(nnx.Module):
     def __init__(self, n_genes: int, n_peaks: int, config: SCI2CLConfig, *, rngs: nnx.Rngs):
-        self.rna = ZINBAutoEncoder(n_genes, config, rngs=rngs)
-        self.atac = ZINBAutoEncoder(n_peaks, config, rngs=rngs)
+        self.rna = CountAutoEncoder(n_genes, config, rngs=rngs)
+        self.atac = CountAutoEncoder(n_peaks, config, config.atac_likelihood, rngs=rngs)
         self.rna_views = ViewAttention(config, rngs=rngs)
         self.atac_views = ViewAttention(config, rngs=rngs)
         self.rna_to_atac = CrossAttention(config.latent, rngs=rngs)
@@ -89,7 +97,7 @@ def hard_negatives(key: jax.Array, z_rna: jax.Array, z_atac: jax.Array, tau: flo
     return jax.random.categorical(key, logits, axis=1)
 
 
-def view_loss(ae: ZINBAutoEncoder, views: ViewAttention, x: jax.Array, z: jax.Array, n_views: int,
+def view_loss(ae: CountAutoEncoder, views: ViewAttention, x: jax.Array, z: jax.Array, n_views: int,
               mask_rate: float, key: jax.Array, drop) -> jax.Array:
     """``mean ||sg(Z) - Z_hat||^2`` on L2-normalised embeddings, Z_hat from T column-masked views through the
     shared encoder. Two deviations from the seed, both measured on MOp: on raw embeddings the loss is minimised
@@ -117,7 +125,7 @@ def make_loss(config: SCI2CLConfig, stage: str = "joint"):
         z_atac = model.atac.encoder(x_atac, drop(1))
         rec_rna = model.rna.nll(z_rna, rna, config.zinb_ridge, drop(2))
         rec_atac = model.atac.nll(z_atac, atac, config.zinb_ridge, drop(3))
-        metrics = {"zinb_rna": rec_rna, "zinb_atac": rec_atac}
+        metrics = {"zinb_rna": rec_rna, f"{config.atac_likelihood}_atac": rec_atac}
         total = config.rec_weight * (rec_rna + rec_atac)
         if stage == "pretrain":
             return total, metrics
