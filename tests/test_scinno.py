@@ -93,6 +93,18 @@ def test_leiden_readout_fuses_the_pca_view_of_all_hvgs_label_free(counts_adata):
     assert source.hvg_normalizer is prepared.normalizer  # the view reads all HVGs
 
 
+def test_leiden_readout_reads_the_encoder_latent_or_the_refined_one(counts_adata):
+    runs = {}
+    for name, params in (("argmax", ARGMAX), ("encoder", SMALL), ("refined", {**SMALL, "readout_latent": "refined"})):
+        runs[name] = counts_adata.copy()
+        tl.cluster(runs[name], method="scinno", n_clusters=3, progress=False, **params)
+    refined = runs["argmax"].obsm["X_scinno"]  # the argmax read-off's embedding: the attention-refined latent
+    np.testing.assert_array_equal(runs["refined"].obsm["X_scinno_latent"], refined)  # the same trained model
+    assert not np.allclose(runs["encoder"].obsm["X_scinno_latent"], refined, atol=1e-3)
+    with pytest.raises(ValueError, match="readout_latent"):
+        tl.cluster(counts_adata, method="scinno", readout_latent="attention", progress=False, **SMALL)
+
+
 def test_warmup_must_leave_clustering_epochs(counts_adata):
     with pytest.raises(ValueError, match="warmup_epochs must be between"):
         tl.cluster(counts_adata, method="scinno", progress=False, **{**SMALL, "warmup_epochs": 4})
