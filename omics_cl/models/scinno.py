@@ -29,7 +29,7 @@ Without ``n_clusters``, K is estimated by Leiden (resolution ``resolution``) on 
 warm-up latent; no labels are involved. The seed's prediction (``readout="argmax"``) is the argmax
 membership; the default read-off (``readout="leiden"``, as siamese's: ``models.common.leiden_readout``) is
 Leiden on the encoder's latent (``readout_latent="encoder"``; the attention-refined latent, ``"refined"``, was the
-default before 2026-12-03: on the same trained models it moved far more with the seed, MOp 5-seed spread .144 vs
+default before 2026-12-03: on the same trained models it moved far more with the seed, MOp 5-seed spread .143 vs
 .039, and scored lower on pbmc68k_reduced and MOp; benchmarks/README.md) fused with equal weights with two PCA
 views of all HVGs (not only the detected genes:
 that view scored MOp .33 / .29 instead of .39 / .37, seeds 0-1), the ``pca`` baseline's and the Pearson residuals'
