@@ -34,10 +34,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
-from common import MACHINE, labelled_rna, machine, median_table, write_json_atomic
+from common import clustering_row, labelled_rna, machine, print_clustering_summary, write_json_atomic
 from integration import stored
 
-from omics_cl import metrics, models, tl
+from omics_cl import models, tl
 from omics_cl.core import graph
 from omics_cl.data.preprocess import prepare_counts
 from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS
@@ -149,14 +149,10 @@ def main(argv=None) -> int:
                                     ensemble_readout(adata, name, args.method, k, seed, args.members, pearson_pcs,
                                                      args.embeddings)))
             for method, labels in rows_of_run:
-                s = metrics.clustering_scores(truth, labels.astype(str), exclude=manifest.unlabelled_values)
-                row = {"dataset": name, "trained": args.method, "method": method, "protocol": "n_clusters",
-                       "seed": seed, **s, "n_clusters": len(np.unique(labels)), "train_seconds": seconds}
-                rows.append({**row, "machine": MACHINE})
-                print(json.dumps(row), flush=True)
+                rows.append(clustering_row(manifest, truth, labels, seconds, dataset=name, trained=args.method,
+                                           method=method, protocol="n_clusters", seed=seed))
             write_json_atomic(rows, args.json)
-    print(f"\nmachine: {machine()}")
-    print(median_table(rows, ["dataset", "method"], ["nmi", "ari", "acc", "n_clusters"], spread=True))
+    print_clustering_summary(rows)
     return 0
 
 

@@ -87,3 +87,18 @@ def labelled_rna(name: str):
     print(f"{name}: {adata.n_obs} cells x {adata.n_vars} genes, {k} classes in "
           f"{manifest.default_label_key} ({int(scored.sum())} cells scored)", flush=True)
     return manifest, adata, labels, k
+
+
+def clustering_row(manifest, truth, labels: np.ndarray, seconds: float, **fields) -> dict:
+    """One benchmark row: ``fields`` then the scores of ``labels`` against ``truth`` (the manifest's unlabelled values
+    left out), the number of clusters and ``seconds``; printed, and returned with the machine."""
+    scores = metrics.clustering_scores(truth, labels.astype(str), exclude=manifest.unlabelled_values)
+    row = {**fields, **scores, "n_clusters": len(np.unique(labels)), "train_seconds": seconds}
+    print(json.dumps(row), flush=True)
+    return {**row, "machine": MACHINE}
+
+
+def print_clustering_summary(rows: list[dict]) -> None:
+    """The machine, then the median [spread] of each (dataset, method)'s clustering scores."""
+    print(f"\nmachine: {machine()}")
+    print(median_table(rows, ["dataset", "method"], ["nmi", "ari", "acc", "n_clusters"], spread=True))

@@ -10,7 +10,6 @@ their mean (rows ``scinno_refined_ctx<c>``, ``scinno_refined_mean<N>``). Labels 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,9 +18,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
-from common import MACHINE, labelled_rna, machine, median_table, write_json_atomic
+from common import clustering_row, labelled_rna, machine, print_clustering_summary, write_json_atomic
 
-from omics_cl import metrics, models
+from omics_cl import models
 from omics_cl.core import graph
 from omics_cl.data.preprocess import prepare_counts
 from omics_cl.models import scinno
@@ -67,14 +66,10 @@ def main(argv=None) -> int:
                                        config.fusion_shrinkage)[0]["embedding"]
                 labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(fused, 15, "cosine", seed), seed, None,
                                                       1.0, k)
-                s = metrics.clustering_scores(truth, labels.astype(str), exclude=manifest.unlabelled_values)
-                row = {"dataset": name, "method": method, "protocol": "n_clusters", "seed": seed, **s,
-                       "n_clusters": len(np.unique(labels)), "train_seconds": seconds}
-                rows.append({**row, "machine": MACHINE})
-                print(json.dumps(row), flush=True)
+                rows.append(clustering_row(manifest, truth, labels, seconds, dataset=name, method=method,
+                                           protocol="n_clusters", seed=seed))
             write_json_atomic(rows, args.json)
-    print(f"\nmachine: {machine()}")
-    print(median_table(rows, ["dataset", "method"], ["nmi", "ari", "acc", "n_clusters"], spread=True))
+    print_clustering_summary(rows)
     return 0
 
 
