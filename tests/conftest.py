@@ -1,9 +1,22 @@
-import anndata as ad
-import numpy as np
-import pytest
-import scipy.sparse as sp
+import atexit
+import os
+import shutil
+import tempfile
 
-from omics_cl import datasets
+# Tests train many small models whose jitted steps are the same programs; a compilation cache for this test
+# session (shared with the CLI subprocesses through the environment) compiles each once. Set before jax is imported.
+_CACHE = tempfile.mkdtemp(prefix="omics_cl_test_jit_")
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import anndata as ad  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+
+from omics_cl import datasets  # noqa: E402
 
 # small network settings so unit tests train in seconds
 FAST = {"hidden": (64,), "latent": 16, "epochs": 3, "batch_size": 64}
