@@ -34,7 +34,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
-from common import clustering_row, labelled_rna, machine, print_clustering_summary, write_json_atomic
+from common import (clustering_row, labelled_rna, machine, n_clusters_leiden, print_clustering_summary,
+                    write_json_atomic)
 from integration import stored
 
 from omics_cl import models, tl
@@ -100,8 +101,7 @@ def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray)
     """``(row method, cluster labels)`` for each read-off of one run."""
     yield first_row(method), out["clusters"]
     for name, z in fused_embeddings(out, method, seed, pearson_pcs).items():
-        labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(z, 15, "cosine", seed), seed, None, 1.0, k)
-        yield name, labels
+        yield name, n_clusters_leiden(z, seed, k)
 
 
 def ensemble_readout(adata, name: str, method: str, k: int, seed: int, n_members: int, pearson_pcs: np.ndarray,

@@ -8,6 +8,7 @@ import platform
 import numpy as np
 
 from omics_cl import datasets, metrics
+from omics_cl.core import graph
 from omics_cl.core.files import atomic_write
 
 
@@ -87,6 +88,13 @@ def labelled_rna(name: str):
     print(f"{name}: {adata.n_obs} cells x {adata.n_vars} genes, {k} classes in "
           f"{manifest.default_label_key} ({int(scored.sum())} cells scored)", flush=True)
     return manifest, adata, labels, k
+
+
+def n_clusters_leiden(embedding: np.ndarray, seed: int, k: int) -> np.ndarray:
+    """Consensus Leiden at ``k`` clusters on the 15-neighbour cosine graph of ``embedding`` (the n_clusters protocol,
+    as ``tl.cluster_embedding``)."""
+    labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(embedding, 15, "cosine", seed), seed, None, 1.0, k)
+    return labels
 
 
 def clustering_row(manifest, truth, labels: np.ndarray, seconds: float, **fields) -> dict:

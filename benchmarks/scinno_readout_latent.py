@@ -18,10 +18,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
-from common import clustering_row, labelled_rna, machine, print_clustering_summary, write_json_atomic
+from common import (clustering_row, labelled_rna, machine, n_clusters_leiden, print_clustering_summary,
+                    write_json_atomic)
 
 from omics_cl import models
-from omics_cl.core import graph
 from omics_cl.data.preprocess import prepare_counts
 from omics_cl.models import scinno
 from omics_cl.models.common import fused_with_pca, pca_views
@@ -64,8 +64,7 @@ def main(argv=None) -> int:
             for method, z in out.items():
                 fused = fused_with_pca(pcs, np.asarray(z, np.float32), config.fusion_neighbors, seed,
                                        config.fusion_shrinkage)[0]["embedding"]
-                labels, _, _ = graph.consensus_leiden(graph.neighbor_graph(fused, 15, "cosine", seed), seed, None,
-                                                      1.0, k)
+                labels = n_clusters_leiden(fused, seed, k)
                 rows.append(clustering_row(manifest, truth, labels, seconds, dataset=name, method=method,
                                            protocol="n_clusters", seed=seed))
             write_json_atomic(rows, args.json)
