@@ -5,13 +5,9 @@ import tempfile
 
 # Tests train many small models whose jitted steps are the same programs; a compilation cache for this test
 # session (shared with the CLI subprocesses through the environment) compiles each once. Set before jax is imported.
-# jax writes cache entries in place, so each pytest-xdist worker gets its own directory rather than the one its
-# controller set (a cache the user set before pytest is kept).
-_CACHE_MARK = "OMICS_CL_TEST_JIT_CACHE"
 _CACHE = tempfile.mkdtemp(prefix="omics_cl_test_jit_")
 atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
-if os.environ.get("JAX_COMPILATION_CACHE_DIR", _CACHE) == os.environ.get(_CACHE_MARK, _CACHE):
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_CACHE_MARK] = _CACHE
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _CACHE)
 # Most of the suite's time is XLA compiling small programs: the tests compile them with LLVM's optimisation level 0
 # (about 30% less time on tests/test_map_paired.py + tests/test_sci2cl.py). Numerics may differ from an optimised
 # build's in the last bits; every comparison in the tests is within one build. Subprocesses that set their own
