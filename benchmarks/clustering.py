@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, labelled_rna, machine, median_table, write_json_atomic
 
 from omics_cl import datasets, metrics, models, tl
+from omics_cl.core import graph
 
 DEFAULT_DATASETS = "zeisel_cortex,cbmc_citeseq_rna500,pbmc68k_reduced,mop_snare_paired"
 ANCHORS = Path(__file__).resolve().parent / "anchors"
@@ -62,13 +63,14 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = str(Path(tmp) / "run.ckpt")
             full = tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, checkpoint_path=ckpt,
-                              leiden_restarts=args.leiden_restarts, **params)
+                              leiden_restarts=args.leiden_restarts, overcluster=args.overcluster, **params)
             yield "n_clusters", f"{method}_cluster", full, full["train_seconds"], method
+            yield from bisected(adata, method, seed, k, full, full["train_seconds"], args)
             if "resolution" not in args.protocols:
                 return
             os.remove(f"{ckpt}.cluster")  # keep the (K-independent) pre-training stage, redo the clustering stage
             rec = tl.cluster(adata, method=method, seed=seed, progress=False, checkpoint_path=ckpt,
-                             leiden_restarts=args.leiden_restarts, **params)
+                             leiden_restarts=args.leiden_restarts, overcluster=args.overcluster, **params)
             yield "resolution", f"{method}_cluster", rec, full["train_seconds"], method
         return
     if method == "scvi":
@@ -84,15 +86,29 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
     yield "resolution", f"{method}_cluster", rec, seconds, method
     fixed = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed, key_added=f"{method}_cluster_k",
                                  n_dims=graph_dims, leiden_restarts=args.leiden_restarts,
-                                 leiden_consensus=args.leiden_consensus)
+                                 leiden_consensus=args.leiden_consensus, overcluster=args.overcluster)
     yield "n_clusters", f"{method}_cluster_k", fixed, seconds, method
+    yield from bisected(adata, method, seed, k, rec, seconds, args)
     latent = adata.obsm.pop(f"X_{method}_latent", None)
     if latent is not None:  # a fused embedding: its latent alone, read off the same run
         adata.obsm["X_latent"] = latent
         for protocol, n in (("resolution", None), ("n_clusters", k)):
             info = tl.cluster_embedding(adata, "X_latent", n_clusters=n, seed=seed, key_added="latent_cluster",
-                                        leiden_restarts=args.leiden_restarts, leiden_consensus=args.leiden_consensus)
+                                        leiden_restarts=args.leiden_restarts, leiden_consensus=args.leiden_consensus,
+                                        overcluster=args.overcluster)
             yield protocol, "latent_cluster", info, seconds, f"{method}_latent"
+
+
+def bisected(adata, method: str, seed: int, k: int, record: dict, seconds: float, args):
+    """With ``--bisect-rows``: the n_clusters row of the same embedding bisected straight to K (``overcluster=1``,
+    the protocol before 2026-12-03), as method ``<method>_bisect``; nothing for argmax or ensemble read-offs."""
+    if not args.bisect_rows or f"X_{method}" not in adata.obsm or f"{method}_connectivities" in adata.obsp \
+            or f"{method}_membership" in adata.obsm:
+        return
+    info = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed, key_added="bisect_cluster",
+                                n_dims=record.get("graph_dims"), leiden_restarts=args.leiden_restarts,
+                                leiden_consensus=args.leiden_consensus, overcluster=1)
+    yield "n_clusters", "bisect_cluster", info, seconds, f"{method}_bisect"
 
 
 def main(argv=None) -> int:
@@ -108,6 +124,10 @@ def main(argv=None) -> int:
     p.add_argument("--leiden-consensus", type=int, default=None,
                    help="Leiden runs pooled into one partition for embedding methods (tl.cluster's "
                    "leiden_consensus; default: the library's, 10 up to 100,000 cells)")
+    p.add_argument("--overcluster", type=float, default=graph.OVERCLUSTER,
+                   help="n_clusters protocol: clusters made before merging, as a multiple of K (1: bisect to K)")
+    p.add_argument("--bisect-rows", action="store_true",
+                   help="also score each n_clusters embedding bisected straight to K, as '<method>_bisect' rows")
     p.add_argument("--protocols", default="n_clusters,resolution", type=lambda value: value.split(","),
                    help="comma-separated; self-clustering methods skip their second run without 'resolution'")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -133,7 +153,8 @@ def main(argv=None) -> int:
                     row = {"dataset": name, "method": row_method, "protocol": protocol, "seed": seed, **s,
                            "n_clusters": info["n_clusters"], "train_seconds": seconds,
                            "leiden_restarts": args.leiden_restarts,
-                           "leiden_consensus": info.get("leiden_consensus", 1)}
+                           "leiden_consensus": info.get("leiden_consensus", 1),
+                           "overcluster": info.get("overcluster")}
                     if extra:
                         row["params"] = extra
                     rows.append({**row, "machine": MACHINE})

@@ -238,25 +238,31 @@ def scoring_seeds(seed: int, scorings: int) -> list[int]:
     return [seed + 1000 * i for i in range(scorings)]
 
 
-def score(method, out, labels, unlabelled, k, seed, seconds, leiden_consensus: int | None = None, scorings: int = 1):
-    """Rows of both protocols; with ``scorings`` > 1 each score is the mean over that many clusterings of the same
-    embedding (Leiden seeds :func:`scoring_seeds`; ``ari_scorings`` lists each one's ARI)."""
+def score(method, out, labels, unlabelled, k, seed, seconds, leiden_consensus: int | None = None, scorings: int = 1,
+          overcluster: float = graph.OVERCLUSTER, protocols=("resolution", "n_clusters")):
+    """Rows of the ``protocols``; with ``scorings`` > 1 each score is the mean over that many clusterings of the same
+    embedding (Leiden seeds :func:`scoring_seeds`; ``ari_scorings`` lists each one's ARI). ``overcluster``: the
+    n_clusters protocol's factor (``graph.consensus_leiden``; 1 bisects straight to K)."""
     paired = "rna" in out and "atac" in out
     match = {"foscttm": metrics.foscttm(out["rna"], out["atac"]) if paired else None,
              "top1_match": metrics.top1_match(out["rna"], out["atac"]) if paired else None}
     rows = []
     for protocol, n_clusters in (("resolution", None), ("n_clusters", k)):
+        if protocol not in protocols:
+            continue
         each = []
         for leiden_seed in scoring_seeds(seed, scorings):
             adjacency = out["graph"] if "graph" in out else graph.neighbor_graph(out["joint"], 15, "cosine",
                                                                                  leiden_seed)
-            clusters, _, runs = graph.consensus_leiden(adjacency, leiden_seed, leiden_consensus, 1.0, n_clusters)
+            clusters, _, runs = graph.consensus_leiden(adjacency, leiden_seed, leiden_consensus, 1.0, n_clusters,
+                                                       overcluster=overcluster)
             each.append({**metrics.clustering_scores(labels, clusters.astype(str), exclude=unlabelled),
                          "n_clusters": int(clusters.max()) + 1})
         s = {key: float(np.mean([e[key] for e in each])) for key in each[0] if key != "n_clusters"}
         extra = {"scorings": scorings, "ari_scorings": [e["ari"] for e in each]} if scorings > 1 else {}
         rows.append({"method": method, "protocol": protocol, "seed": seed, **s, **match, "seconds": seconds,
-                     "n_clusters": each[0]["n_clusters"], "leiden_consensus": runs, **extra})
+                     "n_clusters": each[0]["n_clusters"], "leiden_consensus": runs,
+                     "overcluster": overcluster if n_clusters else None, **extra})
     return rows
 
 
@@ -275,6 +281,11 @@ def main(argv=None) -> int:
                    "(other protocols, label_consistency.py) read them instead of retraining")
     p.add_argument("--scorings", type=int, default=1, help="clusterings of each embedding (Leiden seeds seed, "
                    "seed + 1000, ...); each score is their mean, a lower-noise estimate of the embedding's quality")
+    p.add_argument("--overcluster", type=float, default=graph.OVERCLUSTER, help="n_clusters protocol: Leiden "
+                   "clusters made before merging, as a multiple of K (omics_cl.core.graph.consensus_leiden; 1: bisect "
+                   "straight to K, the protocol before 2026-12-03)")
+    p.add_argument("--protocols", default="resolution,n_clusters", type=lambda value: value.split(","),
+                   help="comma-separated protocols to score")
     p.add_argument("--scglue-max-epochs", type=int, help="cap on each scGLUE training stage")
     p.add_argument("--multivi-max-epochs", type=int, help="cap on MultiVI's epochs (default: its own schedule)")
     args = p.parse_args(argv)
@@ -312,7 +323,7 @@ def main(argv=None) -> int:
             else:
                 out, seconds = embedding(method)
             for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds,
-                             args.leiden_consensus, args.scorings):
+                             args.leiden_consensus, args.scorings, args.overcluster, args.protocols):
                 rows.append({**row, "design": args.design, "machine": MACHINE})
                 print(json.dumps(row), flush=True)
             write_json_atomic(rows, args.json)

@@ -162,11 +162,71 @@ def test_consensus_leiden_with_one_run_is_plain_leiden():
     adj = noisy_graph()
     labels, res, runs = graph.consensus_leiden(adj, seed=2, runs=1, resolution=1.3)
     assert runs == 1 and res == 1.3 and np.array_equal(labels, graph.leiden(adj, 1.3, seed=2))
-    labels, res, _ = graph.consensus_leiden(adj, seed=2, runs=1, n_clusters=6)
+    labels, res, _ = graph.consensus_leiden(adj, seed=2, runs=1, n_clusters=6, overcluster=1)
     expected, expected_res = graph.leiden_n_clusters(adj, 6, seed=2)
     assert np.array_equal(labels, expected) and res == expected_res
     with pytest.raises(ValueError, match="runs"):
         graph.consensus_leiden(adj, runs=0)
+
+
+def ring_of_groups(n_big=600, n_small=8, size=20, seed=0):
+    """A large homogeneous group and ``n_small`` dense small groups on a ring (few edges to their two ring
+    neighbours and to the large group): modularity's resolution limit pairs small groups up."""
+    import scipy.sparse as sp
+
+    rng = np.random.default_rng(seed)
+    truth = np.concatenate([np.zeros(n_big, int), np.repeat(np.arange(1, n_small + 1), size)])
+    i, j = np.triu_indices(len(truth), 1)
+    p = np.where(truth[i] == truth[j], np.where(truth[i] == 0, 0.05, 0.6), 0.0)
+    small = (truth[i] > 0) & (truth[j] > 0)
+    p = np.where(small & np.isin((truth[j] - truth[i]) % n_small, (1, n_small - 1)), 0.02, p)
+    p = np.where((truth[i] == 0) & (truth[j] > 0), 0.002, p)
+    keep = rng.random(len(p)) < p
+    upper = sp.csr_matrix((np.ones(keep.sum()), (i[keep], j[keep])), shape=(len(truth), len(truth)))
+    return (upper + upper.T).tocsr(), truth
+
+
+def test_n_clusters_by_merging_keeps_small_groups_that_bisection_pairs_up(monkeypatch):
+    from sklearn.metrics import adjusted_rand_score
+
+    monkeypatch.setattr(graph, "OVERCLUSTER_MIN_CELLS", 20)  # 760 cells: 27 clusters before merging
+    adj, truth = ring_of_groups()
+    for seed in range(2):
+        merged = graph.consensus_leiden(adj, seed, None, n_clusters=9)[0]
+        bisected = graph.consensus_leiden(adj, seed, None, n_clusters=9, overcluster=1)[0]
+        assert merged.max() + 1 == bisected.max() + 1 == 9
+        assert adjusted_rand_score(truth, merged) == 1.0
+        assert adjusted_rand_score(truth, bisected) < 0.5  # splits the large group instead
+
+
+def test_overcluster_target_keeps_a_hundred_cells_per_cluster():
+    assert graph.overcluster_target(10_000, 14) == 42
+    assert graph.overcluster_target(3_000, 14) == 30  # one cluster per 100 cells
+    assert graph.overcluster_target(700, 10) == 10  # small data: plain bisection
+    assert graph.overcluster_target(10_000, 14, 1) == 14
+    with pytest.raises(ValueError, match="overcluster"):
+        graph.overcluster_target(10_000, 14, 0.5)
+
+
+def test_merge_clusters_joins_the_most_connected_pieces_first():
+    import scipy.sparse as sp
+
+    # pieces 0-2 of one population (many edges between them) and piece 3 (one edge to piece 0)
+    blocks = np.array([[20, 8, 8, 1], [8, 20, 8, 0], [8, 8, 20, 0], [1, 0, 0, 6]], float)
+    labels = np.repeat(np.arange(4), [3, 2, 2, 1])
+    onehot = np.eye(4)[labels]
+    sizes = onehot.sum(0)
+    adj = sp.csr_matrix(onehot @ (blocks / np.outer(sizes, sizes)) @ onehot.T)
+    merged = graph.merge_clusters(adj, labels, 2)
+    assert len(set(merged[labels < 3])) == 1 and merged[labels == 3][0] != merged[0]
+    assert np.bincount(merged).tolist() == [7, 1]  # sorted by size
+    assert np.array_equal(graph.merge_clusters(adj, labels, 4), labels)
+    with pytest.raises(ValueError, match="n_clusters"):
+        graph.merge_clusters(adj, labels, 0)
+    with pytest.raises(ValueError, match="overcluster"):
+        graph.consensus_leiden(adj, n_clusters=2, overcluster=0.5)
+    with pytest.raises(ValueError, match="n_clusters"):
+        graph.consensus_leiden(adj, n_clusters=9)
 
 
 def mean_pairwise_ari(partitions):
@@ -177,9 +237,9 @@ def mean_pairwise_ari(partitions):
 
 def test_consensus_leiden_is_deterministic_and_steadier_across_seeds():
     adj = noisy_graph()
-    pooled = [graph.consensus_leiden(adj, seed, 10, n_clusters=8)[0] for seed in range(5)]
+    pooled = [graph.consensus_leiden(adj, seed, 10, n_clusters=8, overcluster=1)[0] for seed in range(5)]
     assert all(labels.max() + 1 == 8 for labels in pooled)
-    assert np.array_equal(pooled[0], graph.consensus_leiden(adj, 0, 10, n_clusters=8)[0])
+    assert np.array_equal(pooled[0], graph.consensus_leiden(adj, 0, 10, n_clusters=8, overcluster=1)[0])
     single = [graph.leiden_n_clusters(adj, 8, seed)[0] for seed in range(5)]
     assert mean_pairwise_ari(pooled) > mean_pairwise_ari(single)
 
@@ -207,6 +267,11 @@ def test_cluster_embedding_pools_leiden_runs_and_refuses_bad_settings():
     with pytest.raises(ValueError, match="leiden_restarts"):
         tl.cluster_embedding(adata, "X_emb", leiden_restarts=10, leiden_consensus=10)
     assert tl.cluster_embedding(adata, "X_emb", leiden_restarts=10)["leiden_consensus"] == 1
+    assert record["overcluster"] == graph.OVERCLUSTER and record["clusters_before_merge"] == 5  # 300 cells
+    assert "overcluster" not in tl.cluster_embedding(adata, "X_emb")
+    for bad in (0.5, "3", True):
+        with pytest.raises(ValueError, match="overcluster"):
+            tl.cluster_embedding(adata, "X_emb", n_clusters=5, overcluster=bad)
 
 
 def test_cluster_refuses_pooled_restarts_before_training(monkeypatch):
@@ -221,6 +286,8 @@ def test_cluster_refuses_pooled_restarts_before_training(monkeypatch):
     adata = ad.AnnData(np.ones((20, 5), dtype=np.float32))
     with pytest.raises(ValueError, match="leiden_restarts"):
         tl.cluster(adata, method="cae", leiden_restarts=10, leiden_consensus=10, progress=False)
+    with pytest.raises(ValueError, match="overcluster"):
+        tl.cluster(adata, method="cae", n_clusters=3, overcluster=0, progress=False)
 
 
 def test_a_cells_distance_to_itself_is_zero_so_rounding_does_not_move_the_graph():
@@ -233,3 +300,17 @@ def test_a_cells_distance_to_itself_is_zero_so_rounding_does_not_move_the_graph(
         assert (idx[:, 0] == np.arange(200)).all() and (dist[:, 0] == 0).all()
     difference = graph.neighbor_graph(x, 10) - graph.neighbor_graph(scaled, 10)
     assert abs(difference).max() < 1e-4
+
+
+def test_integrate_refuses_a_bad_overcluster_before_training(monkeypatch):
+    import anndata as ad
+
+    from omics_cl import models, tl
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before refusing overcluster")
+
+    monkeypatch.setattr(models, "train_method", no_training)
+    counts = ad.AnnData(np.ones((20, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="overcluster"):
+        tl.integrate(rna=counts, atac=counts.copy(), n_clusters=3, overcluster=0.9, progress=False)

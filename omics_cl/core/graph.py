@@ -14,6 +14,8 @@ LEIDEN_RESTARTS = 1  # 10 made PCA + Leiden seed-stable but chose the worse cbmc
 NEIGHBOUR_RESOLUTIONS = (0.8, 0.9, 1.1, 1.25)
 CONSENSUS_RUNS = 10  # Leiden runs pooled by consensus_leiden (benchmarks/README.md, clustering: consensus Leiden)
 CONSENSUS_MAX_CELLS = 100_000  # above this, consensus_leiden's default is one run (each run costs a full Leiden)
+OVERCLUSTER = 3.0  # n_clusters: Leiden makes this many times the clusters, merge_clusters joins them (benchmarks/README.md)
+OVERCLUSTER_MIN_CELLS = 100  # ... but at most one cluster per this many cells before merging (small data: plain bisection)
 
 
 def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
@@ -236,29 +238,73 @@ def coassociation_graph(adjacency: sp.spmatrix, partitions: list[np.ndarray]) ->
     return (upper + upper.T).tocsr()
 
 
+def merge_clusters(adjacency: sp.spmatrix, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """Join clusters pairwise down to ``n_clusters``: each step merges the pair (i, j) whose edge weight between
+    them is the largest share of the smaller one's total edge weight, ``w_ij / min(vol_i, vol_j)``. Pieces of
+    one population send much of their weight to each other and merge first; a small population with few
+    edges out of it stays apart, which modularity at a low resolution would absorb into a neighbour. Labels
+    are sorted by size; no labels of cell types are involved."""
+    n_current = int(labels.max()) + 1
+    if n_clusters < 1:
+        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}")
+    onehot = sp.csr_matrix((np.ones(len(labels)), (np.arange(len(labels)), labels)), shape=(len(labels), n_current))
+    weights = (onehot.T @ sp.csr_matrix(adjacency) @ onehot).toarray()
+    group = np.arange(n_current)  # current cluster of each original label
+    while weights.shape[0] > n_clusters:
+        volume = np.maximum(weights.sum(1), np.finfo(float).tiny)
+        share = weights / np.minimum.outer(volume, volume)
+        np.fill_diagonal(share, -np.inf)
+        i, j = sorted(np.unravel_index(int(np.argmax(share)), share.shape))
+        weights[i] += weights[j]
+        weights[:, i] += weights[:, j]
+        weights = np.delete(np.delete(weights, j, 0), j, 1)
+        group = np.where(group == j, i, np.where(group > j, group - 1, group))
+    merged = group[labels]
+    return np.argsort(size_order(merged))[merged]
+
+
+def overcluster_target(n_cells: int, n_clusters: int, overcluster: float = OVERCLUSTER) -> int:
+    """Clusters Leiden makes before :func:`merge_clusters` joins them down to ``n_clusters``:
+    ``round(overcluster x n_clusters)``, at most one per ``OVERCLUSTER_MIN_CELLS`` cells (merging pieces of a few
+    dozen cells follows noise: on 700 PBMCs it cost the trained embeddings up to .14 ARI), never below
+    ``n_clusters``."""
+    if overcluster < 1:
+        raise ValueError(f"overcluster must be >= 1, got {overcluster}")
+    return max(n_clusters, min(round(overcluster * n_clusters), n_cells // OVERCLUSTER_MIN_CELLS))
+
+
 def consensus_leiden(adjacency: sp.spmatrix, seed: int = 0, runs: int | None = None, resolution: float = 1.0,
-                     n_clusters: int | None = None, n_iterations: int = 2) -> tuple[np.ndarray, float, int]:
+                     n_clusters: int | None = None, n_iterations: int = 2,
+                     overcluster: float = OVERCLUSTER) -> tuple[np.ndarray, float, int]:
     """Leiden pooled over ``runs`` random streams: the partition of one run (at ``resolution``, or bisected to
     ``n_clusters``), ``runs`` runs at that resolution (the first is that partition), and Leiden again, the same
     way, on :func:`coassociation_graph` of them. Edges between cells that the runs split now and then weigh
     less, so the result no longer flips with the seed. No labels are involved.
 
     ``runs``: ``None`` is ``CONSENSUS_RUNS`` up to ``CONSENSUS_MAX_CELLS`` cells and 1 above; 1 is a single
-    Leiden run (:func:`leiden` / :func:`leiden_n_clusters`). Returns ``(labels, resolution, runs)``.
+    Leiden run (:func:`leiden` / :func:`leiden_n_clusters`). With ``n_clusters``, the bisection aims at
+    :func:`overcluster_target` clusters and :func:`merge_clusters` joins them on ``adjacency`` down to
+    ``n_clusters`` (``overcluster`` 1: bisect to ``n_clusters`` itself). Returns ``(labels, resolution,
+    runs)``, the resolution of the Leiden partition before any merging.
     """
     if runs is None:
         runs = CONSENSUS_RUNS if adjacency.shape[0] <= CONSENSUS_MAX_CELLS else 1
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
+    if n_clusters is not None and not 1 <= n_clusters <= adjacency.shape[0]:
+        raise ValueError(f"n_clusters must be between 1 and the number of cells ({adjacency.shape[0]}), "
+                         f"got {n_clusters}")
+    target = None if n_clusters is None else overcluster_target(adjacency.shape[0], n_clusters, overcluster)
 
     def partition(adj: sp.spmatrix) -> tuple[np.ndarray, float]:
-        if n_clusters is None:
+        if target is None:
             return leiden(adjacency=adj, resolution=resolution, seed=seed, n_iterations=n_iterations), resolution
-        return leiden_n_clusters(adj, n_clusters, seed, n_iterations=n_iterations)
+        return leiden_n_clusters(adj, target, seed, n_iterations=n_iterations)
 
     labels, res = partition(adjacency)
-    if runs == 1:
-        return labels, res, runs
-    pooled = _partitions(_weighted_graph(adjacency), res, seed, n_iterations, runs)
-    labels, res = partition(coassociation_graph(adjacency, pooled))
+    if runs > 1:
+        pooled = _partitions(_weighted_graph(adjacency), res, seed, n_iterations, runs)
+        labels, res = partition(coassociation_graph(adjacency, pooled))
+    if n_clusters is not None and labels.max() + 1 > n_clusters:
+        labels = merge_clusters(adjacency, labels, n_clusters)
     return labels, res, runs

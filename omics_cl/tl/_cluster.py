@@ -42,14 +42,23 @@ def check_leiden_consensus(runs: int | None, leiden_restarts: int = 1) -> None:
                          "leiden_consensus=1 with it")
 
 
+def check_overcluster(overcluster: float) -> None:
+    """Refuse an ``overcluster`` factor below 1 (or not a number) before any work."""
+    if isinstance(overcluster, bool) or not isinstance(overcluster, (int, float, np.integer, np.floating)) \
+            or not overcluster >= 1:
+        raise ValueError(f"overcluster must be a number >= 1, got {overcluster!r}")
+
+
 def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = None, resolution: float = 1.0,
                       key_added: str | None = None, seed: int = 0, n_neighbors: int = 15,
-                      n_dims: int | None = None, leiden_restarts: int = 1, leiden_consensus: int | None = None) -> dict:
+                      n_dims: int | None = None, leiden_restarts: int = 1, leiden_consensus: int | None = None,
+                      overcluster: float = graph.OVERCLUSTER) -> dict:
     """Leiden on a cosine kNN graph of ``obsm[use_rep]`` (first ``n_dims`` columns if given).
 
     Protocols: ``resolution`` as given, or, when ``n_clusters`` is set, the resolution found by
     bisection that yields that many clusters. Writes ``obs[key_added]`` (default
-    ``"<rep>_cluster"``) and returns ``{"protocol", "resolution", "n_clusters", "leiden_consensus"}``.
+    ``"<rep>_cluster"``) and returns ``{"protocol", "resolution", "n_clusters", "leiden_consensus"}`` (with
+    ``n_clusters``, also ``"overcluster"`` and ``"clusters_before_merge"``).
 
     Parameters
     ----------
@@ -77,6 +86,12 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
         Leiden runs pooled into one partition (:func:`omics_cl.core.graph.consensus_leiden`: clusters of
         the graph reweighted by how often the runs keep two cells together); ``None``: 10 up to 100,000
         cells, else 1; 1: a single run. Not combined with ``leiden_restarts`` > 1.
+    overcluster
+        With ``n_clusters``: Leiden first makes ``overcluster`` x ``n_clusters`` clusters (at most one per 100
+        cells: :func:`omics_cl.core.graph.overcluster_target`), then the most connected pairs are merged down to
+        ``n_clusters`` (:func:`omics_cl.core.graph.merge_clusters`), so small distinct populations are kept
+        rather than a large one split (benchmarks/README.md); 1: bisect straight to ``n_clusters`` (the protocol
+        before 2026-12-03). Not used with ``leiden_restarts`` > 1.
 
     Returns
     -------
@@ -91,14 +106,16 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
     if not np.isfinite(z).all():
         raise ValueError(f"obsm[{use_rep!r}] contains NaN/inf")
     check_leiden_consensus(leiden_consensus, leiden_restarts)
+    check_overcluster(overcluster)
     adjacency = graph.neighbor_graph(z, n_neighbors, "cosine", seed)
     key = key_added or f"{use_rep.removeprefix('X_')}_cluster"
-    return cluster_graph(adata, adjacency, key, n_clusters, resolution, seed, leiden_restarts, leiden_consensus)
+    return cluster_graph(adata, adjacency, key, n_clusters, resolution, seed, leiden_restarts, leiden_consensus,
+                         overcluster)
 
 
 def cluster_graph(adata: ad.AnnData, adjacency, key_added: str, n_clusters: int | None = None,
                   resolution: float = 1.0, seed: int = 0, leiden_restarts: int = 1,
-                  leiden_consensus: int | None = None) -> dict:
+                  leiden_consensus: int | None = None, overcluster: float = graph.OVERCLUSTER) -> dict:
     """Leiden on a cell graph (``adjacency``, cells x cells) as :func:`cluster_embedding` runs it on its kNN
     graph; writes ``obs[key_added]`` and returns the same record."""
     protocol = "resolution" if n_clusters is None else "n_clusters"
@@ -109,10 +126,15 @@ def cluster_graph(adata: ad.AnnData, adjacency, key_added: str, n_clusters: int 
         else:
             labels, resolution = graph.leiden_n_clusters(adjacency, n_clusters, seed, restarts=leiden_restarts)
     else:
-        labels, resolution, runs = graph.consensus_leiden(adjacency, seed, leiden_consensus, resolution, n_clusters)
+        labels, resolution, runs = graph.consensus_leiden(adjacency, seed, leiden_consensus, resolution, n_clusters,
+                                                          overcluster=overcluster)
     k = int(labels.max()) + 1
     adata.obs[key_added] = pd.Categorical(labels.astype(str), categories=[str(i) for i in range(k)])
-    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": k, "leiden_consensus": runs}
+    merged = {} if n_clusters is None or leiden_restarts > 1 else {
+        "overcluster": float(overcluster),
+        "clusters_before_merge": graph.overcluster_target(adjacency.shape[0], n_clusters, overcluster)}
+    return {"protocol": protocol, "resolution": float(resolution), "n_clusters": k, "leiden_consensus": runs,
+            **merged}
 
 
 def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, memberships: np.ndarray,
@@ -131,7 +153,7 @@ def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, member
 def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
             seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
             progress: bool = True, leiden_restarts: int = 1, leiden_consensus: int | None = None,
-            stream: bool | None = None, **method_params) -> dict:
+            stream: bool | None = None, overcluster: float = graph.OVERCLUSTER, **method_params) -> dict:
     """Embed cells with ``method`` (any registered cluster method, ``omics_cl.models.names("cluster")``)
     and cluster them.
 
@@ -178,6 +200,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
         centres and K estimate.
     leiden_consensus
         Leiden runs pooled for the embedding methods' clusters (see :func:`cluster_embedding`).
+    overcluster
+        With ``n_clusters``: clusters made before merging, as a multiple of it (see :func:`cluster_embedding`).
     stream
         Stream the counts in chunks (``None``: when they are backed and the method can;
         ``True`` for a method or config that cannot: ``models.StreamingError``).
@@ -192,6 +216,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     spec = models.get(method, "cluster")
     config, _ = models.configure(spec, **method_params)  # a wrong parameter fails before any work
     check_leiden_consensus(leiden_consensus, leiden_restarts)
+    check_overcluster(overcluster)
     if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
         raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
                          f"got {n_clusters!r}")
@@ -221,7 +246,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     graph_dims = info.pop("graph_dims", None)
     if "graph" in out:
         clusters = cluster_graph(adata, out["graph"], f"{method}_cluster", n_clusters, resolution, seed,
-                                 leiden_restarts, leiden_consensus)
+                                 leiden_restarts, leiden_consensus, overcluster)
     elif "memberships" in out:
         u = out["memberships"]
         clusters = write_memberships(adata, method, u.argmax(1), u,
@@ -229,7 +254,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     else:
         adata.obsm.pop(f"{method}_membership", None)  # not left from an earlier argmax run
         clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
-                                     n_neighbors, graph_dims, leiden_restarts, leiden_consensus)
+                                     n_neighbors, graph_dims, leiden_restarts, leiden_consensus, overcluster)
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
               "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
               "n_neighbors": n_neighbors, "graph_dims": graph_dims, "stream": stream,

@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
+from omics_cl.core import graph
 from omics_cl.data.paired import Modality, paired_modalities
 from omics_cl.data.preprocess import counts_matrix
-from omics_cl.tl._cluster import check_leiden_consensus, cluster_embedding
+from omics_cl.tl._cluster import check_leiden_consensus, check_overcluster, cluster_embedding
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import check_saveable, save_method_model
 
@@ -20,7 +21,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
               n_clusters: int | None = None, resolution: float = 1.0, seed: int = 0, rna_layer: str | None = None,
               atac_layer: str | None = None, n_top_genes: int | None = 2000, n_top_peaks: int | None = 10000,
               n_neighbors: int = 15, progress: bool = True, save_model: str | os.PathLike | None = None,
-              leiden_consensus: int | None = None, **model_params) -> dict:
+              leiden_consensus: int | None = None, overcluster: float = graph.OVERCLUSTER, **model_params) -> dict:
     """Joint embedding of paired RNA + ATAC cells with ``method`` (a registered integrate method; default
     scI2CL, METHODS.md section 4), then Leiden clusters.
 
@@ -71,6 +72,8 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     leiden_consensus
         Leiden runs pooled into the clusters (``None``: 10 up to 100,000 cells, else 1; see
         :func:`cluster_embedding`).
+    overcluster
+        With ``n_clusters``: clusters made before merging, as a multiple of it (see :func:`cluster_embedding`).
     **model_params
         Method config / training config values.
 
@@ -82,6 +85,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     spec = models.get(method, "integrate")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
     check_leiden_consensus(leiden_consensus)
+    check_overcluster(overcluster)
     if save_model is not None:
         if spec.map_query is None or spec.query_state is None:
             raise ValueError(f"{method} cannot map new cells, so its model cannot be saved")
@@ -103,7 +107,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
               "train_seconds": train_seconds,
               "params": trained.record, "versions": versions()}
     carrier = clustered(rna_view.obs_names, method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
-                        leiden_consensus)
+                        leiden_consensus, overcluster)
     if save_model is not None:
         state = spec.query_state(trained.arrays, trained.state, trained.config, ctx)
         features = {key: np.asarray(view.var_names[m.columns], dtype=str)
@@ -114,14 +118,15 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
 
 
 def clustered(cells: pd.Index, method: str, arrays: dict, record: dict, n_clusters: int | None,
-              resolution: float, seed: int, n_neighbors: int, leiden_consensus: int | None = None) -> ad.AnnData:
+              resolution: float, seed: int, n_neighbors: int, leiden_consensus: int | None = None,
+              overcluster: float = graph.OVERCLUSTER) -> ad.AnnData:
     """An AnnData of ``cells`` holding the method's per-cell ``arrays`` as ``obsm["X_<method>[_<part>]"]`` and
     Leiden clusters of the joint embedding (``obs["<method>_cluster"]``); the clustering enters ``record``."""
     carrier = ad.AnnData(obs=pd.DataFrame(index=cells),
                          obsm={f"X_{method}" if part == "joint" else f"X_{method}_{part}": array
                                for part, array in arrays.items()})
     record.update(cluster_embedding(carrier, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
-                                    n_neighbors, leiden_consensus=leiden_consensus))
+                                    n_neighbors, leiden_consensus=leiden_consensus, overcluster=overcluster))
     return carrier
 
 
