@@ -12,19 +12,35 @@ from omics_cl.core import graph
 from omics_cl.core.files import atomic_write
 
 
+def cpu_model() -> str:
+    """The CPU's model name with its family / model / stepping and whether it has AVX-512: cloud CPUs often report
+    a bare vendor name, and XLA compiles for the host's instruction set, so two "AMD EPYC" machines can round
+    differently."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if not key.strip():
+                    break  # first processor only
+                fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = fields.get("model name", platform.machine())
+    avx512 = "avx512" if "avx512f" in fields.get("flags", "").split() else "no avx512"
+    return f"{name} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')} " \
+           f"stepping {fields.get('stepping', '?')}, {avx512})"
+
+
 def machine() -> str:
     import jax
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     from importlib.metadata import PackageNotFoundError, version
 
     libs = []
-    for name in ("numpy", "scipy", "scikit-learn", "igraph", "flax", "optax", "anndata", "scanpy"):
+    for name in ("numpy", "scipy", "scikit-learn", "igraph", "leidenalg", "pynndescent", "numba", "flax", "optax",
+                 "anndata", "mudata", "scanpy", "scikit-misc"):
         try:
             libs.append(f"{name} {version(name)}")
         except PackageNotFoundError:

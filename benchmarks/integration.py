@@ -19,7 +19,8 @@ likelihood on ATAC instead of the default Bernoulli; the default until 2026-12-0
 and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
 term), and rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
-(``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01) or equal weights (``sci2cl_equal_weights``),
+(``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01), equal weights (``sci2cl_equal_weights``)
+or weights shrunk a quarter or three quarters of the way to equal (``sci2cl_shrinkage_0.25`` / ``_0.75``; the default: half),
 and Z_r fused with the PCA view with depth regressed out (``sci2cl_depth_regressed``: the default's fusion rebuilt
 from the ``pca_regressed`` row; training does not read the PCA view; it was the ablation row before 2026-12-03) or with the Pearson residuals' view
 (``sci2cl_pearson``).
@@ -87,6 +88,7 @@ READ_OFF_VIEWS = {"sci2cl_depth_regressed": "pca_regressed", "sci2cl_pearson": "
 READ_OFF_DEFAULT = {"sci2cl_no_fusion": lambda out, seed: out["xattn"],  # other outputs of the default run
                     "sci2cl_no_pca": lambda out, seed: out["rna"],
                     "sci2cl_wnn_weights": refused(0.0), "sci2cl_equal_weights": refused(1.0),
+                    "sci2cl_shrinkage_0.25": refused(0.25), "sci2cl_shrinkage_0.75": refused(0.75),
                     **{method: view_fused(view) for method, view in READ_OFF_VIEWS.items()}}
 ANCHOR_METHODS = ("wnn", "multivi", "scglue")
 METHODS = ["pca_rna", "pca_scaled", "pca_regressed", "pca_pearson", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
