@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, machine, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, add_seed_arguments, machine, median_table, seed_range, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 
@@ -38,8 +38,7 @@ def score(adata, rep: str, seed: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--first-seed", type=int, default=0)
+    add_seed_arguments(p)
     p.add_argument("--json", required=True)
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
         print(rows[-1], flush=True)
         write_json_atomic(rows, args.json)
 
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed in seed_range(args):
         perm = np.random.default_rng(seed).permutation(rna.n_obs)
         half_a, half_b = perm[: rna.n_obs // 2], perm[rna.n_obs // 2:]
         for design, cells in (("all", np.arange(atac.n_obs)), ("half_b", half_b)):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, labelled_rna, machine, median_table, write_json_atomic
+from common import MACHINE, add_seed_arguments, labelled_rna, machine, median_table, seed_range, write_json_atomic
 
 from omics_cl import datasets, metrics, models, tl
 from omics_cl.core import graph
@@ -115,8 +115,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
     p.add_argument("--methods", default="pca,pca_unscaled,pca_pearson,ae,cae,scinno,siamese,scvi", help="comma-separated methods")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (or --first-seed..N-1)")
-    p.add_argument("--first-seed", type=int, default=0, help="first seed to run")
+    add_seed_arguments(p)
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
     p.add_argument("--anchors-python", help="python of the anchors environment (scvi)")
@@ -142,7 +141,7 @@ def main(argv=None) -> int:
     for name in args.datasets.split(","):
         manifest, adata, labels, k = labelled_rna(name)
         for method in args.methods.split(","):
-            for seed in range(args.first_seed, args.seeds):
+            for seed in seed_range(args):
                 if (name, method, seed) in done:
                     continue
                 trained = method in models.METHODS and models.METHODS[method].train is not None

@@ -32,6 +32,17 @@ def cpu_model() -> str:
            f"stepping {fields.get('stepping', '?')}, {avx512})"
 
 
+def add_seed_arguments(parser, default: int = 5) -> None:
+    """``--seeds N --first-seed F``: run seeds F, F+1, ..., F+N-1 (every benchmark script alike)."""
+    parser.add_argument("--seeds", type=int, default=default, help="number of seeds, from --first-seed on")
+    parser.add_argument("--first-seed", type=int, default=0, help="first seed to run")
+
+
+def seed_range(args) -> range:
+    """The seeds :func:`add_seed_arguments` asks for."""
+    return range(args.first_seed, args.first_seed + args.seeds)
+
+
 def machine() -> str:
     import jax
 

@@ -53,7 +53,7 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, machine, median_table, write_json_atomic
+from common import MACHINE, add_seed_arguments, machine, median_table, seed_range, write_json_atomic
 
 from omics_cl import datasets, metrics, tl
 from omics_cl.core import fusion, graph
@@ -271,8 +271,7 @@ def score(method, out, labels, unlabelled, k, seed, seconds, leiden_consensus: i
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (or --first-seed..N-1)")
-    p.add_argument("--first-seed", type=int, default=0, help="first seed to run")
+    add_seed_arguments(p)
     p.add_argument("--design", choices=sorted(DESIGNS), default="full", help="data design (see above)")
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
@@ -311,7 +310,7 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}\n{DATASET} ({args.design}): {rna.n_obs} cells, {rna.n_vars} genes, "
           f"{atac.n_vars} peaks, {k} labelled types, {rna.X.sum() / rna.n_obs:.0f} RNA / "
           f"{atac.X.sum() / atac.n_obs:.0f} ATAC counts per cell", flush=True)
-    for seed in range(args.first_seed, args.seeds):
+    for seed in seed_range(args):
         embedding = seed_embeddings(rna, atac, seed, args)
         for method in methods:
             if (method, seed) in done:

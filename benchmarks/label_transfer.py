@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, machine, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, add_seed_arguments, machine, median_table, seed_range, write_json_atomic  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.signatures import ranked_novelty  # noqa: E402
@@ -218,8 +218,7 @@ def score_flags(flags, corrupted):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, default=5, help="number of seeds (splits)")
-    p.add_argument("--first-seed", type=int, default=0)
+    add_seed_arguments(p)
     p.add_argument("--json", required=True)
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -242,7 +241,7 @@ def main(argv=None) -> int:
     atac = datasets.load("mop_snare_paired", modality="atac")
     annotation = datasets.annotation_path("mm10_ensembl_genes.tsv.gz")
     activity_all = pp.gene_activity(atac, annotation)
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed in seed_range(args):
         perm = np.random.default_rng(seed).permutation(rna.n_obs)
         half_a, half_b = perm[: rna.n_obs // 2], perm[rna.n_obs // 2:]
         query, activity = atac[half_b].copy(), activity_all[half_b].copy()
