@@ -1,0 +1,46 @@
+"""Every benchmark script reads ``--seeds N --first-seed F`` the same way: seeds F..F+N-1."""
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def common():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_common", BENCHMARKS / "common.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.mark.parametrize("argv, seeds", [([], [0, 1, 2, 3, 4]), (["--seeds", "2"], [0, 1]),
+                                         (["--first-seed", "3", "--seeds", "2"], [3, 4]),
+                                         (["--first-seed", "1", "--seeds", "1"], [1])])
+def test_seed_range_counts_from_first_seed(common, argv, seeds):
+    parser = argparse.ArgumentParser()
+    common.add_seed_arguments(parser)
+    assert list(common.seed_range(parser.parse_args(argv))) == seeds
+
+
+SCRIPTS = sorted(p.name for p in BENCHMARKS.glob("*.py") if p.name != "common.py")
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_no_script_defines_its_own_first_seed(script):
+    text = (BENCHMARKS / script).read_text()
+    assert 'add_argument("--first-seed"' not in text and "args.first_seed" not in text
+    if "add_seed_arguments(p" in text:
+        assert "seed_range(args)" in text
+
+
+def test_the_seeded_benchmarks_use_the_shared_arguments():
+    shared = {name for name in SCRIPTS if "add_seed_arguments(p" in (BENCHMARKS / name).read_text()}
+    assert {"atac_embedding.py", "clustering.py", "integration.py", "label_transfer.py"} <= shared
