@@ -91,7 +91,9 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
         cells: :func:`omics_cl.core.graph.overcluster_target`), then the most connected pairs are merged down to
         ``n_clusters`` (:func:`omics_cl.core.graph.merge_clusters`), so small distinct populations are kept
         rather than a large one split (benchmarks/README.md); 1: bisect straight to ``n_clusters`` (the protocol
-        before 2026-12-03). Not used with ``leiden_restarts`` > 1.
+        before 2026-12-03). Not used with ``leiden_restarts`` > 1. On an embedding whose clusters keep little of
+        their edge weight inside (cae's contrastive latent alone) the greedy merge can snowball one cluster; compare
+        with 1 there.
 
     Returns
     -------
