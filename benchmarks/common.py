@@ -32,9 +32,9 @@ def cpu_model() -> str:
            f"stepping {fields.get('stepping', '?')}, {avx512})"
 
 
-def add_seed_arguments(parser, default: int = 5) -> None:
+def add_seed_arguments(parser) -> None:
     """``--seeds N --first-seed F``: run seeds F, F+1, ..., F+N-1 (every benchmark script alike)."""
-    parser.add_argument("--seeds", type=int, default=default, help="number of seeds, from --first-seed on")
+    parser.add_argument("--seeds", type=int, default=5, help="number of seeds, from --first-seed on")
     parser.add_argument("--first-seed", type=int, default=0, help="first seed to run")
 
 

@@ -1,7 +1,6 @@
 """Every benchmark script reads ``--seeds N --first-seed F`` the same way: seeds F..F+N-1."""
 import argparse
 import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,14 +10,10 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.fixture(scope="module")
 def common():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("benchmark_common", BENCHMARKS / "common.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+    spec = importlib.util.spec_from_file_location("benchmark_common", BENCHMARKS / "common.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("argv, seeds", [([], [0, 1, 2, 3, 4]), (["--seeds", "2"], [0, 1]),
