@@ -62,7 +62,10 @@ def machine() -> str:
         threads = ", ".join(sorted({f"{t['internal_api']} {t['num_threads']}" for t in threadpool_info()}))
     except ImportError:
         threads = "unknown"
-    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {jax.default_backend()}, "
+    backend = jax.default_backend()
+    if backend != "cpu":
+        backend += f" ({jax.devices()[0].device_kind})"
+    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {backend}, "
             f"python {platform.python_version()}; {', '.join(libs)}; threads: {threads}; "
             f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 

@@ -33,6 +33,7 @@ from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, median_table, write_json_atomic  # noqa: E402
+from gpu_load import UtilisationSampler  # noqa: E402
 
 from omics_cl import datasets  # noqa: E402
 from omics_cl.core.epochs import minibatches, step_fn  # noqa: E402
@@ -116,13 +117,15 @@ def torch_twin_seconds(matrix: Path, config: CAEConfig, train: TrainConfig, args
     label = ", ".join([PATHS["torch"], f"{twin['torch_threads']} threads"]
                       + ([f"OMP_WAIT_POLICY={twin['omp_wait_policy']}"] if twin["omp_wait_policy"] else [])
                       + ([twin["device"]] if twin["device"] != "cpu" else []))
-    return twin["epoch_seconds"], {"path": label, **{k: twin[k] for k in ("torch", "torch_threads", "workers",
-                                                                          "omp_wait_policy", "device")}}
+    return twin["epoch_seconds"], {"path": label, "trained_until": twin["trained_until_unix"],
+                                   **{k: twin[k] for k in ("torch", "torch_threads", "workers", "omp_wait_policy",
+                                                           "device")}}
 
 
 def path_seconds(key: str, source, matrix: Path, config: CAEConfig, train: TrainConfig,
                  args) -> tuple[list[float], dict]:
-    """Seconds of each timed epoch of path ``key`` and extra fields for its rows."""
+    """Seconds of each timed epoch of path ``key`` and extra fields for its rows (the torch twin's with
+    ``trained_until``, the wall-clock time its last epoch ended)."""
     if key == "torch":
         return torch_twin_seconds(matrix, config, train, args)
     if key == "raw":
@@ -157,7 +160,7 @@ def main() -> None:
     if "torch" in chosen:
         anchors_python(args)
     rows = json.loads(Path(args.json).read_text()) if args.append and Path(args.json).exists() else []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, UtilisationSampler() as sampler:
         for name in args.datasets.split(","):
             source = source_of(name, args.synthetic_cells)
             matrix = Path(tmp) / f"{name}.npz"
@@ -166,10 +169,13 @@ def main() -> None:
             for round_ in range(args.rounds):
                 for key in chosen:
                     epoch_seconds, extra = path_seconds(key, source, matrix, config, train, args)
+                    until = extra.pop("trained_until", time.time())
+                    gpu_util = sampler.mean(until - sum(epoch_seconds), until)
                     for seconds in epoch_seconds:
                         row = {"dataset": name, "cells": source.n_obs, "genes": source.n_features,
                                "hidden": args.hidden, "path": PATHS[key], "round": round_,
-                               "cells_per_s": source.n_obs / seconds, "epoch_seconds": seconds, **extra}
+                               "cells_per_s": source.n_obs / seconds, "epoch_seconds": seconds, **extra,
+                               **({"gpu_util": gpu_util} if gpu_util is not None else {})}
                         rows.append({**row, "machine": MACHINE})
                         print(json.dumps(row), flush=True)
                     write_json_atomic(rows, args.json)
@@ -186,7 +192,8 @@ def main() -> None:
         print(f"torch twin rows: torch {version}, DataLoader workers {workers}, threads as in the path")
     print()
     print(median_table(rows, ["dataset", "cells", "genes", "hidden", "path"],
-                       ["cells_per_s", "of_raw_step", "epoch_seconds"], spread=True))
+                       ["cells_per_s", "of_raw_step", "epoch_seconds"]
+                       + (["gpu_util"] if any("gpu_util" in r for r in rows) else []), spread=True))
 
 
 if __name__ == "__main__":

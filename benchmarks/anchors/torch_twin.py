@@ -196,11 +196,13 @@ def main() -> None:
     x = sp.load_npz(args.matrix).tocsr().astype(np.float32)
     seconds, losses = train(x, config, args.epochs, args.batch_size, args.seed, args.workers,
                             torch.device(args.device))
+    trained_until = time.time()  # the wall-clock end of the last epoch, for GPU utilisation windows
     result = {"torch": torch.__version__, "torch_threads": torch.get_num_threads(), "workers": args.workers,
               "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "device": args.device,
               "python": platform.python_version(), "cells": x.shape[0], "genes": x.shape[1], "config": asdict(config),
               "batch_size": args.batch_size, "epoch_seconds": seconds,
-              "cells_per_s": [x.shape[0] / s for s in seconds], "epoch_loss": losses}
+              "cells_per_s": [x.shape[0] / s for s in seconds], "epoch_loss": losses,
+              "trained_until_unix": trained_until}
     with open(args.out, "w") as fh:
         json.dump(result, fh, indent=1)
     print(json.dumps({k: result[k] for k in ("torch", "torch_threads", "cells_per_s")}), flush=True)

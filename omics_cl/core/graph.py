@@ -7,6 +7,8 @@ import igraph
 import numpy as np
 import scipy.sparse as sp
 
+from omics_cl.core.fuzzy import connectivities
+
 EXACT_KNN_MAX_CELLS = 20_000
 KNN_METHODS = ("auto", "jax", "pynndescent", "brute")
 KNN_BLOCK_VALUES = 1 << 26  # distances per block of the JAX kNN (256 MiB of float32)
@@ -106,16 +108,6 @@ def knn_vote(reference: np.ndarray, query: np.ndarray, labels: np.ndarray, n_cla
     np.add.at(votes, (np.repeat(np.arange(idx.shape[0]), idx.shape[1]), np.asarray(labels)[idx].ravel()),
               1.0 / idx.shape[1])
     return votes
-
-
-def connectivities(idx: np.ndarray, dist: np.ndarray) -> sp.csr_matrix:
-    """Symmetric fuzzy-union connectivities of a kNN graph (the weights scanpy's neighbors computes)."""
-    from umap.umap_ import fuzzy_simplicial_set
-
-    n, k = idx.shape
-    graph, _, _ = fuzzy_simplicial_set(sp.coo_matrix((n, 1)), k, None, None, knn_indices=idx, knn_dists=dist,
-                                       set_op_mix_ratio=1.0, local_connectivity=1.0)
-    return sp.csr_matrix(graph)
 
 
 def neighbor_graph(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
