@@ -88,7 +88,7 @@ def median_table(rows: list[dict], keys: list[str], values: list[str], spread: b
     ``spread``, each float median is followed by the spread (max - min) in brackets."""
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+        groups.setdefault(tuple(r.get(k) for k in keys), []).append(r)
     lines = ["| " + " | ".join(keys + values + ["runs"]) + " |", "|" + "---|" * (len(keys) + len(values) + 1)]
     for group, members in groups.items():
         cells = []

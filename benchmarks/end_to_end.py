@@ -8,12 +8,16 @@ types). Each call is timed once per seed in one process, compilation included, a
 score comes with it (ARI of the clusters, accuracy of the transferred labels; labels are read only for scoring).
 
     python benchmarks/end_to_end.py --jobs cluster:zeisel_cortex:cae,transfer,integrate --seeds 1 --json out.json
+    python benchmarks/end_to_end.py --jobs cluster:zeisel_cortex:cae --seeds 1 --json out.json --profile prof.txt
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -26,7 +30,7 @@ from common import (MACHINE, add_seed_arguments, labelled_rna, median_table, see
                     write_json_atomic)
 from gpu_load import UtilisationSampler  # noqa: E402
 
-from omics_cl import datasets, metrics, pp, tl  # noqa: E402
+from omics_cl import datasets, metrics, pp, settings, tl  # noqa: E402
 
 PAIRED = "mop_snare_paired"
 
@@ -83,7 +87,8 @@ def integrate_job():
 
     def call(seed: int) -> None:
         state["rna"] = rna.copy()
-        return tl.integrate(rna=state["rna"], atac=atac.copy(), n_clusters=k, seed=seed, progress=False)["train_seconds"]
+        record = tl.integrate(rna=state["rna"], atac=atac.copy(), n_clusters=k, seed=seed, progress=False)
+        return record["train_seconds"]
 
     def score() -> float:
         clusters = state["rna"].obs["sci2cl_cluster"].astype(str)
@@ -101,28 +106,49 @@ def make_job(spec: str):
     raise SystemExit(f"unknown job {spec!r}: cluster:<set>:<method>, transfer or integrate")
 
 
+def write_profile(profile: cProfile.Profile, title: str, path: str) -> None:
+    """Append the 60 functions of ``profile`` with the largest cumulative time to the text file ``path``."""
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats(60)
+    with open(path, "a") as fh:
+        fh.write(f"== {title}\n{text.getvalue()}\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--jobs", default="cluster:zeisel_cortex:cae,transfer,integrate", help="comma-separated jobs")
     add_seed_arguments(p)
     p.add_argument("--json", required=True, help="output JSON list of rows (appended to if it exists)")
+    p.add_argument("--compilation-cache", help="jax's persistent compilation cache in this directory "
+                   "(omics_cl.settings.compilation_cache; a row's 'cache' says whether it held programs at the start)")
+    p.add_argument("--profile", help="write each call's cProfile (60 slowest by cumulative time) to this text file")
     args = p.parse_args(argv)
+    cache = None
+    if args.compilation_cache:
+        held = Path(args.compilation_cache).is_dir() and any(Path(args.compilation_cache).iterdir())
+        settings.compilation_cache(args.compilation_cache)
+        cache = "warm" if held else "cold"
     rows = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else []
     with UtilisationSampler() as sampler:
         for spec in args.jobs.split(","):
             call, score = make_job(spec)
             for seed in seed_range(args):
+                profile = cProfile.Profile() if args.profile else None
                 start, started_at = time.perf_counter(), time.time()
-                train_seconds = call(seed)
+                train_seconds = profile.runcall(call, seed) if profile else call(seed)
                 seconds = time.perf_counter() - start
+                if profile:
+                    write_profile(profile, f"{spec}, seed {seed}: {seconds:.1f} s", args.profile)
                 row = {"job": spec, "backend": backend(), "seed": seed, "seconds": seconds,
-                       "train_seconds": train_seconds, "score": score(),
+                       "train_seconds": train_seconds, "score": score(), "cache": cache,
+                       **({"profiled": True} if profile else {}),
                        "gpu_util": sampler.mean(started_at, time.time())}
                 print(json.dumps(row), flush=True)
                 rows.append({**row, "machine": MACHINE})
                 write_json_atomic(rows, args.json)
     print(f"\nmachine: {MACHINE}\nscore: ARI (cluster, integrate) or accuracy (transfer)")
-    print(median_table(rows, ["job", "backend"], ["seconds", "train_seconds", "score", "gpu_util"], spread=True))
+    print(median_table(rows, ["job", "backend", "cache"], ["seconds", "train_seconds", "score", "gpu_util"],
+                       spread=True))
     return 0
 
 

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The GPU rows of the benchmarks in one call of the workplace's device tool (benchmarks/README.md, "On a GPU"):
-# run from the repository root with the wheels scanpy & co. need in .whl (flax / optax in .whl_alt, used only if the
-# machine's own fail to import), the registry files in .gpu_data/{data,annotations}; results and logs go to $OUT.
-# CELLS (default 10^6) sets the synthetic throughput run's size; SKIP_INSTALL=1 runs in the current environment.
+# The GPU rows of the benchmarks, for the workplace's device tool (benchmarks/README.md, "On a GPU"): run from the
+# repository root with the wheels scanpy & co. need in .whl (flax / optax in .whl_alt, used only if the machine's
+# own fail to import) and the registry files in .gpu_data/{data,annotations}; results and logs go to $OUT.
+#   bash benchmarks/gpu_run.sh [PART ...]   PART: throughput (zeisel with the torch twin, then 10^6 synthetic
+#   cells; about 4 min), calls (each end-to-end call in a new process, with the compilation cache cold, then warm;
+#   about 5 min), profile (a cProfile of zeisel cae; about 1.5 min). Default: throughput calls.
+# CELLS (default 10^6) sets the synthetic run's size; SKIP_INSTALL=1 runs in the current environment.
 set -u
 export PYTHONUNBUFFERED=1 OMICS_CL_DATA_DIR=$PWD/.gpu_data/data OMICS_CL_OFFLINE=1
 PY=${PY:-python3}
 if [ -z "${SKIP_INSTALL:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || exit 1
   export PYTHONPATH=/tmp/site:$PWD
 fi
 { nvidia-smi; $PY -m pip list 2>/dev/null | grep -iE "^(jax|jaxlib|flax|optax|torch|numpy|scipy|anndata|scanpy) "; } \
@@ -18,16 +22,28 @@ if ! $PY -c "$smoke"; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl_alt/*.whl
   $PY -c "$smoke" || exit 1
 fi
-step() {  # step NAME SECONDS COMMAND...: the command's output to $OUT/NAME.log, its end to the reply
+step() {  # step NAME SECONDS COMMAND...: the command's output appended to $OUT/NAME.log, its end to the reply
   local name=$1 limit=$2; shift 2
   echo "== $name ($(date +%T))"
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "rc $?" >> "$OUT/$name.log"
+  timeout "$limit" "$@" >> "$OUT/$name.log" 2>&1; echo "rc $?" >> "$OUT/$name.log"
   tail -n 12 "$OUT/$name.log"
 }
-step throughput_zeisel 100 $PY benchmarks/throughput.py --datasets zeisel_cortex --epochs 10 \
-  --paths host,device,raw,torch --anchors-python "$PY" --torch-device cuda --torch-threads 4 --json "$OUT/throughput.json"
-step throughput_million 170 $PY benchmarks/throughput.py --datasets synthetic --synthetic-cells "${CELLS:-1000000}" \
-  --epochs 2 --paths device,raw,host --json "$OUT/throughput.json" --append
-step end_to_end 200 $PY benchmarks/end_to_end.py --jobs cluster:zeisel_cortex:cae,transfer,integrate --seeds 1 \
-  --json "$OUT/end_to_end.json"
+for part in ${*:-throughput calls}; do case $part in
+throughput)
+  step throughput 100 $PY benchmarks/throughput.py --datasets zeisel_cortex --epochs 10 --paths host,device,raw,torch \
+    --anchors-python "$PY" --torch-device cuda --torch-threads 4 --json "$OUT/throughput.json"
+  step throughput 170 $PY benchmarks/throughput.py --datasets synthetic --synthetic-cells "${CELLS:-1000000}" \
+    --epochs 2 --paths device,raw,host --json "$OUT/throughput.json" --append ;;
+calls)
+  for job in cluster:zeisel_cortex:cae transfer integrate cluster:zeisel_cortex:pca; do
+    for cache in cold warm; do
+      step end_to_end 120 $PY benchmarks/end_to_end.py --jobs $job --seeds 1 --json "$OUT/end_to_end.json" \
+        --compilation-cache "/tmp/jax_cache_${job//:/_}"
+    done
+  done ;;
+profile)
+  step profile 120 $PY benchmarks/end_to_end.py --jobs cluster:zeisel_cortex:cae --seeds 1 \
+    --json "$OUT/end_to_end_profiled.json" --profile "$OUT/profile.txt" ;;
+*) echo "unknown part $part"; exit 2 ;;
+esac; done
 echo "== done ($(date +%T))"

@@ -3,7 +3,8 @@ import importlib.util
 import time
 from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("gpu_load", Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_load.py")
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+spec = importlib.util.spec_from_file_location("gpu_load", BENCHMARKS / "gpu_load.py")
 gpu_load = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(gpu_load)
 UtilisationSampler = gpu_load.UtilisationSampler
