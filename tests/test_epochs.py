@@ -17,7 +17,8 @@ from omics_cl.core.train import Stage, TrainConfig, fit, run_stages
 from omics_cl.data.device_sources import COLUMNS, DENSE, matrix_arrays
 from omics_cl.data.paired import Modality
 from omics_cl.data.preprocess import prepare_counts
-from omics_cl.data.sources import ArraySource, GraphSource, PairedSource, TransferSource, dense_source
+from omics_cl.data.sources import (ArraySource, GraphSource, MemberSource, PairedSource, RowSource, TransferSource,
+                                   dense_source)
 from omics_cl.models.cae import AutoEncoder, CAEConfig, make_loss
 
 IDX = np.array([5, 3, 299, 0, 17, 5, 120])
@@ -32,7 +33,8 @@ def features(n=203, d=40, seed=1):
 
 def assert_same_batch(source, idx, atol):
     data = source.device_data()
-    host, device = source.get(idx), jax.jit(data.gather)(jax.device_put(data.arrays), idx)
+    host = source.get(idx)
+    device = jax.jit(data.gather)(jax.device_put(data.arrays), idx, **jax.device_put(data.host_draws(idx)))
     assert jax.tree.structure(host) == jax.tree.structure(device)
     for h, d in zip(jax.tree.leaves(host), jax.tree.leaves(device)):
         assert h.shape == d.shape and h.dtype == d.dtype
@@ -63,6 +65,35 @@ def test_graph_array_and_paired_sources_gather_the_host_batch(counts_adata):
     rna = Modality.fit(counts_adata.X, 50, "hvg")
     atac = Modality.fit(counts_adata.X, 30, "accessible")
     assert_same_batch(PairedSource(rna, atac), IDX, atol=0)
+
+
+def test_transfer_and_member_sources_gather_the_host_batch():
+    rng = np.random.default_rng(0)
+    transfer = TransferSource(features(150, 30, seed=2), rng.integers(0, 4, 150).astype(np.int32), features(),
+                              rng.integers(0, 203, (203, 5)), 4, seed=3)
+    idx = IDX[IDX < 203]
+    assert_same_batch(transfer, idx, atol=0)
+    assert_same_batch(MemberSource(transfer, 3, seed=3), idx, atol=0)
+
+
+def test_transfer_training_on_the_device_matches_the_host_loop():
+    """scncl's ensemble trained with the device loop (host draws, rows gathered on the device) against the host loop:
+    the same batches, so the losses agree to float32 rounding (the epoch scan compiles to other rounding)."""
+    from omics_cl.models import scncl
+
+    rng = np.random.default_rng(1)
+    transfer = TransferSource(features(150, 30, seed=2), rng.integers(0, 4, 150).astype(np.int32),
+                              features(203, 30), rng.integers(0, 203, (203, 5)), 4, seed=3)
+    source = MemberSource(transfer, 2, seed=3)
+    config = scncl.SCNCLConfig(n_members=2, hidden=16, latent=8)
+    histories = []
+    for mode in ("never", "always"):
+        model = scncl.build(30, 4, config, seed=0)
+        train_config = TrainConfig(epochs=2, batch_size=32, progress=False, device_resident=mode)
+        histories.append(fit(model, scncl.make_loss(config), source, train_config, seed=0).history)
+    assert histories[0].keys() == histories[1].keys()
+    for key in histories[0]:
+        np.testing.assert_allclose(histories[1][key], histories[0][key], rtol=1e-4)
 
 
 def train(source, n_obs_features, mode, seed=1, **config):
@@ -103,9 +134,11 @@ def test_device_resident_choice(counts_adata):
     assert isinstance(runner(rows), HostEpochs if jax.default_backend() == "cpu" else DeviceEpochs)  # "auto"
     if jax.default_backend() != "cpu":
         assert isinstance(runner(rows, device_budget=0.0), HostEpochs)  # does not fit
-    assert isinstance(runner(transfer), HostEpochs)  # host randomness per batch
+    assert isinstance(runner(transfer, device_resident="always"), DeviceEpochs)  # host draws, device rows
+    custom = RowSource(features(), lambda rows, idx: np.asarray(rows.toarray()))
+    assert isinstance(runner(custom), HostEpochs)  # an arbitrary host transform
     with pytest.raises(ValueError, match="no device-resident form"):
-        runner(transfer, device_resident="always")
+        runner(custom, device_resident="always")
     with pytest.raises(ValueError, match="device_resident must be"):
         runner(rows, device_resident="yes")
     with pytest.raises(ValueError, match="devices are present"):
@@ -154,8 +187,8 @@ MULTI = textwrap.dedent("""
                                                                               device_resident="always"))
     full = jax.device_put(np.arange(192, dtype=np.int32).reshape(6, 32),
                           NamedSharding(runner.mesh, PartitionSpec(None, "data")))
-    hlo = runner.train_epoch.lower(params, tx.init(params), runner.arrays, full, None, jax.random.key(0),
-                                   {}).compile().as_text()
+    hlo = runner.train_epoch.lower(params, tx.init(params), runner.arrays, (full, {}), (None, None),
+                                   jax.random.key(0), {}).compile().as_text()
     assert runner.mesh.size == 4 and "all-reduce" in hlo  # gradients reduced across the 4 devices
     with pytest.raises(ValueError, match="not divisible"):
         epoch_runner(graphdef, make_loss(cfg), tx, source, TrainConfig(batch_size=30, devices=4,

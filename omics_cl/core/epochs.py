@@ -149,53 +149,65 @@ class DeviceEpochs:
         self.arrays = jax.device_put(data.arrays, self.replicated)
         step, evaluate, gather = step_fn(graphdef, loss_fn, tx), eval_fn(graphdef, loss_fn), data.gather
 
-        def batch_of(arrays, idx, extra):
+        def batch_of(arrays, idx, draws, extra):
             if idx.shape[0] % mesh.size == 0:
                 idx = jax.lax.with_sharding_constraint(idx, NamedSharding(mesh, PartitionSpec("data")))
-            return {**gather(arrays, idx), **extra}
+            return {**gather(arrays, idx, **draws), **extra}
 
         def train_epoch(params, opt_state, arrays, full, last, key, extra):
+            (full, full_draws), (last, last_draws) = full, last
+
             def body(carry, xs):
-                idx, b = xs
-                p, o, metrics = step(*carry, batch_of(arrays, idx, extra), jax.random.fold_in(key, b))
+                idx, draws, b = xs
+                p, o, metrics = step(*carry, batch_of(arrays, idx, draws, extra), jax.random.fold_in(key, b))
                 return (p, o), metrics
 
             metrics = []
             if full.shape[0]:
                 (params, opt_state), stacked = jax.lax.scan(body, (params, opt_state),
-                                                            (full, jnp.arange(full.shape[0])))
+                                                            (full, full_draws, jnp.arange(full.shape[0])))
                 metrics.append(stacked)
             if last is not None:
-                params, opt_state, m = step(params, opt_state, batch_of(arrays, last, extra),
+                params, opt_state, m = step(params, opt_state, batch_of(arrays, last, last_draws, extra),
                                             jax.random.fold_in(key, full.shape[0]))
                 metrics.append(jax.tree.map(lambda v: v[None], m))
             return params, opt_state, jax.tree.map(lambda *v: jnp.concatenate(v), *metrics)
 
         def eval_epoch(params, arrays, full, last, key, extra):
+            (full, full_draws), (last, last_draws) = full, last
+
             def body(_, xs):
-                idx, b = xs
-                return None, evaluate(params, batch_of(arrays, idx, extra), jax.random.fold_in(key, b))
+                idx, draws, b = xs
+                return None, evaluate(params, batch_of(arrays, idx, draws, extra), jax.random.fold_in(key, b))
 
             metrics = []
             if full.shape[0]:
-                metrics.append(jax.lax.scan(body, None, (full, jnp.arange(full.shape[0])))[1])
+                metrics.append(jax.lax.scan(body, None, (full, full_draws, jnp.arange(full.shape[0])))[1])
             if last is not None:
-                m = evaluate(params, batch_of(arrays, last, extra), jax.random.fold_in(key, full.shape[0]))
+                m = evaluate(params, batch_of(arrays, last, last_draws, extra),
+                             jax.random.fold_in(key, full.shape[0]))
                 metrics.append(jax.tree.map(lambda v: v[None], m))
             return jax.tree.map(lambda *v: jnp.concatenate(v), *metrics)
 
         self.train_epoch, self.eval_epoch = jax.jit(train_epoch), jax.jit(eval_epoch)
+        self.host_draws = data.host_draws
 
-    def _indices(self, order: np.ndarray) -> tuple[jax.Array, jax.Array | None, list[int]]:
-        """The full-size batches as one (n, batch_size) matrix (sharded along its batch axis), the last batch of
-        another size (or None), and every batch's size."""
+    def _indices(self, order: np.ndarray) -> tuple[tuple, tuple, list[int]]:
+        """``(indices, draws)`` of the full-size batches, stacked along a leading batch axis (the cell axis sharded),
+        the same of the last batch of another size (``(None, None)`` if none), and every batch's size. The draws are
+        the data's per-batch host draws (``DeviceData.draws``)."""
         batches = list(minibatches(np.asarray(order, dtype=np.int32), self.batch_size))
         sizes = [len(b) for b in batches]
         n_full = sum(s == self.batch_size for s in sizes)
+        draws = [self.host_draws(b) for b in batches]
         full = np.stack(batches[:n_full]) if n_full else np.zeros((0, self.batch_size), np.int32)
-        full = jax.device_put(full, NamedSharding(self.mesh, PartitionSpec(None, "data")))
-        last = jax.device_put(batches[-1], self.replicated) if n_full < len(batches) else None
-        return full, last, sizes
+        full_draws = jax.tree.map(lambda *d: np.stack(d), *draws[:n_full]) if n_full else {}
+        stacked = NamedSharding(self.mesh, PartitionSpec(None, "data"))
+        full, full_draws = jax.device_put((full, full_draws), stacked)
+        last = (None, None)
+        if n_full < len(batches):
+            last = jax.device_put((batches[-1], draws[-1]), self.replicated)
+        return (full, full_draws), last, sizes
 
     def train(self, params, opt_state, order: np.ndarray, epoch_key, extra: dict):
         """One epoch over ``order`` in one dispatch; returns ``(params, opt_state, mean metrics)``."""

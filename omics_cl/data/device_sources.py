@@ -1,8 +1,8 @@
 """Device-resident forms of the batch sources: arrays put on the device once, and a pure JAX ``gather`` that
 builds a batch from an index array inside the jitted step (no host copy per batch).
 
-A :class:`DeviceData` holds host arrays (a pytree) and ``gather(arrays, indices) -> batch`` giving the same
-batch as the source's ``get(indices)`` (same keys, shapes and float32 values, bit for bit).
+A :class:`DeviceData` holds host arrays (a pytree) and ``gather(arrays, indices, **draws) -> batch`` giving the
+same batch as the source's ``get(indices)`` (same keys, shapes and float32 values, bit for bit).
 A matrix is kept dense, or as padded rows of (values, columns) when that is smaller (a sparse matrix with few
 nonzeros per row); rows are densified by the gather. Backed (on-disk) matrices have no device form.
 """
@@ -22,10 +22,18 @@ VALUES, COLUMNS, DENSE = "values", "columns", "dense"
 
 @dataclass(frozen=True)
 class DeviceData:
-    """``arrays``: host arrays (a pytree) to put on the device; ``gather(device arrays, indices) -> batch``."""
+    """``arrays``: host arrays (a pytree) to put on the device; ``gather(device arrays, indices, **draws) ->
+    batch``. ``draws(host indices) -> dict``: per-batch integer arrays drawn on the host (a source whose batches
+    use host randomness: the draws are made there as for its host batches, the rows gathered on the device);
+    ``None``: the gather needs the indices alone."""
 
     arrays: Any
-    gather: Callable[[Any, jax.Array], dict]
+    gather: Callable[..., dict]
+    draws: Callable[[np.ndarray], dict] | None = None
+
+    def host_draws(self, indices: np.ndarray) -> dict:
+        """The batch's host draws (``{}`` without ``draws``)."""
+        return {} if self.draws is None else self.draws(indices)
 
     @property
     def nbytes(self) -> int:
@@ -109,3 +117,30 @@ def paired_data(rna, atac, keys) -> DeviceData:
 
     return DeviceData({keys.RNA: modality(rna), keys.ATAC: modality(atac)},
                       lambda a, idx: {keys.RNA: one(a[keys.RNA], idx), keys.ATAC: one(a[keys.ATAC], idx)})
+
+
+def transfer_data(rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, draws: Callable[[np.ndarray], dict],
+                  keys) -> DeviceData:
+    """``TransferSource.get``'s batch: ATAC rows and one drawn neighbour each, drawn RNA rows with their labels;
+    ``draws(indices) -> {"neighbor", "rna"}`` are the source's own host draws (``keys``: the ``KEYS`` namespace)."""
+
+    def gather(a, idx, neighbor, rna):
+        return {keys.RNA: {keys.X: gather_rows(a["rna"], rna), keys.LABEL: a["rna_y"][rna]},
+                keys.ATAC: {keys.X: gather_rows(a["atac"], idx), keys.NEIGHBOR_X: gather_rows(a["atac"], neighbor)}}
+
+    arrays = {"rna": matrix_arrays(rna_x), "rna_y": np.asarray(rna_y, np.int32), "atac": matrix_arrays(atac_x)}
+    return DeviceData(arrays, gather, draws)
+
+
+def member_data(inner: DeviceData, orders: list[np.ndarray], members_key: str) -> DeviceData:
+    """``MemberSource.get``'s batch: member ``i`` gathers ``inner`` at ``orders[i][indices]`` with its own draws."""
+
+    def draws(indices):
+        return {"members": [{"idx": order[indices].astype(np.int32), **inner.host_draws(order[indices])}
+                            for order in orders]}
+
+    def gather(a, idx, members):
+        return {members_key: [inner.gather(a, m["idx"], **{k: v for k, v in m.items() if k != "idx"})
+                              for m in members]}
+
+    return DeviceData(inner.arrays, gather, draws)

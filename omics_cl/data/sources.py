@@ -159,8 +159,8 @@ class TransferSource:
     """Batches indexed by ATAC cell: ``{ATAC: {X, NEIGHBOR_X}, RNA: {X, LABEL}}`` with the ATAC rows, one
     random kNN neighbour of each, and as many labelled RNA cells drawn at random (uniformly over cells). The
     draws are seeded by ``seed`` and the batch's indices, so a batch is the same whenever it is requested
-    (runs and resumes are reproducible). The draws use host randomness, so batches are built on the host
-    (no ``device_data``)."""
+    (runs and resumes are reproducible). The draws use host randomness; the device form draws on the host too
+    and gathers the rows on the device."""
 
     def __init__(self, rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, n_classes: int, seed: int,
                  atac_peaks: np.ndarray | None = None, atac_counts=None):
@@ -174,12 +174,23 @@ class TransferSource:
         digest = hashlib.blake2b(np.asarray(indices, dtype=np.int64).tobytes(), digest_size=8).digest()
         return np.random.default_rng([self.seed, *np.frombuffer(digest, dtype=np.uint32).tolist()])
 
-    def get(self, indices: np.ndarray) -> dict:
+    def draws(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The batch's drawn kNN neighbour of each ATAC cell and its RNA cells (int32 row numbers)."""
         rng = self._rng(indices)
-        nb = self.neighbors[indices, rng.integers(0, self.neighbors.shape[1], len(indices))]
+        neighbor = self.neighbors[indices, rng.integers(0, self.neighbors.shape[1], len(indices))]
         rna = rng.integers(0, self.rna_x.shape[0], len(indices))
-        return {KEYS.RNA: {KEYS.X: dense_rows(self.rna_x, rna), KEYS.LABEL: self.rna_y[rna]},
-                KEYS.ATAC: {KEYS.X: dense_rows(self.atac_x, indices), KEYS.NEIGHBOR_X: dense_rows(self.atac_x, nb)}}
+        return {"neighbor": neighbor.astype(np.int32), "rna": rna.astype(np.int32)}
+
+    def get(self, indices: np.ndarray) -> dict:
+        drawn = self.draws(indices)
+        return {KEYS.RNA: {KEYS.X: dense_rows(self.rna_x, drawn["rna"]), KEYS.LABEL: self.rna_y[drawn["rna"]]},
+                KEYS.ATAC: {KEYS.X: dense_rows(self.atac_x, indices),
+                            KEYS.NEIGHBOR_X: dense_rows(self.atac_x, drawn["neighbor"])}}
+
+    def device_data(self) -> dev.DeviceData | None:
+        if not (dev.in_memory(self.rna_x) and dev.in_memory(self.atac_x)):
+            return None
+        return dev.transfer_data(self.rna_x, self.rna_y, self.atac_x, self.neighbors, self.draws, KEYS)
 
 
 class MemberSource:
@@ -195,3 +206,7 @@ class MemberSource:
     def get(self, indices: np.ndarray) -> dict:
         indices = np.asarray(indices)
         return {KEYS.MEMBERS: [self.source.get(order[indices]) for order in self.orders]}
+
+    def device_data(self) -> dev.DeviceData | None:
+        inner = self.source.device_data() if hasattr(self.source, "device_data") else None
+        return None if inner is None else dev.member_data(inner, self.orders, KEYS.MEMBERS)
