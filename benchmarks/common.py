@@ -43,6 +43,21 @@ def seed_range(args) -> range:
     return range(args.first_seed, args.first_seed + args.seeds)
 
 
+def backend() -> str:
+    """jax's backend, with its first device's kind when that is not the CPU (``gpu (NVIDIA H200)``)."""
+    import jax
+
+    name = jax.default_backend()
+    return name if name == "cpu" else f"{name} ({jax.devices()[0].device_kind})"
+
+
+def transfer_halves(n_obs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The label-transfer split of mop_snare_paired's cells: a seeded permutation cut in half (reference RNA of
+    the first half, query ATAC of the second)."""
+    perm = np.random.default_rng(seed).permutation(n_obs)
+    return perm[: n_obs // 2], perm[n_obs // 2:]
+
+
 def machine() -> str:
     import jax
 
@@ -62,10 +77,7 @@ def machine() -> str:
         threads = ", ".join(sorted({f"{t['internal_api']} {t['num_threads']}" for t in threadpool_info()}))
     except ImportError:
         threads = "unknown"
-    backend = jax.default_backend()
-    if backend != "cpu":
-        backend += f" ({jax.devices()[0].device_kind})"
-    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {backend}, "
+    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {backend()}, "
             f"python {platform.python_version()}; {', '.join(libs)}; threads: {threads}; "
             f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
 

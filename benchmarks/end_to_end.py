@@ -22,12 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (MACHINE, add_seed_arguments, labelled_rna, median_table, seed_range,  # noqa: E402
-                    write_json_atomic)
+from common import (MACHINE, add_seed_arguments, backend, labelled_rna, median_table, seed_range,  # noqa: E402
+                    transfer_halves, write_json_atomic)
 from gpu_load import UtilisationSampler  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, settings, tl  # noqa: E402
@@ -35,18 +33,17 @@ from omics_cl import datasets, metrics, pp, settings, tl  # noqa: E402
 PAIRED = "mop_snare_paired"
 
 
-def backend() -> str:
-    """The jax backend with its first device's kind (``cpu`` with the core count)."""
-    if jax.default_backend() == "cpu":
-        return f"cpu ({os.cpu_count()} cores)"
-    return f"{jax.default_backend()} ({jax.devices()[0].device_kind})"
+def backend_name() -> str:
+    """:func:`common.backend`, with the core count on the CPU."""
+    name = backend()
+    return f"{name} ({os.cpu_count()} cores)" if name == "cpu" else name
 
 
 def cluster_job(name: str, method: str):
     """A ``(call, score)`` pair: ``call(seed)`` clusters the set's RNA, ``score()`` its ARI."""
     manifest, adata, labels, k = labelled_rna(name)
 
-    def call(seed: int) -> None:
+    def call(seed: int) -> float:
         return tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False)["train_seconds"]
 
     def score() -> float:
@@ -62,8 +59,7 @@ def transfer_job():
     state = {}
 
     def call(seed: int) -> None:
-        perm = np.random.default_rng(seed).permutation(rna.n_obs)
-        half_a, half_b = perm[: rna.n_obs // 2], perm[rna.n_obs // 2:]
+        half_a, half_b = transfer_halves(rna.n_obs, seed)
         ref = rna[half_a].copy()
         ref = ref[ref.obs["cell_type"] != "Mis"].copy()
         state["query"] = atac[half_b].copy()
@@ -79,13 +75,11 @@ def transfer_job():
 
 
 def integrate_job():
-    manifest = datasets.get_manifest(PAIRED)
-    rna, atac = datasets.load(PAIRED, modality="rna"), datasets.load(PAIRED, modality="atac")
-    labels = rna.obs[manifest.default_label_key]
-    k = int(labels[metrics.labelled_mask(labels, manifest.unlabelled_values)].nunique())
+    manifest, rna, labels, k = labelled_rna(PAIRED)
+    atac = datasets.load(PAIRED, modality="atac")
     state = {}
 
-    def call(seed: int) -> None:
+    def call(seed: int) -> float:
         state["rna"] = rna.copy()
         record = tl.integrate(rna=state["rna"], atac=atac.copy(), n_clusters=k, seed=seed, progress=False)
         return record["train_seconds"]
@@ -139,7 +133,7 @@ def main(argv=None) -> int:
                 seconds = time.perf_counter() - start
                 if profile:
                     write_profile(profile, f"{spec}, seed {seed}: {seconds:.1f} s", args.profile)
-                row = {"job": spec, "backend": backend(), "seed": seed, "seconds": seconds,
+                row = {"job": spec, "backend": backend_name(), "seed": seed, "seconds": seconds,
                        "train_seconds": train_seconds, "score": score(), "cache": cache,
                        **({"profiled": True} if profile else {}),
                        "gpu_util": sampler.mean(started_at, time.time())}

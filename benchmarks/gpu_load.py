@@ -25,18 +25,6 @@ def nvml_reader() -> Callable[[], float] | None:
     return lambda: float(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
 
 
-def device_name() -> str | None:
-    """The name NVML gives GPU 0, or ``None``."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
-    except Exception:
-        return None
-    return name.decode() if isinstance(name, bytes) else name
-
-
 class UtilisationSampler:
     """Context manager sampling ``read()`` (default: :func:`nvml_reader`) every ``interval`` seconds."""
 

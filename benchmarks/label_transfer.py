@@ -69,7 +69,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, add_seed_arguments, machine, median_table, seed_range, write_json_atomic  # noqa: E402
+from common import (MACHINE, add_seed_arguments, machine, median_table, seed_range, transfer_halves,  # noqa: E402
+                    write_json_atomic)
 
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.signatures import ranked_novelty  # noqa: E402
@@ -242,8 +243,7 @@ def main(argv=None) -> int:
     annotation = datasets.annotation_path("mm10_ensembl_genes.tsv.gz")
     activity_all = pp.gene_activity(atac, annotation)
     for seed in seed_range(args):
-        perm = np.random.default_rng(seed).permutation(rna.n_obs)
-        half_a, half_b = perm[: rna.n_obs // 2], perm[rna.n_obs // 2:]
+        half_a, half_b = transfer_halves(rna.n_obs, seed)
         query, activity = atac[half_b].copy(), activity_all[half_b].copy()
         truth = query.obs["cell_type"].astype(str).to_numpy()
         atlas, corrupted = corrupt_atlas(truth, seed)

@@ -77,6 +77,6 @@ def connectivities(idx: np.ndarray, dist: np.ndarray) -> sp.csr_matrix:
     result = sp.coo_matrix((vals.ravel()[keep], (np.repeat(np.arange(n), k)[keep], idx.ravel()[keep])), shape=(n, n))
     result.eliminate_zeros()
     transpose = result.transpose()
-    result = 1.0 * (result + transpose - result.multiply(transpose)) + 0.0 * result.multiply(transpose)
+    result = result + transpose - result.multiply(transpose)  # fuzzy union (umap's mix ratio 1)
     result.eliminate_zeros()
     return sp.csr_matrix(result)

@@ -136,8 +136,8 @@ def member_data(inner: DeviceData, orders: list[np.ndarray], members_key: str) -
     """``MemberSource.get``'s batch: member ``i`` gathers ``inner`` at ``orders[i][indices]`` with its own draws."""
 
     def draws(indices):
-        return {"members": [{"idx": order[indices].astype(np.int32), **inner.host_draws(order[indices])}
-                            for order in orders]}
+        member_indices = [order[indices].astype(np.int32) for order in orders]
+        return {"members": [{"idx": idx, **inner.host_draws(idx)} for idx in member_indices]}
 
     def gather(a, idx, members):
         return {members_key: [inner.gather(a, m["idx"], **{k: v for k, v in m.items() if k != "idx"})
