@@ -21,6 +21,7 @@ term), and rows read off the default run without retraining: ``sci2cl_no_fusion`
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
 (``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01), equal weights (``sci2cl_equal_weights``)
 or weights shrunk a quarter or three quarters of the way to equal (``sci2cl_shrinkage_0.25`` / ``_0.75``; the default: half),
+or fixed weights for every cell, 0.8 on the PCA view and 0.2 on Z_r (``sci2cl_pca_0.8``),
 and Z_r fused with the PCA view with depth regressed out (``sci2cl_depth_regressed``: the default's fusion rebuilt
 from the ``pca_regressed`` row; training does not read the PCA view; it was the ablation row before 2026-12-03) or with the Pearson residuals' view
 (``sci2cl_pearson``).
@@ -76,6 +77,13 @@ def refused(shrinkage: float):
     return lambda out, seed: fusion.wnn_fuse([out[v] for v in views], seed=seed, shrinkage=shrinkage)[0]
 
 
+def fixed_weights(pca_weight: float):
+    """The default run's fusion views fused again with the same weights for every cell, ``pca_weight`` on the PCA
+    view and the rest on Z_r."""
+    return lambda out, seed: fusion.wnn_fuse([out["pca"], out["rna"]], seed=seed, shrinkage=1.0,
+                                             target=[pca_weight, 1.0 - pca_weight])[0]
+
+
 def view_fused(view: str):
     """Z_r fused, as the default fuses, with another method's RNA view (``out[view]``: that row's embedding)."""
     def read_off(out, seed):
@@ -89,6 +97,7 @@ READ_OFF_DEFAULT = {"sci2cl_no_fusion": lambda out, seed: out["xattn"],  # other
                     "sci2cl_no_pca": lambda out, seed: out["rna"],
                     "sci2cl_wnn_weights": refused(0.0), "sci2cl_equal_weights": refused(1.0),
                     "sci2cl_shrinkage_0.25": refused(0.25), "sci2cl_shrinkage_0.75": refused(0.75),
+                    "sci2cl_pca_0.8": fixed_weights(0.8),
                     **{method: view_fused(view) for method, view in READ_OFF_VIEWS.items()}}
 ANCHOR_METHODS = ("wnn", "multivi", "scglue")
 METHODS = ["pca_rna", "pca_scaled", "pca_regressed", "pca_pearson", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]

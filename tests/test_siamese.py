@@ -31,11 +31,11 @@ def test_graph_source_feeds_the_same_neighbourhoods(counts_adata):
     prepared = prepare_counts(counts_adata, None, None)
     neighbors = cell_graph(prepared.source(), 10, 6, 0)
     source = GraphSource(prepared.source(), neighbors)
-    idx = np.array([5, 0, 123])
+    idx = np.array([5, 0, 123, neighbors[5, 0]])  # the last is also a neighbour of the first: read once
     batch = source.get(idx)
     rows = prepared.source().get(np.arange(300))[KEYS.X]
-    np.testing.assert_allclose(batch[KEYS.X], rows[idx])
-    np.testing.assert_allclose(batch[KEYS.NEIGHBOR_X], rows[neighbors[idx]])
+    np.testing.assert_array_equal(batch[KEYS.X], rows[idx])
+    np.testing.assert_array_equal(batch[KEYS.NEIGHBOR_X], rows[neighbors[idx]])
 
 
 def test_cell_graph_ignores_labels(counts_adata):

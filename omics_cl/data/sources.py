@@ -124,8 +124,11 @@ class GraphSource:
         self.n_obs = rows.n_obs
 
     def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Each distinct cell of the batch and its neighbours is read and transformed once (cells are often
+        neighbours of several cells in a batch; the transform is row by row, so the rows are the same)."""
         nb = self.neighbors[indices]
-        x = self.rows.get(np.concatenate([indices, nb.ravel()]))[KEYS.X]
+        distinct, where = np.unique(np.concatenate([indices, nb.ravel()]), return_inverse=True)
+        x = self.rows.get(distinct)[KEYS.X][where]
         return {KEYS.X: x[:len(indices)], KEYS.NEIGHBOR_X: x[len(indices):].reshape(*nb.shape, -1),
                 KEYS.NEIGHBOR_MASK: np.ones(nb.shape, dtype=bool)}
 
