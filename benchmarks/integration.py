@@ -13,15 +13,16 @@ each scaled to unit total variance), ``wnn_like`` (``omics_cl.core.fusion`` on P
 per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``multivi`` (scvi-tools) and
 ``scglue`` run by ``benchmarks/anchors/integration_embed.py`` in the anchors environment
 (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see benchmarks/anchors/README.md), ``sci2cl`` (the
-default: per-cell fusion of RNA PCA and Z_r), ``sci2cl_seed`` (the seed's recipe, ``variant="seed"``), the
+default: RNA PCA and Z_r fused with fixed weights 0.8 / 0.2; its joint embedding is always rebuilt from the run's
+views by the current default, so kept embeddings follow a change of read-off), ``sci2cl_seed`` (the seed's recipe, ``variant="seed"``), the
 retrained ablations ``sci2cl_two_views`` (T = 2 masked views instead of 4), ``sci2cl_atac_zinb`` (the seed's ZINB
 likelihood on ATAC instead of the default Bernoulli; the default until 2026-12-03), ``sci2cl_no_mse``,
 and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
 term), and rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
 (``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01), equal weights (``sci2cl_equal_weights``)
-or weights shrunk a quarter or three quarters of the way to equal (``sci2cl_shrinkage_0.25`` / ``_0.75``; the default: half),
-or fixed weights for every cell, 0.8 on the PCA view and 0.2 on Z_r (``sci2cl_pca_0.8``),
+or weights shrunk a quarter, half or three quarters of the way to equal (``sci2cl_shrinkage_0.25`` / ``_0.5`` / ``_0.75``;
+half: the default until 2026-12-04),
 and Z_r fused with the PCA view with depth regressed out (``sci2cl_depth_regressed``: the default's fusion rebuilt
 from the ``pca_regressed`` row; training does not read the PCA view; it was the ablation row before 2026-12-03) or with the Pearson residuals' view
 (``sci2cl_pearson``).
@@ -72,24 +73,24 @@ SCI2CL_VARIANTS = {"sci2cl": {}, "sci2cl_seed": {"variant": "seed"}, "sci2cl_no_
 
 
 def refused(shrinkage: float):
-    """The default run's fusion views fused again with weights shrunk by ``shrinkage`` (0: WNN, 1: equal)."""
+    """The default run's fusion views fused again with weights shrunk by ``shrinkage`` toward equal (0: WNN, 1: equal;
+    0.5: the default until 2026-12-04)."""
     views = SCI2CLConfig().fusion_views
     return lambda out, seed: fusion.wnn_fuse([out[v] for v in views], seed=seed, shrinkage=shrinkage)[0]
 
 
-def fixed_weights(pca_weight: float):
-    """The default run's fusion views fused again with the same weights for every cell, ``pca_weight`` on the PCA
-    view and the rest on Z_r."""
-    return lambda out, seed: fusion.wnn_fuse([out["pca"], out["rna"]], seed=seed, shrinkage=1.0,
-                                             target=[pca_weight, 1.0 - pca_weight])[0]
+def default_fusion(out: dict, seed: int, pca_view: str = "pca") -> np.ndarray:
+    """The default's joint embedding rebuilt from a run's views (``out[pca_view]`` in the PCA view's place), so
+    embeddings kept by an earlier run are read off as the current default reads them off."""
+    config = SCI2CLConfig()
+    target = None if config.fusion_weights is None else [config.fusion_weights[v] for v in config.fusion_views]
+    views = [out[pca_view if v == "pca" else v] for v in config.fusion_views]
+    return fusion.wnn_fuse(views, config.fusion_neighbors, seed, config.fusion_shrinkage, target)[0]
 
 
 def view_fused(view: str):
     """Z_r fused, as the default fuses, with another method's RNA view (``out[view]``: that row's embedding)."""
-    def read_off(out, seed):
-        config = SCI2CLConfig()
-        return fusion.wnn_fuse([out[view], out["rna"]], config.fusion_neighbors, seed, config.fusion_shrinkage)[0]
-    return read_off
+    return lambda out, seed: default_fusion(out, seed, pca_view=view)
 
 
 READ_OFF_VIEWS = {"sci2cl_depth_regressed": "pca_regressed", "sci2cl_pearson": "pca_pearson"}  # the view each fuses
@@ -97,7 +98,7 @@ READ_OFF_DEFAULT = {"sci2cl_no_fusion": lambda out, seed: out["xattn"],  # other
                     "sci2cl_no_pca": lambda out, seed: out["rna"],
                     "sci2cl_wnn_weights": refused(0.0), "sci2cl_equal_weights": refused(1.0),
                     "sci2cl_shrinkage_0.25": refused(0.25), "sci2cl_shrinkage_0.75": refused(0.75),
-                    "sci2cl_pca_0.8": fixed_weights(0.8),
+                    "sci2cl_shrinkage_0.5": refused(0.5),
                     **{method: view_fused(view) for method, view in READ_OFF_VIEWS.items()}}
 ANCHOR_METHODS = ("wnn", "multivi", "scglue")
 METHODS = ["pca_rna", "pca_scaled", "pca_regressed", "pca_pearson", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
@@ -329,7 +330,8 @@ def main(argv=None) -> int:
                 if method in READ_OFF_VIEWS:
                     view = READ_OFF_VIEWS[method]
                     out = {**out, view: embedding(view)[0]["joint"]}
-                out = {**out, "joint": READ_OFF_DEFAULT[method](out, seed)} if method in READ_OFF_DEFAULT else out
+                read_off = READ_OFF_DEFAULT.get(method, default_fusion)
+                out = {**out, "joint": read_off(out, seed)}
             else:
                 out, seconds = embedding(method)
             for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds,

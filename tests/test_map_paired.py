@@ -219,15 +219,17 @@ def test_cli_integrate_save_model_then_map(tmp_path, capsys):
 
 
 def test_model_saved_before_later_fields_maps_as_trained(tmp_path):
-    """A model.json without ``fusion_shrinkage``, ``pca_regress_depth`` and ``atac_likelihood`` (saved before they
-    existed) fuses with the WNN weights, the PCA view and the ATAC model it was trained with (sci2cl's
-    ``saved_defaults``: 0, False, "zinb"), not today's."""
+    """A model.json without ``fusion_shrinkage``, ``fusion_weights``, ``pca_regress_depth`` and ``atac_likelihood``
+    (saved before they existed) fuses with the WNN weights, the PCA view and the ATAC model it was trained with
+    (sci2cl's ``saved_defaults``: 0, None, False, "zinb"), not today's."""
     rna, atac = _paired()
     mdata = md.MuData({"rna": rna, "atac": atac})
     tl.integrate(mdata, seed=0, save_model=tmp_path / "m",
-                 **{**PARAMS, "fusion_shrinkage": 0.0, "pca_regress_depth": False, "atac_likelihood": "zinb"})
+                 **{**PARAMS, "fusion_shrinkage": 0.0, "fusion_weights": None, "pca_regress_depth": False,
+                    "atac_likelihood": "zinb"})
     meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    del meta["config"]["fusion_shrinkage"], meta["config"]["pca_regress_depth"], meta["config"]["atac_likelihood"]
+    for name in ("fusion_shrinkage", "fusion_weights", "pca_regress_depth", "atac_likelihood"):
+        del meta["config"][name]
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     mapped = _map(tmp_path / "m", pca="refit")
     assert np.array_equal(mapped.obsm["X_sci2cl"], mdata.obsm["X_sci2cl"])

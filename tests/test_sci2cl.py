@@ -310,3 +310,25 @@ def test_seed_variant_joint_is_the_cross_attention_output_and_bad_fusion_is_refu
         tl.integrate(mdata, fusion_views=("pca", "pca"), progress=False, **FAST)
     with pytest.raises(ValueError, match="fusion must be one of"):
         tl.integrate(mdata, fusion="mean", progress=False, **FAST)
+
+
+def test_default_fusion_weights_every_cell_alike_and_bad_weights_are_refused():
+    rna, atac = _paired(n=64)
+    mdata = md.MuData({"rna": rna, "atac": atac})
+    tl.integrate(mdata, seed=0, progress=False, **FAST)  # default: 0.8 on the PCA view, 0.2 on Z_r, every cell
+    np.testing.assert_allclose(mdata.obsm["X_sci2cl_view_weights"], np.tile([0.8, 0.2], (64, 1)), rtol=1e-6)
+    pca, z_rna = (mdata.obsm[f"X_sci2cl_{v}"] for v in ("pca", "rna"))
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)
+    np.testing.assert_allclose(mdata.obsm["X_sci2cl"], np.hstack([np.sqrt(0.8) * unit(pca), np.sqrt(0.2) * unit(z_rna)]),
+                               rtol=1e-5, atol=1e-6)
+    tl.integrate(mdata, fusion_weights={"pca": 1.0, "rna": 3.0}, seed=0, progress=False, **FAST)
+    np.testing.assert_allclose(mdata.obsm["X_sci2cl_view_weights"], np.tile([0.25, 0.75], (64, 1)), rtol=1e-6)
+    tl.integrate(mdata, fusion_shrinkage=0.0, seed=0, progress=False, **FAST)  # the WNN weights: per cell
+    assert np.ptp(mdata.obsm["X_sci2cl_view_weights"][:, 0]) > 0.01
+    for bad in ({"pca": 1.0}, {"pca": 1.0, "rna": -1.0}, {"pca": 0.0, "rna": 0.0}, {"pca": 1, "rna": 1, "lsi": 1}):
+        with pytest.raises(ValueError, match="fusion_weights"):
+            tl.integrate(mdata, fusion_weights=bad, progress=False, **FAST)
+    with pytest.raises(ValueError, match="fusion_weights"):  # a third view needs its weight
+        tl.integrate(mdata, fusion_views=("pca", "rna", "atac"), progress=False, **FAST)
+    tl.integrate(mdata, fusion_views=("pca", "rna", "atac"), fusion_weights=None, seed=0, progress=False, **FAST)
+    np.testing.assert_allclose(mdata.obsm["X_sci2cl_view_weights"], 1 / 3, rtol=1e-6)

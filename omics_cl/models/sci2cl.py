@@ -20,19 +20,19 @@ other cells, so at inference every cell attends to one fixed, seeded set of ``co
 when there are fewer) instead of its minibatch: a cell's embedding does not depend on how cells are ordered or
 batched. With ``cross_attention=False`` (ablation) it is ``concat(Z_r, Z_a)`` and MOM reads it.
 
-Default joint embedding (``fusion="wnn"``, ours): per-cell weighted fusion (``omics_cl.core.fusion``, WNN-like
-weights from each view's own neighbourhood prediction) of the views named in ``fusion_views``: ``pca`` (the
-first ``pca_comps`` principal components of the RNA input, log library size regressed out of each gene with
-``pca_regress_depth`` and genes standardised with ``pca_standardize``), ``rna`` (Z_r), ``atac`` (Z_a), ``xattn`` (the
-seed's joint embedding). A cell whose learnt view predicts its neighbourhood worse than PCA does leans on PCA,
-so the joint embedding does not fall below its best view where one view is noise. The weights are shrunk halfway
-to equal (``fusion_shrinkage`` 0.5): unshrunk WNN weights are near 0 or 1 for many cells, and cells of one type
-with opposite weights then split (5 seeds: n_clusters ARI spread .028 instead of .087). Measured choices in
-benchmarks/README.md. A trained model maps new cells with :func:`map_query` (saved state: :func:`query_state`).
+Default joint embedding (``fusion="wnn"``, ours): weighted fusion (``omics_cl.core.fusion``) of the views named in
+``fusion_views``: ``pca`` (the first ``pca_comps`` principal components of the RNA input, log library size regressed
+out of each gene with ``pca_regress_depth`` and genes standardised with ``pca_standardize``), ``rna`` (Z_r), ``atac``
+(Z_a), ``xattn`` (the seed's joint embedding). Each cell's weights are WNN-like (each view's own neighbourhood
+prediction) shrunk by ``fusion_shrinkage`` toward the fixed ``fusion_weights`` (None: equal). Default since
+2026-12-04: the fixed weights themselves, 0.8 on the PCA view and 0.2 on Z_r, for every cell (``fusion_shrinkage=1``):
+on MOp the per-cell weights shrunk halfway to equal (the default before) scored below the PCA view alone, by .14 ARI
+with the RNA counts halved; the fixed weights are level with it on the full data and above it in NMI with RNA halved.
+Measured choices in benchmarks/README.md. A trained model maps new cells with :func:`map_query` (saved state: :func:`query_state`).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -53,6 +53,7 @@ LIKELIHOODS = ("zinb", "bernoulli")
 VIEWS = ("pca", "rna", "atac", "xattn")
 # the seed: intra-omics MSE on, cross-attention output, no input dropout, ZINB on both modalities
 SEED_RECIPE = {"mse_weight": 1.0, "fusion": "xattn", "input_dropout": 0.0, "atac_likelihood": "zinb"}
+DEFAULT_FUSION_WEIGHTS = {"pca": 0.8, "rna": 0.2}  # the same for every cell (fusion_shrinkage=1), since 2026-12-04
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class SCI2CLConfig:
     fusion: str = "wnn"
     fusion_views: tuple[str, ...] = ("pca", "rna")
     fusion_neighbors: int = 20
-    fusion_shrinkage: float = 0.5
+    fusion_shrinkage: float = 1.0  # WNN weights shrunk toward fusion_weights (1: those weights; 0: WNN weights)
+    fusion_weights: dict[str, float] | None = field(default_factory=lambda: dict(DEFAULT_FUSION_WEIGHTS))
     pca_comps: int = 50
     pca_standardize: bool = True
     pca_regress_depth: bool = True
@@ -107,6 +109,13 @@ class SCI2CLConfig:
         if self.fusion == "wnn" and (unknown or len(set(self.fusion_views)) < 2):
             raise ValueError(f"fusion_views needs at least 2 distinct views from {VIEWS}, got {self.fusion_views}")
         fusion.check_shrinkage(self.fusion_shrinkage)
+        if self.fusion == "wnn" and self.fusion_weights is not None:
+            missing = [v for v in self.fusion_views if v not in self.fusion_weights]
+            if missing or set(self.fusion_weights) - set(VIEWS):
+                raise ValueError(f"fusion_weights needs a weight for each of fusion_views {self.fusion_views} and no "
+                                 f"other names than {VIEWS} (None: equal weights); got {sorted(self.fusion_weights)}")
+            fusion.target_weights([self.fusion_weights[v] for v in self.fusion_views], len(self.fusion_views),
+                                  "fusion_weights")
 
 
 def stages(config: SCI2CLConfig, train: TrainConfig, source: PairedSource, ctx) -> list[Stage]:
@@ -172,7 +181,8 @@ def outputs(model: SCI2CL, z_rna, z_atac, context: tuple, pcs: np.ndarray | None
     if pcs is not None:
         out["pca"] = pcs
     views = [out[name] for name in config.fusion_views]
-    out["joint"], weights = fusion.wnn_fuse(views, config.fusion_neighbors, ctx.seed, config.fusion_shrinkage)
+    target = None if config.fusion_weights is None else [config.fusion_weights[v] for v in config.fusion_views]
+    out["joint"], weights = fusion.wnn_fuse(views, config.fusion_neighbors, ctx.seed, config.fusion_shrinkage, target)
     notes = {"view_weights_median": {view: round(float(w), 3) for view, w in
                                      zip(config.fusion_views, np.median(weights, 0), strict=True)}}
     return {**out, "view_weights": weights}, notes
@@ -201,7 +211,8 @@ def query_state(arrays: dict, state: dict, config: SCI2CLConfig, ctx) -> dict:
 def map_query(model: SCI2CL, query: PairedQuery, config: SCI2CLConfig, ctx):
     """:func:`embed`'s arrays for new cells, without training: every cell attends to the training run's context
     cells; the PCA view projects the new cells onto the training run's loadings (``query.refit_pca``: a PCA of
-    the new cells); the fusion weights come from the new cells' own neighbourhoods."""
+    the new cells); per-cell fusion weights (``fusion_shrinkage`` below 1) come from the new cells' own
+    neighbourhoods."""
     source = PairedSource(query.rna, query.atac)
     z_rna, z_atac = encode(model, source, config)
     projection = None if query.refit_pca else components.PCAProjection.from_arrays(query.state, "pca_")
@@ -215,5 +226,5 @@ METHOD = Method(
     init=lambda source, config, ctx: SCI2CL(source.rna.n_features, source.atac.n_features, config,
                                            rngs=nnx.Rngs(ctx.seed)),
     stages=stages, embed=embed, variants={"seed": SEED_RECIPE}, map_query=map_query, query_state=query_state,
-    saved_defaults={"fusion_shrinkage": 0.0, "pca_regress_depth": False, "atac_likelihood": "zinb"},
+    saved_defaults={"fusion_shrinkage": 0.0, "fusion_weights": None, "pca_regress_depth": False, "atac_likelihood": "zinb"},
     summary="scI2CL: intra- and inter-omics contrastive integration of paired RNA + ATAC")
