@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, machine, median_table, write_json_atomic
-from integration import DATASET, pca_rna, sci2cl, stored
+from integration import DATASET, default_fusion, pca_rna, sci2cl, stored
 
 from omics_cl import datasets, tl
 
@@ -55,7 +55,8 @@ def main(argv=None) -> int:
         given, planted = plant_errors(truth, seed)
         embeddings = {"sci2cl": stored(args.embeddings, f"full_sci2cl_{seed}", sci2cl, rna, atac, seed, {}),
                       "pca_rna": stored(args.embeddings, f"full_pca_rna_{seed}", pca_rna, rna, seed)}
-        embeddings = {name: out["joint"] for name, (out, _) in embeddings.items()}
+        embeddings = {name: default_fusion(out, seed) if name == "sci2cl" else out["joint"]  # kept views, today's read-off
+                      for name, (out, _) in embeddings.items()}
         for embedding, z in embeddings.items():
             work = rna.copy()
             work.obs["given"], work.obsm["X_joint"] = given, z
