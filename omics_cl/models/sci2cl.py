@@ -26,9 +26,10 @@ out of each gene with ``pca_regress_depth`` and genes standardised with ``pca_st
 (Z_a), ``xattn`` (the seed's joint embedding). Each cell's weights are WNN-like (each view's own neighbourhood
 prediction) shrunk by ``fusion_shrinkage`` toward the fixed ``fusion_weights`` (None: equal). Default since
 2026-12-04: the fixed weights themselves, 0.8 on the PCA view and 0.2 on Z_r, for every cell (``fusion_shrinkage=1``):
-on MOp the per-cell weights shrunk halfway to equal (the default before) scored below the PCA view alone, by .14 ARI
-with the RNA counts halved; the fixed weights are level with it on the full data and above it in NMI with RNA halved.
-Measured choices in benchmarks/README.md. A trained model maps new cells with :func:`map_query` (saved state: :func:`query_state`).
+on MOp the per-cell weights shrunk halfway to equal (the default before) scored below the PCA view alone, with the
+RNA counts halved by .08 ARI on the median (up to .14 on a seed); the fixed weights are level with it on the full
+data and above it in NMI with RNA halved. Measured choices in benchmarks/README.md. A trained model maps new cells
+with :func:`map_query` (saved state: :func:`query_state`).
 """
 from __future__ import annotations
 
