@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 
 import numpy as np
 
@@ -56,6 +57,33 @@ def transfer_halves(n_obs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     the first half, query ATAC of the second)."""
     perm = np.random.default_rng(seed).permutation(n_obs)
     return perm[: n_obs // 2], perm[n_obs // 2:]
+
+
+def raw_step_seconds(model, loss_fn, source, config, seed: int, epochs: int, extra: dict | None = None) -> list[float]:
+    """Seconds of each of ``epochs`` timed passes (after one untimed, compiling pass) of the jitted training step
+    (``omics_cl.core.epochs.step_fn``) over one epoch's batches of ``source`` (``config``'s batch size, the order
+    and keys ``fit`` uses for epoch 0 under ``seed``, each batch with ``extra`` added), put on the device before
+    timing: the raw-step baseline of the throughput benchmarks."""
+    import jax
+    from flax import nnx
+
+    from omics_cl.core import train as core_train
+    from omics_cl.core.epochs import minibatches, step_fn
+
+    graphdef, params = nnx.split(model)
+    tx = core_train.make_optimizer(config)
+    step, opt_state = jax.jit(step_fn(graphdef, loss_fn, tx)), tx.init(params)
+    order = core_train.epoch_order(source, np.arange(source.n_obs), seed, 0)
+    batches = [jax.device_put({**source.get(idx), **(extra or {})}) for idx in minibatches(order, config.batch_size)]
+    keys = [jax.random.fold_in(jax.random.key(seed), b) for b in range(len(batches))]
+    seconds = []
+    for _ in range(epochs + 1):
+        started = time.perf_counter()
+        for batch, key in zip(batches, keys):
+            params, opt_state, metrics = step(params, opt_state, batch, key)
+        jax.block_until_ready((params, metrics))
+        seconds.append(time.perf_counter() - started)
+    return seconds[1:]
 
 
 def machine() -> str:

@@ -63,7 +63,7 @@ from omics_cl.data import lsi
 from omics_cl.data.components import principal_components
 from omics_cl.data.preprocess import counts_matrix, fit_lognormalizer
 from omics_cl.models.common import pca_view
-from omics_cl.models.sci2cl import SCI2CLConfig
+from omics_cl.models.sci2cl import SCI2CLConfig, fuse_views
 
 # no_mom / no_xattn remove one more component from sci2cl_no_mse (the default before 2026-11-30, third session)
 SCI2CL_VARIANTS = {"sci2cl": {}, "sci2cl_seed": {"variant": "seed"}, "sci2cl_no_mse": {"mse_weight": 0.0},
@@ -82,10 +82,7 @@ def refused(shrinkage: float):
 def default_fusion(out: dict, seed: int, pca_view: str = "pca") -> np.ndarray:
     """The default's joint embedding rebuilt from a run's views (``out[pca_view]`` in the PCA view's place), so
     embeddings kept by an earlier run are read off as the current default reads them off."""
-    config = SCI2CLConfig()
-    target = None if config.fusion_weights is None else [config.fusion_weights[v] for v in config.fusion_views]
-    views = [out[pca_view if v == "pca" else v] for v in config.fusion_views]
-    return fusion.wnn_fuse(views, config.fusion_neighbors, seed, config.fusion_shrinkage, target)[0]
+    return fuse_views({**out, "pca": out[pca_view]}, SCI2CLConfig(), seed)[0]
 
 
 def view_fused(view: str):

@@ -23,20 +23,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
-import jax
 import numpy as np
-from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, median_table, raw_step_seconds, write_json_atomic  # noqa: E402
 from end_to_end import make_job  # noqa: E402
 
 from omics_cl.core import train as core_train  # noqa: E402
-from omics_cl.core.epochs import minibatches, step_fn  # noqa: E402
 
 JOBS = ("cluster:zeisel_cortex:cae,cluster:zeisel_cortex:scinno,cluster:zeisel_cortex:siamese,"
         "transfer,integrate")
@@ -48,25 +44,6 @@ def schedule_extra(schedule, epoch: int) -> dict:
     if schedule is None:
         return {}
     return {core_train.SCHEDULE: {k: np.float32(v) for k, v in schedule(epoch).items()}}
-
-
-def raw_step_seconds(model, loss_fn, source, config, seed: int, schedule, epochs: int) -> list[float]:
-    """Seconds of each timed pass of the stage's jitted step over one epoch's batches already on the device."""
-    graphdef, params = nnx.split(model)
-    tx = core_train.make_optimizer(config)
-    step, opt_state = jax.jit(step_fn(graphdef, loss_fn, tx)), tx.init(params)
-    order = core_train.epoch_order(source, np.arange(source.n_obs), seed, 0)
-    extra = schedule_extra(schedule, 0)
-    batches = [jax.device_put({**source.get(idx), **extra}) for idx in minibatches(order, config.batch_size)]
-    keys = [jax.random.fold_in(jax.random.key(seed), b) for b in range(len(batches))]
-    seconds = []
-    for _ in range(epochs + 1):
-        started = time.perf_counter()
-        for batch, key in zip(batches, keys):
-            params, opt_state, metrics = step(params, opt_state, batch, key)
-        jax.block_until_ready((params, metrics))
-        seconds.append(time.perf_counter() - started)
-    return seconds[1:]
 
 
 class StageTimer:
@@ -83,7 +60,8 @@ class StageTimer:
         kept = None
         for key in self.paths:
             if key == "raw":
-                seconds = raw_step_seconds(model, loss_fn, source, config, seed, schedule, self.epochs)
+                seconds = raw_step_seconds(model, loss_fn, source, config, seed, self.epochs,
+                                           schedule_extra(schedule, 0))
             else:
                 mode = "never" if key == "host" else "always"
                 result = self.fit(model, loss_fn, source, replace(config, device_resident=mode), seed, desc,

@@ -26,18 +26,16 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import jax
 import numpy as np
 import scipy.sparse as sp
 from flax import nnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, median_table, write_json_atomic  # noqa: E402
+from common import MACHINE, median_table, raw_step_seconds, write_json_atomic  # noqa: E402
 from gpu_load import UtilisationSampler  # noqa: E402
 
 from omics_cl import datasets  # noqa: E402
-from omics_cl.core.epochs import minibatches, step_fn  # noqa: E402
-from omics_cl.core.train import TrainConfig, fit, make_optimizer  # noqa: E402
+from omics_cl.core.train import TrainConfig, fit  # noqa: E402
 from omics_cl.data.preprocess import LogNormalizer, prepare_counts  # noqa: E402
 from omics_cl.data.sources import CountsSource  # noqa: E402
 from omics_cl.models.cae import AutoEncoder, CAEConfig, make_loss  # noqa: E402
@@ -77,24 +75,6 @@ def loop_seconds(source, config: CAEConfig, train: TrainConfig, mode: str, progr
     return result.epoch_seconds[1:]
 
 
-def raw_step_seconds(source, config: CAEConfig, train: TrainConfig) -> list[float]:
-    """Seconds of each pass of the jitted step over one epoch's batches, already on the device."""
-    graphdef, params = nnx.split(AutoEncoder(source.n_features, config, rngs=nnx.Rngs(0)))
-    tx = make_optimizer(train)
-    step, opt_state = jax.jit(step_fn(graphdef, make_loss(config), tx)), tx.init(params)
-    order = np.random.default_rng([0, 0]).permutation(source.n_obs)
-    batches = [jax.device_put(source.get(idx)) for idx in minibatches(order, train.batch_size)]
-    keys = [jax.random.fold_in(jax.random.key(0), b) for b in range(len(batches))]
-    seconds = []
-    for _ in range(train.epochs):
-        started = time.perf_counter()
-        for batch, key in zip(batches, keys):
-            params, opt_state, metrics = step(params, opt_state, batch, key)
-        jax.block_until_ready((params, metrics))
-        seconds.append(time.perf_counter() - started)
-    return seconds[1:]
-
-
 def anchors_python(args) -> str:
     python = args.anchors_python or os.environ.get("OMICS_CL_ANCHORS_PYTHON")
     if not python:
@@ -129,7 +109,8 @@ def path_seconds(key: str, source, matrix: Path, config: CAEConfig, train: Train
     if key == "torch":
         return torch_twin_seconds(matrix, config, train, args)
     if key == "raw":
-        return raw_step_seconds(source, config, train), {}
+        model = AutoEncoder(source.n_features, config, rngs=nnx.Rngs(0))
+        return raw_step_seconds(model, make_loss(config), source, train, 0, train.epochs - 1), {}
     mode = "always" if key == "device" else "never"
     return loop_seconds(source, config, train, mode, progress=key == "host_bar"), {}
 

@@ -171,6 +171,14 @@ def encode(model: SCI2CL, source: PairedSource, config: SCI2CLConfig) -> tuple[n
     return modality[:, :config.latent], modality[:, config.latent:]
 
 
+def fuse_views(views: dict[str, np.ndarray], config: SCI2CLConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(joint embedding, per-cell weights)``: ``views[name]`` for each of ``config.fusion_views`` fused as
+    ``config`` says (``fusion_shrinkage`` toward ``fusion_weights``)."""
+    target = None if config.fusion_weights is None else [config.fusion_weights[v] for v in config.fusion_views]
+    return fusion.wnn_fuse([views[v] for v in config.fusion_views], config.fusion_neighbors, seed,
+                           config.fusion_shrinkage, target)
+
+
 def outputs(model: SCI2CL, z_rna, z_atac, context: tuple, pcs: np.ndarray | None, config: SCI2CLConfig, ctx):
     """Cross-attention against ``context`` (the context cells' Z_r, Z_a), then the joint embedding; ``pcs``: the
     RNA PCA view (None when not read)."""
@@ -181,9 +189,7 @@ def outputs(model: SCI2CL, z_rna, z_atac, context: tuple, pcs: np.ndarray | None
         return {"joint": out["xattn"], **out}, {}
     if pcs is not None:
         out["pca"] = pcs
-    views = [out[name] for name in config.fusion_views]
-    target = None if config.fusion_weights is None else [config.fusion_weights[v] for v in config.fusion_views]
-    out["joint"], weights = fusion.wnn_fuse(views, config.fusion_neighbors, ctx.seed, config.fusion_shrinkage, target)
+    out["joint"], weights = fuse_views(out, config, ctx.seed)
     notes = {"view_weights_median": {view: round(float(w), 3) for view, w in
                                      zip(config.fusion_views, np.median(weights, 0), strict=True)}}
     return {**out, "view_weights": weights}, notes
