@@ -4,8 +4,9 @@
 # own fail to import) and the registry files in .gpu_data/{data,annotations}; results and logs go to $OUT.
 #   bash benchmarks/gpu_run.sh [PART ...]   PART: throughput (zeisel with the torch twin, then 10^6 synthetic
 #   cells; about 4 min), calls (each end-to-end call in a new process, with the compilation cache cold, then warm;
-#   about 5 min), profile (a cProfile of zeisel cae; about 1.5 min). Default: throughput calls.
-# CELLS (default 10^6) sets the synthetic run's size; SKIP_INSTALL=1 runs in the current environment.
+#   about 5 min), profile (a cProfile of zeisel cae; about 1.5 min), transfer (label transfer to a synthetic
+#   ATAC query of CELLS cells from 10^5 RNA cells, phases timed: transfer_scaling.py). Default: throughput calls.
+# CELLS (default 10^6) sets the synthetic runs' size; SKIP_INSTALL=1 runs in the current environment.
 set -u
 export PYTHONUNBUFFERED=1 OMICS_CL_DATA_DIR=$PWD/.gpu_data/data OMICS_CL_OFFLINE=1
 PY=${PY:-python3}
@@ -44,6 +45,9 @@ calls)
 profile)
   step profile 120 $PY benchmarks/end_to_end.py --jobs cluster:zeisel_cortex:cae --seeds 1 \
     --json "$OUT/end_to_end_profiled.json" --profile "$OUT/profile.txt" ;;
+transfer)
+  step transfer_scaling 540 $PY benchmarks/transfer_scaling.py --query-cells "${CELLS:-1000000}" \
+    --reference-cells 100000 --json "$OUT/transfer_scaling.json" ;;
 *) echo "unknown part $part"; exit 2 ;;
 esac; done
 echo "== done ($(date +%T))"
