@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_json_atomic  # noqa: E402
 from scaling import PeakRSS, device_peak_gib  # noqa: E402
 
+from omics_cl.data.sparse_rows import stack_rows  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results" / "transfer_scaling.json"
 N_TYPES, CHUNK = 12, 5_000
 # phase -> (file the function is defined in, function name); cumulative seconds from the profile
@@ -87,7 +89,9 @@ def synthetic_pair(n_reference: int, n_query: int, n_genes: int = 2000, peaks_pe
     openness[:, :n_linked] *= fold[:, peak_gene]
     openness = np.clip(openness, 0.0, 0.9).astype(np.float32)
     query_types = rng.integers(0, N_TYPES, n_query)
-    blocks = []
+    n_peaks = openness.shape[1]
+    links = sp.csr_matrix((np.ones(n_linked, np.float32), (np.arange(n_linked), peak_gene)), shape=(n_peaks, n_genes))
+    blocks, activity_blocks = [], []
     for start in tqdm(range(0, n_query, CHUNK), desc=f"{n_query} ATAC cells", leave=False):
         chunk_rng = np.random.default_rng([seed, start])
         t = query_types[start:start + CHUNK]
@@ -100,13 +104,11 @@ def synthetic_pair(n_reference: int, n_query: int, n_genes: int = 2000, peaks_pe
             block[empty, n_linked] = 1.0  # no empty cells
             block = block.tocsr()
         blocks.append(block)
-    peaks = sp.vstack(blocks).tocsr()
+        activity_blocks.append(sp.csr_matrix(block @ links))
     names = [f"q{i}" for i in range(n_query)]
     obs = pd.DataFrame({"cell_type": [f"t{t}" for t in query_types]}, index=names)
-    atac = ad.AnnData(peaks, obs=obs, var=pd.DataFrame(index=[f"p{i}" for i in range(peaks.shape[1])]))
-    links = sp.csr_matrix((np.ones(n_linked, np.float32), (np.arange(n_linked), peak_gene)),
-                          shape=(peaks.shape[1], n_genes))
-    activity = ad.AnnData(sp.csr_matrix(peaks @ links), obs=obs.copy(), var=pd.DataFrame(index=genes))
+    atac = ad.AnnData(stack_rows(blocks, n_peaks), obs=obs, var=pd.DataFrame(index=[f"p{i}" for i in range(n_peaks)]))
+    activity = ad.AnnData(stack_rows(activity_blocks, n_genes), obs=obs.copy(), var=pd.DataFrame(index=genes))
     return rna, atac, activity
 
 

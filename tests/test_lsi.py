@@ -15,6 +15,33 @@ def test_tfidf_matches_dense_formula():
     assert np.allclose(lsi.tfidf(sp.csr_matrix(x)).toarray(), np.log1p(tf * idf * 1e4), rtol=1e-5)
 
 
+def sparse_product_tfidf(counts, scale=1e4):
+    """The formula as sparse products in float64 (the implementation before 2026-12-04)."""
+    x = sp.csr_matrix(counts, dtype=np.float64)
+    cell_total, peak_total = np.asarray(x.sum(1)).ravel(), np.asarray(x.sum(0)).ravel()
+    idf = np.divide(x.shape[0], peak_total, out=np.zeros_like(peak_total), where=peak_total > 0)
+    inv_total = np.divide(1.0, cell_total, out=np.zeros_like(cell_total), where=cell_total > 0)
+    out = sp.csr_matrix(sp.diags(inv_total) @ x @ sp.diags(idf * scale))
+    out.data = np.log1p(out.data)
+    return out.astype(np.float32)
+
+
+def test_tfidf_in_chunks_equals_the_sparse_products_bit_for_bit():
+    rng = np.random.default_rng(3)
+    x = sp.random(300, 80, density=0.1, random_state=4, format="csr", dtype=np.float32)
+    x.data = np.ceil(x.data * 3)
+    x = sp.vstack([x, sp.csr_matrix((2, 80), dtype=np.float32)]).tocsr()  # empty cells at the end
+    x.data[rng.choice(x.nnz, 5, replace=False)] = 0  # stored zeros are dropped
+    expected = sparse_product_tfidf(x)
+    for chunk_values in (7, 100, 1 << 24):
+        got = lsi.tfidf(x, chunk_values=chunk_values)
+        assert got.nnz == expected.nnz == x.nnz - 5
+        for part in ("data", "indices", "indptr"):
+            assert np.array_equal(getattr(got, part), getattr(expected, part)), (chunk_values, part)
+    duplicated = sp.csr_matrix((np.array([1.0, 2.0, 3.0]), np.array([2, 2, 0]), np.array([0, 2, 3])), shape=(2, 4))
+    assert np.array_equal(lsi.tfidf(duplicated).toarray(), sparse_product_tfidf(duplicated).toarray())
+
+
 def test_lsi_on_mop_drops_depth_component_and_is_deterministic():
     atac = datasets.load("mop_snare_paired", modality="atac")[:3000]
     z, info = lsi.lsi(atac.X, n_components=30, seed=0)

@@ -7,20 +7,37 @@ import scipy.sparse as sp
 from omics_cl.core import graph
 
 
-def tfidf(counts, scale: float = 1e4) -> sp.csr_matrix:
+def tfidf(counts, scale: float = 1e4, chunk_values: int = 1 << 24) -> sp.csr_matrix:
     """``log1p(TF * IDF * scale)`` with TF = counts / cell total and IDF = n_cells / peak total (Signac method 1).
 
-    Cells with no counts give zero rows; peaks with no counts give zero columns.
+    Cells with no counts give zero rows; peaks with no counts give zero columns; stored zeros are dropped. Computed
+    in float64 on the stored values, ``chunk_values`` at a time, then kept as float32, so the memory it needs
+    beyond its input is about the result's (a 10^6-cell atlas fits).
     """
-    x = sp.csr_matrix(counts, dtype=np.float64)
-    cell_total = np.asarray(x.sum(1)).ravel()
-    peak_total = np.asarray(x.sum(0)).ravel()
+    x = sp.csr_matrix(counts)
+    if not x.has_canonical_format:
+        x = x.copy()
+        x.sum_duplicates()
+    cell_total = np.asarray(x.sum(1, dtype=np.float64)).ravel()
+    peak_total = np.asarray(x.sum(0, dtype=np.float64)).ravel()
     idf = np.divide(x.shape[0], peak_total, out=np.zeros_like(peak_total), where=peak_total > 0)
     inv_total = np.divide(1.0, cell_total, out=np.zeros_like(cell_total), where=cell_total > 0)
-    out = sp.diags(inv_total) @ x @ sp.diags(idf * scale)
-    out = sp.csr_matrix(out)
-    out.data = np.log1p(out.data)
-    return out.astype(np.float32)
+    column_factor = idf * scale
+    data = np.empty(x.nnz, dtype=np.float32)
+    rows_per_chunk = max(1, int(chunk_values * x.shape[0] / max(x.nnz, 1)))
+    for start in range(0, x.shape[0], rows_per_chunk):
+        stop = min(start + rows_per_chunk, x.shape[0])
+        lo, hi = x.indptr[start], x.indptr[stop]
+        values = x.data[lo:hi].astype(np.float64)
+        values *= np.repeat(inv_total[start:stop], np.diff(x.indptr[start:stop + 1]))
+        values *= column_factor[x.indices[lo:hi]]
+        data[lo:hi] = np.log1p(values, out=values)
+    keep = x.data != 0
+    if keep.all():
+        return sp.csr_matrix((data, x.indices.copy(), x.indptr.copy()), shape=x.shape)
+    rows = np.repeat(np.arange(x.shape[0]), np.diff(x.indptr))
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows[keep], minlength=x.shape[0]))]).astype(x.indptr.dtype)
+    return sp.csr_matrix((data[keep], x.indices[keep], indptr), shape=x.shape)
 
 
 def lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0) -> tuple[np.ndarray, dict]:

@@ -8,6 +8,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from omics_cl.data.lsi import tfidf
+from omics_cl.data.sparse_rows import hstack_rows
+
+PREDICT_ROWS = 65536  # cells whose features are built at once for the classifier's probabilities
 
 
 def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
@@ -30,12 +33,19 @@ def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
         warnings.warn(f"fewer than 2 classes among query cells with probability >= {min_vote}; the peak-space "
                       "classifier is skipped (its share of the probabilities goes to the transfer)", stacklevel=3)
         return prob, 0
-    features = StandardScaler().fit_transform(peaks)
-    beside = [] if activity is None else [sp.csr_matrix(activity)]
+    parts = [StandardScaler().fit_transform(peaks)]
+    if activity is not None:
+        parts.append(sp.csr_matrix(activity))
     if peak_counts is not None:
-        beside.append(tfidf(peak_counts))
-    if beside:
-        features = sp.hstack([sp.csr_matrix(features), *beside]).tocsr()
-    clf = LogisticRegression(C=0.1, max_iter=500).fit(features[confident], labels[confident])
-    out[:, clf.classes_] = clf.predict_proba(features)
+        parts.append(tfidf(peak_counts))
+
+    if len(parts) == 1:  # the components alone: small, dense
+        clf = LogisticRegression(C=0.1, max_iter=500).fit(parts[0][confident], labels[confident])
+        out[:, clf.classes_] = clf.predict_proba(parts[0])
+        return out.astype(prob.dtype), int(confident.sum())
+    clf = LogisticRegression(C=0.1, max_iter=500).fit(hstack_rows(parts, np.flatnonzero(confident)),
+                                                       labels[confident])
+    for start in range(0, len(prob), PREDICT_ROWS):  # the sparse features of all cells are never held at once
+        rows = np.arange(start, min(start + PREDICT_ROWS, len(prob)))
+        out[np.ix_(rows, clf.classes_)] = clf.predict_proba(hstack_rows(parts, rows))
     return out.astype(prob.dtype), int(confident.sum())
