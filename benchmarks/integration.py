@@ -164,6 +164,11 @@ def thinned(adata, fraction: float = 0.5, seed: int = 0):
     return out
 
 
+def anchor_cap(method, args):
+    """The epoch cap an anchor runs under (None: its own schedule)."""
+    return {"scglue": args.scglue_max_epochs, "multivi": args.multivi_max_epochs}.get(method)
+
+
 def anchor(method, seed, args):
     python = args.anchors_python or os.environ.get("OMICS_CL_ANCHORS_PYTHON")
     if not python:
@@ -175,7 +180,7 @@ def anchor(method, seed, args):
                str(datasets.path(DATASET, "atac")), str(out), "--seed", str(seed)]
         if method == "scglue":
             cmd += ["--genes", str(datasets.annotation_path("mm10_ensembl_genes.tsv.gz"))]
-        cap = {"scglue": args.scglue_max_epochs, "multivi": args.multivi_max_epochs}.get(method)
+        cap = anchor_cap(method, args)
         if cap:
             cmd += ["--max-epochs", str(cap)]
         subprocess.run(cmd, check=True)
@@ -333,7 +338,8 @@ def main(argv=None) -> int:
                 out, seconds = embedding(method)
             for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds,
                              args.leiden_consensus, args.scorings, args.overcluster, args.protocols):
-                rows.append({**row, "design": args.design, "machine": MACHINE})
+                rows.append({**row, "design": args.design, "machine": MACHINE,
+                             **({"max_epochs": anchor_cap(method, args)} if method in ANCHOR_METHODS else {})})
                 print(json.dumps(row), flush=True)
             write_json_atomic(rows, args.json)
     order = {m: i for i, m in enumerate(METHODS)}
