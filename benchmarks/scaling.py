@@ -41,6 +41,16 @@ N_TYPES, CHUNK = 12, 20_000
 PHASES = ("generate", "prepare", "train", "embed", "knn", "leiden")
 
 
+def type_profiles(rng: np.random.Generator, n_genes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fold, profiles, theta)`` of the synthetic cell types: each type's fold change per gene (a random 10% of
+    genes changed), its expression shares (a log-normal base times the fold, rows summing to 1) and the genes'
+    negative-binomial dispersions."""
+    base = rng.lognormal(0.0, 2.0, n_genes)
+    fold = np.exp(rng.normal(0.0, 1.0, (N_TYPES, n_genes)) * (rng.random((N_TYPES, n_genes)) < 0.1))
+    profiles = base * fold / (base * fold).sum(1, keepdims=True)
+    return fold, profiles, rng.lognormal(0.5, 0.5, n_genes)
+
+
 def write_counts(path: Path, n_cells: int, n_genes: int, seed: int) -> np.ndarray:
     """Write the synthetic counts (CSR, float32) to ``path`` chunk by chunk; returns the cell types."""
     import anndata as ad
@@ -53,10 +63,7 @@ def write_counts(path: Path, n_cells: int, n_genes: int, seed: int) -> np.ndarra
     from omics_cl.core.files import atomic_write
 
     rng = np.random.default_rng(seed)
-    base = rng.lognormal(0.0, 2.0, n_genes)
-    fold = np.exp(rng.normal(0.0, 1.0, (N_TYPES, n_genes)) * (rng.random((N_TYPES, n_genes)) < 0.1))
-    profiles = base * fold / (base * fold).sum(1, keepdims=True)
-    theta = rng.lognormal(0.5, 0.5, n_genes)
+    fold, profiles, theta = type_profiles(rng, n_genes)
     types = rng.integers(0, N_TYPES, n_cells)
 
     def write(tmp: str) -> None:

@@ -38,12 +38,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_json_atomic  # noqa: E402
-from scaling import PeakRSS, device_peak_gib  # noqa: E402
+from scaling import N_TYPES, PeakRSS, device_peak_gib, type_profiles  # noqa: E402
 
 from omics_cl.data.sparse_rows import stack_rows  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "transfer_scaling.json"
-N_TYPES, CHUNK = 12, 5_000
+CHUNK = 5_000  # query cells generated at once
 # phase -> (file the function is defined in, function name); cumulative seconds from the profile
 PHASES = {
     "features": ("omics_cl/data/transfer.py", "transfer_features"),
@@ -67,10 +67,7 @@ def synthetic_pair(n_reference: int, n_query: int, n_genes: int = 2000, peaks_pe
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
-    base = rng.lognormal(0.0, 2.0, n_genes)
-    fold = np.exp(rng.normal(0.0, 1.0, (N_TYPES, n_genes)) * (rng.random((N_TYPES, n_genes)) < 0.1))
-    profiles = base * fold / (base * fold).sum(1, keepdims=True)
-    theta = rng.lognormal(0.5, 0.5, n_genes)
+    fold, profiles, theta = type_profiles(rng, n_genes)
     genes = [f"g{i}" for i in range(n_genes)]
 
     ref_types = rng.integers(0, N_TYPES - 1, n_reference)  # the last type is unseen

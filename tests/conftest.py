@@ -1,7 +1,10 @@
 import atexit
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
+from pathlib import Path
 
 # Tests train many small models whose jitted steps are the same programs; a compilation cache for this test
 # session (shared with the CLI subprocesses through the environment) compiles each once. Set before jax is imported.
@@ -26,6 +29,19 @@ from omics_cl import datasets  # noqa: E402
 
 # small network settings so unit tests train in seconds
 FAST = {"hidden": (64,), "latent": 16, "epochs": 3, "batch_size": 64}
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str):
+    """The module ``benchmarks/<name>.py``, imported with ``benchmarks/`` on the path for its own imports."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return module
 
 
 @pytest.fixture(autouse=True)

@@ -1,19 +1,13 @@
 """Every benchmark script reads ``--seeds N --first-seed F`` the same way: seeds F..F+N-1."""
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import BENCHMARKS, load_benchmark
 
 
 @pytest.fixture(scope="module")
 def common():
-    spec = importlib.util.spec_from_file_location("benchmark_common", BENCHMARKS / "common.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("common")
 
 
 @pytest.mark.parametrize("argv, seeds", [([], [0, 1, 2, 3, 4]), (["--seeds", "2"], [0, 1]),

@@ -1,12 +1,9 @@
 """The benchmarks' GPU utilisation sampler, with a fake reader (no GPU needed)."""
-import importlib.util
 import time
-from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-spec = importlib.util.spec_from_file_location("gpu_load", BENCHMARKS / "gpu_load.py")
-gpu_load = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(gpu_load)
+from conftest import load_benchmark
+
+gpu_load = load_benchmark("gpu_load")
 UtilisationSampler = gpu_load.UtilisationSampler
 
 

@@ -1,30 +1,16 @@
 """benchmarks/loop_throughput.py times each stage along three paths without changing what the method trains."""
-import importlib.util
-import sys
-from pathlib import Path
-
 import jax
 import numpy as np
 import pytest
-from conftest import FAST
+from conftest import FAST, load_benchmark
 
 from omics_cl import models
 from omics_cl.core import train as core_train
 from omics_cl.data.preprocess import prepare_counts
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
 @pytest.fixture(scope="module")
 def loop_throughput():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("loop_throughput", BENCHMARKS / "loop_throughput.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    return load_benchmark("loop_throughput")
 
 
 def trained_params(prepared, fit):

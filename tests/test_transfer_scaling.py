@@ -1,27 +1,16 @@
 """benchmarks/transfer_scaling.py: its synthetic atlases and the profile phases it reads."""
 import cProfile
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
 from omics_cl import tl
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def transfer_scaling():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location("transfer_scaling", BENCHMARKS / "transfer_scaling.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return module
+    return load_benchmark("transfer_scaling")
 
 
 def test_synthetic_pair_is_seeded_and_holds_an_unseen_type(transfer_scaling):

@@ -7,13 +7,17 @@ import scipy.sparse as sp
 from omics_cl.data.preprocess import CHUNK_ROWS
 
 
+def index_dtype(nnz: int, n_cols: int) -> type:
+    """int32 column indices where they and the entry count fit (as scipy keeps them), else int64."""
+    return np.int32 if nnz < np.iinfo(np.int32).max and n_cols < np.iinfo(np.int32).max else np.int64
+
+
 def stack_rows(blocks: list[sp.csr_matrix], n_cols: int) -> sp.csr_matrix:
     """CSR ``blocks`` (each ``n_cols`` wide) stacked by rows without a COO copy; each block is dropped from the list
     as soon as it is copied."""
     nnz = sum(b.nnz for b in blocks)
     dtype = np.result_type(*(b.dtype for b in blocks)) if blocks else np.float32
-    index_dtype = np.int32 if nnz < np.iinfo(np.int32).max and n_cols < np.iinfo(np.int32).max else np.int64
-    data, indices = np.empty(nnz, dtype), np.empty(nnz, index_dtype)
+    data, indices = np.empty(nnz, dtype), np.empty(nnz, index_dtype(nnz, n_cols))
     indptr, pos, rows = [np.zeros(1, np.int64)], 0, 0
     for i, block in enumerate(blocks):
         data[pos:pos + block.nnz], indices[pos:pos + block.nnz] = block.data, block.indices
@@ -34,9 +38,8 @@ def hstack_rows(parts: list, rows: np.ndarray, chunk_rows: int = CHUNK_ROWS) -> 
         row_nnz += np.diff(s.indptr)[rows] if s is not None else np.count_nonzero(p[rows], axis=1)
     nnz = int(row_nnz.sum())
     n_cols = sum(p.shape[1] for p in parts)
-    index_dtype = np.int32 if nnz < np.iinfo(np.int32).max and n_cols < np.iinfo(np.int32).max else np.int64
     data = np.empty(nnz, np.result_type(*(p.dtype for p in parts)))
-    indices = np.empty(nnz, index_dtype)
+    indices = np.empty(nnz, index_dtype(nnz, n_cols))
     indptr = np.concatenate([[0], np.cumsum(row_nnz)])
     for start in range(0, len(rows), chunk_rows):
         chunk = rows[start:start + chunk_rows]

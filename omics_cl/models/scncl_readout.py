@@ -39,13 +39,12 @@ def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
     if peak_counts is not None:
         parts.append(tfidf(peak_counts))
 
-    if len(parts) == 1:  # the components alone: small, dense
-        clf = LogisticRegression(C=0.1, max_iter=500).fit(parts[0][confident], labels[confident])
-        out[:, clf.classes_] = clf.predict_proba(parts[0])
-        return out.astype(prob.dtype), int(confident.sum())
-    clf = LogisticRegression(C=0.1, max_iter=500).fit(hstack_rows(parts, np.flatnonzero(confident)),
-                                                       labels[confident])
-    for start in range(0, len(prob), PREDICT_ROWS):  # the sparse features of all cells are never held at once
-        rows = np.arange(start, min(start + PREDICT_ROWS, len(prob)))
-        out[np.ix_(rows, clf.classes_)] = clf.predict_proba(hstack_rows(parts, rows))
+    if len(parts) == 1:  # the components alone: small and dense, predicted at once
+        features, predict_rows = (lambda rows: parts[0][rows]), len(prob)
+    else:  # the sparse features of all cells are never held at once
+        features, predict_rows = (lambda rows: hstack_rows(parts, rows)), PREDICT_ROWS
+    clf = LogisticRegression(C=0.1, max_iter=500).fit(features(np.flatnonzero(confident)), labels[confident])
+    for start in range(0, len(prob), predict_rows):
+        rows = np.arange(start, min(start + predict_rows, len(prob)))
+        out[np.ix_(rows, clf.classes_)] = clf.predict_proba(features(rows))
     return out.astype(prob.dtype), int(confident.sum())
