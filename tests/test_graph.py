@@ -134,6 +134,20 @@ def test_jax_knn_equals_numpy_brute_force(metric):
     np.testing.assert_array_equal(graph.knn(x, 15, metric, method="jax")[0], brute_force(x, x, 15, metric)[0])
 
 
+def test_auto_knn_of_a_query_is_the_exact_jax_search(monkeypatch):
+    x = np.random.default_rng(5).normal(size=(200, 8)).astype(np.float32)
+    query = np.random.default_rng(6).normal(size=(40, 8)).astype(np.float32)
+    calls = []
+    blocked = graph.blocked_knn
+    monkeypatch.setattr(graph, "blocked_knn", lambda *a, **kw: calls.append(a[2]) or blocked(*a, **kw))
+    for metric in ("cosine", "euclidean"):
+        idx, _ = graph.knn(x, 10, metric, query=query)
+        np.testing.assert_array_equal(idx, brute_force(x, query, 10, metric)[0])
+    graph.knn(x, 10, "manhattan", query=query)  # not a JAX metric: scikit-learn
+    graph.knn(x, 10, "cosine")  # a graph of x itself on the CPU: scikit-learn up to EXACT_KNN_MAX_CELLS
+    assert calls == ["cosine", "euclidean"]
+
+
 def test_jax_knn_agrees_with_pynndescent():
     x, _ = blobs(n_per=600, k=5, seed=1)
     exact, _ = graph.knn(x, 15, "cosine", method="jax")

@@ -26,8 +26,9 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
     ``query``, of each query row's ``k`` nearest rows of ``x``.
 
     ``method``: ``"jax"`` (exact, :func:`blocked_knn`), ``"pynndescent"`` (approximate), or ``"auto"``: ``"jax"``
-    on an accelerator; on the CPU exact brute force (scikit-learn) up to ``EXACT_KNN_MAX_CELLS`` rows of ``x``
-    and pynndescent above.
+    on an accelerator and for a ``query`` (cosine or euclidean; about 3x scikit-learn's brute force on the CPU,
+    the same neighbours: benchmarks/README.md); otherwise, on the CPU, exact brute force (scikit-learn) up to
+    ``EXACT_KNN_MAX_CELLS`` rows of ``x`` and pynndescent above.
     """
     if method not in KNN_METHODS:
         raise ValueError(f"method must be one of {KNN_METHODS}, got {method!r}")
@@ -41,7 +42,10 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
     if method == "auto":
         import jax
 
-        method = "jax" if jax.default_backend() != "cpu" else "brute" if n <= EXACT_KNN_MAX_CELLS else "pynndescent"
+        if metric in ("cosine", "euclidean") and (jax.default_backend() != "cpu" or query is not None):
+            method = "jax"
+        else:
+            method = "brute" if n <= EXACT_KNN_MAX_CELLS else "pynndescent"
     if method == "jax":
         idx, dist = blocked_knn(x, k, metric, query)
     elif method == "brute":
