@@ -26,8 +26,9 @@ EPOCHS = {10_000: 4, 100_000: 2}  # as in results/siamese_scaling.json
 
 def measure(z: np.ndarray, source: np.ndarray, seed: int) -> dict:
     from omics_cl.core import graph
+    from omics_cl.core.neighbors import knn
 
-    idx, _ = graph.knn(z, 16, "cosine", seed)
+    idx, _ = knn(z, 16, "cosine", seed)
     copies = float(np.mean(source[idx[:, 1:]] == source[:, None]))
     first = np.unique(source, return_index=True)[1]
     return {"copy_neighbour_share": copies,

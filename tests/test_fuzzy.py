@@ -3,7 +3,8 @@ import numpy as np
 import scipy.sparse as sp
 from umap.umap_ import fuzzy_simplicial_set, smooth_knn_dist as umap_smooth_knn_dist
 
-from omics_cl.core import fuzzy, graph
+from omics_cl.core import fuzzy
+from omics_cl.core.neighbors import knn
 
 
 def umap_connectivities(idx, dist):
@@ -17,7 +18,7 @@ def knn_of(seed: int, metric: str):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(400, 8)).astype(np.float32)
     x[:40] = x[40:80]  # duplicated cells: zero distances besides a cell's own
-    return graph.knn(x, 15, metric, seed)
+    return knn(x, 15, metric, seed)
 
 
 def test_weights_match_umap():

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from omics_cl.core import graph
+from omics_cl.core import graph, neighbors
 from omics_cl.models.common import leiden_centres
 
 
@@ -71,7 +71,7 @@ def test_bisection_keeps_a_most_modular_partition_with_k_clusters():
 
 def test_knn_includes_self_first():
     x, _ = blobs(20, 2)
-    idx, dist = graph.knn(x, 5, "cosine")
+    idx, dist = neighbors.knn(x, 5, "cosine")
     assert np.array_equal(idx[:, 0], np.arange(len(x))) and np.allclose(dist[:, 0], 0, atol=1e-5)
 
 
@@ -97,12 +97,10 @@ def test_leiden_centres_honour_a_given_k_or_warn():
 
 
 def test_knn_vote_shares_match_a_naive_count():
-    from omics_cl.core.graph import knn_vote
-
     rng = np.random.default_rng(0)
     reference, query = rng.normal(size=(40, 5)), rng.normal(size=(7, 5))
     labels = rng.integers(0, 3, 40)
-    votes = knn_vote(reference, query, labels, 4, k=6)
+    votes = neighbors.knn_vote(reference, query, labels, 4, k=6)
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     nearest = np.argsort(-(unit(query) @ unit(reference).T), axis=1)[:, :6]
     expected = np.stack([np.bincount(labels[row], minlength=4) / 6 for row in nearest])
@@ -127,37 +125,37 @@ def test_jax_knn_equals_numpy_brute_force(metric):
     query = np.random.default_rng(4).normal(size=(50, 16)).astype(np.float32)
     for q in (None, query):
         want_idx, want_dist = brute_force(x, x if q is None else q, 15, metric)
-        for block_values in (graph.KNN_BLOCK_VALUES, 301 * 7):  # one block; 7 rows per block, the last padded
-            idx, dist = graph.blocked_knn(x, 15, metric, q, block_values)
+        for block_values in (neighbors.KNN_BLOCK_VALUES, 301 * 7):  # one block; 7 rows per block, the last padded
+            idx, dist = neighbors.blocked_knn(x, 15, metric, q, block_values)
             np.testing.assert_array_equal(idx, want_idx)
             np.testing.assert_allclose(dist, want_dist, atol=2e-6)
-    np.testing.assert_array_equal(graph.knn(x, 15, metric, method="jax")[0], brute_force(x, x, 15, metric)[0])
+    np.testing.assert_array_equal(neighbors.knn(x, 15, metric, method="jax")[0], brute_force(x, x, 15, metric)[0])
 
 
 def test_auto_knn_of_a_query_is_the_exact_jax_search(monkeypatch):
     x = np.random.default_rng(5).normal(size=(200, 8)).astype(np.float32)
     query = np.random.default_rng(6).normal(size=(40, 8)).astype(np.float32)
     calls = []
-    blocked = graph.blocked_knn
-    monkeypatch.setattr(graph, "blocked_knn", lambda *a, **kw: calls.append(a[2]) or blocked(*a, **kw))
+    blocked = neighbors.blocked_knn
+    monkeypatch.setattr(neighbors, "blocked_knn", lambda *a, **kw: calls.append(a[2]) or blocked(*a, **kw))
     for metric in ("cosine", "euclidean"):
-        idx, _ = graph.knn(x, 10, metric, query=query)
+        idx, _ = neighbors.knn(x, 10, metric, query=query)
         np.testing.assert_array_equal(idx, brute_force(x, query, 10, metric)[0])
-    graph.knn(x, 10, "manhattan", query=query)  # not a JAX metric: scikit-learn
-    graph.knn(x, 10, "cosine")  # a graph of x itself on the CPU: scikit-learn up to EXACT_KNN_MAX_CELLS
+    neighbors.knn(x, 10, "manhattan", query=query)  # not a JAX metric: scikit-learn
+    neighbors.knn(x, 10, "cosine")  # a graph of x itself on the CPU: scikit-learn up to EXACT_KNN_MAX_CELLS
     assert calls == ["cosine", "euclidean"]
 
 
 def test_jax_knn_agrees_with_pynndescent():
     x, _ = blobs(n_per=600, k=5, seed=1)
-    exact, _ = graph.knn(x, 15, "cosine", method="jax")
-    approx, _ = graph.knn(x, 15, "cosine", method="pynndescent")
+    exact, _ = neighbors.knn(x, 15, "cosine", method="jax")
+    approx, _ = neighbors.knn(x, 15, "cosine", method="pynndescent")
     recall = np.mean([len(np.intersect1d(a, b)) / 15 for a, b in zip(exact, approx)])
     assert recall >= 0.95, recall
     with pytest.raises(ValueError, match="method must be one of"):
-        graph.knn(x, 15, method="faiss")
+        neighbors.knn(x, 15, method="faiss")
     with pytest.raises(ValueError, match="cosine' or 'euclidean"):
-        graph.knn(x, 15, "manhattan", method="jax")
+        neighbors.knn(x, 15, "manhattan", method="jax")
 
 
 def test_coassociation_graph_scales_edges_by_how_often_partitions_agree():
@@ -310,7 +308,7 @@ def test_a_cells_distance_to_itself_is_zero_so_rounding_does_not_move_the_graph(
     x = np.random.default_rng(0).normal(size=(200, 12)).astype(np.float32)
     scaled = (x / np.linalg.norm(x, axis=1, keepdims=True) / np.sqrt(2)).astype(np.float32)
     for method in ("brute", "pynndescent", "jax"):
-        idx, dist = graph.knn(scaled, 10, "cosine", method=method)
+        idx, dist = neighbors.knn(scaled, 10, "cosine", method=method)
         assert (idx[:, 0] == np.arange(200)).all() and (dist[:, 0] == 0).all()
     difference = graph.neighbor_graph(x, 10) - graph.neighbor_graph(scaled, 10)
     assert abs(difference).max() < 1e-4

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from omics_cl.core import graph
+from omics_cl.core.neighbors import knn
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:
@@ -48,7 +48,7 @@ def wnn_weights(views: list[np.ndarray], n_neighbors: int = 20, seed: int = 0) -
     views = [unit_rows(v) for v in views]
     neighbors, nearest, bandwidth = [], [], []
     for view in views:
-        idx, dist = graph.knn(view, n_neighbors + 1, "euclidean", seed)
+        idx, dist = knn(view, n_neighbors + 1, "euclidean", seed)
         neighbors.append(idx[:, 1:])
         nearest.append(dist[:, 1])
         bandwidth.append(np.maximum(dist[:, 1:].mean(1) - dist[:, 1], 1e-6))

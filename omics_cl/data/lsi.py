@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from omics_cl.core import graph
+from omics_cl.core.neighbors import knn
 
 
 def tfidf(counts, scale: float = 1e4, chunk_values: int = 1 << 24) -> sp.csr_matrix:
@@ -62,7 +62,7 @@ def lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: in
 
 def neighbors(embedding: np.ndarray, k: int = 10, seed: int = 0) -> np.ndarray:
     """Indices of each cell's ``k`` nearest other cells (cosine), self excluded: cells x k."""
-    idx, _ = graph.knn(embedding, k + 1, "cosine", seed)
+    idx, _ = knn(embedding, k + 1, "cosine", seed)
     out = np.empty((idx.shape[0], k), dtype=np.int64)
     for i, row in enumerate(idx):
         row = row[row != i]

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import scipy.sparse as sp
 
-from omics_cl.core import graph
+from omics_cl.core.neighbors import knn
 from omics_cl.data import device_sources as dev
 
 KEYS = SimpleNamespace(
@@ -112,7 +112,7 @@ def cell_graph(rows: CountsSource, n_pcs: int, n_neighbors: int, seed: int) -> n
     x = rows.lognorm_sparse()
     n_pcs = min(n_pcs, min(x.shape) - 1)
     pcs = sc.pp.pca(x, n_comps=n_pcs, random_state=seed, svd_solver="arpack")
-    idx, _ = graph.knn(pcs, n_neighbors + 1, "cosine", seed)
+    idx, _ = knn(pcs, n_neighbors + 1, "cosine", seed)
     return idx[:, 1:]
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import get
-from omics_cl.core import graph
+from omics_cl.core.neighbors import knn
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups, neighbour_flags
 from omics_cl.tl._common import marker_genes, store_record
@@ -110,7 +110,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         if embedding is None:
             raise ValueError(f"obsm['X_{method}'] (the transfer's query embedding) is missing; pass "
                              "propagate_neighbors=0 to check without it")
-        neighbors, _ = graph.knn(np.asarray(embedding), propagate_neighbors + 1)
+        neighbors, _ = knn(np.asarray(embedding), propagate_neighbors + 1)
         flags, suggested = neighbour_flags(flags, atlas, suggested, neighbors[:, 1:],
                                            eligible=None if novel is None else ~np.asarray(novel, dtype=bool))
     if gene_activity is None and annotation is not None:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import get
-from omics_cl.core import graph
+from omics_cl.core.neighbors import knn
 from omics_cl.data.preprocess import check_finite_counts, fit_lognormalizer
 from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups
 from omics_cl.tl._cluster import cluster_embedding
@@ -157,7 +157,7 @@ def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbo
     labels = raw.astype(str).to_numpy()
     if len(np.unique(labels[usable])) < 2:
         raise ValueError(f"{label_key!r} has fewer than 2 usable labels; nothing to compare")
-    idx, _ = graph.knn(get.rep(data, use_rep), n_neighbors + 1, "cosine", seed)
+    idx, _ = knn(get.rep(data, use_rep), n_neighbors + 1, "cosine", seed)
     agreement = np.full(data.n_obs, np.nan)
     majority = np.full(data.n_obs, None, dtype=object)
     share = np.zeros(data.n_obs)
