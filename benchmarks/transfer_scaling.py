@@ -51,7 +51,7 @@ PHASES = {
     "lsi_knn": ("omics_cl/data/lsi.py", "neighbors"),
     "train": ("omics_cl/core/train.py", "fit"),
     "readout": ("omics_cl/models/scncl.py", "embed"),
-    "knn_vote": ("omics_cl/core/graph.py", "knn_vote"),
+    "knn_vote": ("omics_cl/core/neighbors.py", "knn_vote"),
     "peak_classifier": ("omics_cl/models/scncl_readout.py", "peak_classifier"),
     "query_graph": ("omics_cl/core/graph.py", "neighbor_graph"),
     "query_leiden": ("omics_cl/core/graph.py", "leiden"),
