@@ -15,9 +15,9 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
     ``query``, of each query row's ``k`` nearest rows of ``x``.
 
     ``method``: ``"jax"`` (exact, :func:`blocked_knn`), ``"pynndescent"`` (approximate), or ``"auto"``: ``"jax"``
-    on an accelerator and for a ``query`` (cosine or euclidean; about 3x scikit-learn's brute force on the CPU,
-    the same neighbours: benchmarks/README.md); otherwise, on the CPU, exact brute force (scikit-learn) up to
-    ``EXACT_KNN_MAX_CELLS`` rows of ``x`` and pynndescent above.
+    on an accelerator and for a ``query`` (cosine or euclidean; on the CPU about 3x scikit-learn's brute force,
+    the same neighbours but for near-ties: benchmarks/knn_query.py); otherwise, on the CPU, exact brute force
+    (scikit-learn) up to ``EXACT_KNN_MAX_CELLS`` rows of ``x`` and pynndescent above.
     """
     if method not in KNN_METHODS:
         raise ValueError(f"method must be one of {KNN_METHODS}, got {method!r}")
