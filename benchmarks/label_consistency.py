@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import MACHINE, machine, median_table, write_json_atomic
-from integration import DATASET, default_fusion, pca_rna, sci2cl, stored
+from integration import DATASET, default_fusion, sci2cl, stored
+from integration_views import pca_rna
 
 from omics_cl import datasets, tl
 
