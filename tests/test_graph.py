@@ -143,6 +143,8 @@ def test_auto_knn_of_a_query_is_the_exact_jax_search(monkeypatch):
         np.testing.assert_array_equal(idx, brute_force(x, query, 10, metric)[0])
     neighbors.knn(x, 10, "manhattan", query=query)  # not a JAX metric: scikit-learn
     neighbors.knn(x, 10, "cosine")  # a graph of x itself on the CPU: scikit-learn up to EXACT_KNN_MAX_CELLS
+    monkeypatch.setattr(neighbors, "EXACT_KNN_MAX_CELLS", 100)  # a larger reference: pynndescent, as before
+    assert neighbors.knn(x, 10, "cosine", query=query)[0].shape == (40, 10)
     assert calls == ["cosine", "euclidean"]
 
 

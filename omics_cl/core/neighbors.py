@@ -14,10 +14,10 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
     """Indices and distances of each row's ``k`` nearest rows of ``x`` (itself first, at distance 0), or, given
     ``query``, of each query row's ``k`` nearest rows of ``x``.
 
-    ``method``: ``"jax"`` (exact, :func:`blocked_knn`), ``"pynndescent"`` (approximate), or ``"auto"``: ``"jax"``
-    on an accelerator and for a ``query`` (cosine or euclidean; on the CPU about 3x scikit-learn's brute force,
-    the same neighbours but for near-ties: benchmarks/knn_query.py); otherwise, on the CPU, exact brute force
-    (scikit-learn) up to ``EXACT_KNN_MAX_CELLS`` rows of ``x`` and pynndescent above.
+    ``method``: ``"jax"`` (exact, :func:`blocked_knn`), ``"pynndescent"`` (approximate), ``"brute"`` (exact,
+    scikit-learn) or ``"auto"``: ``"jax"`` on an accelerator; on the CPU exact up to ``EXACT_KNN_MAX_CELLS`` rows of
+    ``x`` and pynndescent above, the exact search being ``"jax"`` for a ``query`` (cosine or euclidean; about 3x
+    scikit-learn's, the same neighbours but for near-ties: benchmarks/knn_query.py) and ``"brute"`` otherwise.
     """
     if method not in KNN_METHODS:
         raise ValueError(f"method must be one of {KNN_METHODS}, got {method!r}")
@@ -31,10 +31,13 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
     if method == "auto":
         import jax
 
-        if metric in ("cosine", "euclidean") and (jax.default_backend() != "cpu" or query is not None):
+        jax_metric = metric in ("cosine", "euclidean")
+        if jax_metric and jax.default_backend() != "cpu":
             method = "jax"
+        elif n > EXACT_KNN_MAX_CELLS:
+            method = "pynndescent"
         else:
-            method = "brute" if n <= EXACT_KNN_MAX_CELLS else "pynndescent"
+            method = "jax" if jax_metric and query is not None else "brute"
     if method == "jax":
         idx, dist = blocked_knn(x, k, metric, query)
     elif method == "brute":
