@@ -132,7 +132,7 @@ def test_jax_knn_equals_numpy_brute_force(metric):
     np.testing.assert_array_equal(neighbors.knn(x, 15, metric, method="jax")[0], brute_force(x, x, 15, metric)[0])
 
 
-def test_auto_knn_of_a_query_is_the_exact_jax_search(monkeypatch):
+def test_auto_knn_picks_the_search_by_size_metric_and_query(monkeypatch):
     x = np.random.default_rng(5).normal(size=(200, 8)).astype(np.float32)
     query = np.random.default_rng(6).normal(size=(40, 8)).astype(np.float32)
     calls = []
@@ -143,9 +143,15 @@ def test_auto_knn_of_a_query_is_the_exact_jax_search(monkeypatch):
         np.testing.assert_array_equal(idx, brute_force(x, query, 10, metric)[0])
     neighbors.knn(x, 10, "manhattan", query=query)  # not a JAX metric: scikit-learn
     neighbors.knn(x, 10, "cosine")  # a graph of x itself on the CPU: scikit-learn up to EXACT_KNN_MAX_CELLS
-    monkeypatch.setattr(neighbors, "EXACT_KNN_MAX_CELLS", 100)  # a larger reference: pynndescent, as before
-    assert neighbors.knn(x, 10, "cosine", query=query)[0].shape == (40, 10)
     assert calls == ["cosine", "euclidean"]
+    monkeypatch.setattr(neighbors, "EXACT_KNN_MAX_CELLS", 100)  # 200 rows: past scikit-learn's share
+    idx, _ = neighbors.knn(x, 10, "cosine")  # a graph of x itself: the JAX search, exact
+    np.testing.assert_array_equal(idx, brute_force(x, x, 10, "cosine")[0])
+    neighbors.knn(x, 10, "manhattan")  # not a JAX metric: pynndescent
+    monkeypatch.setattr(neighbors, "JAX_KNN_MAX_CELLS", 150)  # past the JAX share too: pynndescent
+    assert neighbors.knn(x, 10, "cosine", query=query)[0].shape == (40, 10)
+    assert neighbors.knn(x, 10, "cosine")[0].shape == (200, 10)
+    assert calls == ["cosine", "euclidean", "cosine"]
 
 
 def test_jax_knn_agrees_with_pynndescent():

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-EXACT_KNN_MAX_CELLS = 20_000
+EXACT_KNN_MAX_CELLS = 20_000  # on the CPU, rows of x up to which a kNN graph of x is scikit-learn's exact one
+JAX_KNN_MAX_CELLS = 50_000  # ... and above it, up to which it is JAX's exact search (pynndescent above)
 KNN_METHODS = ("auto", "jax", "pynndescent", "brute")
 KNN_BLOCK_VALUES = 1 << 26  # distances per block of the JAX kNN (256 MiB of float32)
 
@@ -15,9 +16,11 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
     ``query``, of each query row's ``k`` nearest rows of ``x``.
 
     ``method``: ``"jax"`` (exact, :func:`blocked_knn`), ``"pynndescent"`` (approximate), ``"brute"`` (exact,
-    scikit-learn) or ``"auto"``: ``"jax"`` on an accelerator; on the CPU exact up to ``EXACT_KNN_MAX_CELLS`` rows of
-    ``x`` and pynndescent above, the exact search being ``"jax"`` for a ``query`` (cosine or euclidean; about 3x
-    scikit-learn's, the same neighbours but for near-ties: benchmarks/knn_query.py) and ``"brute"`` otherwise.
+    scikit-learn) or ``"auto"``: ``"jax"`` on an accelerator. On the CPU (benchmarks/knn_query.py): up to
+    ``EXACT_KNN_MAX_CELLS`` rows of ``x``, ``"brute"`` for a graph of ``x`` itself and ``"jax"`` for a ``query``
+    (about 3x scikit-learn, the same neighbours but for near-ties); up to ``JAX_KNN_MAX_CELLS``, ``"jax"`` (faster
+    than pynndescent's first call in a process, which compiles, and exact); ``"pynndescent"`` above. Metrics other
+    than cosine and euclidean take scikit-learn, then pynndescent.
     """
     if method not in KNN_METHODS:
         raise ValueError(f"method must be one of {KNN_METHODS}, got {method!r}")
@@ -34,10 +37,12 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
         jax_metric = metric in ("cosine", "euclidean")
         if jax_metric and jax.default_backend() != "cpu":
             method = "jax"
-        elif n > EXACT_KNN_MAX_CELLS:
-            method = "pynndescent"
+        elif n <= EXACT_KNN_MAX_CELLS and (query is None or not jax_metric):
+            method = "brute"
+        elif jax_metric and n <= JAX_KNN_MAX_CELLS:
+            method = "jax"
         else:
-            method = "jax" if jax_metric and query is not None else "brute"
+            method = "pynndescent"
     if method == "jax":
         idx, dist = blocked_knn(x, k, metric, query)
     elif method == "brute":
