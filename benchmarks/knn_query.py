@@ -80,7 +80,7 @@ def measure_self(n: int, dim: int, k: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for method in ("pynndescent", "jax"):
             out = f"{tmp}/{method}.npy"
-            done = subprocess.run([sys.executable, __file__, "--self-call", f"{n},{dim},{k},{method},{out}"],
+            done = subprocess.run([sys.executable, __file__, "--self-call", str(n), str(dim), str(k), method, out],
                                   check=True, capture_output=True, text=True)
             rows.append({"n_self": n, "dim": dim, "k": k, "method": method, **json.loads(done.stdout.splitlines()[-1]),
                          "machine": MACHINE})
@@ -99,11 +99,11 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=30)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--self-cells", default="", help="comma-separated sizes of kNN graphs of rows among themselves")
-    p.add_argument("--self-call", help=argparse.SUPPRESS)  # n,dim,k,method,out: one measure_self process
+    p.add_argument("--self-call", nargs=5, help=argparse.SUPPRESS)  # n dim k method out: one measure_self process
     p.add_argument("--json")
     args = p.parse_args(argv)
     if args.self_call:
-        n, dim, k, method, out = args.self_call.split(",")
+        n, dim, k, method, out = args.self_call
         print(json.dumps(self_graph_call(int(n), int(dim), int(k), method, out)))
         return 0
     if not args.json:

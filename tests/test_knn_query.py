@@ -19,6 +19,6 @@ def test_both_methods_measured_with_the_same_neighbours(tmp_path):
 def test_a_self_graph_call_times_two_calls_and_saves_the_first(tmp_path, capsys):
     knn_query = load_benchmark("knn_query")
     out = tmp_path / "idx.npy"
-    assert knn_query.main(["--self-call", f"300,8,10,jax,{out}"]) == 0
+    assert knn_query.main(["--self-call", "300", "8", "10", "jax", str(out)]) == 0
     timings = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert set(timings) == {"first_call_s", "second_call_s"} and np.load(out).shape == (300, 10)

@@ -7,6 +7,7 @@ import numpy as np
 EXACT_KNN_MAX_CELLS = 20_000  # on the CPU, rows of x up to which a kNN graph of x is scikit-learn's exact one
 JAX_KNN_MAX_CELLS = 50_000  # ... and above it, up to which it is JAX's exact search (pynndescent above)
 KNN_METHODS = ("auto", "jax", "pynndescent", "brute")
+JAX_METRICS = ("cosine", "euclidean")  # the metrics blocked_knn computes
 KNN_BLOCK_VALUES = 1 << 26  # distances per block of the JAX kNN (256 MiB of float32)
 
 
@@ -34,7 +35,7 @@ def knn(x: np.ndarray, k: int = 15, metric: str = "cosine", seed: int = 0,
     if method == "auto":
         import jax
 
-        jax_metric = metric in ("cosine", "euclidean")
+        jax_metric = metric in JAX_METRICS
         if jax_metric and jax.default_backend() != "cpu":
             method = "jax"
         elif n <= EXACT_KNN_MAX_CELLS and (query is None or not jax_metric):
@@ -70,7 +71,7 @@ def blocked_knn(x: np.ndarray, k: int, metric: str = "cosine", query: np.ndarray
     import jax
     import jax.numpy as jnp
 
-    if metric not in ("cosine", "euclidean"):
+    if metric not in JAX_METRICS:
         raise ValueError(f"the JAX kNN supports metric 'cosine' or 'euclidean', got {metric!r}")
     query = x if query is None else query
 
