@@ -5,9 +5,10 @@ fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weig
 (``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``), and on its fusion with the ``pca_pearson`` view (components
 of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``), and on its fusion with
 both views (``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``), and under cae's fixed
-weights (``<m>_both_weighted``). The default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before
-2026-12-01's tenth session), cae's ``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's
-rows read its attention-refined latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its
+weights (``<m>_both_weighted``), and, with ``--weight-grid "LOG,PEARSON,LATENT;..."``, under each of those fixed
+weights (``<m>_both_w<LOG>_<PEARSON>_<LATENT>``); ``--rows`` computes only the rows it names. The default read-off
+of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), cae's ``_both_weighted``
+(``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's rows read its attention-refined latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its
 default read-off before 2026-12-03 (``readout_latent="refined"``); the default since reads the encoder's latent,
 compared with the refined one in ``scinno_readout_latent.py``.
 
@@ -21,7 +22,8 @@ n_members=N)`` computes it (``omics_cl.models.members``; its other members are t
 their derived seeds). Labels are used only for scoring and for K.
 
     python benchmarks/clustering_readout.py --method siamese --datasets zeisel_cortex,pbmc68k_reduced --seeds 5 \
-        --json out.json [--embeddings DIR] [--resume] [--members 3]
+        --json out.json [--embeddings DIR] [--resume] [--members 3] [--weight-grid "0.6,0.2,0.2;0.4,0.4,0.2"] \
+        [--rows cae,cae_both_weighted]
 """
 from __future__ import annotations
 
@@ -77,30 +79,50 @@ def pearson_view(adata) -> np.ndarray:
     return pca_view(prepared.counts, prepared.normalizer, PCAConfig().n_comps, "pearson", seed=0)  # no seed used
 
 
-def fused(out: dict, method: str, view_name: str, weighting: str, seed: int, pearson_pcs: np.ndarray) -> np.ndarray:
+def fused(out: dict, method: str, view_name: str, weighting: str | dict, seed: int,
+          pearson_pcs: np.ndarray) -> np.ndarray:
     """The run's embedding fused with the PCA views named ``view_name`` (``fused``: the pca baseline's, ``pearson``:
     ``pearson_pcs``, the Pearson residuals', ``both``) under the WNN weights shrunk by ``SHRINKAGES[weighting]``, or
-    (``weighting="weighted"``) under cae's fixed weights."""
+    (``weighting="weighted"``) under cae's fixed weights, or under the fixed weights ``weighting`` (a dict)."""
     pcs = {"fused": {"pca": out["pca"]}, "pearson": {"pca": pearson_pcs},
            "both": {"pca": out["pca"], "pca_pearson": pearson_pcs}}[view_name]
-    shrinkage, weights = (1.0, DEFAULT_FUSION_WEIGHTS) if weighting == WEIGHTED else (SHRINKAGES[weighting], None)
+    if isinstance(weighting, dict):
+        shrinkage, weights = 1.0, weighting
+    elif weighting == WEIGHTED:
+        shrinkage, weights = 1.0, DEFAULT_FUSION_WEIGHTS
+    else:
+        shrinkage, weights = SHRINKAGES[weighting], None
     return fused_with_pca(pcs, out[method], 20, seed, shrinkage, weights)[0]["embedding"]
 
 
-def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray) -> dict[str, np.ndarray]:
-    """The embedding of each Leiden read-off row of one run."""
-    embeddings = {f"{method}_leiden": out[method]}
+def grid_weights(triple: str) -> dict[str, float]:
+    """``"LOG,PEARSON,LATENT"`` -> fixed fusion weights of the log view, the Pearson view and the latent."""
+    log, pearson, latent = (float(w) for w in triple.split(","))
+    return {"pca": log, "pca_pearson": pearson, "latent": latent}
+
+
+def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray, grid: tuple[str, ...] = (),
+                     only: set[str] | None = None) -> dict[str, np.ndarray]:
+    """The embedding of each Leiden read-off row of one run (those named in ``only`` when given); ``grid`` adds the
+    row ``<m>_both_w<LOG>_<PEARSON>_<LATENT>`` for each weight triple."""
+    makers = {f"{method}_leiden": lambda: out[method]}
     for view_name in ("fused", "pearson", "both"):
         for name in SHRINKAGES:
-            embeddings[f"{method}_{view_name}_{name}"] = fused(out, method, view_name, name, seed, pearson_pcs)
-    embeddings[f"{method}_both_{WEIGHTED}"] = fused(out, method, "both", WEIGHTED, seed, pearson_pcs)
-    return embeddings
+            makers[f"{method}_{view_name}_{name}"] = (
+                lambda view_name=view_name, name=name: fused(out, method, view_name, name, seed, pearson_pcs))
+    makers[f"{method}_both_{WEIGHTED}"] = lambda: fused(out, method, "both", WEIGHTED, seed, pearson_pcs)
+    for triple in grid:
+        makers[f"{method}_both_w{triple.replace(',', '_')}"] = (
+            lambda triple=triple: fused(out, method, "both", grid_weights(triple), seed, pearson_pcs))
+    return {name: make() for name, make in makers.items() if only is None or name in only}
 
 
-def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray):
-    """``(row method, cluster labels)`` for each read-off of one run."""
-    yield first_row(method), out["clusters"]
-    for name, z in fused_embeddings(out, method, seed, pearson_pcs).items():
+def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray, grid: tuple[str, ...] = (),
+             only: set[str] | None = None):
+    """``(row method, cluster labels)`` for each read-off of one run (``only``: those rows)."""
+    if only is None or first_row(method) in only:
+        yield first_row(method), out["clusters"]
+    for name, z in fused_embeddings(out, method, seed, pearson_pcs, grid, only).items():
         yield name, n_clusters_leiden(z, seed, k)
 
 
@@ -130,7 +152,12 @@ def main(argv=None) -> int:
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
     p.add_argument("--members", type=int, default=1,
                    help="also the row <m>_members<N>: an ensemble of N runs read off as tl.cluster(n_members=N)")
+    p.add_argument("--weight-grid", default="",
+                   help="semicolon-separated LOG,PEARSON,LATENT fixed fusion weights, each the row <m>_both_w<...>")
+    p.add_argument("--rows", help="comma-separated row names to compute (default: every row)")
     args = p.parse_args(argv)
+    grid = tuple(t for t in args.weight_grid.split(";") if t)
+    only = set(args.rows.split(",")) if args.rows else None
     rows = json.loads(Path(args.json).read_text()) if args.resume and Path(args.json).exists() else []
     done = {(r["dataset"], r["trained"], r["seed"]) for r in rows}
     print(f"machine: {machine()}", flush=True)
@@ -143,7 +170,7 @@ def main(argv=None) -> int:
             pearson_pcs = pearson_view(adata) if pearson_pcs is None else pearson_pcs
             out, seconds = stored(args.embeddings, f"{name}_{args.method}_{seed}", trained, adata, args.method,
                                   seed, k)
-            rows_of_run = list(readouts(out, args.method, k, seed, pearson_pcs))
+            rows_of_run = list(readouts(out, args.method, k, seed, pearson_pcs, grid, only))
             if args.members > 1:
                 rows_of_run.append((f"{args.method}_members{args.members}",
                                     ensemble_readout(adata, name, args.method, k, seed, args.members, pearson_pcs,
