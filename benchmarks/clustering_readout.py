@@ -6,12 +6,13 @@ fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weig
 of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``), and on its fusion with
 both views (``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``), and under cae's fixed
 weights (``<m>_both_weighted``), and, with ``--weight-grid "LOG,PEARSON,LATENT;..."``, under each of those fixed
-weights (``<m>_both_w<LOG>_<PEARSON>_<LATENT>``); ``--rows`` computes only the rows it names. The default read-off
-of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), cae's ``_both_weighted``
-(``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's rows read its attention-refined latent (the argmax
-run's embedding), so its ``_both_equal`` (and ``--members``) is its default read-off before 2026-12-03
-(``readout_latent="refined"``); the default since reads the encoder's latent, compared with the refined one in
-``scinno_readout_latent.py``.
+weights (``<m>_both_w<LOG>_<PEARSON>_<LATENT>``), and ``<m>_both_agree`` (``_both_half`` where the two PCA views'
+own clusters agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names. The
+default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), cae's
+``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's rows read its attention-refined
+latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its default read-off before
+2026-12-03 (``readout_latent="refined"``); the default since reads the encoder's latent, compared with the refined one
+in ``scinno_readout_latent.py``.
 
 Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters (with
 stored runs: the default when they were trained); the other
@@ -34,6 +35,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
@@ -51,6 +53,7 @@ from omics_cl.models.pca import PCAConfig
 
 SHRINKAGES = {"wnn": 0.0, "half": 0.5, "equal": 1.0}
 WEIGHTED = "weighted"  # both views, cae's fixed weights (DEFAULT_FUSION_WEIGHTS)
+VIEWS_AGREE = 0.8  # <m>_both_agree: the ARI between the two PCA views' own clusterings above which "half" is used
 DEFAULT_READOUT = {"cae": ("both", WEIGHTED), "scinno": ("both", "equal"), "siamese": ("pearson", "equal")}
 
 
@@ -118,13 +121,24 @@ def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray,
     return {name: make() for name, make in makers.items() if only is None or name in only}
 
 
+def views_agreement(out: dict, pearson_pcs: np.ndarray, seed: int, k: int) -> float:
+    """The ARI between the clusters of the log PCA view alone and of the Pearson view alone (no labels read)."""
+    return adjusted_rand_score(n_clusters_leiden(out["pca"], seed, k), n_clusters_leiden(pearson_pcs, seed, k))
+
+
 def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray, grid: tuple[str, ...] = (),
              only: set[str] | None = None):
-    """``(row method, cluster labels)`` for each read-off of one run (``only``: those rows)."""
+    """``(row method, cluster labels)`` for each read-off of one run (``only``: those rows). ``<m>_both_agree``:
+    both views under the WNN weights shrunk halfway to equal where the two views' own clusters agree (ARI >=
+    ``VIEWS_AGREE``), else under cae's fixed weights."""
     if only is None or first_row(method) in only:
         yield first_row(method), out["clusters"]
     for name, z in fused_embeddings(out, method, seed, pearson_pcs, grid, only).items():
         yield name, n_clusters_leiden(z, seed, k)
+    if only is None or f"{method}_both_agree" in only:
+        weighting = "half" if views_agreement(out, pearson_pcs, seed, k) >= VIEWS_AGREE else WEIGHTED
+        z = fused(out, method, "both", weighting, seed, pearson_pcs)
+        yield f"{method}_both_agree", n_clusters_leiden(z, seed, k)
 
 
 def ensemble_readout(adata, name: str, method: str, k: int, seed: int, n_members: int, pearson_pcs: np.ndarray,
@@ -147,7 +161,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--method", default="siamese", choices=("siamese", "scinno", "cae"), help="clustering method")
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1")
+    p.add_argument("--seeds", type=int, default=5, help="seeds FIRST..FIRST+N-1")
+    p.add_argument("--first-seed", type=int, default=0, help="the first seed (held-out seeds: e.g. 5)")
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--embeddings", help="keep / read each run's arrays here")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
@@ -165,7 +180,7 @@ def main(argv=None) -> int:
     for name in args.datasets.split(","):
         manifest, adata, truth, k = labelled_rna(name)
         pearson_pcs = None
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             if (name, args.method, seed) in done:
                 continue
             pearson_pcs = pearson_view(adata) if pearson_pcs is None else pearson_pcs

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from clustering_readout import fused_embeddings, grid_weights  # noqa: E402
+import clustering_readout  # noqa: E402
+from clustering_readout import fused_embeddings, grid_weights, readouts  # noqa: E402
 
 from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS  # noqa: E402
 
@@ -29,3 +30,35 @@ def test_only_computes_the_named_rows():
     rows = fused_embeddings(out, "cae", 0, pearson, grid=("0.6,0.2,0.2",), only={"cae_both_w0.6_0.2_0.2"})
     assert list(rows) == ["cae_both_w0.6_0.2_0.2"]
     assert grid_weights("0.6,0.2,0.2") == {"pca": 0.6, "pca_pearson": 0.2, "latent": 0.2}
+
+
+def clustered_run(seed=0):
+    """Three well-separated groups of cells, seen by the log view and by the latent."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat([0, 1, 2], 60)
+    pca = (rng.normal(size=(3, 10)) * 4)[groups] + rng.normal(size=(180, 10))
+    return {"pca": pca, "cae": np.hstack([pca[:, :8], rng.normal(size=(180, 4))]), "clusters": groups}
+
+
+def agree_row_weighting(monkeypatch, out, pearson_pcs):
+    """The weighting ``<m>_both_agree`` fused its views with."""
+    seen = []
+
+    def recording_fused(out, method, view_name, weighting, seed, pcs):
+        seen.append(weighting)
+        return original(out, method, view_name, weighting, seed, pcs)
+
+    original = clustering_readout.fused
+    monkeypatch.setattr(clustering_readout, "fused", recording_fused)
+    rows = dict(readouts(out, "cae", 3, 0, pearson_pcs, only={"cae_both_agree"}))
+    assert list(rows) == ["cae_both_agree"] and len(seen) == 1
+    return seen[0]
+
+
+def test_agree_row_follows_the_views_agreement(monkeypatch):
+    out = clustered_run()
+    # the Pearson view is the log view itself: the views' clusters agree, halfway-WNN weights
+    assert agree_row_weighting(monkeypatch, out, out["pca"]) == "half"
+    # a Pearson view of noise: its clusters do not agree with the log view's, cae's fixed weights
+    noise = np.random.default_rng(1).normal(size=out["pca"].shape)
+    assert agree_row_weighting(monkeypatch, out, noise) == "weighted"
