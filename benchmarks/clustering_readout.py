@@ -39,8 +39,8 @@ from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
-from common import (clustering_row, labelled_rna, machine, n_clusters_leiden, print_clustering_summary,
-                    write_json_atomic)
+from common import (add_seed_arguments, clustering_row, labelled_rna, machine, n_clusters_leiden,
+                    print_clustering_summary, seed_range, write_json_atomic)
 from integration import stored
 
 from omics_cl import models, tl
@@ -161,8 +161,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--method", default="siamese", choices=("siamese", "scinno", "cae"), help="clustering method")
     p.add_argument("--datasets", default=DEFAULT_DATASETS, help="comma-separated registry names")
-    p.add_argument("--seeds", type=int, default=5, help="seeds FIRST..FIRST+N-1")
-    p.add_argument("--first-seed", type=int, default=0, help="the first seed (held-out seeds: e.g. 5)")
+    add_seed_arguments(p)
     p.add_argument("--json", required=True, help="output JSON list of rows")
     p.add_argument("--embeddings", help="keep / read each run's arrays here")
     p.add_argument("--resume", action="store_true", help="keep rows already in --json, run only missing ones")
@@ -180,7 +179,7 @@ def main(argv=None) -> int:
     for name in args.datasets.split(","):
         manifest, adata, truth, k = labelled_rna(name)
         pearson_pcs = None
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for seed in seed_range(args):
             if (name, args.method, seed) in done:
                 continue
             pearson_pcs = pearson_view(adata) if pearson_pcs is None else pearson_pcs
