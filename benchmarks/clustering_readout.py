@@ -35,7 +35,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
@@ -43,7 +42,7 @@ from common import (add_seed_arguments, clustering_row, labelled_rna, machine, n
                     print_clustering_summary, seed_range, write_json_atomic)
 from integration import stored
 
-from omics_cl import models, tl
+from omics_cl import metrics, models, tl
 from omics_cl.core import graph
 from omics_cl.data.preprocess import prepare_counts
 from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS
@@ -123,7 +122,7 @@ def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray,
 
 def views_agreement(out: dict, pearson_pcs: np.ndarray, seed: int, k: int) -> float:
     """The ARI between the clusters of the log PCA view alone and of the Pearson view alone (no labels read)."""
-    return adjusted_rand_score(n_clusters_leiden(out["pca"], seed, k), n_clusters_leiden(pearson_pcs, seed, k))
+    return metrics.ari(n_clusters_leiden(out["pca"], seed, k), n_clusters_leiden(pearson_pcs, seed, k))
 
 
 def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray, grid: tuple[str, ...] = (),
