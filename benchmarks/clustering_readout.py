@@ -7,7 +7,7 @@ of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pea
 both views (``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``), and under cae's fixed
 weights (``<m>_both_weighted``), and, with ``--weight-grid "LOG,PEARSON,LATENT;..."``, under each of those fixed
 weights (``<m>_both_w<LOG>_<PEARSON>_<LATENT>``), and ``<m>_both_agree`` (``_both_half`` where the two PCA views'
-own clusters agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names. The
+own clusters agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names (and refuses a name no run writes). The
 default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), cae's
 ``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's rows read its attention-refined
 latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its default read-off before
@@ -125,6 +125,14 @@ def views_agreement(out: dict, pearson_pcs: np.ndarray, seed: int, k: int) -> fl
     return metrics.ari(n_clusters_leiden(out["pca"], seed, k), n_clusters_leiden(pearson_pcs, seed, k))
 
 
+def row_names(method: str, grid: tuple[str, ...] = (), members: int = 1) -> list[str]:
+    """Every row a run of ``method`` can write (``grid``: the fixed-weight rows; ``members`` > 1: the ensemble's)."""
+    names = [first_row(method), f"{method}_leiden"]
+    names += [f"{method}_{view}_{name}" for view in ("fused", "pearson", "both") for name in SHRINKAGES]
+    names += [f"{method}_both_{WEIGHTED}", *(f"{method}_both_w{t.replace(',', '_')}" for t in grid), f"{method}_both_agree"]
+    return names + ([f"{method}_members{members}"] if members > 1 else [])
+
+
 def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray, grid: tuple[str, ...] = (),
              only: set[str] | None = None):
     """``(row method, cluster labels)`` for each read-off of one run (``only``: those rows). ``<m>_both_agree``:
@@ -172,6 +180,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     grid = tuple(t for t in args.weight_grid.split(";") if t)
     only = set(args.rows.split(",")) if args.rows else None
+    unknown = sorted((only or set()) - set(row_names(args.method, grid, args.members)))
+    if unknown:
+        p.error(f"--rows names rows a {args.method} run does not write: {unknown}")
     rows = json.loads(Path(args.json).read_text()) if args.resume and Path(args.json).exists() else []
     done = {(r["dataset"], r["trained"], r["seed"]) for r in rows}
     print(f"machine: {machine()}", flush=True)

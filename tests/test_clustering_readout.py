@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import clustering_readout  # noqa: E402
@@ -62,3 +63,17 @@ def test_agree_row_follows_the_views_agreement(monkeypatch):
     # a Pearson view of noise: its clusters do not agree with the log view's, cae's fixed weights
     noise = np.random.default_rng(1).normal(size=out["pca"].shape)
     assert agree_row_weighting(monkeypatch, out, noise) == "weighted"
+
+
+def test_unknown_row_names_are_refused_before_any_run(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        clustering_readout.main(["--method", "cae", "--datasets", "no_such_set", "--json", str(tmp_path / "o.json"),
+                                 "--rows", "cae,cae_both_w0.6_0.2_0.2"])
+    assert "cae_both_w0.6_0.2_0.2" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_row_names_match_the_rows_a_run_writes():
+    out = clustered_run()
+    rows = [name for name, _ in readouts(out, "cae", 3, 0, out["pca"], grid=("0.6,0.2,0.2",))]
+    assert rows == clustering_readout.row_names("cae", ("0.6,0.2,0.2",))
