@@ -7,8 +7,8 @@ of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pea
 both views (``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``), and under cae's fixed
 weights (``<m>_both_weighted``), and, with ``--weight-grid "LOG,PEARSON,LATENT;..."``, under each of those fixed
 weights (``<m>_both_w<LOG>_<PEARSON>_<LATENT>``), and ``<m>_both_agree`` (``_both_half`` where the two PCA views'
-own clusters agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names (and refuses a name no run writes). The
-default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), cae's
+own clusters agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names (and
+refuses a name no run writes). The default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session), cae's
 ``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's rows read its attention-refined
 latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its default read-off before
 2026-12-03 (``readout_latent="refined"``); the default since reads the encoder's latent, compared with the refined one
@@ -129,7 +129,8 @@ def row_names(method: str, grid: tuple[str, ...] = (), members: int = 1) -> list
     """Every row a run of ``method`` can write (``grid``: the fixed-weight rows; ``members`` > 1: the ensemble's)."""
     names = [first_row(method), f"{method}_leiden"]
     names += [f"{method}_{view}_{name}" for view in ("fused", "pearson", "both") for name in SHRINKAGES]
-    names += [f"{method}_both_{WEIGHTED}", *(f"{method}_both_w{t.replace(',', '_')}" for t in grid), f"{method}_both_agree"]
+    names += [f"{method}_both_{WEIGHTED}", *(f"{method}_both_w{t.replace(',', '_')}" for t in grid)]
+    names.append(f"{method}_both_agree")
     return names + ([f"{method}_members{members}"] if members > 1 else [])
 
 
