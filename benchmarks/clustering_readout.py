@@ -9,8 +9,8 @@ weights (``<m>_both_weighted``), and, with ``--weight-grid "LOG,PEARSON,LATENT;.
 weights (``<m>_both_w<LOG>_<PEARSON>_<LATENT>``), and ``<m>_both_agree`` (``_both_half`` where the two PCA views'
 own clusters agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names (and
 refuses a name no run writes). The default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before
-2026-12-01's tenth session), cae's ``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's rows read its attention-refined
-latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its default read-off before
+2026-12-01's tenth session), cae's ``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session).
+scinno's rows read its attention-refined latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its default read-off before
 2026-12-03 (``readout_latent="refined"``); the default since reads the encoder's latent, compared with the refined one
 in ``scinno_readout_latent.py``.
 
