@@ -1,18 +1,18 @@
-"""Read-offs of a clustering method (siamese, scinno, cae) from one training run per (dataset, seed): the argmax of
-the self-clustering methods' memberships (``<m>_argmax``; cae: its default clusters, row ``cae``), and Leiden
-(consensus, n_clusters protocol, as ``tl.cluster_embedding``) on its embedding alone (``<m>_leiden``) and on its
-fusion with the ``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weights shrunk by 0, 0.5 and 1
-(``<m>_fused_wnn`` / ``_fused_half`` / ``_fused_equal``), and on its fusion with the ``pca_pearson`` view (components
-of the HVGs' Pearson residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``), and on its fusion with
-both views (``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``), and under cae's fixed
-weights (``<m>_both_weighted``), and, with ``--weight-grid "LOG,PEARSON,LATENT;..."``, under each of those fixed
-weights (``<m>_both_w<LOG>_<PEARSON>_<LATENT>``), and ``<m>_both_agree`` (``_both_half`` where the two PCA views'
-own clusters agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names (and
-refuses a name no run writes). The default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before
-2026-12-01's tenth session), cae's ``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session).
-scinno's rows read its attention-refined latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its default read-off before
-2026-12-03 (``readout_latent="refined"``); the default since reads the encoder's latent, compared with the refined one
-in ``scinno_readout_latent.py``.
+"""Read-offs of a clustering method (siamese, scinno, cae) from one training run per (dataset, seed): the argmax of the
+self-clustering methods' memberships (``<m>_argmax``; cae: its default clusters, row ``cae``), and Leiden (consensus,
+n_clusters protocol, as ``tl.cluster_embedding``) on its embedding alone (``<m>_leiden``) and on its fusion with the
+``pca`` baseline's view (``omics_cl.core.fusion``) with WNN weights shrunk by 0, 0.5 and 1 (``<m>_fused_wnn`` /
+``_fused_half`` / ``_fused_equal``), and on its fusion with the ``pca_pearson`` view (components of the HVGs' Pearson
+residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``), and on its fusion with both views
+(``<m>_both_wnn`` / ``_both_half`` / ``_both_equal``; ``pca_residuals="both"``), and under cae's fixed weights
+(``<m>_both_weighted``), and, with ``--weight-grid "LOG,PEARSON,LATENT;..."``, under each of those fixed weights
+(``<m>_both_w<LOG>_<PEARSON>_<LATENT>``), and ``<m>_both_agree`` (``_both_half`` where the two PCA views' own clusters
+agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names (and refuses a name no run
+writes). The default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session),
+cae's ``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's rows read its
+attention-refined latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its default
+read-off before 2026-12-03 (``readout_latent="refined"``); the default since reads the encoder's latent, compared with
+the refined one in ``scinno_readout_latent.py``.
 
 Each siamese / scinno run reads off its argmax (``readout="argmax"``), each cae run its default clusters (with
 stored runs: the default when they were trained); the other
