@@ -14,6 +14,7 @@ from omics_cl.data.preprocess import prepare_counts
 from omics_cl.data.sources import KEYS
 from omics_cl.data.streaming import StreamingCountsSource
 from omics_cl.models import common
+from omics_cl.models.method import Context
 from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS
 from omics_cl.models.common import pca_view
 
@@ -71,7 +72,7 @@ def test_defaults_cae_standardises_and_fuses_ae_neither(counts_adata):
 
 def test_fusion_writes_the_fused_embedding_and_keeps_the_latent(counts_adata):
     a, b = counts_adata.copy(), counts_adata.copy()
-    rec = tl.cluster(a, method="cae", fusion="wnn", pca_comps=10, **FAST)
+    rec = tl.cluster(a, method="cae", fusion="wnn", pca_comps=10, views_agree=None, **FAST)  # the fixed weights
     tl.cluster(b, method="cae", fusion="none", **FAST)
     latent = b.obsm["X_cae"]
     np.testing.assert_array_equal(a.obsm["X_cae_latent"], latent)  # the same training either way
@@ -89,6 +90,48 @@ def test_fusion_writes_the_fused_embedding_and_keeps_the_latent(counts_adata):
         np.testing.assert_allclose(np.linalg.norm(block, axis=1), np.sqrt(weight), rtol=1e-4)
         cosine = np.sum(block * view, 1) / np.linalg.norm(block, axis=1) / np.linalg.norm(view, axis=1)
         np.testing.assert_allclose(cosine, 1.0, rtol=1e-4)
+
+
+def test_views_agreement_picks_the_weights(counts_adata, monkeypatch):
+    """Where the two PCA views' own clusters agree (ARI >= views_agree) the WNN weights shrunk by agree_shrinkage;
+    else the fixed weights; the record says which; views_agree=None never compares them."""
+    seen = []
+
+    def agreement(value):
+        def views_agreement(pcs, ctx):
+            seen.append((sorted(pcs), ctx.n_clusters))
+            return value
+        return views_agreement
+
+    monkeypatch.setattr(common, "views_agreement", agreement(0.79))
+    rec = tl.cluster(counts_adata.copy(), method="cae", n_clusters=3, pca_comps=10, **FAST)
+    assert seen == [(["pca", "pca_pearson"], 3)]
+    assert rec["params"]["fusion_weighting"] == "fixed" and rec["params"]["views_agreement"] == 0.79
+    assert rec["params"]["fusion_weights"] == pytest.approx(DEFAULT_FUSION_WEIGHTS)
+    monkeypatch.setattr(common, "views_agreement", agreement(0.8))
+    agree = tl.cluster(counts_adata.copy(), method="cae", n_clusters=3, pca_comps=10, **FAST)
+    equal = tl.cluster(counts_adata.copy(), method="cae", n_clusters=3, pca_comps=10, agree_shrinkage=1.0, **FAST)
+    assert agree["params"]["fusion_weighting"] == "wnn_shrunk"
+    assert agree["params"]["fusion_weights"] != pytest.approx(DEFAULT_FUSION_WEIGHTS)
+    assert equal["params"]["fusion_weights"] == pytest.approx({"pca": 1 / 3, "pca_pearson": 1 / 3, "latent": 1 / 3})
+    seen.clear()
+    off = tl.cluster(counts_adata.copy(), method="cae", n_clusters=3, pca_comps=10, views_agree=None, **FAST)
+    one_view = tl.cluster(counts_adata.copy(), method="cae", n_clusters=3, pca_comps=10, pca_residuals="log", **FAST)
+    assert not seen and "views_agreement" not in off["params"] and "views_agreement" not in one_view["params"]
+    assert off["params"]["fusion_weights"] == pytest.approx(DEFAULT_FUSION_WEIGHTS)
+    for bad in ({"views_agree": 1.5}, {"agree_shrinkage": -0.1}, {"agree_shrinkage": 2.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            models.configure(models.METHODS["cae"], **bad)
+
+
+def test_views_agreement_compares_the_views_own_clusters():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1, 2], 60)
+    log_view = (rng.normal(size=(3, 10)) * 4)[groups] + rng.normal(size=(180, 10))
+    ctx = Context(seed=0, n_clusters=3)
+    assert common.views_agreement({"pca": log_view, "pca_pearson": log_view * 2.0}, ctx) == pytest.approx(1.0)
+    noise = rng.normal(size=log_view.shape)
+    assert common.views_agreement({"pca": log_view, "pca_pearson": noise}, ctx) < 0.2
 
 
 def test_fusion_weights_are_checked_before_training_and_follow_the_views(counts_adata):

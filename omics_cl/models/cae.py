@@ -12,8 +12,12 @@ the HVGs and keeps the latent as ``latent``; ``fusion="none"``: the latent is th
 (``pca_residuals``, ``models.common.pca_views``): ``"both"`` (default) the standardised log-normalised HVGs' (the
 ``pca`` baseline's view) and their Pearson residuals', ``"log"`` or ``"pearson"`` one of them. The weights: WNN
 weights shrunk by ``fusion_shrinkage`` toward ``fusion_weights`` (fixed weights by view name; default
-``DEFAULT_FUSION_WEIGHTS``, reached with ``fusion_shrinkage=1``). The default before 2026-12-02's sixteenth session,
-``pca_residuals="log", fusion_shrinkage=0``, fused the log view with WNN weights.
+``DEFAULT_FUSION_WEIGHTS``, reached with ``fusion_shrinkage=1``), except where the two PCA views tell the same story:
+with both views and ``views_agree`` set, the log view's and the Pearson view's own clusters are compared (consensus
+Leiden at the requested K, no labels; ``models.common.views_agreement``) and, where their ARI is at least
+``views_agree``, the weights are the WNN weights shrunk by ``agree_shrinkage`` toward equal (the record says which:
+``views_agreement``, ``fusion_weighting``). ``views_agree=None`` is the default before 2026-12-05. The default before
+2026-12-02's sixteenth session, ``pca_residuals="log", fusion_shrinkage=0``, fused the log view with WNN weights.
 """
 from __future__ import annotations
 
@@ -28,12 +32,16 @@ from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data import pearson
 from omics_cl.data.sources import KEYS
-from omics_cl.models.common import check_fusion_weights, check_members, encoder_latent, fused_with_pca, pca_views
+from omics_cl.models.common import (agreement_weighting, check_fusion_weights, check_members, encoder_latent,
+                                    fused_with_pca, pca_views)
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")
 # the log view and the latent 0.425 each, the Pearson view 0.15 (measured: benchmarks/README.md, "cae's fixed weights")
 DEFAULT_FUSION_WEIGHTS = {"pca": 0.425, "pca_pearson": 0.15, "latent": 0.425}
+# where the two PCA views' own clusters agree this well (ARI), WNN weights shrunk halfway to equal instead (measured:
+# benchmarks/README.md, "The views' agreement picks cae's weights")
+VIEWS_AGREE = 0.8
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,8 @@ class CAEConfig:
     fusion_neighbors: int = 20
     fusion_shrinkage: float = 1.0  # WNN weights shrunk toward fusion_weights (1: those weights; 0: WNN weights)
     fusion_weights: dict[str, float] | None = field(default_factory=lambda: dict(DEFAULT_FUSION_WEIGHTS))
+    views_agree: float | None = VIEWS_AGREE  # both views' clusters agree at least this well: agree_shrinkage instead
+    agree_shrinkage: float = 0.5  # WNN weights shrunk toward equal weights where the views agree
     pca_comps: int = 50
     pca_residuals: str = "both"  # the PCA views' input (``models.common.pca_views``)
     n_members: int = 1  # models trained with derived seeds, their graphs averaged (``omics_cl.models.members``)
@@ -63,6 +73,11 @@ class CAEConfig:
             raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         pearson.check_residuals(self.pca_residuals, pearson.FUSED_RESIDUALS)
         fusion.check_shrinkage(self.fusion_shrinkage)
+        if not 0.0 <= self.agree_shrinkage <= 1.0:
+            raise ValueError(f"agree_shrinkage must be between 0 (WNN weights) and 1 (equal weights), "
+                             f"got {self.agree_shrinkage}")
+        if self.views_agree is not None and not -1.0 <= self.views_agree <= 1.0:
+            raise ValueError(f"views_agree is an ARI threshold in [-1, 1] (or None), got {self.views_agree}")
         check_fusion_weights(self.fusion_weights, self.pca_residuals)
         check_members(self.n_members)
 
@@ -117,8 +132,10 @@ def embed(model: AutoEncoder, source, config: CAEConfig, train, ctx):
     if config.fusion == "none":
         return {"embedding": z}, {}
     pcs = pca_views(source.x, source.transform, config.pca_comps, config.pca_residuals, ctx.seed, config.max_value)
-    return fused_with_pca(pcs, z, config.fusion_neighbors, ctx.seed, config.fusion_shrinkage,
-                          config.fusion_weights)
+    shrinkage, weights, notes = agreement_weighting(pcs, ctx, config.fusion_shrinkage, config.fusion_weights,
+                                                    config.views_agree, config.agree_shrinkage)
+    arrays, fused_notes = fused_with_pca(pcs, z, config.fusion_neighbors, ctx.seed, shrinkage, weights)
+    return arrays, {**fused_notes, **notes}
 
 
 CAE = Method(

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from omics_cl import metrics
 from omics_cl.core import fusion, graph
 from omics_cl.data import components, pearson, preprocess
 from omics_cl.data.sources import KEYS
@@ -148,6 +149,30 @@ def fused_with_pca(pcs: dict[str, np.ndarray], z: np.ndarray, n_neighbors: int, 
     fused, cell_weights = fusion.wnn_fuse([*pcs.values(), z], n_neighbors, seed, shrinkage, target)
     median = np.median(cell_weights, 0)
     return {"embedding": fused, "latent": z}, {"fusion_weights": {n: float(w) for n, w in zip(names, median)}}
+
+
+def views_agreement(pcs: dict[str, np.ndarray], ctx) -> float:
+    """The ARI between the clusters of the log PCA view alone and of the Pearson view alone (``pcs["pca"]``,
+    ``pcs["pca_pearson"]``): consensus Leiden on each view's cosine kNN graph (``ctx.n_neighbors``) at
+    ``ctx.n_clusters`` clusters, else at ``ctx.resolution`` (``tl.cluster_embedding``'s defaults otherwise). No
+    labels are read."""
+    labels = [graph.consensus_leiden(graph.neighbor_graph(pcs[name], ctx.n_neighbors, "cosine", ctx.seed), ctx.seed,
+                                     None, ctx.resolution, ctx.n_clusters)[0] for name in ("pca", "pca_pearson")]
+    return metrics.ari(*labels)
+
+
+def agreement_weighting(pcs: dict[str, np.ndarray], ctx, shrinkage: float, weights: dict[str, float] | None,
+                        threshold: float | None, agree_shrinkage: float) -> tuple[float, dict | None, dict]:
+    """``(shrinkage, weights, notes)`` for :func:`fused_with_pca`: with both PCA views in ``pcs`` and a
+    ``threshold``, the WNN weights shrunk by ``agree_shrinkage`` toward equal weights where
+    :func:`views_agreement` is at least ``threshold``, else ``shrinkage`` toward ``weights`` as given; ``notes``
+    record the agreement and the weighting used."""
+    if threshold is None or set(pcs) != {"pca", "pca_pearson"}:
+        return shrinkage, weights, {}
+    agreement = views_agreement(pcs, ctx)
+    agree = agreement >= threshold
+    notes = {"views_agreement": agreement, "fusion_weighting": "wnn_shrunk" if agree else "fixed"}
+    return (agree_shrinkage, None, notes) if agree else (shrinkage, weights, notes)
 
 
 def check_members(n_members: int, readout: str = "leiden") -> None:
