@@ -42,17 +42,16 @@ from common import (add_seed_arguments, clustering_row, labelled_rna, machine, n
                     print_clustering_summary, seed_range, write_json_atomic)
 from integration import stored
 
-from omics_cl import metrics, models, tl
+from omics_cl import models, tl
 from omics_cl.core import graph
 from omics_cl.data.preprocess import prepare_counts
-from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS
-from omics_cl.models.common import fused_with_pca, pca_view
+from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS, VIEWS_AGREE
+from omics_cl.models.common import fused_with_pca, pca_view, views_agreement
 from omics_cl.models.members import member_seeds
 from omics_cl.models.pca import PCAConfig
 
 SHRINKAGES = {"wnn": 0.0, "half": 0.5, "equal": 1.0}
 WEIGHTED = "weighted"  # both views, cae's fixed weights (DEFAULT_FUSION_WEIGHTS)
-VIEWS_AGREE = 0.8  # <m>_both_agree: the ARI between the two PCA views' own clusterings above which "half" is used
 DEFAULT_READOUT = {"cae": ("both", WEIGHTED), "scinno": ("both", "equal"), "siamese": ("pearson", "equal")}
 
 
@@ -120,11 +119,6 @@ def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray,
     return {name: make() for name, make in makers.items() if only is None or name in only}
 
 
-def views_agreement(out: dict, pearson_pcs: np.ndarray, seed: int, k: int) -> float:
-    """The ARI between the clusters of the log PCA view alone and of the Pearson view alone (no labels read)."""
-    return metrics.ari(n_clusters_leiden(out["pca"], seed, k), n_clusters_leiden(pearson_pcs, seed, k))
-
-
 def row_names(method: str, grid: tuple[str, ...] = (), members: int = 1) -> list[str]:
     """Every row a run of ``method`` can write (``grid``: the fixed-weight rows; ``members`` > 1: the ensemble's)."""
     names = [first_row(method), f"{method}_leiden"]
@@ -144,7 +138,8 @@ def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray,
     for name, z in fused_embeddings(out, method, seed, pearson_pcs, grid, only).items():
         yield name, n_clusters_leiden(z, seed, k)
     if only is None or f"{method}_both_agree" in only:
-        weighting = "half" if views_agreement(out, pearson_pcs, seed, k) >= VIEWS_AGREE else WEIGHTED
+        agreement = views_agreement({"pca": out["pca"], "pca_pearson": pearson_pcs}, models.Context(seed, k))
+        weighting = "half" if agreement >= VIEWS_AGREE else WEIGHTED
         z = fused(out, method, "both", weighting, seed, pearson_pcs)
         yield f"{method}_both_agree", n_clusters_leiden(z, seed, k)
 
