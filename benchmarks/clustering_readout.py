@@ -103,10 +103,11 @@ def grid_weights(triple: str) -> dict[str, float]:
     return {"pca": log, "pca_pearson": pearson, "latent": latent}
 
 
-def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray, grid: tuple[str, ...] = (),
-                     only: set[str] | None = None) -> dict[str, np.ndarray]:
-    """The embedding of each Leiden read-off row of one run (those named in ``only`` when given); ``grid`` adds the
-    row ``<m>_both_w<LOG>_<PEARSON>_<LATENT>`` for each weight triple."""
+def embedding_makers(out: dict | None, method: str, seed: int, pearson_pcs: np.ndarray | None,
+                     grid: tuple[str, ...] = ()) -> dict:
+    """Row name -> a function computing that Leiden read-off row's embedding of one run (nothing is computed until
+    called, so ``out=None`` gives the names alone); ``grid`` adds the row ``<m>_both_w<LOG>_<PEARSON>_<LATENT>`` for
+    each weight triple."""
     makers = {f"{method}_leiden": lambda: out[method]}
     for view_name in ("fused", "pearson", "both"):
         for name in SHRINKAGES:
@@ -116,15 +117,20 @@ def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray,
     for triple in grid:
         makers[f"{method}_both_w{triple.replace(',', '_')}"] = (
             lambda triple=triple: fused(out, method, "both", grid_weights(triple), seed, pearson_pcs))
+    return makers
+
+
+def fused_embeddings(out: dict, method: str, seed: int, pearson_pcs: np.ndarray, grid: tuple[str, ...] = (),
+                     only: set[str] | None = None) -> dict[str, np.ndarray]:
+    """The embedding of each Leiden read-off row of one run (:func:`embedding_makers`; those named in ``only`` when
+    given)."""
+    makers = embedding_makers(out, method, seed, pearson_pcs, grid)
     return {name: make() for name, make in makers.items() if only is None or name in only}
 
 
 def row_names(method: str, grid: tuple[str, ...] = (), members: int = 1) -> list[str]:
     """Every row a run of ``method`` can write (``grid``: the fixed-weight rows; ``members`` > 1: the ensemble's)."""
-    names = [first_row(method), f"{method}_leiden"]
-    names += [f"{method}_{view}_{name}" for view in ("fused", "pearson", "both") for name in SHRINKAGES]
-    names += [f"{method}_both_{WEIGHTED}", *(f"{method}_both_w{t.replace(',', '_')}" for t in grid)]
-    names.append(f"{method}_both_agree")
+    names = [first_row(method), *embedding_makers(None, method, 0, None, grid), f"{method}_both_agree"]
     return names + ([f"{method}_members{members}"] if members > 1 else [])
 
 

@@ -14,9 +14,9 @@ from omics_cl.data.preprocess import prepare_counts
 from omics_cl.data.sources import KEYS
 from omics_cl.data.streaming import StreamingCountsSource
 from omics_cl.models import common
-from omics_cl.models.method import Context
 from omics_cl.models.cae import DEFAULT_FUSION_WEIGHTS
 from omics_cl.models.common import pca_view
+from omics_cl.models.method import Context
 
 FAST = {"hidden": [32], "latent": 8, "epochs": 2, "batch_size": 64, "progress": False}
 
