@@ -56,22 +56,24 @@ def scvi_embedding(name: str, seed: int, args) -> np.ndarray:
 
 
 def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
-    """Yield ``(protocol, obs key, run info, train_seconds, row method)`` for one (dataset, method, seed); a method
-    whose embedding fuses its latent with another view (``fusion="wnn"``) also yields its latent's rows, as
-    method ``<method>_latent`` (the same run, clustered on the latent alone)."""
+    """Yield ``(protocol, obs key, run info, train_seconds, row method, clustered)`` for one (dataset, method, seed),
+    ``clustered`` the ``(obsm key, columns)`` Leiden read (None for an argmax read-off); a method whose embedding
+    fuses its latent with another view (``fusion="wnn"``) also yields its latent's rows, as method
+    ``<method>_latent`` (the same run, clustered on the latent alone)."""
     if method in models.METHODS and models.METHODS[method].self_clustering:
         with tempfile.TemporaryDirectory() as tmp:
             ckpt = str(Path(tmp) / "run.ckpt")
             full = tl.cluster(adata, method=method, n_clusters=k, seed=seed, progress=False, checkpoint_path=ckpt,
                               leiden_restarts=args.leiden_restarts, overcluster=args.overcluster, **params)
-            yield "n_clusters", f"{method}_cluster", full, full["train_seconds"], method
+            read = None if f"{method}_membership" in adata.obsm else (f"X_{method}", None)
+            yield "n_clusters", f"{method}_cluster", full, full["train_seconds"], method, read
             yield from bisected(adata, method, seed, k, full, full["train_seconds"], args)
             if "resolution" not in args.protocols:
                 return
             os.remove(f"{ckpt}.cluster")  # keep the (K-independent) pre-training stage, redo the clustering stage
             rec = tl.cluster(adata, method=method, seed=seed, progress=False, checkpoint_path=ckpt,
                              leiden_restarts=args.leiden_restarts, overcluster=args.overcluster, **params)
-            yield "resolution", f"{method}_cluster", rec, full["train_seconds"], method
+            yield "resolution", f"{method}_cluster", rec, full["train_seconds"], method, None
         return
     if method == "scvi":
         start = time.perf_counter()
@@ -83,11 +85,11 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
         rec = tl.cluster(adata, method=method, seed=seed, progress=False, leiden_restarts=args.leiden_restarts,
                          leiden_consensus=args.leiden_consensus, **params)
         seconds, graph_dims = rec["train_seconds"], rec["graph_dims"]
-    yield "resolution", f"{method}_cluster", rec, seconds, method
+    yield "resolution", f"{method}_cluster", rec, seconds, method, None
     fixed = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed, key_added=f"{method}_cluster_k",
                                  n_dims=graph_dims, leiden_restarts=args.leiden_restarts,
                                  leiden_consensus=args.leiden_consensus, overcluster=args.overcluster)
-    yield "n_clusters", f"{method}_cluster_k", fixed, seconds, method
+    yield "n_clusters", f"{method}_cluster_k", fixed, seconds, method, (f"X_{method}", graph_dims)
     yield from bisected(adata, method, seed, k, rec, seconds, args)
     latent = adata.obsm.pop(f"X_{method}_latent", None)
     if latent is not None:  # a fused embedding: its latent alone, read off the same run
@@ -96,7 +98,7 @@ def runs(adata, name: str, method: str, seed: int, k: int, params: dict, args):
             info = tl.cluster_embedding(adata, "X_latent", n_clusters=n, seed=seed, key_added="latent_cluster",
                                         leiden_restarts=args.leiden_restarts, leiden_consensus=args.leiden_consensus,
                                         overcluster=args.overcluster)
-            yield protocol, "latent_cluster", info, seconds, f"{method}_latent"
+            yield protocol, "latent_cluster", info, seconds, f"{method}_latent", ("X_latent", None)
 
 
 def bisected(adata, method: str, seed: int, k: int, record: dict, seconds: float, args):
@@ -108,7 +110,39 @@ def bisected(adata, method: str, seed: int, k: int, record: dict, seconds: float
     info = tl.cluster_embedding(adata, f"X_{method}", n_clusters=k, seed=seed, key_added="bisect_cluster",
                                 n_dims=record.get("graph_dims"), leiden_restarts=args.leiden_restarts,
                                 leiden_consensus=args.leiden_consensus, overcluster=1)
-    yield "n_clusters", "bisect_cluster", info, seconds, f"{method}_bisect"
+    yield "n_clusters", "bisect_cluster", info, seconds, f"{method}_bisect", None
+
+
+def stream_aris(adata, clustered, k: int, seed: int, streams, labels, manifest, args) -> list[float]:
+    """ARIs of the n_clusters protocol on the same kNN graph (seeded by ``seed``) under the Leiden streams
+    ``seed + 1000 c`` for c in ``streams`` (c = 0: the row's own clustering): how far another machine's last bits
+    could move the row, which picks one of these partitions (benchmarks/README.md, "scinno's MOp figure: a read-off
+    on a knife edge")."""
+    key, n_dims = clustered
+    adjacency = graph.neighbor_graph(np.asarray(adata.obsm[key])[:, :n_dims], 15, "cosine", seed)
+    out = []
+    for stream in streams:
+        found, _, _ = graph.consensus_leiden(adjacency, seed + 1000 * stream, args.leiden_consensus, 1.0, k,
+                                             overcluster=args.overcluster)
+        out.append(metrics.clustering_scores(labels, found.astype(str), exclude=manifest.unlabelled_values)["ari"])
+    return out
+
+
+def stream_table(rows: list[dict]) -> str:
+    """Per (dataset, method): the median over seeds of the n_clusters ARI under each Leiden stream, min - max."""
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        if "ari_streams" in r:
+            groups.setdefault((r["dataset"], r["method"]), []).append(r["ari_streams"])
+    lines = ["| dataset | method | seeds | median over seeds, per stream: min - max | widest stream range of a seed |",
+             "|---|---|---|---|---|"]
+    for (dataset, method), per_seed in groups.items():
+        n = min(len(a) for a in per_seed)
+        table = np.array([a[:n] for a in per_seed])
+        medians = np.median(table, 0)
+        lines.append(f"| {dataset} | {method} | {len(per_seed)} | {medians.min():.3f} - {medians.max():.3f} | "
+                     f"{np.ptp(table, 1).max():.3f} |")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -130,6 +164,9 @@ def main(argv=None) -> int:
                    help="also score each n_clusters embedding bisected straight to K, as '<method>_bisect' rows")
     p.add_argument("--protocols", default="n_clusters,resolution", type=lambda value: value.split(","),
                    help="comma-separated; self-clustering methods skip their second run without 'resolution'")
+    p.add_argument("--leiden-streams", type=int, default=1,
+                   help="n_clusters rows: also cluster the same graph under this many Leiden streams in all "
+                   "(ari_streams, the first the row's own; one consensus Leiden each)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                    help="override a trained method's default (exploration only; recorded in each row)")
     args = p.parse_args(argv)
@@ -146,7 +183,8 @@ def main(argv=None) -> int:
                     continue
                 trained = method in models.METHODS and models.METHODS[method].train is not None
                 extra = params if trained else {}
-                for protocol, key, info, seconds, row_method in runs(adata, name, method, seed, k, extra, args):
+                for protocol, key, info, seconds, row_method, clustered in runs(adata, name, method, seed, k, extra,
+                                                                                args):
                     if protocol not in args.protocols:
                         continue
                     s = metrics.clustering_scores(labels, adata.obs[key], exclude=manifest.unlabelled_values)
@@ -157,6 +195,11 @@ def main(argv=None) -> int:
                            "overcluster": info.get("overcluster")}
                     if extra:
                         row["params"] = extra
+                    if args.leiden_streams > 1 and protocol == "n_clusters" and clustered is not None \
+                            and args.leiden_restarts == 1:
+                        row["ari_streams"] = [s["ari"], *stream_aris(adata, clustered, k, seed,
+                                                                      range(1, args.leiden_streams), labels,
+                                                                      manifest, args)]
                     rows.append({**row, "machine": MACHINE})
                     print(json.dumps(row), flush=True)
                 write_json_atomic(rows, args.json)
@@ -164,6 +207,8 @@ def main(argv=None) -> int:
     for protocol in ("n_clusters", "resolution"):
         print(median_table([r for r in rows if r["protocol"] == protocol], ["dataset", "method", "protocol"],
                            ["nmi", "ari", "acc", "n_clusters", "train_seconds"], spread=True) + "\n")
+    if any("ari_streams" in r for r in rows):
+        print(stream_table(rows))
     return 0
 
 

@@ -80,7 +80,7 @@ def test_leiden_readout_fuses_the_pca_view_of_all_hvgs_label_free(counts_adata):
     np.testing.assert_array_equal(a.obs["scinno_cluster"], b.obs["scinno_cluster"])
     assert "scinno_membership" not in a.obsm and a.obsm["X_scinno_latent"].shape == (300, 16)
     assert rec["n_clusters"] == 3
-    assert rec["params"]["fusion_weights"] == pytest.approx({"pca": 1 / 3, "pca_pearson": 1 / 3, "latent": 1 / 3})
+    assert rec["params"]["fusion_weights"] == pytest.approx({"pca": 0.425, "pca_pearson": 0.15, "latent": 0.425})
     assert a.obsm["X_scinno"].shape == (300, 2 * 50 + 16)  # the log and the Pearson views beside the latent
     assert rec["params"]["centres_per_cluster"] == 1 and rec["params"]["n_clusters"] == 3  # one centre per cluster
     doubled = tl.cluster(counts_adata.copy(), method="scinno", n_clusters=3, centres_per_cluster=2, progress=False,
@@ -103,6 +103,19 @@ def test_leiden_readout_reads_the_encoder_latent_or_the_refined_one(counts_adata
     assert not np.allclose(runs["encoder"].obsm["X_scinno_latent"], refined, atol=1e-3)
     with pytest.raises(ValueError, match="readout_latent"):
         tl.cluster(counts_adata, method="scinno", readout_latent="attention", progress=False, **SMALL)
+
+
+def test_leiden_readout_takes_fixed_view_weights_or_equal_ones_and_refuses_bad_ones_before_training(counts_adata):
+    weights = {"pca": 0.2, "pca_pearson": 0.2, "latent": 0.6}
+    for given, expected in ((weights, weights), (None, {"pca": 1 / 3, "pca_pearson": 1 / 3, "latent": 1 / 3})):
+        rec = tl.cluster(counts_adata.copy(), method="scinno", n_clusters=3, fusion_weights=given, progress=False,
+                         **SMALL)
+        assert rec["params"]["fusion_weights"] == pytest.approx(expected)  # shrinkage 1: every cell takes them
+    for bad in ({"pca": 1.0, "latent": 1.0}, {"pca": -1.0, "pca_pearson": 1.0, "latent": 1.0},
+                {"pca": 1.0, "pca_pearson": 1.0, "latent": 1.0, "rna": 1.0}):
+        with pytest.raises(ValueError, match="fusion_weights"):
+            tl.cluster(counts_adata, method="scinno", fusion_weights=bad, progress=False, **SMALL)
+    assert "X_scinno" not in counts_adata.obsm
 
 
 def test_warmup_must_leave_clustering_epochs(counts_adata):

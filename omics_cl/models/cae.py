@@ -32,13 +32,12 @@ from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data import pearson
 from omics_cl.data.sources import KEYS
-from omics_cl.models.common import (agreement_weighting, check_fusion_weights, check_members, encoder_latent,
-                                    fused_with_pca, pca_views)
+from omics_cl.models.common import (FIXED_VIEW_WEIGHTS, agreement_weighting, check_fusion_weights, check_members,
+                                    encoder_latent, fused_with_pca, pca_views)
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")
-# the log view and the latent 0.425 each, the Pearson view 0.15 (measured: benchmarks/README.md, "cae's fixed weights")
-DEFAULT_FUSION_WEIGHTS = {"pca": 0.425, "pca_pearson": 0.15, "latent": 0.425}
+DEFAULT_FUSION_WEIGHTS = FIXED_VIEW_WEIGHTS
 # where the two PCA views' own clusters agree this well (ARI), WNN weights shrunk halfway to equal instead (measured:
 # benchmarks/README.md, "The views' agreement picks cae's weights")
 VIEWS_AGREE = 0.8

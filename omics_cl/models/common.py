@@ -19,6 +19,9 @@ from omics_cl.data import components, pearson, preprocess
 from omics_cl.data.sources import KEYS
 
 READOUTS = ("argmax", "leiden")
+# fixed fusion weights by view: the log PCA view and the latent 0.425 each, the Pearson view 0.15 (cae's since
+# 2026-12-02, scinno's since 2026-12-05; benchmarks/README.md, "cae's fixed weights", "scinno's MOp figure")
+FIXED_VIEW_WEIGHTS = {"pca": 0.425, "pca_pearson": 0.15, "latent": 0.425}
 
 
 def encoder_latent(model: nnx.Module, batch) -> jax.Array:
@@ -193,7 +196,8 @@ class ReadoutConfig:
     readout: str = "leiden"
     pca_comps: int = 50
     pca_residuals: str = "log"  # the PCA views' input (``pca_views``)
-    fusion_shrinkage: float = 1.0
+    fusion_shrinkage: float = 1.0  # WNN weights shrunk toward fusion_weights (1: those weights; 0: WNN weights)
+    fusion_weights: dict[str, float] | None = None  # fixed weights by view name (check_fusion_weights); None: equal
     fusion_neighbors: int = 20
     centres_per_cluster: int = 1  # clustering centres trained per requested cluster (Leiden read-off only)
     n_members: int = 1  # models trained with derived seeds, their graphs averaged (``omics_cl.models.members``)
@@ -206,6 +210,7 @@ class ReadoutConfig:
             raise ValueError(f"centres_per_cluster must be at least 1, got {self.centres_per_cluster}")
         fusion.check_shrinkage(self.fusion_shrinkage)
         pearson.check_residuals(self.pca_residuals, pearson.FUSED_RESIDUALS)
+        check_fusion_weights(self.fusion_weights, self.pca_residuals)
 
     @property
     def trained_centres_per_cluster(self) -> int:
@@ -216,8 +221,9 @@ class ReadoutConfig:
 def leiden_readout(z: np.ndarray, counts, normalizer: preprocess.LogNormalizer, config: ReadoutConfig,
                    seed: int) -> tuple[dict, dict]:
     """A self-clustering method's ``readout="leiden"`` arrays: its embedding ``z`` fused
-    (``config.fusion_shrinkage``, ``config.fusion_neighbors``) with the PCA views (:func:`pca_views`,
-    ``config.pca_comps``, ``config.pca_residuals``) of ``counts`` through ``normalizer``, ``z`` kept as ``latent``;
-    no memberships, so ``tl.cluster`` clusters the fused embedding with Leiden."""
+    (``config.fusion_shrinkage``, ``config.fusion_weights``, ``config.fusion_neighbors``) with the PCA views
+    (:func:`pca_views`, ``config.pca_comps``, ``config.pca_residuals``) of ``counts`` through ``normalizer``, ``z``
+    kept as ``latent``; no memberships, so ``tl.cluster`` clusters the fused embedding with Leiden."""
     pcs = pca_views(counts, normalizer, config.pca_comps, config.pca_residuals, seed)
-    return fused_with_pca(pcs, np.asarray(z, dtype=np.float32), config.fusion_neighbors, seed, config.fusion_shrinkage)
+    return fused_with_pca(pcs, np.asarray(z, dtype=np.float32), config.fusion_neighbors, seed, config.fusion_shrinkage,
+                          config.fusion_weights)

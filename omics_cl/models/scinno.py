@@ -30,11 +30,15 @@ warm-up latent; no labels are involved. The seed's prediction (``readout="argmax
 membership; the default read-off (``readout="leiden"``, as siamese's: ``models.common.leiden_readout``) is
 Leiden on the encoder's latent (``readout_latent="encoder"``; the attention-refined latent, ``"refined"``, was the
 default before 2026-12-03: on the same trained models it moved far more with the seed, MOp 5-seed spread .143 vs
-.039, and scored lower on pbmc68k_reduced and MOp; benchmarks/README.md) fused with equal weights with two PCA
+.039, and scored lower on pbmc68k_reduced and MOp; benchmarks/README.md) fused with two PCA
 views of all HVGs (not only the detected genes:
 that view scored MOp .33 / .29 instead of .39 / .37, seeds 0-1), the ``pca`` baseline's and the Pearson residuals'
 (``pca_residuals="both"``; with the log view alone, the default before 2026-12-02, the 5-seed medians were lower on
-all four registry sets), and gives no memberships. The
+all four registry sets), under the fixed ``fusion_weights`` (cae's: log view and latent .425 each, Pearson view
+.15; ``None`` is equal weights, the default before 2026-12-05: their MOp partition flipped between .42 and .59 ARI
+with Leiden's seed or noise of 1e-6 of the embedding's sd, where the fixed weights' 5-seed median held .555-.557 over
+five Leiden streams; benchmarks/README.md, "scinno's MOp figure: a read-off on a knife edge"), and gives no
+memberships. The
 argmax can leave centres without cells: cluster sizes churn while the clustering weight ramps up, as the
 attention-refined latent moves under the centres. ``reseed_empty`` moves such a centre onto the cell of the
 largest cluster farthest from its centre after every clustering epoch, so K clusters come out; it is off
@@ -50,7 +54,7 @@ batch.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -61,8 +65,8 @@ from omics_cl.core import augment, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import SCHEDULE, Stage, TrainConfig, predict
 from omics_cl.data.sources import KEYS, ArraySource, CountsSource
-from omics_cl.models.common import (ReadoutConfig, context_cells, leiden_centres_init, leiden_readout,
-                                    reseed_empty_centres)
+from omics_cl.models.common import (FIXED_VIEW_WEIGHTS, ReadoutConfig, context_cells, leiden_centres_init,
+                                    leiden_readout, reseed_empty_centres)
 from omics_cl.models.method import Method
 
 
@@ -87,6 +91,7 @@ class SCINNOConfig(ReadoutConfig):
     min_detection: float = 0.05
     reseed_empty: bool = False  # True: re-seed centres left without cells after every clustering epoch
     pca_residuals: str = "both"  # the read-off fuses the latent with the log and the Pearson PCA views
+    fusion_weights: dict[str, float] | None = field(default_factory=lambda: dict(FIXED_VIEW_WEIGHTS))  # None: equal
     readout_latent: str = "encoder"  # the Leiden read-off's latent; "refined": after the cell attention
 
     def __post_init__(self):
