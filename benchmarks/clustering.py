@@ -11,7 +11,7 @@ used only for scoring and for that K. ``scvi`` runs ``anchors/clustering_embed.p
 (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see anchors/README.md).
 
     python benchmarks/clustering.py --datasets zeisel_cortex,pbmc68k_reduced --methods pca,cae,scinno \
-        --seeds 5 --json results.json [--resume]
+        --seeds 5 --json results.json [--resume] [--leiden-streams 5]
 """
 from __future__ import annotations
 
