@@ -51,9 +51,11 @@ rule before 2026-12-02's twentieth session (confidence novelty above its Otsu th
 query's median, ``novelty_rate=None``).
 
     python benchmarks/label_transfer.py --seeds 5 --json results/label_transfer.json [--resume]
-        [--methods scncl,logreg] [--first-seed 3] [--scglue-max-epochs N]
+        [--methods scncl,logreg] [--first-seed 3] [--scglue-max-epochs N] [--scglue-workdir DIR]
 
 ``--resume`` keeps the rows already in the JSON file and runs only the missing (scenario, method, seed).
+``--scglue-workdir`` keeps each finished scGLUE training stage under DIR/<scenario>_seed<S>[_max<N>]: scGLUE's
+full schedule takes hours per stage on 2 cores, and a re-run (after an interruption) resumes from the last stage.
 """
 from __future__ import annotations
 
@@ -152,13 +154,15 @@ def run_knn_pca(ref, query, activity, seed):
     return knn_vote(joint[: rna_x.shape[0]], joint[rna_x.shape[0]:], ref.obs["cell_type"].astype(str).to_numpy())
 
 
-def run_scglue(ref, query, annotation, seed, python, max_epochs):
+def run_scglue(ref, query, annotation, seed, python, max_epochs, workdir=None):
+    """scGLUE's kNN(30) vote; ``workdir`` keeps its finished training stages for a later run to resume."""
     with tempfile.TemporaryDirectory() as tmp:
         ref.write_h5ad(f"{tmp}/rna.h5ad")
         query.write_h5ad(f"{tmp}/atac.h5ad")
         subprocess.run([python, str(ANCHORS / "scglue_embed.py"), f"{tmp}/rna.h5ad", f"{tmp}/atac.h5ad",
                         str(annotation), f"{tmp}/out.npz", "--seed", str(seed),
-                        *(["--max-epochs", str(max_epochs)] if max_epochs else [])], check=True,
+                        *(["--max-epochs", str(max_epochs)] if max_epochs else []),
+                        *(["--workdir", str(workdir)] if workdir else [])], check=True,
                        stdout=subprocess.DEVNULL)
         z = np.load(f"{tmp}/out.npz")
         return knn_vote(z["rna"], z["atac"], ref.obs["cell_type"].astype(str).to_numpy())
@@ -228,6 +232,7 @@ def main(argv=None) -> int:
                    help="python of the anchors environment (needed for scglue)")
     p.add_argument("--scglue-max-epochs", type=int, default=None,
                    help="cap each scGLUE training stage at this many epochs (default: scGLUE's own schedule)")
+    p.add_argument("--scglue-workdir", help="keep scGLUE's finished training stages here; a re-run resumes from them")
     args = p.parse_args(argv)
     methods, scenarios = args.methods.split(","), args.scenarios.split(",")
     unknown = sorted(set(methods) - set(METHODS)) + sorted(set(scenarios) - set(SCENARIOS))
@@ -267,7 +272,10 @@ def main(argv=None) -> int:
                 elif method == "knn_pca":
                     pred, conf = run_knn_pca(ref, query, activity, seed)
                 else:
-                    pred, conf = run_scglue(ref, query, annotation, seed, args.anchors_python, args.scglue_max_epochs)
+                    workdir = args.scglue_workdir and Path(args.scglue_workdir) / (
+                        f"{scenario}_seed{seed}" + (f"_max{args.scglue_max_epochs}" if args.scglue_max_epochs else ""))
+                    pred, conf = run_scglue(ref, query, annotation, seed, args.anchors_python, args.scglue_max_epochs,
+                                            workdir)
                 seconds = time.perf_counter() - start
                 new = []
                 if scenario in wanted:

@@ -1,14 +1,19 @@
 """scGLUE joint embedding of an RNA reference and an ATAC query (run in the anchors environment).
 
-    python scglue_embed.py RNA.h5ad ATAC.h5ad GENES.tsv.gz OUT.npz --seed S [--max-epochs N]
+    python scglue_embed.py RNA.h5ad ATAC.h5ad GENES.tsv.gz OUT.npz --seed S [--max-epochs N] [--workdir DIR]
 
 RNA: raw counts in X. ATAC: peak counts in X, var columns chrom/chromStart/chromEnd. Genes: a
 table with chrom/start/end/gene_name/strand (the ../shared/annotations TSV form). Follows the
 scGLUE tutorial: seurat_v3 HVGs + PCA(100) for RNA, LSI(100) for ATAC, RNA-anchored guidance
 graph, NB likelihoods, scGLUE's automatic training schedule unless ``--max-epochs`` caps each of its
 two stages (pre-training, fine-tuning). Writes ``rna`` and ``atac`` embeddings.
+
+``--workdir`` keeps each finished stage's model there (``pretrain.dill``, ``fine-tune.dill``); a later run with
+the same inputs, seed and workdir starts from the last finished stage. The full schedule of one stage takes
+hours on 2 cores, so a run can span sessions this way. The stages are those of ``scglue.models.fit_SCGLUE``.
 """
 import argparse
+import os
 import tempfile
 from itertools import chain
 
@@ -19,7 +24,45 @@ import scanpy as sc
 import scglue
 
 
-def fit_glue(rna, atac, genes_path, seed=0, max_epochs=None, paired=False):
+def fit_stages(adatas, graph, seed, fit_kws, workdir):
+    """``scglue.models.fit_SCGLUE`` (default model, balancing on) with each stage's model kept in ``workdir``."""
+    models = scglue.models
+    pretrain_path = os.path.join(workdir, "pretrain.dill")
+    finetune_path = os.path.join(workdir, "fine-tune.dill")
+    if os.path.exists(finetune_path):
+        print(f"scglue: fine-tuned model found in {workdir}", flush=True)
+        return models.load_model(finetune_path)
+    if os.path.exists(pretrain_path):
+        print(f"scglue: pre-trained model found in {workdir}, fine-tuning", flush=True)
+        pretrain = models.load_model(pretrain_path)
+    else:
+        pretrain = models.SCGLUEModel(adatas, sorted(graph.nodes), random_seed=seed, shared_batches=False)
+        pretrain.compile()
+        pretrain.fit(adatas, graph, **fit_kws, align_burnin=np.inf, safe_burnin=False,
+                     directory=os.path.join(workdir, "pretrain"))
+        atomic_save(pretrain, pretrain_path)
+    for key, adata in adatas.items():
+        adata.obsm["X_glue_pretrain"] = pretrain.encode_data(key, adata)
+    scglue.data.estimate_balancing_weight(*adatas.values(), use_rep="X_glue_pretrain", use_batch=None,
+                                          key_added="balancing_weight")
+    for adata in adatas.values():
+        adata.uns[scglue.config.ANNDATA_KEY]["use_dsc_weight"] = "balancing_weight"
+        del adata.obsm["X_glue_pretrain"]
+    finetune = models.SCGLUEModel(adatas, sorted(graph.nodes), random_seed=seed)
+    finetune.adopt_pretrained_model(pretrain)
+    finetune.compile()
+    finetune.random_seed += 1  # as fit_SCGLUE: another data order than pre-training's
+    finetune.fit(adatas, graph, **fit_kws, directory=os.path.join(workdir, "fine-tune"))
+    atomic_save(finetune, finetune_path)
+    return finetune
+
+
+def atomic_save(model, path):
+    model.save(path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def fit_glue(rna, atac, genes_path, seed=0, max_epochs=None, paired=False, workdir=None):
     """scGLUE embeddings ``(rna, atac)``; ``paired=True`` is its paired mode (cells matched by obs name)."""
     genes = pd.read_csv(genes_path, sep="\t").drop_duplicates("gene_name").set_index("gene_name")
     rna = rna[:, rna.var_names.isin(genes.index)].copy()
@@ -41,10 +84,15 @@ def fit_glue(rna, atac, genes_path, seed=0, max_epochs=None, paired=False):
     scglue.models.configure_dataset(atac, "NB", use_highly_variable=True, use_rep="X_lsi", use_obs_names=paired)
     hvf = chain(rna.var.query("highly_variable").index, atac.var.query("highly_variable").index)
     guidance_hvf = guidance.subgraph(hvf).copy()
-    with tempfile.TemporaryDirectory() as tmp:
-        fit_kws = {"directory": tmp, **({"max_epochs": max_epochs} if max_epochs else {})}
-        glue = scglue.models.fit_SCGLUE({"rna": rna, "atac": atac}, guidance_hvf,
-                                        init_kws={"random_seed": seed}, fit_kws=fit_kws)
+    adatas = {"rna": rna, "atac": atac}
+    fit_kws = {"max_epochs": max_epochs} if max_epochs else {}
+    if workdir:
+        os.makedirs(workdir, exist_ok=True)
+        glue = fit_stages(adatas, guidance_hvf, seed, fit_kws, workdir)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            glue = scglue.models.fit_SCGLUE(adatas, guidance_hvf, init_kws={"random_seed": seed},
+                                            fit_kws={"directory": tmp, **fit_kws})
     return glue.encode_data("rna", rna), glue.encode_data("atac", atac)
 
 
@@ -53,8 +101,10 @@ def main():
     p.add_argument("rna"), p.add_argument("atac"), p.add_argument("genes"), p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--workdir", help="keep each finished stage here and resume from it")
     args = p.parse_args()
-    z_rna, z_atac = fit_glue(ad.read_h5ad(args.rna), ad.read_h5ad(args.atac), args.genes, args.seed, args.max_epochs)
+    z_rna, z_atac = fit_glue(ad.read_h5ad(args.rna), ad.read_h5ad(args.atac), args.genes, args.seed, args.max_epochs,
+                             workdir=args.workdir)
     np.savez(args.out, rna=z_rna, atac=z_atac)
 
 
