@@ -33,7 +33,7 @@ gracefully and stay at or above its best single view).
 
     python benchmarks/integration.py --seeds 5 --json results/integration.json [--methods a,b] [--resume]
         [--design full] [--leiden-consensus 10] [--scorings 5] [--embeddings DIR] [--scglue-max-epochs N]
-        [--multivi-max-epochs N]
+        [--multivi-max-epochs N] [--scglue-workdir DIR]
 
 ``--resume`` keeps the rows already in the JSON file and runs only the missing (method, seed). ``--embeddings``
 keeps the embeddings, so a re-run under another Leiden protocol (``--leiden-consensus``: Leiden runs pooled into
@@ -130,6 +130,8 @@ def anchor(method, seed, args):
         cap = anchor_cap(method, args)
         if cap:
             cmd += ["--max-epochs", str(cap)]
+        if method == "scglue" and args.scglue_workdir:
+            cmd += ["--workdir", str(Path(args.scglue_workdir) / (f"seed{seed}" + (f"_max{cap}" if cap else "")))]
         subprocess.run(cmd, check=True)
         z = dict(np.load(out))
     if method == "wnn":
@@ -248,6 +250,8 @@ def main(argv=None) -> int:
                    help="comma-separated protocols to score")
     p.add_argument("--scglue-max-epochs", type=int, help="cap on each scGLUE training stage")
     p.add_argument("--multivi-max-epochs", type=int, help="cap on MultiVI's epochs (default: its own schedule)")
+    p.add_argument("--scglue-workdir", help="keep scGLUE's finished training stages here (DIR/seed<S>[_max<N>]); "
+                   "a re-run resumes from them, as its full schedule takes hours per stage on 2 cores")
     args = p.parse_args(argv)
     methods = args.methods.split(",")
     unknown = sorted(set(methods) - set(METHODS))

@@ -1,7 +1,7 @@
 """Paired RNA+ATAC anchors for benchmarks/integration.py (run in the anchors environment).
 
     python integration_embed.py {wnn,multivi,scglue} RNA.h5ad ATAC.h5ad OUT.npz --seed S
-        [--genes GENES.tsv.gz] [--max-epochs N]
+        [--genes GENES.tsv.gz] [--max-epochs N] [--workdir DIR]
 
 RNA and ATAC hold raw counts of the same cells in the same order. Each method follows its own
 tutorial and writes to OUT.npz:
@@ -68,7 +68,7 @@ def multivi(rna, atac, args):
 def scglue(rna, atac, args):
     from scglue_embed import fit_glue  # same folder
 
-    z_rna, z_atac = fit_glue(rna, atac, args.genes, args.seed, args.max_epochs, paired=True)
+    z_rna, z_atac = fit_glue(rna, atac, args.genes, args.seed, args.max_epochs, paired=True, workdir=args.workdir)
     return {"rna": z_rna, "atac": z_atac, "joint": (z_rna + z_atac) / 2}
 
 
@@ -79,6 +79,7 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--genes", help="gene annotation table (scglue)")
     p.add_argument("--max-epochs", type=int, default=None)
+    p.add_argument("--workdir", help="scglue: keep each finished training stage here and resume from it")
     args = p.parse_args()
     rna, atac = ad.read_h5ad(args.rna), ad.read_h5ad(args.atac)
     if not np.array_equal(rna.obs_names, atac.obs_names):
