@@ -290,7 +290,8 @@ def main(argv=None) -> int:
             for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds,
                              args.leiden_consensus, args.scorings, args.overcluster, args.protocols):
                 rows.append({**row, "design": args.design, "machine": MACHINE,
-                             **({"max_epochs": anchor_cap(method, args)} if method in ANCHOR_METHODS else {})})
+                             **({"max_epochs": anchor_cap(method, args)} if method in ANCHOR_METHODS else {}),
+                             **({"scglue_model": "PairedSCGLUEModel"} if method == "scglue" else {})})
                 print(json.dumps(row), flush=True)
             write_json_atomic(rows, args.json)
     order = {m: i for i, m in enumerate(METHODS)}

@@ -13,7 +13,8 @@ tutorial and writes to OUT.npz:
 - ``multivi`` (scvi-tools): a MuData of both, features seen in at least 1% of cells kept (the tutorial's
   filter), MultiVI with its default training schedule (``--max-epochs`` caps it). Writes
   ``joint`` and the modality latents ``rna`` / ``atac``.
-- ``scglue``: the paired mode (``use_obs_names=True``) of scGLUE with seurat_v3 HVGs + PCA(100) and
+- ``scglue``: the paired mode (``use_obs_names=True``, ``PairedSCGLUEModel``; the default model before
+  2026-12-05's thirty-seventh session) of scGLUE with seurat_v3 HVGs + PCA(100) and
   LSI(100), an RNA-anchored guidance graph from ``--genes``; its automatic schedule unless
   ``--max-epochs`` caps each of its two stages. Writes ``rna``, ``atac`` and ``joint`` (their mean:
   both live in one space).

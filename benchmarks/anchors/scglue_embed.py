@@ -24,8 +24,8 @@ import scanpy as sc
 import scglue
 
 
-def fit_stages(adatas, graph, seed, fit_kws, workdir):
-    """``scglue.models.fit_SCGLUE`` (default model, balancing on) with each stage's model kept in ``workdir``."""
+def fit_stages(adatas, graph, model, seed, fit_kws, workdir):
+    """``scglue.models.fit_SCGLUE`` (balancing on) with each stage's model kept in ``workdir``."""
     models = scglue.models
     pretrain_path = os.path.join(workdir, "pretrain.dill")
     finetune_path = os.path.join(workdir, "fine-tune.dill")
@@ -36,7 +36,7 @@ def fit_stages(adatas, graph, seed, fit_kws, workdir):
         print(f"scglue: pre-trained model found in {workdir}, fine-tuning", flush=True)
         pretrain = models.load_model(pretrain_path)
     else:
-        pretrain = models.SCGLUEModel(adatas, sorted(graph.nodes), random_seed=seed, shared_batches=False)
+        pretrain = model(adatas, sorted(graph.nodes), random_seed=seed, shared_batches=False)
         pretrain.compile()
         pretrain.fit(adatas, graph, **fit_kws, align_burnin=np.inf, safe_burnin=False,
                      directory=os.path.join(workdir, "pretrain"))
@@ -48,7 +48,7 @@ def fit_stages(adatas, graph, seed, fit_kws, workdir):
     for adata in adatas.values():
         adata.uns[scglue.config.ANNDATA_KEY]["use_dsc_weight"] = "balancing_weight"
         del adata.obsm["X_glue_pretrain"]
-    finetune = models.SCGLUEModel(adatas, sorted(graph.nodes), random_seed=seed)
+    finetune = model(adatas, sorted(graph.nodes), random_seed=seed)
     finetune.adopt_pretrained_model(pretrain)
     finetune.compile()
     finetune.random_seed += 1  # as fit_SCGLUE: another data order than pre-training's
@@ -63,7 +63,9 @@ def atomic_save(model, path):
 
 
 def fit_glue(rna, atac, genes_path, seed=0, max_epochs=None, paired=False, workdir=None):
-    """scGLUE embeddings ``(rna, atac)``; ``paired=True`` is its paired mode (cells matched by obs name)."""
+    """scGLUE embeddings ``(rna, atac)``; ``paired=True`` is its paired mode (cells matched by obs name, scGLUE's
+    ``PairedSCGLUEModel`` with its cross-modal terms on the pairs; before 2026-12-05's thirty-seventh session the
+    default model, which reads the pairing only to fill batches)."""
     genes = pd.read_csv(genes_path, sep="\t").drop_duplicates("gene_name").set_index("gene_name")
     rna = rna[:, rna.var_names.isin(genes.index)].copy()
     g = genes.loc[rna.var_names]
@@ -86,12 +88,13 @@ def fit_glue(rna, atac, genes_path, seed=0, max_epochs=None, paired=False, workd
     guidance_hvf = guidance.subgraph(hvf).copy()
     adatas = {"rna": rna, "atac": atac}
     fit_kws = {"max_epochs": max_epochs} if max_epochs else {}
+    model = scglue.models.PairedSCGLUEModel if paired else scglue.models.SCGLUEModel
     if workdir:
         os.makedirs(workdir, exist_ok=True)
-        glue = fit_stages(adatas, guidance_hvf, seed, fit_kws, workdir)
+        glue = fit_stages(adatas, guidance_hvf, model, seed, fit_kws, workdir)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            glue = scglue.models.fit_SCGLUE(adatas, guidance_hvf, init_kws={"random_seed": seed},
+            glue = scglue.models.fit_SCGLUE(adatas, guidance_hvf, model=model, init_kws={"random_seed": seed},
                                             fit_kws={"directory": tmp, **fit_kws})
     return glue.encode_data("rna", rna), glue.encode_data("atac", atac)
 
