@@ -86,6 +86,15 @@ def raw_step_seconds(model, loss_fn, source, config, seed: int, epochs: int, ext
     return seconds[1:]
 
 
+def scglue_stage_dir(root: str | None, run: str, max_epochs: int | None) -> str | None:
+    """Where one scGLUE run keeps its finished training stages (``--scglue-workdir``): ``root/run``, with
+    ``_max<N>`` for a capped schedule so that a capped and a full run never resume from each other; None
+    without a root."""
+    if not root:
+        return None
+    return os.path.join(root, run + (f"_max{max_epochs}" if max_epochs else ""))
+
+
 def machine() -> str:
     import jax
 

@@ -55,7 +55,8 @@ import numpy as np
 import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, add_seed_arguments, machine, median_table, seed_range, write_json_atomic
+from common import (MACHINE, add_seed_arguments, machine, median_table, scglue_stage_dir, seed_range,
+                    write_json_atomic)
 from integration_views import concat, lsi_atac, pca_pearson, pca_rna, pca_scaled, thinned, wnn_like
 
 from omics_cl import datasets, metrics, tl
@@ -130,8 +131,9 @@ def anchor(method, seed, args):
         cap = anchor_cap(method, args)
         if cap:
             cmd += ["--max-epochs", str(cap)]
-        if method == "scglue" and args.scglue_workdir:
-            cmd += ["--workdir", str(Path(args.scglue_workdir) / (f"seed{seed}" + (f"_max{cap}" if cap else "")))]
+        workdir = scglue_stage_dir(args.scglue_workdir, f"seed{seed}", cap) if method == "scglue" else None
+        if workdir:
+            cmd += ["--workdir", workdir]
         subprocess.run(cmd, check=True)
         z = dict(np.load(out))
     if method == "wnn":

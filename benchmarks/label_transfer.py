@@ -71,8 +71,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (MACHINE, add_seed_arguments, machine, median_table, seed_range, transfer_halves,  # noqa: E402
-                    write_json_atomic)
+from common import (MACHINE, add_seed_arguments, machine, median_table, scglue_stage_dir, seed_range,  # noqa: E402
+                    transfer_halves, write_json_atomic)
 
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.signatures import ranked_novelty  # noqa: E402
@@ -272,8 +272,7 @@ def main(argv=None) -> int:
                 elif method == "knn_pca":
                     pred, conf = run_knn_pca(ref, query, activity, seed)
                 else:
-                    workdir = args.scglue_workdir and Path(args.scglue_workdir) / (
-                        f"{scenario}_seed{seed}" + (f"_max{args.scglue_max_epochs}" if args.scglue_max_epochs else ""))
+                    workdir = scglue_stage_dir(args.scglue_workdir, f"{scenario}_seed{seed}", args.scglue_max_epochs)
                     pred, conf = run_scglue(ref, query, annotation, seed, args.anchors_python, args.scglue_max_epochs,
                                             workdir)
                 seconds = time.perf_counter() - start

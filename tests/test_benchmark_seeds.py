@@ -33,3 +33,11 @@ def test_no_script_defines_its_own_first_seed(script):
 def test_the_seeded_benchmarks_use_the_shared_arguments():
     shared = {name for name in SCRIPTS if "add_seed_arguments(p" in (BENCHMARKS / name).read_text()}
     assert {"atac_embedding.py", "clustering.py", "integration.py", "label_transfer.py"} <= shared
+
+
+def test_scglue_stage_dirs_keep_capped_full_and_seeds_apart(common, tmp_path):
+    """A capped and a full scGLUE run, or two seeds, never resume from each other's finished stages."""
+    dirs = {common.scglue_stage_dir(str(tmp_path), f"closed_seed{seed}", cap) for seed in (0, 1) for cap in (None, 10)}
+    assert len(dirs) == 4 and all(d.startswith(str(tmp_path)) for d in dirs)
+    assert common.scglue_stage_dir(None, "closed_seed0", None) is None
+    assert common.scglue_stage_dir(str(tmp_path), "seed0", 10).endswith("seed0_max10")
