@@ -13,7 +13,9 @@ the same inputs, seed and workdir starts from the last finished stage. The full 
 hours on 2 cores, so a run can span sessions this way. The stages are those of ``scglue.models.fit_SCGLUE``.
 """
 import argparse
+import glob
 import os
+import sys
 import tempfile
 from itertools import chain
 
@@ -30,10 +32,10 @@ def fit_stages(adatas, graph, model, seed, fit_kws, workdir):
     pretrain_path = os.path.join(workdir, "pretrain.dill")
     finetune_path = os.path.join(workdir, "fine-tune.dill")
     if os.path.exists(finetune_path):
-        print(f"scglue: fine-tuned model found in {workdir}", flush=True)
+        report_stage(workdir, "pretrain"), report_stage(workdir, "fine-tune")
         return models.load_model(finetune_path)
     if os.path.exists(pretrain_path):
-        print(f"scglue: pre-trained model found in {workdir}, fine-tuning", flush=True)
+        report_stage(workdir, "pretrain")
         pretrain = models.load_model(pretrain_path)
     else:
         pretrain = model(adatas, sorted(graph.nodes), random_seed=seed, shared_batches=False)
@@ -41,6 +43,7 @@ def fit_stages(adatas, graph, model, seed, fit_kws, workdir):
         pretrain.fit(adatas, graph, **fit_kws, align_burnin=np.inf, safe_burnin=False,
                      directory=os.path.join(workdir, "pretrain"))
         atomic_save(pretrain, pretrain_path)
+        report_stage(workdir, "pretrain")
     for key, adata in adatas.items():
         adata.obsm["X_glue_pretrain"] = pretrain.encode_data(key, adata)
     scglue.data.estimate_balancing_weight(*adatas.values(), use_rep="X_glue_pretrain", use_batch=None,
@@ -54,7 +57,27 @@ def fit_stages(adatas, graph, model, seed, fit_kws, workdir):
     finetune.random_seed += 1  # as fit_SCGLUE: another data order than pre-training's
     finetune.fit(adatas, graph, **fit_kws, directory=os.path.join(workdir, "fine-tune"))
     atomic_save(finetune, finetune_path)
+    report_stage(workdir, "fine-tune")
     return finetune
+
+
+def report_stage(workdir, stage):
+    """Print how many epochs a finished stage trained and its wall time, read off its tensorboard log (scGLUE
+    writes one record per epoch; the file is named after the time it was opened)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    files = sorted(glob.glob(os.path.join(workdir, stage, "tensorboard", "events.out.tfevents.*")))
+    if not files:
+        return
+    log = EventAccumulator(files[-1])
+    log.Reload()
+    train_tags = [tag for tag in log.Tags()["scalars"] if tag.startswith("train/")]
+    if not train_tags:
+        return
+    events = log.Scalars(train_tags[0])
+    seconds = events[-1].wall_time - float(os.path.basename(files[-1]).split(".")[3])
+    print(f"scglue: {stage} trained {max(e.step for e in events)} epochs in {seconds:.0f} s ({workdir})",
+          file=sys.stderr, flush=True)
 
 
 def atomic_save(model, path):
