@@ -32,7 +32,8 @@ def fit_stages(adatas, graph, model, seed, fit_kws, workdir):
     pretrain_path = os.path.join(workdir, "pretrain.dill")
     finetune_path = os.path.join(workdir, "fine-tune.dill")
     if os.path.exists(finetune_path):
-        report_stage(workdir, "pretrain"), report_stage(workdir, "fine-tune")
+        for stage in ("pretrain", "fine-tune"):
+            report_stage(workdir, stage)
         return models.load_model(finetune_path)
     if os.path.exists(pretrain_path):
         report_stage(workdir, "pretrain")
