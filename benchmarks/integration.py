@@ -5,27 +5,27 @@ Leiden under the ``resolution`` protocol (1.0) and the ``n_clusters`` protocol (
 14 labelled types) and scored on ``cell_type`` with Mis excluded. Where a method gives one embedding per
 modality, FOSCTTM and top-1 pair retrieval between them are reported (null otherwise).
 
-Methods: ``pca_rna`` (omics_cl PCA of log-normalised RNA), ``pca_scaled`` (50 components of the
-standardised log-normalised HVGs: sci2cl's PCA view alone before 2026-12-03), ``pca_regressed`` (the same with log RNA
-library size regressed out of every gene: the default sci2cl's PCA view, ``pca_regress_depth=True``, alone), ``pca_pearson`` (50
-components of the same HVGs' analytic Pearson residuals, as the clustering methods' ``pca_pearson``), ``lsi_atac`` (TF-IDF + LSI), ``concat`` (both,
-each scaled to unit total variance), ``wnn_like`` (``omics_cl.core.fusion`` on PCA and LSI: our WNN-like
-per-cell weighting of the two classical views), the anchors ``wnn`` (muon), ``multivi`` (scvi-tools) and
-``scglue`` run by ``benchmarks/anchors/integration_embed.py`` in the anchors environment
-(``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see benchmarks/anchors/README.md), ``sci2cl`` (the
-default: RNA PCA and Z_r fused with fixed weights 0.8 / 0.2; its joint embedding is always rebuilt from the run's
-views by the current default, so kept embeddings follow a change of read-off), ``sci2cl_seed`` (the seed's recipe, ``variant="seed"``), the
-retrained ablations ``sci2cl_two_views`` (T = 2 masked views instead of 4), ``sci2cl_atac_zinb`` (the seed's ZINB
-likelihood on ATAC instead of the default Bernoulli; the default until 2026-12-03), ``sci2cl_no_mse``,
-and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE
-term), and rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
+Methods: ``pca_rna`` (omics_cl PCA of log-normalised RNA), ``pca_scaled`` (50 components of the standardised
+log-normalised HVGs: sci2cl's PCA view alone before 2026-12-03), ``pca_regressed`` (the same with log RNA library
+size regressed out of every gene: the default sci2cl's PCA view, ``pca_regress_depth=True``, alone), ``pca_pearson``
+(50 components of the same HVGs' analytic Pearson residuals, as the clustering methods' ``pca_pearson``),
+``lsi_atac`` (TF-IDF + LSI), ``concat`` (both, each scaled to unit total variance), ``wnn_like``
+(``omics_cl.core.fusion`` on PCA and LSI: our WNN-like per-cell weighting of the two classical views), the anchors
+``wnn`` (muon), ``multivi`` (scvi-tools) and ``scglue`` run by ``benchmarks/anchors/integration_embed.py`` in the
+anchors environment (``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``; see benchmarks/anchors/README.md),
+``sci2cl`` (the default: RNA PCA and Z_r fused with fixed weights 0.8 / 0.2; its joint embedding is always rebuilt
+from the run's views by the current default, so kept embeddings follow a change of read-off), ``sci2cl_seed`` (the
+seed's recipe, ``variant="seed"``), the retrained ablations ``sci2cl_two_views`` (T = 2 masked views instead of 4),
+``sci2cl_atac_zinb`` (the seed's ZINB likelihood on ATAC instead of the default Bernoulli; the default until
+2026-12-03), ``sci2cl_no_mse``, and ``sci2cl_no_mom``, ``sci2cl_no_xattn`` (each also without the MSE term), and
+rows read off the default run without retraining: ``sci2cl_no_fusion`` (its cross-attention output, the seed's joint
 embedding), ``sci2cl_no_pca`` (Z_r alone), and its two fusion views fused again with WNN weights
-(``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01), equal weights (``sci2cl_equal_weights``)
-or weights shrunk a quarter, half or three quarters of the way to equal (``sci2cl_shrinkage_0.25`` / ``_0.5`` / ``_0.75``;
-half: the default until 2026-12-04),
-and Z_r fused with the PCA view with depth regressed out (``sci2cl_depth_regressed``: the default's fusion rebuilt
-from the ``pca_regressed`` row; training does not read the PCA view; it was the ablation row before 2026-12-03) or with the Pearson residuals' view
-(``sci2cl_pearson``).
+(``sci2cl_wnn_weights``, the default until the seventh session, 2026-12-01), equal weights
+(``sci2cl_equal_weights``) or weights shrunk a quarter, half or three quarters of the way to equal
+(``sci2cl_shrinkage_0.25`` / ``_0.5`` / ``_0.75``; half: the default until 2026-12-04), and Z_r fused with the PCA
+view with depth regressed out (``sci2cl_depth_regressed``: the default's fusion rebuilt from the ``pca_regressed``
+row; training does not read the PCA view; it was the ablation row before 2026-12-03) or with the Pearson residuals'
+view (``sci2cl_pearson``).
 
 ``--design`` picks the data: ``full`` (mop_snare_paired as it is), ``atac_half`` / ``rna_half`` (that
 modality's counts binomially thinned to half, one fixed draw for all seeds: the joint embedding must degrade
@@ -36,9 +36,11 @@ gracefully and stay at or above its best single view).
         [--multivi-max-epochs N] [--scglue-workdir DIR]
 
 ``--resume`` keeps the rows already in the JSON file and runs only the missing (method, seed). ``--embeddings``
-keeps the embeddings, so a re-run under another Leiden protocol (``--leiden-consensus``: Leiden runs pooled into
-one partition; ``--scorings N``: each score the mean over N clusterings under other Leiden seeds, as one clustering
-of an MOp embedding can move by +-.03 with its seed) or ``label_consistency.py`` reads them instead of retraining.
+keeps the embeddings, so a re-run under another Leiden protocol (``--leiden-consensus``: Leiden runs pooled into one
+partition; ``--scorings N``: each score the mean over N clusterings under other Leiden seeds, as one clustering of
+an MOp embedding can move by +-.03 with its seed) or ``label_consistency.py`` reads them instead of retraining. An
+anchor's embedding is kept under a name that carries its epoch cap and (scGLUE) its model, so a capped, a full or
+another model's run never reads another's.
 """
 from __future__ import annotations
 
@@ -96,7 +98,8 @@ READ_OFF_DEFAULT = {"sci2cl_no_fusion": lambda out, seed: out["xattn"],  # other
                     "sci2cl_shrinkage_0.5": refused(0.5),
                     **{method: view_fused(view) for method, view in READ_OFF_VIEWS.items()}}
 ANCHOR_METHODS = ("wnn", "multivi", "scglue")
-METHODS = ["pca_rna", "pca_scaled", "pca_regressed", "pca_pearson", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS, *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
+METHODS = ["pca_rna", "pca_scaled", "pca_regressed", "pca_pearson", "lsi_atac", "concat", "wnn_like", *ANCHOR_METHODS,
+           *SCI2CL_VARIANTS, *READ_OFF_DEFAULT]
 DESIGNS = {"full": None, "atac_half": "atac", "rna_half": "rna"}
 ANCHORS = Path(__file__).resolve().parent / "anchors"
 DATASET = "mop_snare_paired"
@@ -115,6 +118,24 @@ def sci2cl(rna, atac, seed, params):
 def anchor_cap(method, args):
     """The epoch cap an anchor runs under (None: its own schedule)."""
     return {"scglue": args.scglue_max_epochs, "multivi": args.multivi_max_epochs}.get(method)
+
+
+def anchor_run_tags(method, args) -> dict:
+    """What sets an anchor's embedding apart beyond its seed: its epoch cap and, for scGLUE, the model it trains
+    (kept in each row and in the name of its kept embedding)."""
+    if method not in ANCHOR_METHODS:
+        return {}
+    model = {"scglue_model": "PairedSCGLUEModel"} if method == "scglue" else {}
+    return {"max_epochs": anchor_cap(method, args), **model}
+
+
+def embedding_name(method, seed, args) -> str:
+    """The name an embedding is kept under in ``--embeddings``: an anchor's cap and model are part of it, so a capped,
+    a full or another model's run never reads another's embedding."""
+    tags = anchor_run_tags(method, args)
+    cap = f"_max{tags['max_epochs']}" if tags.get("max_epochs") else ""
+    model = "_paired" if "scglue_model" in tags else ""
+    return f"{args.design}_{method}{model}{cap}_{seed}"
 
 
 def anchor(method, seed, args):
@@ -190,7 +211,7 @@ def seed_embeddings(rna, atac, seed: int, args):
 
     def embedding(method: str) -> tuple[dict, float]:
         if method not in embedded:
-            embedded[method] = stored(args.embeddings, f"{args.design}_{method}_{seed}", embed, method, rna, atac,
+            embedded[method] = stored(args.embeddings, embedding_name(method, seed, args), embed, method, rna, atac,
                                       seed, args)
         return embedded[method]
 
@@ -292,8 +313,7 @@ def main(argv=None) -> int:
             for row in score(method, out, labels, manifest.unlabelled_values, k, seed, seconds,
                              args.leiden_consensus, args.scorings, args.overcluster, args.protocols):
                 rows.append({**row, "design": args.design, "machine": MACHINE,
-                             **({"max_epochs": anchor_cap(method, args)} if method in ANCHOR_METHODS else {}),
-                             **({"scglue_model": "PairedSCGLUEModel"} if method == "scglue" else {})})
+                             **anchor_run_tags(method, args)})
                 print(json.dumps(row), flush=True)
             write_json_atomic(rows, args.json)
     order = {m: i for i, m in enumerate(METHODS)}
