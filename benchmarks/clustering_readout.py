@@ -9,7 +9,8 @@ residuals; ``<m>_pearson_wnn`` / ``_pearson_half`` / ``_pearson_equal``), and on
 (``<m>_both_w<LOG>_<PEARSON>_<LATENT>``), and ``<m>_both_agree`` (``_both_half`` where the two PCA views' own clusters
 agree, else ``_both_weighted``; :func:`readouts`); ``--rows`` computes only the rows it names (and refuses a name no run
 writes). The default read-off of siamese is ``_pearson_equal`` (``_fused_equal`` before 2026-12-01's tenth session),
-cae's ``_both_weighted`` (``_fused_wnn`` before 2026-12-02's sixteenth session). scinno's rows read its
+cae's ``_both_agree`` (``_both_weighted`` from 2026-12-02's sixteenth session to 2026-12-05, ``_fused_wnn``
+before). scinno's rows read its
 attention-refined latent (the argmax run's embedding), so its ``_both_equal`` (and ``--members``) is its default
 read-off before 2026-12-03 (``readout_latent="refined"``); the default since reads the encoder's latent, compared with
 the refined one in ``scinno_readout_latent.py``.
@@ -52,7 +53,8 @@ from omics_cl.models.pca import PCAConfig
 
 SHRINKAGES = {"wnn": 0.0, "half": 0.5, "equal": 1.0}
 WEIGHTED = "weighted"  # both views, cae's fixed weights (DEFAULT_FUSION_WEIGHTS)
-DEFAULT_READOUT = {"cae": ("both", WEIGHTED), "scinno": ("both", "equal"), "siamese": ("pearson", "equal")}
+AGREE = "agree"  # both views: ``half`` where the two PCA views' own clusters agree, else cae's fixed weights
+DEFAULT_READOUT = {"cae": ("both", AGREE), "scinno": ("both", "equal"), "siamese": ("pearson", "equal")}
 
 
 def self_clustering(method: str) -> bool:
@@ -144,10 +146,14 @@ def readouts(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray,
     for name, z in fused_embeddings(out, method, seed, pearson_pcs, grid, only).items():
         yield name, n_clusters_leiden(z, seed, k)
     if only is None or f"{method}_both_agree" in only:
-        agreement = views_agreement({"pca": out["pca"], "pca_pearson": pearson_pcs}, models.Context(seed, k))
-        weighting = "half" if agreement >= VIEWS_AGREE else WEIGHTED
-        z = fused(out, method, "both", weighting, seed, pearson_pcs)
-        yield f"{method}_both_agree", n_clusters_leiden(z, seed, k)
+        yield f"{method}_both_agree", n_clusters_leiden(agreed(out, method, k, seed, pearson_pcs), seed, k)
+
+
+def agreed(out: dict, method: str, k: int, seed: int, pearson_pcs: np.ndarray) -> np.ndarray:
+    """The run's embedding fused with both views under the WNN weights shrunk halfway to equal where the two views'
+    own clusters agree (ARI >= ``VIEWS_AGREE``), else under cae's fixed weights: cae's default read-off."""
+    agreement = views_agreement({"pca": out["pca"], "pca_pearson": pearson_pcs}, models.Context(seed, k))
+    return fused(out, method, "both", "half" if agreement >= VIEWS_AGREE else WEIGHTED, seed, pearson_pcs)
 
 
 def ensemble_readout(adata, name: str, method: str, k: int, seed: int, n_members: int, pearson_pcs: np.ndarray,
@@ -160,7 +166,9 @@ def ensemble_readout(adata, name: str, method: str, k: int, seed: int, n_members
     for member_seed in member_seeds(seed, n_members):
         out, _ = stored(directory, f"{name}_{method}_{member_seed}", trained, adata, method,
                         member_seed, k)
-        z = fused(out, method, *DEFAULT_READOUT[method], member_seed, pearson_pcs)
+        view_name, weighting = DEFAULT_READOUT[method]
+        z = (agreed(out, method, k, member_seed, pearson_pcs) if weighting == AGREE
+             else fused(out, method, view_name, weighting, member_seed, pearson_pcs))
         graphs.append(graph.neighbor_graph(z, 15, "cosine", member_seed))
     labels, _, _ = graph.consensus_leiden(sum(graphs) / n_members, seed, None, 1.0, k)
     return labels

@@ -77,3 +77,23 @@ def test_row_names_match_the_rows_a_run_writes():
     out = clustered_run()
     rows = [name for name, _ in readouts(out, "cae", 3, 0, out["pca"], grid=("0.6,0.2,0.2",))]
     assert rows == clustering_readout.row_names("cae", ("0.6,0.2,0.2",))
+
+
+def test_cae_ensemble_reads_each_member_off_by_the_views_agreement(monkeypatch, tmp_path):
+    """``--members`` reads each cae member as ``tl.cluster`` does since 2026-12-05: by the two views' agreement."""
+    from omics_cl.models.members import member_seeds
+
+    out = clustered_run()
+    seeds = member_seeds(0, 2)
+    for seed in seeds:
+        np.savez(tmp_path / f"set_cae_{seed}.npz", seconds=1.0, **out)
+    calls = []
+
+    def recording_agreed(run, method, k, seed, pearson_pcs):
+        calls.append((method, k, seed))
+        return run["pca"]
+
+    monkeypatch.setattr(clustering_readout, "agreed", recording_agreed)
+    labels = clustering_readout.ensemble_readout(None, "set", "cae", 3, 0, 2, out["pca"], str(tmp_path))
+    assert calls == [("cae", 3, s) for s in seeds]
+    assert len(np.unique(labels)) == 3
