@@ -14,9 +14,11 @@ hours on 2 cores, so a run can span sessions this way. The stages are those of `
 """
 import argparse
 import glob
+import logging
 import os
 import sys
 import tempfile
+import warnings
 from itertools import chain
 
 import anndata as ad
@@ -86,10 +88,18 @@ def atomic_save(model, path):
     os.replace(path + ".tmp", path)
 
 
+def show_progress() -> None:
+    """Let scGLUE's own log show each stage's losses every ``scglue.config.PRINT_LOSS_INTERVAL`` (10) epochs on
+    stderr, and silence torch's warning that its data loaders pin memory with no GPU (one line per epoch)."""
+    scglue.log.console_log_level = logging.INFO
+    warnings.filterwarnings("ignore", message="'pin_memory' argument is set as true but no accelerator")
+
+
 def fit_glue(rna, atac, genes_path, seed=0, max_epochs=None, paired=False, workdir=None):
     """scGLUE embeddings ``(rna, atac)``; ``paired=True`` is its paired mode (cells matched by obs name, scGLUE's
     ``PairedSCGLUEModel`` with its cross-modal terms on the pairs; before 2026-12-05's thirty-seventh session the
     default model, which reads the pairing only to fill batches)."""
+    show_progress()
     genes = pd.read_csv(genes_path, sep="\t").drop_duplicates("gene_name").set_index("gene_name")
     rna = rna[:, rna.var_names.isin(genes.index)].copy()
     g = genes.loc[rna.var_names]
