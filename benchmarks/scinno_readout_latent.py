@@ -1,11 +1,11 @@
 """scinno's Leiden read-off on the encoder's latent against the attention-refined latent, from one trained model per
 (dataset, seed): rows ``scinno_encoder`` (``readout_latent="encoder"``, the default since 2026-12-03) and
 ``scinno_refined`` (the default before). Each latent is fused with the two PCA views as the default config fuses them
-(``models.common.leiden_readout``: ``pca_residuals="both"``; cae's fixed weights since 2026-12-05, equal weights when
-the rows in ``benchmarks/README.md`` were recorded) and clustered by consensus Leiden (n_clusters protocol), as
-``tl.cluster`` does. ``--contexts N`` also scores the refined latent under N-1 further inference contexts (the fixed
-cells each cell attends to) and their mean (rows ``scinno_refined_ctx<c>``, ``scinno_refined_mean<N>``). Labels are
-used only for scoring and K.
+(``models.common.fused_readout``, once per latent on views computed once: ``pca_residuals="both"``; cae's fixed
+weights since 2026-12-05, equal weights when the rows in ``benchmarks/README.md`` were recorded) and clustered by
+consensus Leiden (n_clusters protocol), as ``tl.cluster`` does. ``--contexts N`` also scores the refined latent under
+N-1 further inference contexts (the fixed cells each cell attends to) and their mean (rows ``scinno_refined_ctx<c>``,
+``scinno_refined_mean<N>``). Labels are used only for scoring and K.
 
     python benchmarks/scinno_readout_latent.py --datasets pbmc68k_reduced,mop_snare_paired --seeds 5 --json out.json
 """
@@ -26,7 +26,7 @@ from common import (clustering_row, labelled_rna, machine, n_clusters_leiden, pr
 from omics_cl import models
 from omics_cl.data.preprocess import prepare_counts
 from omics_cl.models import scinno
-from omics_cl.models.common import leiden_readout
+from omics_cl.models.common import fused_readout, pca_views
 
 
 def latents(prepared, seed: int, k: int, contexts: int) -> tuple[dict[str, np.ndarray], object, float]:
@@ -62,8 +62,9 @@ def main(argv=None) -> int:
         prepared = prepare_counts(adata)
         for seed in (int(s) for s in args.seeds.split(",")):
             out, source, seconds = latents(prepared, seed, k, args.contexts)
+            pcs = pca_views(source.x, source.hvg_normalizer, config.pca_comps, config.pca_residuals, seed)
             for method, z in out.items():
-                fused = leiden_readout(z, source.x, source.hvg_normalizer, config, seed)[0]["embedding"]
+                fused = fused_readout(pcs, z, config, seed)[0]["embedding"]
                 labels = n_clusters_leiden(fused, seed, k)
                 rows.append(clustering_row(manifest, truth, labels, seconds, dataset=name, method=method,
                                            protocol="n_clusters", seed=seed))

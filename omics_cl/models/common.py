@@ -224,6 +224,11 @@ def leiden_readout(z: np.ndarray, counts, normalizer: preprocess.LogNormalizer, 
     (``config.fusion_shrinkage``, ``config.fusion_weights``, ``config.fusion_neighbors``) with the PCA views
     (:func:`pca_views`, ``config.pca_comps``, ``config.pca_residuals``) of ``counts`` through ``normalizer``, ``z``
     kept as ``latent``; no memberships, so ``tl.cluster`` clusters the fused embedding with Leiden."""
-    pcs = pca_views(counts, normalizer, config.pca_comps, config.pca_residuals, seed)
+    return fused_readout(pca_views(counts, normalizer, config.pca_comps, config.pca_residuals, seed), z, config, seed)
+
+
+def fused_readout(pcs: dict[str, np.ndarray], z: np.ndarray, config: ReadoutConfig, seed: int) -> tuple[dict, dict]:
+    """:func:`leiden_readout` on PCA views already computed (``pcs``), so several latents of one model can share
+    them."""
     return fused_with_pca(pcs, np.asarray(z, dtype=np.float32), config.fusion_neighbors, seed, config.fusion_shrinkage,
                           config.fusion_weights)
