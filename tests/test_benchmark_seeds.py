@@ -46,10 +46,10 @@ def test_scglue_stage_dirs_keep_capped_full_and_seeds_apart(common, tmp_path):
 def test_integration_keeps_anchor_embeddings_apart_by_cap_and_model():
     """A kept scGLUE embedding names its cap and model, so a run never reads a capped or another model's embedding;
     the other methods keep the names label_consistency.py reads."""
-    integration = load_benchmark("integration_anchors")
+    anchors = load_benchmark("integration_anchors")
     args = argparse.Namespace(design="full", scglue_max_epochs=None, multivi_max_epochs=None)
     capped = argparse.Namespace(design="full", scglue_max_epochs=10, multivi_max_epochs=10)
-    names = {integration.embedding_name(m, 0, a) for m in ("scglue", "multivi") for a in (args, capped)}
+    names = {anchors.embedding_name(m, 0, a) for m in ("scglue", "multivi") for a in (args, capped)}
     assert len(names) == 4 and "full_scglue_paired_0" in names and "full_scglue_paired_max10_0" in names
-    assert integration.embedding_name("sci2cl", 0, capped) == "full_sci2cl_0"
-    assert integration.anchor_run_tags("scglue", capped) == {"max_epochs": 10, "scglue_model": "PairedSCGLUEModel"}
+    assert anchors.embedding_name("sci2cl", 0, capped) == "full_sci2cl_0"
+    assert anchors.anchor_run_tags("scglue", capped) == {"max_epochs": 10, "scglue_model": "PairedSCGLUEModel"}
