@@ -10,10 +10,12 @@ transfer flags disagreements its confusion does not explain (``tl.annotation_fla
 and recall against the corrupted cells.
 Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene
 activity and the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's
-support by the cell's gene activity standardised over the query, novelty ranked with that support at weight 0.25),
-``scncl_before_support`` (the default before 2026-12-02's eighteenth session: probabilities divided by the reference's
-class shares to the power 0.25 instead, novelty from the classifier alone), ``scncl_no_support_weight`` (the default
-without the support weight, no division either), ``scncl_support_prior`` (the default with the division as well),
+support by the cell's gene activity standardised over the query, novelty ranked with that support at weight 0.25;
+the query's LSI at 20 components), ``scncl_lsi50`` (the default before 2026-12-05's thirty-ninth session: LSI at 50
+components), ``scncl_before_support`` (the default before 2026-12-02's eighteenth session: probabilities divided by
+the reference's class shares to the power 0.25 instead, novelty from the classifier alone),
+``scncl_no_support_weight`` (the default without the support weight, no division either), ``scncl_support_prior``
+(the default with the division as well),
 ``scncl_before_tfidf`` (the query's classifier on LSI and gene activity at weight 0.6: the default
 before 2026-12-02's seventeenth session), its two halves ``scncl_no_tfidf`` (without the peaks' TF-IDF) and
 ``scncl_peak_weight_0.6``,
@@ -85,7 +87,9 @@ BEFORE_SUPPORT = {"support_weight": 0.0, "class_prior_power": 0.25, "novelty_sup
 LSI_PEAKS = {**BEFORE_SUPPORT, "peak_features": "lsi", "peak_weight": 0.6}
 BEFORE_TFIDF = {**BEFORE_SUPPORT, "peak_features": "lsi+activity", "peak_weight": 0.6}
 SINGLE = {"n_members": 1, **LSI_PEAKS, "class_prior_power": 0.0}
-SCNCL_VARIANTS = {"scncl": {}, "scncl_before_support": BEFORE_SUPPORT,
+# every row reads the query's LSI at tl.transfer_labels' n_lsi_components (20 since 2026-12-05) unless it pins it;
+# scncl_lsi50 is the default before then (50 components)
+SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_before_support": BEFORE_SUPPORT,
                   "scncl_no_support_weight": {"support_weight": 0.0},
                   "scncl_support_prior": {"class_prior_power": 0.25}, "scncl_before_tfidf": BEFORE_TFIDF,
                   "scncl_no_tfidf": {**BEFORE_SUPPORT, "peak_features": "lsi+activity"},

@@ -269,3 +269,26 @@ def test_flag_rule_follows_the_model_or_the_query(data, tmp_path, trained):
     wider = _map(data, path, novelty_rate=0.25)
     novelty = wider.obs["omics_cl_novelty"].to_numpy()
     assert np.array_equal(wider.obs["omics_cl_is_novel"], novelty > tl.rate_threshold(novelty, 0.25))
+
+
+@pytest.mark.parametrize("n_lsi, drop_key", [(7, False), (50, True)])
+def test_query_lsi_follows_the_saved_model(data, tmp_path, n_lsi, drop_key):
+    """The query's LSI is recomputed at the component count the model was trained with; a model.json written
+    before the count was saved was trained with 50."""
+    original = _train(data, tmp_path / "m", n_lsi_components=n_lsi, epochs=1)
+    path = tmp_path / "m"
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["n_lsi_components"] == n_lsi and original.uns["omics_cl"]["scncl"]["n_lsi_components"] == n_lsi
+    if drop_key:
+        del meta["n_lsi_components"]
+        (path / "model.json").write_text(json.dumps(meta))
+    _assert_same(original, _map(data, path))
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "20"])
+def test_bad_lsi_component_count_fails_before_training(data, bad):
+    rna, atac, activity = data
+    query = atac.copy()
+    with pytest.raises(ValueError, match="n_lsi_components"):
+        tl.transfer_labels(rna.copy(), query, "cell_type", gene_activity=activity, n_lsi_components=bad, **FAST)
+    assert "omics_cl_label" not in query.obs

@@ -16,6 +16,7 @@ from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import check_saveable, save_method_model
 
 NOVELTY_RATE = 0.1  # share of the query flagged novel by default
+LSI_COMPONENTS = 20  # LSI components of the query's peaks (benchmarks/README.md, label transfer)
 
 
 def otsu_threshold(scores: np.ndarray, bins: int = 256) -> float:
@@ -84,14 +85,16 @@ def check_novelty_rate(rate: float | None) -> None:
 def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotation=None,
                     gene_activity: ad.AnnData | None = None, rna_layer: str | None = None,
                     atac_layer: str | None = None, n_top_genes: int | None = 2000, features: str = "binary",
-                    n_neighbors: int = 10, seed: int = 0, progress: bool = True, method: str = "scncl",
+                    n_neighbors: int = 10, n_lsi_components: int = LSI_COMPONENTS, seed: int = 0,
+                    progress: bool = True, method: str = "scncl",
                     save_model: str | os.PathLike | None = None, novelty_rate: float | None = NOVELTY_RATE,
                     **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
     Gene activity comes from ``gene_activity`` (cells x genes AnnData, same cells as ``atac``) or is
-    built from ``annotation``. The ATAC neighbourhood graph is a cosine kNN on LSI of the peaks.
+    built from ``annotation``. The ATAC neighbourhood graph is a cosine kNN on LSI of the peaks
+    (``n_lsi_components``; the query's peak-space embedding, which scncl's peak classifier also reads).
     Writes into ``atac``: ``obs["omics_cl_label"]``, ``obs["omics_cl_confidence"]`` (the label's
     probability), ``obs["omics_cl_novelty"]`` (the method's novelty score, by default 1 - confidence;
     scncl: 1 - its classifier's max softmax averaged over the cell's query cluster, written to
@@ -138,6 +141,9 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         ``"binary"`` or ``"lognorm"`` features for both modalities.
     n_neighbors
         Neighbours of the ATAC kNN graph on LSI.
+    n_lsi_components
+        LSI components of the query's peaks (20: measured in benchmarks/README.md, label transfer; 50 before
+        2026-12-05).
     seed
         Random seed.
     progress
@@ -159,6 +165,9 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     spec = models.get(method, "transfer")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
     check_novelty_rate(novelty_rate)
+    if (isinstance(n_lsi_components, bool) or not isinstance(n_lsi_components, (int, np.integer))
+            or n_lsi_components < 1):
+        raise ValueError(f"n_lsi_components must be a positive integer, got {n_lsi_components!r}")
     if save_model is not None:
         if spec.map_query is None:
             raise ValueError(f"{method} cannot map new queries, so its model cannot be saved")
@@ -178,7 +187,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
                                                          features)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
-    embedding, lsi_info = lsi.lsi(peak_counts, seed=seed)
+    embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed)
     neighbors = lsi.neighbors(embedding, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
     trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding,
@@ -190,7 +199,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_embedding[labelled] = out["rna_embedding"]
     rna.obsm[f"X_{method}"] = rna_embedding
     record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
-              "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors, "seed": seed,
+              "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors,
+              "n_lsi_components": n_lsi_components, "seed": seed,
               **flag, "lsi": lsi_info, "params": trained.record, "versions": versions()}
     if save_model is not None:
         saved = {"genes": np.asarray(genes, dtype=str), "reference_embedding": out["rna_embedding"],
@@ -198,7 +208,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         if "class_signatures" in out:
             saved["class_signatures"] = out["class_signatures"]
         save_method_model(save_model, trained, saved,
-                          classes=list(classes), label_key=label_key, features=features, seed=seed, record=record)
+                          classes=list(classes), label_key=label_key, features=features, seed=seed,
+                          n_lsi_components=n_lsi_components, record=record)
     for target in (atac, rna):
         store_record(target, method, record)
         target.uns["omics_cl"]["transfer_method"] = method
