@@ -42,8 +42,9 @@ def run_knn_pca(ref, query, activity, seed):
     return knn_vote(joint[: rna_x.shape[0]], joint[rna_x.shape[0]:], ref.obs["cell_type"].astype(str).to_numpy())
 
 
-def run_scglue(ref, query, annotation, seed, python, max_epochs, workdir=None):
-    """scGLUE's kNN(30) vote; ``workdir`` keeps its finished training stages for a later run to resume."""
+def scglue_embeddings(ref, query, annotation, seed, python, max_epochs=None, workdir=None):
+    """scGLUE's joint embedding ``(reference rows, query rows)``; ``workdir`` keeps its finished training stages for
+    a later run to resume (or to read back without training)."""
     with tempfile.TemporaryDirectory() as tmp:
         ref.write_h5ad(f"{tmp}/rna.h5ad")
         query.write_h5ad(f"{tmp}/atac.h5ad")
@@ -53,4 +54,10 @@ def run_scglue(ref, query, annotation, seed, python, max_epochs, workdir=None):
                         *(["--workdir", str(workdir)] if workdir else [])], check=True,
                        stdout=subprocess.DEVNULL)
         z = np.load(f"{tmp}/out.npz")
-        return knn_vote(z["rna"], z["atac"], ref.obs["cell_type"].astype(str).to_numpy())
+        return z["rna"], z["atac"]
+
+
+def run_scglue(ref, query, annotation, seed, python, max_epochs, workdir=None):
+    """scGLUE's kNN(30) vote in its joint embedding (:func:`scglue_embeddings`)."""
+    rna_z, atac_z = scglue_embeddings(ref, query, annotation, seed, python, max_epochs, workdir)
+    return knn_vote(rna_z, atac_z, ref.obs["cell_type"].astype(str).to_numpy())
