@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
-from omics_cl import datasets  # noqa: E402
+from omics_cl import datasets, pp, tl  # noqa: E402
 
 # small network settings so unit tests train in seconds
 FAST = {"hidden": (64,), "latent": 16, "epochs": 3, "batch_size": 64}
@@ -65,3 +65,29 @@ def counts_adata():
     a.var_names = [f"g{i}" for i in range(120)]
     a.obs["group"] = groups.astype(str)
     return a
+
+
+TRANSFER_FAST = dict(epochs=4, batch_size=128, hidden=32)  # label transfer tests
+
+
+@pytest.fixture(scope="module")
+def mop_split():
+    """Disjoint halves of a 2,400-cell MOp subsample: RNA of half A (no Mis) and ATAC of half B,
+    with gene activity from the published peak -> gene links."""
+    rna = datasets.load("mop_snare_paired", modality="rna")
+    atac = datasets.load("mop_snare_paired", modality="atac")
+    cells = np.random.default_rng(0).permutation(rna.n_obs)[:2400]
+    ref = rna[cells[:1200]].copy()
+    ref = ref[ref.obs["cell_type"] != "Mis"].copy()
+    query = atac[cells[1200:]].copy()
+    links = sp.load_npz(datasets.path("mop_snare_paired", "gene_peak_links"))
+    genes = datasets.path("mop_snare_paired", "link_genes").read_text().split()
+    activity = pp.gene_activity(query, links=links, link_genes=genes)
+    return ref, query, activity
+
+
+def run_transfer(ref, query, activity, **kw):
+    """``tl.transfer_labels`` on copies of ``ref`` / ``query`` at :data:`TRANSFER_FAST` (``kw`` overrides)."""
+    ref, query = ref.copy(), query.copy()
+    tl.transfer_labels(ref, query, "cell_type", gene_activity=activity, progress=False, **{**TRANSFER_FAST, **kw})
+    return ref, query
