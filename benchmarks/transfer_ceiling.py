@@ -45,22 +45,28 @@ def fold_scores(truth: np.ndarray, pred: np.ndarray) -> dict:
             "self_recall_l45": float(np.mean(pred[truth == HARD_TYPE] == HARD_TYPE))}
 
 
-def self_knn(z: np.ndarray, truth: np.ndarray, seed: int, k: int = 30) -> dict:
-    """5-fold cross-validated kNN(k) vote (cosine) of ``truth`` in ``z``."""
+def cross_validated(estimator, x, truth: np.ndarray, seed: int) -> dict:
+    """:func:`fold_scores` of ``estimator``'s 5-fold cross-validated predictions of ``truth`` from ``x`` (stratified
+    folds shuffled by ``seed``, the same for every representation)."""
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
-    from sklearn.neighbors import KNeighborsClassifier
 
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    return fold_scores(truth, cross_val_predict(estimator, x, truth, cv=folds))
+
+
+def self_knn(z: np.ndarray, truth: np.ndarray, seed: int, k: int = 30) -> dict:
+    """5-fold cross-validated kNN(k) vote (cosine) of ``truth`` in ``z``."""
+    from sklearn.neighbors import KNeighborsClassifier
+
     unit = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-    return fold_scores(truth, cross_val_predict(KNeighborsClassifier(k), unit, truth, cv=folds))
+    return cross_validated(KNeighborsClassifier(k), unit, truth, seed)
 
 
 def self_logreg(x, truth: np.ndarray, seed: int) -> dict:
+    """5-fold cross-validated logistic regression (C=1) of ``truth`` on the features ``x``."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-    return fold_scores(truth, cross_val_predict(LogisticRegression(C=1.0, max_iter=300), x, truth, cv=folds))
+    return cross_validated(LogisticRegression(C=1.0, max_iter=300), x, truth, seed)
 
 
 def has_stages(workdir: str | None) -> bool:
