@@ -7,6 +7,7 @@ import scipy.sparse as sp
 from conftest import FAST
 
 from omics_cl import cli, tl
+from omics_cl.checks import check_positive_int
 
 
 def _cluster(a, **kw):
@@ -126,3 +127,14 @@ def test_cli_truncated_input_is_one_line_error(counts_adata, tmp_path, capsys, c
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"cannot read {broken}" in err[0]
     assert not out.exists() and _sha(broken) == before
+
+
+@pytest.mark.parametrize("value", [0, -3, True, 2.0, "4", None])
+def test_positive_int_check_refuses_non_counts(value):
+    with pytest.raises(ValueError, match="n_things must be a positive integer"):
+        check_positive_int(value, "n_things")
+
+
+@pytest.mark.parametrize("value", [None, 1, np.int64(7)])
+def test_positive_int_check_accepts_counts(value):
+    check_positive_int(value, "n_things", allow_none=True)

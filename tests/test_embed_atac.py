@@ -39,8 +39,9 @@ def test_model_latent_is_the_transfer_latent_and_writes_no_labels(data, tmp_path
 def test_bad_input_refused_before_anything_is_written(data, tmp_path):
     _, atac, _ = data
     out = atac.copy()
-    with pytest.raises(ValueError, match="n_components"):
-        tl.embed_atac(out, n_components=0)
+    for bad_count in (0, True, 2.0):
+        with pytest.raises(ValueError, match="n_components must be a positive integer"):
+            tl.embed_atac(out, n_components=bad_count)
     with pytest.raises(ValueError, match="gene activity"):
         tl.embed_atac(out, model=tmp_path / "missing")
     bad = atac.copy()

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from omics_cl.checks import check_positive_int
 from omics_cl.data import gene_activity as ga
 
 BED_HEADER = ("#", "track", "browser")
@@ -139,8 +140,7 @@ class TileIndex:
     """Fixed ``tile_size`` bins per chromosome, created as fragments reach them (no chromosome sizes needed)."""
 
     def __init__(self, tile_size: int):
-        if not isinstance(tile_size, (int, np.integer)) or tile_size < 1:
-            raise ValueError(f"tile_size must be a positive integer, got {tile_size!r}")
+        check_positive_int(tile_size, "tile_size")
         self.tile_size = int(tile_size)
         self.chroms, self.tiles = Vocabulary(), Vocabulary()
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
+from omics_cl.checks import check_positive_int
 from omics_cl.core import graph
 from omics_cl.data.device_sources import in_memory
 from omics_cl.data.preprocess import counts_matrix, prepare_counts
@@ -35,8 +36,7 @@ from omics_cl.tl._common import store_record, versions
 def check_leiden_consensus(runs: int | None, leiden_restarts: int = 1) -> None:
     """Refuse a ``leiden_consensus`` that is neither ``None`` nor a positive integer, or that asks to pool runs
     together with ``leiden_restarts`` > 1 (which keeps the most modular run)."""
-    if runs is not None and not (isinstance(runs, (int, np.integer)) and not isinstance(runs, bool) and runs >= 1):
-        raise ValueError(f"leiden_consensus must be None or an integer >= 1, got {runs!r}")
+    check_positive_int(runs, "leiden_consensus", allow_none=True)
     if leiden_restarts > 1 and runs not in (None, 1):
         raise ValueError("leiden_restarts > 1 keeps the most modular run; it cannot be pooled: pass "
                          "leiden_consensus=1 with it")

@@ -5,6 +5,7 @@ import os
 
 import anndata as ad
 
+from omics_cl.checks import check_positive_int
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import validated_counts
 from omics_cl.tl._common import store_record, versions
@@ -48,8 +49,7 @@ def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = L
         ``n_components``, ``lsi`` (depth correlation, whether the first component was dropped), ``learned``
         (the obsm key of the learned latent or ``None``) and versions.
     """
-    if not (isinstance(n_components, int) and n_components >= 1):
-        raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+    check_positive_int(n_components, "n_components")
     counts = validated_counts(atac, layer, "ATAC counts")
     if model is not None and gene_activity is None and annotation is None:
         raise ValueError("a model needs the query's gene activity: give gene_activity or annotation")

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
+from omics_cl.checks import check_positive_int
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import validated_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
@@ -165,9 +166,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     spec = models.get(method, "transfer")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
     check_novelty_rate(novelty_rate)
-    if (isinstance(n_lsi_components, bool) or not isinstance(n_lsi_components, (int, np.integer))
-            or n_lsi_components < 1):
-        raise ValueError(f"n_lsi_components must be a positive integer, got {n_lsi_components!r}")
+    check_positive_int(n_lsi_components, "n_lsi_components")
     if save_model is not None:
         if spec.map_query is None:
             raise ValueError(f"{method} cannot map new queries, so its model cannot be saved")

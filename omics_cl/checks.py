@@ -1,0 +1,13 @@
+"""Argument checks shared by the public functions: a clear ValueError before any work."""
+from __future__ import annotations
+
+import numbers
+
+
+def check_positive_int(value, name: str, allow_none: bool = False) -> None:
+    """Refuse ``value`` unless it is an integer >= 1 (``None`` too with ``allow_none``); booleans are refused."""
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        allowed = "None or a positive integer" if allow_none else "a positive integer"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
