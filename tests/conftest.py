@@ -91,3 +91,10 @@ def run_transfer(ref, query, activity, **kw):
     ref, query = ref.copy(), query.copy()
     tl.transfer_labels(ref, query, "cell_type", gene_activity=activity, progress=False, **{**TRANSFER_FAST, **kw})
     return ref, query
+
+
+def blobs(n_per=60, k=5, seed=0):
+    """k Gaussian blobs of n_per points in 10 dimensions, far apart, and their labels."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, 10)) * 10
+    return np.vstack([c + rng.normal(size=(n_per, 10)) for c in centres]), np.repeat(np.arange(k), n_per)
