@@ -24,8 +24,15 @@ import anndata as ad  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 from omics_cl import datasets, pp, tl  # noqa: E402
+
+# hypothesis (tests/test_properties*.py), derandomized: the same examples on every run and machine (function-scoped
+# fixtures are allowed: the autouse ``offline`` fixture only sets a variable)
+settings.register_profile("omics_cl", max_examples=100, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+settings.load_profile("omics_cl")
 
 # small network settings so unit tests train in seconds
 FAST = {"hidden": (64,), "latent": 16, "epochs": 3, "batch_size": 64}
