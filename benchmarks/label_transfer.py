@@ -28,7 +28,8 @@ session), ``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl
 division, LSI only),
 ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
 ``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
-novelty), one ablation per
+novelty), ``scncl_learned_atac`` (the default with ``learned_atac=True``: the guided VAE's ATAC latent beside the
+query's LSI), one ablation per
 default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
 ``scncl_no_ncl``, ``scncl_cell_novelty``),
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
@@ -78,6 +79,7 @@ from transfer_baselines import run_knn_pca, run_logreg, run_scglue  # noqa: E402
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402
 from omics_cl.data.signatures import ranked_novelty  # noqa: E402
 
+ANNOTATION = "mm10_ensembl_genes.tsv.gz"
 SCENARIOS = {"closed": [], "open_oligo_opc": ["Oligo", "OPC"], "open_astro": ["Astro"], "annotation": []}
 # the ablations remove one component from scncl_single: one model, no class-prior correction, the query's
 # classifier on LSI only at weight 0.6 (the defaults before the 3-member ensemble, class_prior_power=0.25,
@@ -101,7 +103,8 @@ SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_b
                   "scncl_classifier": {**SINGLE, "prediction": "classifier"},
                   "scncl_no_peaks": {**SINGLE, "peak_weight": 0.0}, "scncl_no_ncl": {**SINGLE, "ncl_weight": 0.0},
                   "scncl_cell_novelty": {**SINGLE, "novelty_by": "cell"},
-                  "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"}}
+                  "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"},
+                  "scncl_learned_atac": {"learned_atac": True}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
 NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the
@@ -119,6 +122,8 @@ METHODS = [*SCNCL_VARIANTS, *ANNOTATION_ONLY, *READ_OFF, "logreg", "knn_pca", "s
 
 
 def run_scncl(ref, query, activity, seed, params):
+    if params.get("learned_atac"):  # the learned ATAC latent links peaks to genes through the annotation
+        params = {**params, "annotation": datasets.annotation_path(ANNOTATION)}
     query = query.copy()
     tl.transfer_labels(ref.copy(), query, "cell_type", gene_activity=activity, seed=seed, progress=False, **params)
     obs = query.obs
@@ -203,7 +208,7 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}", flush=True)
     rna = datasets.load("mop_snare_paired", modality="rna")
     atac = datasets.load("mop_snare_paired", modality="atac")
-    annotation = datasets.annotation_path("mm10_ensembl_genes.tsv.gz")
+    annotation = datasets.annotation_path(ANNOTATION)
     activity_all = pp.gene_activity(atac, annotation)
     for seed in seed_range(args):
         half_a, half_b = transfer_halves(rna.n_obs, seed)

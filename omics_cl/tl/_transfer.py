@@ -10,13 +10,15 @@ import pandas as pd
 from omics_cl import models
 from omics_cl.checks import check_positive_int
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import validated_counts
+from omics_cl.data.preprocess import counts_matrix, validated_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.pp import gene_activity as build_gene_activity
+from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import check_saveable, save_method_model
 
 NOVELTY_RATE = 0.1  # share of the query flagged novel by default
+LEARNED_ATAC_KEY = "X_atac_latent"  # obsm key of the learned ATAC latent (learned_atac=True)
 LSI_COMPONENTS = 20  # LSI components of the query's peaks (benchmarks/README.md, label transfer)
 
 
@@ -89,20 +91,24 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                     n_neighbors: int = 10, n_lsi_components: int = LSI_COMPONENTS, seed: int = 0,
                     progress: bool = True, method: str = "scncl",
                     save_model: str | os.PathLike | None = None, novelty_rate: float | None = NOVELTY_RATE,
-                    **model_params) -> dict:
+                    learned_atac: bool | dict = False, **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
     Gene activity comes from ``gene_activity`` (cells x genes AnnData, same cells as ``atac``) or is
     built from ``annotation``. The ATAC neighbourhood graph is a cosine kNN on LSI of the peaks
-    (``n_lsi_components``; the query's peak-space embedding, which scncl's peak classifier also reads).
+    (``n_lsi_components``; the query's peak-space embedding, which scncl's peak classifier also reads);
+    ``learned_atac=True`` puts a learned ATAC latent beside the LSI (a peak-gene guided VAE of the reference's RNA
+    counts and the query's peaks, linked through ``annotation``; no labels; :mod:`omics_cl.core.guided_vae`;
+    a dict: :class:`~omics_cl.core.guided_vae.GuidedVAEConfig` values, e.g. ``{"epochs": 50}``).
     Writes into ``atac``: ``obs["omics_cl_label"]``, ``obs["omics_cl_confidence"]`` (the label's
     probability), ``obs["omics_cl_novelty"]`` (the method's novelty score, by default 1 - confidence;
     scncl: 1 - its classifier's max softmax averaged over the cell's query cluster, written to
     ``obs["omics_cl_query_cluster"]``; ``novelty_by="cell"`` keeps it per cell),
     ``obs["omics_cl_is_novel"]`` (the ``novelty_rate`` most novel cells: novelty above :func:`rate_threshold`,
     chosen without labels; with no unseen type in the query, ``novelty_rate`` is the share of false alarms, and
-    the known cells' false-alarm rate is at most ``novelty_rate / (1 - unseen share)``); scncl by default
+    the known cells' false-alarm rate is at most ``novelty_rate / (1 - unseen share)``); with ``learned_atac``
+    ``obsm["X_atac_latent"]`` (the latent, standardised, clusterable with :func:`cluster_embedding`); scncl by default
     (``novelty_support``) also writes ``obs["omics_cl_label_support"]`` (how much the cell's own gene activity
     supports its label: its genes weighted by the reference's signature of that class) and
     ``obs["omics_cl_confidence_novelty"]`` (the classifier's score above), and its novelty is a weighted mean of
@@ -155,6 +161,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         New directory to save the trained model in (``None``: not saved).
     novelty_rate
         Share of the query flagged novel (``None``: the Otsu rule).
+    learned_atac
+        Join the LSI with the guided VAE's ATAC latent (needs ``annotation``; such a model cannot be saved yet).
     **model_params
         Method config / training config values (e.g. ``epochs=50``).
 
@@ -167,6 +175,12 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
     check_novelty_rate(novelty_rate)
     check_positive_int(n_lsi_components, "n_lsi_components")
+    latent_config = guided_config(learned_atac)
+    if latent_config is not None and annotation is None:
+        raise ValueError("learned_atac links peaks to genes through the gene annotation: give annotation")
+    if latent_config is not None and save_model is not None:
+        raise ValueError("a model trained with learned_atac cannot be saved yet (map_query would need the "
+                         "latent's encoder); train without learned_atac to save it")
     if save_model is not None:
         if spec.map_query is None:
             raise ValueError(f"{method} cannot map new queries, so its model cannot be saved")
@@ -187,6 +201,12 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                                                          features)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
     embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed)
+    latent_record = None
+    if latent_config is not None:
+        rna_counts = counts_matrix(rna[labelled], rna_layer)[:, rna.var_names.get_indexer(genes)]
+        latent, latent_record = learned_atac_latent(rna_counts, genes, atac, peak_counts, annotation, seed,
+                                                    progress, latent_config)
+        embedding = np.hstack([embedding, latent])
     neighbors = lsi.neighbors(embedding, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
     trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding,
@@ -194,13 +214,15 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                                   models.Context(seed), progress, **model_params)
     out = trained.arrays
     flag = write_predictions(atac, method, classes, out, novelty_rate=novelty_rate)
+    if latent_config is not None:
+        atac.obsm[LEARNED_ATAC_KEY] = latent
     rna_embedding = np.full((rna.n_obs, out["rna_embedding"].shape[1]), np.nan, dtype=np.float32)
     rna_embedding[labelled] = out["rna_embedding"]
     rna.obsm[f"X_{method}"] = rna_embedding
     record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
               "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors,
               "n_lsi_components": n_lsi_components, "seed": seed,
-              **flag, "lsi": lsi_info, "params": trained.record, "versions": versions()}
+              **flag, "lsi": lsi_info, "learned_atac": latent_record, "params": trained.record, "versions": versions()}
     if save_model is not None:
         saved = {"genes": np.asarray(genes, dtype=str), "reference_embedding": out["rna_embedding"],
                  "reference_labels": y}

@@ -1,0 +1,66 @@
+"""The learned ATAC latent of label transfer (``transfer_labels(..., learned_atac=True)``): a peak-gene guided VAE
+(``omics_cl.core.guided_vae``) trained on the reference's RNA counts and the query's peak counts, no labels."""
+from __future__ import annotations
+
+import dataclasses
+
+import anndata as ad
+import numpy as np
+import scipy.sparse as sp
+from flax import nnx
+from sklearn.decomposition import PCA
+
+from omics_cl.core.guided_vae import GuidedVAE, GuidedVAEConfig, encode_means, make_loss
+from omics_cl.core.train import TrainConfig, fit
+from omics_cl.data import gene_activity as ga
+from omics_cl.data import lsi
+from omics_cl.data.guidance import UnpairedSource, guidance_graph
+
+
+def scaled_log_pca(counts, n_components: int, seed: int) -> np.ndarray:
+    """PCA of log-normalised counts (10^4 per cell), each gene standardised and clipped to +-10."""
+    counts = sp.csr_matrix(counts, dtype=np.float32)
+    totals = np.asarray(counts.sum(1)).ravel()
+    scaled = sp.diags(np.divide(1e4, totals, out=np.zeros_like(totals), where=totals > 0)) @ counts
+    x = np.log1p(scaled.toarray())
+    x = np.clip((x - x.mean(0)) / np.maximum(x.std(0), 1e-6), -10, 10)
+    n_components = min(n_components, min(x.shape) - 1)
+    return PCA(n_components, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def guided_config(learned_atac) -> GuidedVAEConfig | None:
+    """``transfer_labels``' ``learned_atac`` as a config: ``False`` -> None, ``True`` -> the defaults, a dict ->
+    the defaults with its values. ``ValueError`` for anything else or an unknown key."""
+    if isinstance(learned_atac, bool):
+        return GuidedVAEConfig() if learned_atac else None
+    if not isinstance(learned_atac, dict):
+        raise ValueError(f"learned_atac must be True, False or a dict of GuidedVAEConfig values, got {learned_atac!r}")
+    known = {f.name for f in dataclasses.fields(GuidedVAEConfig)}
+    unknown = sorted(set(learned_atac) - known)
+    if unknown:
+        raise ValueError(f"learned_atac has unknown keys {unknown}; known: {sorted(known)}")
+    return dataclasses.replace(GuidedVAEConfig(), **learned_atac)
+
+
+def learned_atac_latent(rna_counts, genes, atac: ad.AnnData, peak_counts, annotation, seed: int = 0,
+                        progress: bool = True, config: GuidedVAEConfig = GuidedVAEConfig()) -> tuple[np.ndarray, dict]:
+    """The query's guided-VAE latent (means, each column standardised) and the run's record.
+
+    ``rna_counts``: reference cells x ``genes`` raw counts; ``peak_counts``: ``atac``'s raw counts (its peaks'
+    coordinates come from ``atac.var`` or the peak names); ``annotation``: the gene annotation linking genes to
+    peaks (gene body + 2 kb before the TSS)."""
+    graph = guidance_graph(ga.peak_coordinates(atac.var, atac.var_names), annotation, genes)
+    rna_x = scaled_log_pca(rna_counts, config.n_pcs, seed)
+    atac_x, _ = lsi.lsi(peak_counts, config.n_lsi, seed=seed)
+    source = UnpairedSource(rna_x, rna_counts, atac_x, peak_counts, graph, config.peak_subset, config.edge_batch,
+                            config.negatives)
+    model = GuidedVAE(rna_x.shape[1], atac_x.shape[1], graph, config, rngs=nnx.Rngs(seed))
+    train = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, learning_rate=config.learning_rate,
+                        progress=progress)
+    result = fit(model, make_loss(graph, config), source, train, seed, desc="ATAC latent")
+    latent = encode_means(result.model.atac_encoder, atac_x)
+    latent = (latent - latent.mean(0)) / np.where(latent.std(0) > 0, latent.std(0), 1.0)
+    record = {"config": dataclasses.asdict(config), "n_graph_edges": int(len(graph.src) - graph.n_vertices) // 2,
+              "final": {k: float(v[-1]) for k, v in result.history.items()},
+              "seconds": float(np.sum(result.epoch_seconds))}
+    return latent.astype(np.float32), record
