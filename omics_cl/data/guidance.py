@@ -54,8 +54,8 @@ class UnpairedSource:
     """Minibatches of unpaired RNA and ATAC cells for the guided VAE. Batch position ``i`` holds RNA cell
     ``i mod n_rna`` and ATAC cell ``i mod n_atac`` (``n_obs``: the larger count, so an epoch visits every cell of
     both); each batch also holds ``peak_subset`` peaks whose counts it reconstructs, ``edge_batch`` edges of the
-    graph (self-loops included) and ``negatives`` random vertices per link. These draws come from a generator seeded by the batch's
-    cell indices, so a batch is a pure function of its indices (resuming reproduces a run)."""
+    graph (self-loops included) and ``negatives`` random vertices per edge. These draws come from a generator
+    seeded by the batch's cell indices, so a batch is a pure function of its indices (resuming reproduces a run)."""
 
     def __init__(self, rna_x: np.ndarray, rna_counts, atac_x: np.ndarray, atac_counts, graph: GuidanceGraph,
                  peak_subset: int, edge_batch: int, negatives: int):

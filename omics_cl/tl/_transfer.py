@@ -122,9 +122,9 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     ``obsm["<method>_class_support"]`` (each cell's support for each class, standardised per class:
     :func:`omics_cl.get.transfer_class_support`); into ``rna``:
     ``obsm["X_<method>"]``; run record in both ``uns["omics_cl"]["<method>"]`` and the method's name in
-    ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference cells without a label
-    are left out of training and counted in the record. ``save_model``: a new directory where the trained model
-    is saved for :func:`map_query` (checked before any work).
+    ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference
+    cells without a label are left out of training and counted in the record. ``save_model``: a new directory
+    where the trained model is saved for :func:`map_query` (checked before any work).
 
     Parameters
     ----------
@@ -191,7 +191,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     labelled = labels.notna().to_numpy()
     classes = pd.Index(pd.unique(labels[labelled].astype(str)))
     if len(classes) < 2:
-        raise ValueError(f"the reference has {len(classes)} class(es) in {label_key!r}; label transfer needs at least 2")
+        raise ValueError(f"the reference has {len(classes)} class(es) in {label_key!r}; "
+                         "label transfer needs at least 2")
     if gene_activity is None:
         gene_activity = build_gene_activity(atac, annotation, layer=atac_layer)
     elif not gene_activity.obs_names.equals(atac.obs_names):
@@ -219,7 +220,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_embedding = np.full((rna.n_obs, out["rna_embedding"].shape[1]), np.nan, dtype=np.float32)
     rna_embedding[labelled] = out["rna_embedding"]
     rna.obsm[f"X_{method}"] = rna_embedding
-    record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes), "n_unlabelled_reference_cells": int((~labelled).sum()),
+    record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes),
+              "n_unlabelled_reference_cells": int((~labelled).sum()),
               "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors,
               "n_lsi_components": n_lsi_components, "seed": seed,
               **flag, "lsi": lsi_info, "learned_atac": latent_record, "params": trained.record, "versions": versions()}
