@@ -1,11 +1,15 @@
 """The learned ATAC latent of label transfer: its guidance graph, its batches, and ``learned_atac=True`` on MOp
 (no label reaches it, same seed same latent, bad settings refused before any work)."""
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+import scipy.special
+import scipy.stats
 
 from omics_cl import datasets, tl
+from omics_cl.core.guided_vae import nb_reconstruction
 from omics_cl.data import gene_activity as ga
 from omics_cl.data.guidance import UnpairedSource, guidance_graph
 from tests.conftest import run_transfer
@@ -26,6 +30,18 @@ def test_guidance_graph_links_genes_to_overlapping_peaks():
     assert np.allclose(graph.weight, 1 / np.sqrt(degree[graph.src] * degree[graph.dst]))
     with pytest.raises(ValueError, match="no peak overlaps any of the 1 reference genes"):
         guidance_graph(PEAKS, GENES, ["X"])
+
+
+def test_nb_reconstruction_is_the_negative_binomial_without_its_constant():
+    rng = np.random.default_rng(0)
+    z, v = rng.normal(size=(6, 3)), rng.normal(size=(5, 3))
+    scale, bias, log_theta = rng.normal(size=5), rng.normal(size=5), rng.normal(size=5)
+    counts, library = rng.poisson(3, (6, 5)).astype(float), rng.uniform(5, 20, 6)
+    mean = scipy.special.softmax(np.log1p(np.exp(scale)) * (z @ v.T) + bias, 1) * library[:, None]
+    expected = -scipy.stats.nbinom.logpmf(counts, np.exp(log_theta), np.exp(log_theta) / (np.exp(log_theta) + mean))
+    expected -= scipy.special.gammaln(counts + 1)
+    got = nb_reconstruction(*map(jnp.asarray, (z, v, scale, bias, log_theta, counts, library)))
+    assert float(got) == pytest.approx(expected.mean(), rel=1e-4)
 
 
 def test_unpaired_batches_are_a_function_of_their_indices():

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.scipy.special import gammaln
 
 from omics_cl.core.layers import dropout
-from omics_cl.core.losses import nb_nll
 from omics_cl.data.guidance import GuidanceGraph
 
 
@@ -74,10 +74,15 @@ def kl_normal(mean: jax.Array, scale: jax.Array) -> jax.Array:
 
 
 def nb_reconstruction(z: jax.Array, embeddings: jax.Array, scale, bias, log_theta, counts, library) -> jax.Array:
-    """NB negative log-likelihood of ``counts`` with mean ``softmax(softplus(scale) * z . v + bias) * library``."""
+    """NB negative log-likelihood of ``counts`` with mean ``softmax(softplus(scale) * z . v + bias) * library``,
+    per count, without its ``log(counts!)`` term (no parameter in it); ``gammaln(theta)`` once per feature."""
     logits = jax.nn.softplus(scale) * (z @ embeddings.T) + bias
-    mean = jax.nn.softmax(logits, 1) * library[:, None]
-    return nb_nll(counts, mean, jnp.broadcast_to(jnp.exp(log_theta), counts.shape))
+    log_mean = jax.nn.log_softmax(logits, 1) + jnp.log(library)[:, None]
+    theta = jnp.exp(log_theta)
+    log_total = jnp.logaddexp(log_theta, log_mean)  # log(theta + mean)
+    log_likelihood = (gammaln(counts + theta) - gammaln(theta) + theta * (log_theta - log_total)
+                      + counts * (log_mean - log_total))
+    return -jnp.mean(log_likelihood)
 
 
 def make_loss(graph: GuidanceGraph, config: GuidedVAEConfig):
