@@ -11,7 +11,7 @@ import anndata as ad
 import mudata as md
 import pytest
 
-from omics_cl import demos, tl
+from omics_cl import demos, pp, tl
 from omics_cl.cli import main
 from omics_cl.core import saved_model
 
@@ -206,3 +206,21 @@ def test_novelty_rate_reaches_the_tool(inputs, calls, capsys, monkeypatch, name)
         run[run.index("--out") + 1] = str(out.with_name(f"run{i}{out.suffix}"))
         assert main(run) == 0, capsys.readouterr().err
     assert given == [None, 0.05, "default"]
+
+
+def test_learned_atac_needs_the_annotation_and_reaches_the_tool(inputs, calls, capsys, monkeypatch):
+    argv, out, _ = command("transfer", inputs)
+    err = one_line_error(capsys, [*argv, "--learned-atac"])
+    assert "give --annotation instead of --gene-activity" in err and not out.exists()
+    stub, given = tl.transfer_labels, []
+
+    def recording(*args, **kwargs):
+        given.append((kwargs["learned_atac"], kwargs["annotation"]))
+        return stub(*args, **kwargs)
+
+    monkeypatch.setattr(tl, "transfer_labels", recording)
+    monkeypatch.setattr(pp, "gene_activity", lambda atac, annotation, layer=None: atac)
+    genes = argv[argv.index("--gene-activity") + 1]
+    argv[argv.index("--gene-activity")] = "--annotation"
+    assert main([*argv, "--learned-atac"]) == 0, capsys.readouterr().err
+    assert given == [(True, genes)]

@@ -89,6 +89,9 @@ def cmd_transfer(args) -> int:
     check_paths([Path(p) for p in (args.rna, args.atac or args.fragments, *optional) if p], out)
     if (args.annotation is None) == (args.gene_activity is None):
         raise ValueError("give exactly one of --annotation and --gene-activity")
+    if args.learned_atac and args.annotation is None:
+        raise ValueError("--learned-atac links peaks to genes through the annotation: give --annotation instead of "
+                         "--gene-activity")
     rna = read_input(args.rna)
     if args.label_key not in rna.obs:
         raise ValueError(f"label column {args.label_key!r} not in the RNA reference's obs; columns: "
@@ -108,8 +111,8 @@ def cmd_transfer(args) -> int:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
-                                method=args.method, save_model=args.save_model,
-                                **novelty_rate_keywords(args.novelty_rate), **params)
+                                method=args.method, save_model=args.save_model, annotation=args.annotation,
+                                learned_atac=args.learned_atac, **novelty_rate_keywords(args.novelty_rate), **params)
     n_novel = int(atac.obs["omics_cl_is_novel"].sum())
     print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "

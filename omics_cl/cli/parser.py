@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--atac-layer", default=None)
     t.add_argument("--novelty-rate", type=novelty_rate, default=None,
                    help=NOVELTY_RATE_HELP)
+    t.add_argument("--learned-atac", action="store_true",
+                   help="put a learned ATAC latent (peak-gene guided VAE; needs --annotation) beside the query's "
+                        "LSI: slower, the model cannot be saved")
     add_method_arguments(t, "transfer", "scncl")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
