@@ -1,5 +1,6 @@
 """The learned ATAC latent of label transfer: its guidance graph, its batches, and ``learned_atac=True`` on MOp
 (no label reaches it, same seed same latent, bad settings refused before any work)."""
+import anndata as ad
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -66,7 +67,7 @@ def learned(mop_split):
     return kw, run_transfer(ref, query, activity, **kw)
 
 
-def test_learned_latent_joins_the_query_graph(learned):
+def test_learned_latent_joins_the_query_graph(learned, tmp_path):
     _, (_, query) = learned
     latent = query.obsm["X_atac_latent"]
     record = query.uns["omics_cl"]["scncl"]["learned_atac"]
@@ -74,6 +75,8 @@ def test_learned_latent_joins_the_query_graph(learned):
     assert np.allclose(latent.mean(0), 0, atol=1e-4) and record["config"]["epochs"] == 5
     assert record["n_graph_edges"] > 1000 and np.isfinite(list(record["final"].values())).all()
     assert query.obs["omics_cl_label"].notna().all()
+    query.write_h5ad(tmp_path / "q.h5ad")  # the record is h5ad-safe
+    assert ad.read_h5ad(tmp_path / "q.h5ad").uns["omics_cl"]["scncl"]["learned_atac"]["config"]["n_latent"] == 50
 
 
 @pytest.mark.filterwarnings("ignore:fewer than 2 classes")  # permuted reference labels: few confident cells
