@@ -100,6 +100,7 @@ def test_no_label_reaches_the_latent_and_same_seed_same_latent(mop_split, learne
     (dict(learned_atac=True), "give annotation"),
     (dict(learned_atac={"epoch": 3}, annotation="x.tsv"), "unknown keys"),
     (dict(learned_atac="yes", annotation="x.tsv"), "learned_atac must be"),
+    (dict(learned_atac={"epochs": 0}, annotation="x.tsv"), "learned_atac\\['epochs'\\] must be a positive integer"),
     (dict(learned_atac=True, annotation="x.tsv", save_model="m"), "cannot be saved yet"),
 ])
 def test_bad_learned_atac_settings_refused_before_any_work(mop_split, settings, message):

@@ -61,7 +61,7 @@ class UnpairedSource:
                  peak_subset: int, edge_batch: int, negatives: int):
         self.rna_x, self.atac_x = rna_x, atac_x
         self.rna_counts, self.atac_counts = sp.csr_matrix(rna_counts), sp.csr_matrix(atac_counts)
-        self.rna_library = np.asarray(self.rna_counts.sum(1), dtype=np.float32).ravel()
+        self.rna_library = np.maximum(np.asarray(self.rna_counts.sum(1), dtype=np.float32).ravel(), 1.0)
         self.graph = graph
         self.peak_subset = min(peak_subset, graph.n_peaks) if peak_subset else graph.n_peaks
         self.edge_batch, self.negatives = edge_batch, negatives

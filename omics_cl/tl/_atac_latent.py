@@ -10,6 +10,7 @@ import scipy.sparse as sp
 from flax import nnx
 from sklearn.decomposition import PCA
 
+from omics_cl.checks import check_positive_int
 from omics_cl.core.guided_vae import GuidedVAE, GuidedVAEConfig, encode_means, make_loss
 from omics_cl.core.train import TrainConfig, fit
 from omics_cl.data import gene_activity as ga
@@ -30,20 +31,25 @@ def scaled_log_pca(counts, n_components: int, seed: int) -> np.ndarray:
 
 def guided_config(learned_atac) -> GuidedVAEConfig | None:
     """``transfer_labels``' ``learned_atac`` as a config: ``False`` -> None, ``True`` -> the defaults, a dict ->
-    the defaults with its values. ``ValueError`` for anything else or an unknown key."""
+    the defaults with its values. ``ValueError`` for anything else, an unknown key or a count below 1."""
     if isinstance(learned_atac, bool):
         return GuidedVAEConfig() if learned_atac else None
     if not isinstance(learned_atac, dict):
-        raise ValueError(f"learned_atac must be True, False or a dict of GuidedVAEConfig values, got {learned_atac!r}")
+        raise ValueError(f"learned_atac must be True, False or a dict of GuidedVAEConfig values, "
+                         f"got {learned_atac!r}")
     known = {f.name for f in dataclasses.fields(GuidedVAEConfig)}
     unknown = sorted(set(learned_atac) - known)
     if unknown:
         raise ValueError(f"learned_atac has unknown keys {unknown}; known: {sorted(known)}")
-    return dataclasses.replace(GuidedVAEConfig(), **learned_atac)
+    config = dataclasses.replace(GuidedVAEConfig(), **learned_atac)
+    for name in ("n_latent", "hidden", "n_pcs", "n_lsi", "edge_batch", "negatives", "epochs", "batch_size"):
+        check_positive_int(getattr(config, name), f"learned_atac[{name!r}]")
+    return config
 
 
 def learned_atac_latent(rna_counts, genes, atac: ad.AnnData, peak_counts, annotation, seed: int = 0,
-                        progress: bool = True, config: GuidedVAEConfig = GuidedVAEConfig()) -> tuple[np.ndarray, dict]:
+                        progress: bool = True,
+                        config: GuidedVAEConfig = GuidedVAEConfig()) -> tuple[np.ndarray, dict]:
     """The query's guided-VAE latent (means, each column standardised) and the run's record.
 
     ``rna_counts``: reference cells x ``genes`` raw counts; ``peak_counts``: ``atac``'s raw counts (its peaks'

@@ -108,8 +108,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     ``obs["omics_cl_is_novel"]`` (the ``novelty_rate`` most novel cells: novelty above :func:`rate_threshold`,
     chosen without labels; with no unseen type in the query, ``novelty_rate`` is the share of false alarms, and
     the known cells' false-alarm rate is at most ``novelty_rate / (1 - unseen share)``); with ``learned_atac``
-    ``obsm["X_atac_latent"]`` (the latent, standardised, clusterable with :func:`cluster_embedding`); scncl by default
-    (``novelty_support``) also writes ``obs["omics_cl_label_support"]`` (how much the cell's own gene activity
+    ``obsm["X_atac_latent"]`` (the latent, standardised, clusterable with :func:`cluster_embedding`); scncl by
+    default (``novelty_support``) also writes ``obs["omics_cl_label_support"]`` (how much the cell's own gene activity
     supports its label: its genes weighted by the reference's signature of that class) and
     ``obs["omics_cl_confidence_novelty"]`` (the classifier's score above), and its novelty is a weighted mean of
     the quantile ranks of the two (high confidence novelty, low support; the support's weight is
