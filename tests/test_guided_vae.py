@@ -61,9 +61,11 @@ def test_unpaired_batches_are_a_function_of_their_indices():
 
 
 @pytest.fixture(scope="module")
-def learned(mop_split):
+def learned(mop_split, tmp_path_factory):
+    """The transfer with the learned latent, its model saved in ``kw["save_model"]``."""
     ref, query, activity = mop_split
-    kw = dict(seed=1, learned_atac=FAST_LATENT, annotation=datasets.annotation_path("mm10_ensembl_genes.tsv.gz"))
+    kw = dict(seed=1, learned_atac=FAST_LATENT, annotation=datasets.annotation_path("mm10_ensembl_genes.tsv.gz"),
+              save_model=str(tmp_path_factory.mktemp("learned") / "model"))
     return kw, run_transfer(ref, query, activity, **kw)
 
 
@@ -89,6 +91,7 @@ def test_no_label_reaches_the_latent_and_same_seed_same_latent(mop_split, learne
     rng = np.random.default_rng(0)
     shuffled_ref.obs["cell_type"] = rng.permutation(ref.obs["cell_type"].astype(str).to_numpy())
     shuffled_query.obs["cell_type"] = rng.permutation(query.obs["cell_type"].astype(str).to_numpy())
+    kw = {k: v for k, v in kw.items() if k != "save_model"}
     again = run_transfer(ref, shuffled_query, activity, **kw)[1]
     assert np.array_equal(again.obsm["X_atac_latent"], first.obsm["X_atac_latent"])
     assert np.array_equal(again.obs["omics_cl_label"].astype(str), first.obs["omics_cl_label"].astype(str))
@@ -101,7 +104,6 @@ def test_no_label_reaches_the_latent_and_same_seed_same_latent(mop_split, learne
     (dict(learned_atac={"epoch": 3}, annotation="x.tsv"), "unknown keys"),
     (dict(learned_atac="yes", annotation="x.tsv"), "learned_atac must be"),
     (dict(learned_atac={"epochs": 0}, annotation="x.tsv"), "learned_atac\\['epochs'\\] must be a positive integer"),
-    (dict(learned_atac=True, annotation="x.tsv", save_model="m"), "cannot be saved yet"),
 ])
 def test_bad_learned_atac_settings_refused_before_any_work(mop_split, settings, message):
     ref, query, activity = mop_split
@@ -109,3 +111,30 @@ def test_bad_learned_atac_settings_refused_before_any_work(mop_split, settings, 
     with pytest.raises(ValueError, match=message):
         tl.transfer_labels(ref, target, "cell_type", gene_activity=activity, progress=False, **settings)
     assert "omics_cl_label" not in target.obs and "X_scncl" not in ref.obsm
+
+
+def test_saved_model_maps_its_training_query_bit_for_bit(mop_split, learned):
+    _, query, activity = mop_split
+    kw, (_, first) = learned
+    mapped = query.copy()
+    tl.map_query(mapped, kw["save_model"], gene_activity=activity)
+    assert np.array_equal(mapped.obsm["X_atac_latent"], first.obsm["X_atac_latent"])
+    assert np.array_equal(mapped.obs["omics_cl_label"].astype(str), first.obs["omics_cl_label"].astype(str))
+    assert np.array_equal(mapped.obs["omics_cl_novelty"], first.obs["omics_cl_novelty"])
+
+
+def test_new_query_peaks_matched_by_name(mop_split, learned):
+    """Peaks reordered give the same latent; peaks missing are zero with a warning; no shared peak is refused."""
+    _, query, activity = mop_split
+    kw, (_, first) = learned
+    reordered = query[:, np.random.default_rng(0).permutation(query.n_vars)].copy()
+    tl.map_query(reordered, kw["save_model"], gene_activity=activity)
+    assert np.array_equal(reordered.obsm["X_atac_latent"], first.obsm["X_atac_latent"])
+    fewer = query[:, 100:].copy()
+    with pytest.warns(UserWarning, match="100 of the model's .* peaks are not in the query"):
+        tl.map_query(fewer, kw["save_model"], gene_activity=activity)
+    assert np.isfinite(fewer.obsm["X_atac_latent"]).all()
+    renamed = query.copy()
+    renamed.var_names = [f"chr1:{10 * i}-{10 * i + 5}" for i in range(query.n_vars)]
+    with pytest.raises(ValueError, match="shares no peak with the model's training query"):
+        tl.map_query(renamed, kw["save_model"], gene_activity=activity)

@@ -7,8 +7,16 @@ import scipy.sparse as sp
 from omics_cl.core.neighbors import knn
 
 
-def tfidf(counts, scale: float = 1e4, chunk_values: int = 1 << 24) -> sp.csr_matrix:
-    """``log1p(TF * IDF * scale)`` with TF = counts / cell total and IDF = n_cells / peak total (Signac method 1).
+def inverse_document_frequency(counts) -> np.ndarray:
+    """IDF of each peak: n_cells / peak total (0 for a peak with no counts)."""
+    x = sp.csr_matrix(counts)
+    peak_total = np.asarray(x.sum(0, dtype=np.float64)).ravel()
+    return np.divide(x.shape[0], peak_total, out=np.zeros_like(peak_total), where=peak_total > 0)
+
+
+def tfidf(counts, scale: float = 1e4, chunk_values: int = 1 << 24, idf: np.ndarray | None = None) -> sp.csr_matrix:
+    """``log1p(TF * IDF * scale)`` with TF = counts / cell total and IDF = n_cells / peak total (Signac method 1;
+    ``idf``: given, e.g. another data set's, to project these cells into its LSI).
 
     Cells with no counts give zero rows; peaks with no counts give zero columns; stored zeros are dropped. Computed
     in float64 on the stored values, ``chunk_values`` at a time, then kept as float32, so the memory it needs
@@ -19,8 +27,7 @@ def tfidf(counts, scale: float = 1e4, chunk_values: int = 1 << 24) -> sp.csr_mat
         x = x.copy()
         x.sum_duplicates()
     cell_total = np.asarray(x.sum(1, dtype=np.float64)).ravel()
-    peak_total = np.asarray(x.sum(0, dtype=np.float64)).ravel()
-    idf = np.divide(x.shape[0], peak_total, out=np.zeros_like(peak_total), where=peak_total > 0)
+    idf = inverse_document_frequency(x) if idf is None else np.asarray(idf, dtype=np.float64)
     inv_total = np.divide(1.0, cell_total, out=np.zeros_like(cell_total), where=cell_total > 0)
     column_factor = idf * scale
     data = np.empty(x.nnz, dtype=np.float32)
@@ -46,18 +53,35 @@ def lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: in
     The first component is dropped when its absolute Pearson correlation with log sequencing depth
     exceeds ``depth_correlation``. Returns the embedding and ``{"depth_r", "dropped_first"}``.
     """
+    embedding, info, _ = fit_lsi(counts, n_components, depth_correlation, seed)
+    return embedding, info
+
+
+def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5,
+            seed: int = 0) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
+    """:func:`lsi`, and the projection that :func:`project_lsi` applies to other cells: the IDF, the kept SVD
+    components and the standardisation (arrays ``idf``, ``components``, ``mean``, ``std``)."""
     from sklearn.decomposition import TruncatedSVD
 
-    x = tfidf(counts)
+    idf = inverse_document_frequency(counts)
+    x = tfidf(counts, idf=idf)
     n_components = min(n_components + 1, min(x.shape) - 1)
     svd = TruncatedSVD(n_components=n_components, algorithm="randomized", n_iter=7, random_state=seed)
     z = svd.fit_transform(x)
     depth = np.log1p(np.asarray(sp.csr_matrix(counts).sum(1)).ravel())
     r = float(np.corrcoef(z[:, 0], depth)[0, 1]) if z[:, 0].std() > 0 and depth.std() > 0 else 0.0
     drop = abs(r) > depth_correlation
-    z = z[:, 1:] if drop else z[:, :-1]
-    z = (z - z.mean(0)) / np.where(z.std(0) > 0, z.std(0), 1.0)
-    return z.astype(np.float32), {"depth_r": r, "dropped_first": bool(drop)}
+    kept = slice(1, None) if drop else slice(None, -1)
+    z = z[:, kept]
+    mean, std = z.mean(0), np.where(z.std(0) > 0, z.std(0), 1.0)
+    projection = {"idf": idf, "components": svd.components_[kept], "mean": mean, "std": std}
+    return ((z - mean) / std).astype(np.float32), {"depth_r": r, "dropped_first": bool(drop)}, projection
+
+
+def project_lsi(counts, projection: dict[str, np.ndarray]) -> np.ndarray:
+    """Cells (same peaks, same order) in the LSI space of a :func:`fit_lsi` projection."""
+    z = tfidf(counts, idf=projection["idf"]) @ projection["components"].T
+    return ((z - projection["mean"]) / projection["std"]).astype(np.float32)
 
 
 def neighbors(embedding: np.ndarray, k: int = 10, seed: int = 0) -> np.ndarray:

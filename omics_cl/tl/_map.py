@@ -8,7 +8,9 @@ parts are recomputed on the new query exactly as the original run computed them 
 its peaks, the peak-space classifier fitted to its confidently labelled cells, its Leiden clusters (cluster
 novelty), its cells' support for their labels (from the saved class signatures) and, by default, the novelty
 threshold (the ``novelty_rate`` most novel cells of this query). The query's peaks therefore need not match the
-training query's; its genes are matched to the saved genes by name.
+training query's; its genes are matched to the saved genes by name. A model trained with ``learned_atac`` also
+saves its ATAC encoder, the training query's LSI projection and peaks: a new query's peaks are matched to those
+by name (missing ones are zero, with a warning) for its learned latent (``obsm["X_atac_latent"]``).
 """
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ from omics_cl.data import lsi
 from omics_cl.data.preprocess import validated_counts
 from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
 from omics_cl.pp import gene_activity as build_gene_activity
+from omics_cl.tl._atac_latent import saved_query_latent
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import LoadedModel, load_method_model
-from omics_cl.tl._transfer import NOVELTY_RATE, check_novelty_rate, write_predictions
+from omics_cl.tl._transfer import LEARNED_ATAC_KEY, NOVELTY_RATE, check_novelty_rate, write_predictions
 
 THRESHOLDS = ("query", "model")
 
@@ -64,8 +67,9 @@ def load_transfer_model(model_dir: str | os.PathLike) -> LoadedModel:
 
 def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.AnnData | None = None,
                  annotation=None, atac_layer: str | None = None) -> tuple[LoadedModel, dict, dict, list, dict]:
-    """What :func:`map_query` computes, nothing written: the loaded model, the method's query arrays and notes,
-    the model genes the query lacks and the query's LSI record."""
+    """What :func:`map_query` computes, nothing written: the loaded model, the method's query arrays (with the
+    learned ATAC latent under ``"X_atac_latent"`` for a model trained with it) and notes, the model genes the query
+    lacks and the query's LSI record."""
     saved = load_transfer_model(model_dir)
     meta = saved.meta
     if gene_activity is None:
@@ -82,9 +86,15 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
     # models saved before the setting was recorded used 50 components
     peaks, lsi_info = lsi.lsi(peak_counts, int(meta.get("n_lsi_components", 50)), seed=int(meta["seed"]))
+    latent = None
+    if meta.get("learned_atac"):  # a model trained with transfer_labels(..., learned_atac=...)
+        latent = saved_query_latent(peak_counts, atac.var_names, saved.arrays, meta["learned_atac"])
+        peaks = np.hstack([peaks, latent])
     query = QueryInputs(atac_x, peaks, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
                         len(meta["classes"]), peak_counts, saved.arrays.get("class_signatures"))
     out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
+    if latent is not None:
+        out = {**out, LEARNED_ATAC_KEY: latent}
     return saved, out, notes, missing, lsi_info
 
 
@@ -136,6 +146,8 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
     if novelty_threshold == "model":
         novelty_rate = meta["record"].get("novelty_rate") if meta["record"].get("novelty_rule") == "rate" else None
     flag = write_predictions(atac, method, classes, out, fixed, novelty_rate)
+    if LEARNED_ATAC_KEY in out:
+        atac.obsm[LEARNED_ATAC_KEY] = out[LEARNED_ATAC_KEY]
     record = {"method": method, "job": "transfer", "mapped_with": str(os.path.abspath(model_dir)),
               "label_key": meta["label_key"], "classes": list(classes), "n_genes": len(saved.arrays["genes"]),
               "n_missing_genes": len(missing), "features": meta["features"], "seed": meta["seed"],

@@ -1,6 +1,7 @@
 """RNA -> ATAC label transfer (``transfer_labels``) and its novelty flag."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import anndata as ad
@@ -162,7 +163,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     novelty_rate
         Share of the query flagged novel (``None``: the Otsu rule).
     learned_atac
-        Join the LSI with the guided VAE's ATAC latent (needs ``annotation``; such a model cannot be saved yet).
+        Join the LSI with the guided VAE's ATAC latent (needs ``annotation``).
     **model_params
         Method config / training config values (e.g. ``epochs=50``).
 
@@ -178,9 +179,6 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     latent_config = guided_config(learned_atac)
     if latent_config is not None and annotation is None:
         raise ValueError("learned_atac links peaks to genes through the gene annotation: give annotation")
-    if latent_config is not None and save_model is not None:
-        raise ValueError("a model trained with learned_atac cannot be saved yet (map_query would need the "
-                         "latent's encoder); train without learned_atac to save it")
     if save_model is not None:
         if spec.map_query is None:
             raise ValueError(f"{method} cannot map new queries, so its model cannot be saved")
@@ -202,11 +200,11 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                                                          features)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
     embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed)
-    latent_record = None
+    latent_record, latent_arrays = None, {}
     if latent_config is not None:
         rna_counts = counts_matrix(rna[labelled], rna_layer)[:, rna.var_names.get_indexer(genes)]
-        latent, latent_record = learned_atac_latent(rna_counts, genes, atac, peak_counts, annotation, seed,
-                                                    progress, latent_config)
+        latent, latent_record, latent_arrays = learned_atac_latent(rna_counts, genes, atac, peak_counts, annotation,
+                                                                   seed, progress, latent_config)
         embedding = np.hstack([embedding, latent])
     neighbors = lsi.neighbors(embedding, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
@@ -230,9 +228,11 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                  "reference_labels": y}
         if "class_signatures" in out:
             saved["class_signatures"] = out["class_signatures"]
+        saved.update(latent_arrays)
         save_method_model(save_model, trained, saved,
                           classes=list(classes), label_key=label_key, features=features, seed=seed,
-                          n_lsi_components=n_lsi_components, record=record)
+                          n_lsi_components=n_lsi_components, record=record,
+                          learned_atac=None if latent_config is None else dataclasses.asdict(latent_config))
     for target in (atac, rna):
         store_record(target, method, record)
         target.uns["omics_cl"]["transfer_method"] = method
