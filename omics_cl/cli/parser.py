@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=NOVELTY_RATE_HELP)
     t.add_argument("--learned-atac", action="store_true",
                    help="put a learned ATAC latent (peak-gene guided VAE; needs --annotation) beside the query's "
-                        "LSI: slower, the model cannot be saved")
+                        "LSI (about 4x slower)")
     add_method_arguments(t, "transfer", "scncl")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-progress", action="store_true")
