@@ -5,17 +5,17 @@ LSI, then through the saved ATAC encoder."""
 from __future__ import annotations
 
 import dataclasses
-
 import warnings
 
 import anndata as ad
-import jax
 import numpy as np
 import scipy.sparse as sp
 from flax import nnx
+from flax.traverse_util import flatten_dict, unflatten_dict
 from sklearn.decomposition import PCA
 
 from omics_cl.checks import check_positive_int
+from omics_cl.core import saved_model
 from omics_cl.core.guided_vae import GuidedVAE, GuidedVAEConfig, VariationalEncoder, encode_means, make_loss
 from omics_cl.core.train import TrainConfig, fit
 from omics_cl.data import gene_activity as ga
@@ -73,14 +73,19 @@ def learned_atac_latent(rna_counts, genes, atac: ad.AnnData, peak_counts, annota
     record = {"config": dataclasses.asdict(config), "n_graph_edges": int(len(graph.src) - graph.n_vertices) // 2,
               "final": {k: float(v[-1]) for k, v in result.history.items()},
               "seconds": float(np.sum(result.epoch_seconds))}
-    leaves = jax.tree.leaves(nnx.state(result.model.atac_encoder))
+    encoder_state = flatten_dict(nnx.to_pure_dict(nnx.state(result.model.atac_encoder)))
     saved = {**{f"{LSI_PREFIX}{k}": v for k, v in projection.items()},
-             **{f"{ENCODER_PREFIX}{i}": np.asarray(v) for i, v in enumerate(leaves)},
+             **{encoder_key(path): np.asarray(v) for path, v in encoder_state.items()},
              PEAKS: np.asarray(atac.var_names, dtype=str)}
     return standardised(encode_means(result.model.atac_encoder, atac_x)), record, saved
 
 
-LSI_PREFIX, ENCODER_PREFIX, PEAKS = "atac_lsi_", "atac_encoder_", "atac_peaks"  # keys of the saved arrays
+LSI_PREFIX, ENCODER_PREFIX, PEAKS = "atac_lsi_", "atac_encoder/", "atac_peaks"  # keys of the saved arrays
+
+
+def encoder_key(path: tuple) -> str:
+    """The saved array name of one ATAC encoder parameter (its path in the encoder's state)."""
+    return ENCODER_PREFIX + "/".join(map(str, path))
 
 
 def standardised(latent: np.ndarray) -> np.ndarray:
@@ -113,7 +118,6 @@ def saved_query_latent(peak_counts, peak_names, arrays: dict[str, np.ndarray], c
     x = lsi.project_lsi(counts, projection)
     c = GuidedVAEConfig(**config)
     encoder = VariationalEncoder(x.shape[1], c.hidden, c.n_latent, c.dropout_rate, rngs=nnx.Rngs(0))
-    state = nnx.state(encoder)
-    leaves = [arrays[f"{ENCODER_PREFIX}{i}"] for i in range(len(jax.tree.leaves(state)))]
-    nnx.update(encoder, jax.tree.unflatten(jax.tree.structure(state), leaves))
+    paths = flatten_dict(nnx.to_pure_dict(nnx.state(encoder)))
+    saved_model.restore(encoder, unflatten_dict({path: arrays[encoder_key(path)] for path in paths}))
     return standardised(encode_means(encoder, x))
