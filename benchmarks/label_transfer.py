@@ -11,7 +11,7 @@ and recall against the corrupted cells.
 Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene
 activity and the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's
 support by the cell's gene activity standardised over the query, novelty ranked with that support at weight 0.25;
-the query's LSI at 20 components), ``scncl_lsi50`` (the default before 2026-12-05's thirty-ninth session: LSI at 50
+the query's LSI at 20 components; the peaks' TF-IDF at the adaptive scale), ``scncl_lsi50`` (the default before 2026-12-05's thirty-ninth session: LSI at 50
 components), ``scncl_before_support`` (the default before 2026-12-02's eighteenth session: probabilities divided by
 the reference's class shares to the power 0.25 instead, novelty from the classifier alone),
 ``scncl_no_support_weight`` (the default without the support weight, no division either), ``scncl_support_prior``
@@ -29,7 +29,8 @@ division, LSI only),
 ``scncl_seed`` (the seed's recipe, ``variant="seed"``),
 ``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
 novelty), ``scncl_learned_atac`` (the default with ``learned_atac=True``: the guided VAE's ATAC latent beside the
-query's LSI), one ablation per
+query's LSI), ``scncl_signac_tfidf`` (the default before 2026-12-06: the peaks' TF-IDF at Signac's fixed scale
+1e4, for the LSI and the query's classifier), one ablation per
 default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
 ``scncl_no_ncl``, ``scncl_cell_novelty``),
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
@@ -90,7 +91,8 @@ LSI_PEAKS = {**BEFORE_SUPPORT, "peak_features": "lsi", "peak_weight": 0.6}
 BEFORE_TFIDF = {**BEFORE_SUPPORT, "peak_features": "lsi+activity", "peak_weight": 0.6}
 SINGLE = {"n_members": 1, **LSI_PEAKS, "class_prior_power": 0.0}
 # every row reads the query's LSI at tl.transfer_labels' n_lsi_components (20 since 2026-12-05) unless it pins it;
-# scncl_lsi50 is the default before then (50 components)
+# scncl_lsi50 is the default before then (50 components). Likewise every row reads the peaks' TF-IDF at the adaptive
+# scale (tfidf_scale=None, since 2026-12-06); scncl_signac_tfidf is the default before then (Signac's 1e4)
 SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_before_support": BEFORE_SUPPORT,
                   "scncl_no_support_weight": {"support_weight": 0.0},
                   "scncl_support_prior": {"class_prior_power": 0.25}, "scncl_before_tfidf": BEFORE_TFIDF,
@@ -104,7 +106,7 @@ SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_b
                   "scncl_no_peaks": {**SINGLE, "peak_weight": 0.0}, "scncl_no_ncl": {**SINGLE, "ncl_weight": 0.0},
                   "scncl_cell_novelty": {**SINGLE, "novelty_by": "cell"},
                   "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"},
-                  "scncl_learned_atac": {"learned_atac": True}}
+                  "scncl_learned_atac": {"learned_atac": True}, "scncl_signac_tfidf": {"tfidf_scale": 1e4}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
 NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the

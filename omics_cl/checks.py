@@ -11,3 +11,13 @@ def check_positive_int(value, name: str, allow_none: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         allowed = "None or a positive integer" if allow_none else "a positive integer"
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def check_positive_number(value, name: str, allow_none: bool = False) -> None:
+    """Refuse ``value`` unless it is a finite real number > 0 (``None`` too with ``allow_none``); booleans are
+    refused."""
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
+        allowed = "None or a positive number" if allow_none else "a positive number"
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")

@@ -224,3 +224,25 @@ def test_learned_atac_needs_the_annotation_and_reaches_the_tool(inputs, calls, c
     argv[argv.index("--gene-activity")] = "--annotation"
     assert main([*argv, "--learned-atac"]) == 0, capsys.readouterr().err
     assert given == [(True, genes)]
+
+
+def test_tfidf_scale_is_checked_and_reaches_the_tool(inputs, calls, capsys, monkeypatch):
+    """``--tfidf-scale`` must be a positive number (a usage error otherwise); it is passed on, and without it the
+    tool's default (adaptive, None) applies."""
+    argv, out, _ = command("transfer", inputs)
+    for bad in ("0", "-2", "nan", "inf", "ten"):
+        with pytest.raises(SystemExit) as usage:
+            main([*argv, "--tfidf-scale", bad])
+        assert usage.value.code == 2 and "--tfidf-scale" in capsys.readouterr().err and not out.exists()
+    stub, given = tl.transfer_labels, []
+
+    def recording(*args, **kwargs):
+        given.append(kwargs["tfidf_scale"])
+        return stub(*args, **kwargs)
+
+    monkeypatch.setattr(tl, "transfer_labels", recording)
+    for i, extra in enumerate((["--tfidf-scale", "1e4"], [])):
+        run = [*argv, *extra]
+        run[run.index("--out") + 1] = str(out.with_name(f"scale{i}{out.suffix}"))
+        assert main(run) == 0, capsys.readouterr().err
+    assert given == [1e4, None]

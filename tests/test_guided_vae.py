@@ -138,3 +138,32 @@ def test_new_query_peaks_matched_by_name(mop_split, learned):
     renamed.var_names = [f"chr1:{10 * i}-{10 * i + 5}" for i in range(query.n_vars)]
     with pytest.raises(ValueError, match="shares no peak with the model's training query"):
         tl.map_query(renamed, kw["save_model"], gene_activity=activity)
+
+
+
+def test_model_saved_before_the_tfidf_scale_maps_at_signac_scale(mop_split, tmp_path):
+    """A learned-latent model saved before 2026-12-06 recorded no TF-IDF scale (neither the rule in model.json nor
+    the training query's LSI projection in arrays.npz): it was trained at Signac's 1e4, and maps its training query
+    bit for bit at that scale, not at the adaptive one."""
+    import hashlib
+    import json
+
+    from omics_cl.data import lsi
+
+    ref, query, activity = mop_split
+    path = tmp_path / "model"
+    kw = dict(seed=2, learned_atac=FAST_LATENT, annotation=datasets.annotation_path("mm10_ensembl_genes.tsv.gz"),
+              tfidf_scale=lsi.SIGNAC_SCALE)
+    _, first = run_transfer(ref, query, activity, save_model=str(path), **kw)
+    with np.load(path / "arrays.npz") as saved:
+        arrays = {k: saved[k] for k in saved.files if not k.endswith("lsi_scale")}
+    assert len(arrays) == len(np.load(path / "arrays.npz").files) - 1
+    np.savez(path / "arrays.npz", **arrays)
+    meta = json.loads((path / "model.json").read_text())
+    assert meta.pop("tfidf_scale") == lsi.SIGNAC_SCALE
+    meta["files"]["arrays.npz"] = hashlib.sha256((path / "arrays.npz").read_bytes()).hexdigest()
+    (path / "model.json").write_text(json.dumps(meta))
+    mapped = query.copy()
+    tl.map_query(mapped, path, gene_activity=activity)
+    assert np.array_equal(mapped.obsm["X_atac_latent"], first.obsm["X_atac_latent"])
+    assert np.array_equal(mapped.obs["omics_cl_label"].astype(str), first.obs["omics_cl_label"].astype(str))

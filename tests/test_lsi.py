@@ -12,7 +12,12 @@ def test_tfidf_matches_dense_formula():
     x[:, 1] = 0  # an empty peak stays zero
     tf = np.divide(x, x.sum(1, keepdims=True), out=np.zeros_like(x), where=x.sum(1, keepdims=True) > 0)
     idf = np.divide(40, x.sum(0), out=np.zeros(30), where=x.sum(0) > 0)
-    assert np.allclose(lsi.tfidf(sp.csr_matrix(x)).toarray(), np.log1p(tf * idf * 1e4), rtol=1e-5)
+    assert np.allclose(lsi.tfidf(sp.csr_matrix(x), scale=1e4).toarray(), np.log1p(tf * idf * 1e4), rtol=1e-5)
+    stored = (tf * idf)[x > 0]
+    scale = 10 / np.median(stored)  # adaptive: the median stored value becomes 10
+    assert np.isclose(lsi.adaptive_scale(sp.csr_matrix(x)), scale)
+    assert np.allclose(lsi.tfidf(sp.csr_matrix(x)).toarray(), np.log1p(tf * idf * scale), rtol=1e-5)
+    assert lsi.adaptive_scale(sp.csr_matrix((3, 4))) == 1.0
 
 
 def sparse_product_tfidf(counts, scale=1e4):
@@ -34,12 +39,12 @@ def test_tfidf_in_chunks_equals_the_sparse_products_bit_for_bit():
     x.data[rng.choice(x.nnz, 5, replace=False)] = 0  # stored zeros are dropped
     expected = sparse_product_tfidf(x)
     for chunk_values in (7, 100, 1 << 24):
-        got = lsi.tfidf(x, chunk_values=chunk_values)
+        got = lsi.tfidf(x, scale=1e4, chunk_values=chunk_values)
         assert got.nnz == expected.nnz == x.nnz - 5
         for part in ("data", "indices", "indptr"):
             assert np.array_equal(getattr(got, part), getattr(expected, part)), (chunk_values, part)
     duplicated = sp.csr_matrix((np.array([1.0, 2.0, 3.0]), np.array([2, 2, 0]), np.array([0, 2, 3])), shape=(2, 4))
-    assert np.array_equal(lsi.tfidf(duplicated).toarray(), sparse_product_tfidf(duplicated).toarray())
+    assert np.array_equal(lsi.tfidf(duplicated, scale=1e4).toarray(), sparse_product_tfidf(duplicated).toarray())
 
 
 def test_lsi_on_mop_drops_depth_component_and_is_deterministic():
@@ -50,6 +55,29 @@ def test_lsi_on_mop_drops_depth_component_and_is_deterministic():
     assert abs(np.corrcoef(z[:, 0], depth)[0, 1]) < abs(info["depth_r"])
     z2, _ = lsi.lsi(atac.X, n_components=30, seed=0)
     assert np.array_equal(z, z2)
+
+
+def test_adaptive_scale_is_a_strided_sample_median(monkeypatch):
+    """On many stored values the scale's median comes from an evenly strided sample: close to the full median,
+    the same on every call, and the TF-IDF does not depend on the sequencing depth of all cells together."""
+    x = sp.random(2000, 300, density=0.05, random_state=5, format="csr", dtype=np.float32)
+    x.data = np.ceil(x.data * 4)
+    full = lsi.adaptive_scale(x)
+    monkeypatch.setattr(lsi, "SCALE_SAMPLE", 997)
+    sampled = lsi.adaptive_scale(x)
+    assert sampled == lsi.adaptive_scale(x) and abs(sampled / full - 1) < 0.1
+    deeper = x * 7
+    assert np.allclose(lsi.tfidf(deeper).toarray(), lsi.tfidf(x).toarray())
+
+
+def test_projection_reproduces_the_fitted_cells():
+    """``project_lsi`` of the cells ``fit_lsi`` was fitted on gives their embedding, at the fitted TF-IDF scale."""
+    atac = datasets.load("mop_snare_paired", modality="atac")[:1500]
+    z, info, projection = lsi.fit_lsi(atac.X, n_components=12, seed=0)
+    assert float(projection["scale"]) == info["tfidf_scale"] == lsi.adaptive_scale(atac.X)
+    assert np.allclose(lsi.project_lsi(atac.X, projection), z, atol=1e-3)
+    at_signac, signac_info, _ = lsi.fit_lsi(atac.X, n_components=12, seed=0, tfidf_scale=lsi.SIGNAC_SCALE)
+    assert signac_info["tfidf_scale"] == lsi.SIGNAC_SCALE and not np.allclose(at_signac, z)
 
 
 def test_neighbors_exclude_self():

@@ -11,6 +11,7 @@ from omics_cl import tl
 from omics_cl.cli import main
 from omics_cl.core import saved_model
 from omics_cl.core.layers import MLP
+from omics_cl.data import lsi
 
 FAST = {"epochs": 3, "hidden": 32, "n_top_genes": 50, "progress": False}
 OUTPUTS = ("omics_cl_label", "omics_cl_confidence", "omics_cl_novelty", "omics_cl_is_novel")
@@ -283,6 +284,30 @@ def test_query_lsi_follows_the_saved_model(data, tmp_path, n_lsi, drop_key):
         del meta["n_lsi_components"]
         (path / "model.json").write_text(json.dumps(meta))
     _assert_same(original, _map(data, path))
+
+
+@pytest.mark.parametrize("scale, drop_key", [(None, False), (3.0, False), (lsi.SIGNAC_SCALE, True)])
+def test_query_tfidf_follows_the_saved_model(data, tmp_path, scale, drop_key):
+    """The query's TF-IDF (its LSI and the peak classifier's features) is recomputed at the scale rule the model was
+    trained with; a model.json written before the rule was saved was trained at Signac's fixed scale."""
+    original = _train(data, tmp_path / "m", tfidf_scale=scale, epochs=1)
+    path = tmp_path / "m"
+    meta = json.loads((path / "model.json").read_text())
+    used = original.uns["omics_cl"]["scncl"]["lsi"]["tfidf_scale"]
+    assert meta["tfidf_scale"] == scale and (used == scale if scale else used != lsi.SIGNAC_SCALE)
+    if drop_key:
+        del meta["tfidf_scale"]
+        (path / "model.json").write_text(json.dumps(meta))
+    _assert_same(original, _map(data, path))
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "10"])
+def test_bad_tfidf_scale_fails_before_training(data, bad):
+    rna, atac, activity = data
+    query = atac.copy()
+    with pytest.raises(ValueError, match="tfidf_scale"):
+        tl.transfer_labels(rna.copy(), query, "cell_type", gene_activity=activity, tfidf_scale=bad, **FAST)
+    assert "omics_cl_label" not in query.obs
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "20"])

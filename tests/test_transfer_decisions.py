@@ -38,6 +38,7 @@ def test_peak_classifier_reads_gene_activity_beside_lsi():
 def test_peak_classifier_reads_peak_tfidf_beside_lsi_and_activity():
     """Two classes that neither the LSI nor the activity features tell apart but one peak does: with the peaks'
     TF-IDF beside them (the default peak_features) the query's classifier separates them."""
+    from omics_cl.data.lsi import tfidf
     from omics_cl.models.scncl_readout import peak_classifier
 
     rng = np.random.default_rng(0)
@@ -48,12 +49,12 @@ def test_peak_classifier_reads_peak_tfidf_beside_lsi_and_activity():
     prob = np.full((400, 2), 0.1)
     prob[np.arange(400), labels] = 0.9
     without, _ = peak_classifier(lsi, prob, 0.8, activity)
-    with_peaks, _ = peak_classifier(lsi, prob, 0.8, activity, counts)
+    with_peaks, _ = peak_classifier(lsi, prob, 0.8, activity, tfidf(counts))
     assert np.mean(with_peaks.argmax(1) == labels) == 1.0 and np.mean(without.argmax(1) == labels) < 0.75
 
 
-def test_peak_tfidf_needs_the_query_counts():
-    """Mapping a query without its peak counts is refused when the classifier reads them."""
+def test_peak_tfidf_needs_the_query_tfidf():
+    """Mapping a query without its peaks' TF-IDF is refused when the classifier reads it."""
     import dataclasses
 
     from omics_cl.data.transfer import QueryInputs
@@ -66,7 +67,7 @@ def test_peak_tfidf_needs_the_query_counts():
     signatures = np.zeros((2, 6), np.float32)
     query = QueryInputs(x, np.random.default_rng(1).normal(size=(20, 3)), encode(model, x), np.repeat([0, 1], 10), 2,
                         class_signatures=signatures)
-    with pytest.raises(ValueError, match="peak counts"):
+    with pytest.raises(ValueError, match="TF-IDF of the query's peaks"):
         map_query(model, query, config, Context(0))
     with pytest.raises(ValueError, match="class signatures"):  # nor without the reference's class signatures
         map_query(model, dataclasses.replace(query, class_signatures=None), config, Context(0))

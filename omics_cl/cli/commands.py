@@ -112,7 +112,8 @@ def cmd_transfer(args) -> int:
     record = tl.transfer_labels(rna, atac, args.label_key, gene_activity=activity, rna_layer=args.rna_layer,
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
                                 method=args.method, save_model=args.save_model, annotation=args.annotation,
-                                learned_atac=args.learned_atac, **novelty_rate_keywords(args.novelty_rate), **params)
+                                learned_atac=args.learned_atac, tfidf_scale=args.tfidf_scale,
+                                **novelty_rate_keywords(args.novelty_rate), **params)
     n_novel = int(atac.obs["omics_cl_is_novel"].sum())
     print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "

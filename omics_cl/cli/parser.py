@@ -15,6 +15,17 @@ from omics_cl.cli.commands import (
 from omics_cl.cli.map import NOVELTY_RATE_HELP, add_map_parser, novelty_rate
 
 
+def positive_number(value: str) -> float:
+    """A finite number > 0 (``--tfidf-scale``)."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
+    return number
+
+
 def add_method_arguments(parser: argparse.ArgumentParser, job: str, default: str) -> None:
     """``--method`` (choices from the registry), ``--epochs`` and ``--set``, with each method's defaults."""
     choices = models.names(job)
@@ -109,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--atac-layer", default=None)
     t.add_argument("--novelty-rate", type=novelty_rate, default=None,
                    help=NOVELTY_RATE_HELP)
+    t.add_argument("--tfidf-scale", type=positive_number, default=None, metavar="SCALE",
+                   help="scale inside the peaks' log1p(TF * IDF * scale) (default: adapted so that the median value "
+                        "is 10; 10000: Signac's fixed factor)")
     t.add_argument("--learned-atac", action="store_true",
                    help="put a learned ATAC latent (peak-gene guided VAE; needs --annotation) beside the query's "
                         "LSI (about 4x slower)")

@@ -14,9 +14,33 @@ def inverse_document_frequency(counts) -> np.ndarray:
     return np.divide(x.shape[0], peak_total, out=np.zeros_like(peak_total), where=peak_total > 0)
 
 
-def tfidf(counts, scale: float = 1e4, chunk_values: int = 1 << 24, idf: np.ndarray | None = None) -> sp.csr_matrix:
+TYPICAL_TFIDF = 10.0  # where the adaptive scale puts the median stored TF * IDF (benchmarks/README.md, label transfer)
+SIGNAC_SCALE = 1e4  # Signac's and muon's fixed scale factor; this package's before 2026-12-06
+SCALE_SAMPLE = 1 << 20  # stored values the adaptive scale's median is taken over, at most
+
+
+def adaptive_scale(counts, idf: np.ndarray | None = None) -> float:
+    """The adaptive scale of :func:`tfidf`: ``TYPICAL_TFIDF`` over the median of the stored TF * IDF values
+    (an evenly strided sample of at most ``SCALE_SAMPLE``); 1 when nothing is stored."""
+    x = sp.csr_matrix(counts)
+    if x.nnz == 0:
+        return 1.0
+    idf = inverse_document_frequency(x) if idf is None else np.asarray(idf, dtype=np.float64)
+    cell_total = np.asarray(x.sum(1, dtype=np.float64)).ravel()
+    picked = np.arange(0, x.nnz, max(1, x.nnz // SCALE_SAMPLE))
+    rows = np.searchsorted(x.indptr, picked, side="right") - 1
+    values = x.data[picked].astype(np.float64) / cell_total[rows] * idf[x.indices[picked]]
+    median = float(np.median(values[values > 0])) if (values > 0).any() else 0.0
+    return TYPICAL_TFIDF / median if median > 0 else 1.0
+
+
+def tfidf(counts, scale: float | None = None, chunk_values: int = 1 << 24,
+          idf: np.ndarray | None = None) -> sp.csr_matrix:
     """``log1p(TF * IDF * scale)`` with TF = counts / cell total and IDF = n_cells / peak total (Signac method 1;
-    ``idf``: given, e.g. another data set's, to project these cells into its LSI).
+    ``idf``: given, e.g. another data set's, to project these cells into its LSI). ``scale=None`` is
+    :func:`adaptive_scale`: the log then acts where the values lie, whatever the depth; Signac's fixed 1e4
+    (``SIGNAC_SCALE``) saturates it on sparse cells (83 counts per MOp cell), where its LSI keeps less of the
+    cell type (benchmarks/README.md, label transfer).
 
     Cells with no counts give zero rows; peaks with no counts give zero columns; stored zeros are dropped. Computed
     in float64 on the stored values, ``chunk_values`` at a time, then kept as float32, so the memory it needs
@@ -29,7 +53,7 @@ def tfidf(counts, scale: float = 1e4, chunk_values: int = 1 << 24, idf: np.ndarr
     cell_total = np.asarray(x.sum(1, dtype=np.float64)).ravel()
     idf = inverse_document_frequency(x) if idf is None else np.asarray(idf, dtype=np.float64)
     inv_total = np.divide(1.0, cell_total, out=np.zeros_like(cell_total), where=cell_total > 0)
-    column_factor = idf * scale
+    column_factor = idf * (adaptive_scale(x, idf) if scale is None else scale)
     data = np.empty(x.nnz, dtype=np.float32)
     rows_per_chunk = max(1, int(chunk_values * x.shape[0] / max(x.nnz, 1)))
     for start in range(0, x.shape[0], rows_per_chunk):
@@ -47,24 +71,28 @@ def tfidf(counts, scale: float = 1e4, chunk_values: int = 1 << 24, idf: np.ndarr
     return sp.csr_matrix((data[keep], x.indices[keep], indptr), shape=x.shape)
 
 
-def lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0) -> tuple[np.ndarray, dict]:
-    """LSI embedding (cells x components, each standardised) of TF-IDF peak counts.
+def lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
+        tfidf_scale: float | None = None) -> tuple[np.ndarray, dict]:
+    """LSI embedding (cells x components, each standardised) of TF-IDF peak counts (:func:`tfidf` at
+    ``tfidf_scale``; None: :func:`adaptive_scale`).
 
     The first component is dropped when its absolute Pearson correlation with log sequencing depth
-    exceeds ``depth_correlation``. Returns the embedding and ``{"depth_r", "dropped_first"}``.
+    exceeds ``depth_correlation``. Returns the embedding and ``{"depth_r", "dropped_first", "tfidf_scale"}``.
     """
-    embedding, info, _ = fit_lsi(counts, n_components, depth_correlation, seed)
+    embedding, info, _ = fit_lsi(counts, n_components, depth_correlation, seed, tfidf_scale)
     return embedding, info
 
 
-def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5,
-            seed: int = 0) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
-    """:func:`lsi`, and the projection that :func:`project_lsi` applies to other cells: the IDF, the kept SVD
-    components and the standardisation (arrays ``idf``, ``components``, ``mean``, ``std``)."""
+def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
+            tfidf_scale: float | None = None) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
+    """:func:`lsi`, and the projection that :func:`project_lsi` applies to other cells: the IDF, the TF-IDF
+    scale, the kept SVD components and the standardisation (arrays ``idf``, ``scale``, ``components``, ``mean``,
+    ``std``)."""
     from sklearn.decomposition import TruncatedSVD
 
     idf = inverse_document_frequency(counts)
-    x = tfidf(counts, idf=idf)
+    scale = adaptive_scale(counts, idf) if tfidf_scale is None else float(tfidf_scale)
+    x = tfidf(counts, scale=scale, idf=idf)
     n_components = min(n_components + 1, min(x.shape) - 1)
     svd = TruncatedSVD(n_components=n_components, algorithm="randomized", n_iter=7, random_state=seed)
     z = svd.fit_transform(x)
@@ -74,13 +102,16 @@ def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5,
     kept = slice(1, None) if drop else slice(None, -1)
     z = z[:, kept]
     mean, std = z.mean(0), np.where(z.std(0) > 0, z.std(0), 1.0)
-    projection = {"idf": idf, "components": svd.components_[kept], "mean": mean, "std": std}
-    return ((z - mean) / std).astype(np.float32), {"depth_r": r, "dropped_first": bool(drop)}, projection
+    projection = {"idf": idf, "scale": np.asarray(scale), "components": svd.components_[kept], "mean": mean,
+                  "std": std}
+    info = {"depth_r": r, "dropped_first": bool(drop), "tfidf_scale": scale}
+    return ((z - mean) / std).astype(np.float32), info, projection
 
 
 def project_lsi(counts, projection: dict[str, np.ndarray]) -> np.ndarray:
     """Cells (same peaks, same order) in the LSI space of a :func:`fit_lsi` projection."""
-    z = tfidf(counts, idf=projection["idf"]) @ projection["components"].T
+    x = tfidf(counts, scale=float(projection["scale"]), idf=projection["idf"])
+    z = x @ projection["components"].T
     return ((z - projection["mean"]) / projection["std"]).astype(np.float32)
 
 

@@ -166,10 +166,10 @@ class TransferSource:
     and gathers the rows on the device."""
 
     def __init__(self, rna_x, rna_y: np.ndarray, atac_x, neighbors: np.ndarray, n_classes: int, seed: int,
-                 atac_peaks: np.ndarray | None = None, atac_counts=None):
+                 atac_peaks: np.ndarray | None = None, atac_tfidf=None):
         self.rna_x, self.rna_y, self.atac_x, self.neighbors, self.seed = rna_x, rna_y, atac_x, neighbors, seed
-        # the query's peak-space embedding and peak counts, read by methods after training
-        self.atac_peaks, self.atac_counts = atac_peaks, atac_counts
+        # the query's peak-space embedding and peak TF-IDF, read by methods after training
+        self.atac_peaks, self.atac_tfidf = atac_peaks, atac_tfidf
         self.n_classes, self.n_features = n_classes, atac_x.shape[1]
         self.n_obs = atac_x.shape[0]
 

@@ -20,7 +20,8 @@ from omics_cl.data.preprocess import (
 class TransferInputs:
     """What a label-transfer method trains on: labelled reference features, query features in the same
     gene space, the query's kNN graph (from its own peaks), the number of reference classes, the query's
-    peak-space embedding (LSI; optional) and its peak counts (cells x peaks; optional)."""
+    peak-space embedding (LSI; optional) and the TF-IDF of its peak counts (``omics_cl.data.lsi.tfidf``,
+    cells x peaks; optional)."""
 
     rna_x: object
     rna_y: np.ndarray
@@ -28,22 +29,22 @@ class TransferInputs:
     neighbors: np.ndarray
     n_classes: int
     atac_peaks: np.ndarray | None = None
-    atac_counts: object = None
+    atac_tfidf: object = None
 
 
 @dataclass(frozen=True)
 class QueryInputs:
     """What a trained transfer method maps a query with: the query's features in the model's gene space, its
     peak-space embedding (LSI of its own peaks; optional), the reference as the model saw it: the latent
-    rows of its labelled cells, their class indices and the number of classes, the query's peak counts
-    (cells x peaks; optional) and the reference's class signatures (``omics_cl.data.signatures``; optional)."""
+    rows of its labelled cells, their class indices and the number of classes, the TF-IDF of the query's peak
+    counts (cells x peaks; optional) and the reference's class signatures (``omics_cl.data.signatures``; optional)."""
 
     atac_x: object
     atac_peaks: np.ndarray | None
     reference_embedding: np.ndarray
     reference_labels: np.ndarray
     n_classes: int
-    atac_counts: object = None
+    atac_tfidf: object = None
     class_signatures: np.ndarray | None = None
 
 

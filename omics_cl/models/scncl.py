@@ -162,7 +162,7 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
     if not 0 <= config.support_rank_weight <= 1:
         raise ValueError(f"support_rank_weight must be in [0, 1], got {config.support_rank_weight}")
     source = TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
-                            inputs.n_classes, ctx.seed, inputs.atac_peaks, inputs.atac_counts)
+                            inputs.n_classes, ctx.seed, inputs.atac_peaks, inputs.atac_tfidf)
     return source if config.n_members == 1 else MemberSource(source, config.n_members, ctx.seed)
 
 
@@ -213,11 +213,11 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
     if config.peak_weight:
         activity = query.atac_x if "activity" in config.peak_features else None
         with_peaks = config.peak_features.endswith("+peaks")
-        if with_peaks and query.atac_counts is None:
-            raise ValueError(f"peak_features={config.peak_features!r} needs the query's peak counts "
-                             "(QueryInputs.atac_counts)")
+        if with_peaks and query.atac_tfidf is None:
+            raise ValueError(f"peak_features={config.peak_features!r} needs the TF-IDF of the query's "
+                             "peaks (QueryInputs.atac_tfidf)")
         peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote, activity,
-                                                                    query.atac_counts if with_peaks else None)
+                                                                    query.atac_tfidf if with_peaks else None)
         prob = (1 - config.peak_weight) * prob + config.peak_weight * peak_prob
         prob = np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
     if config.class_prior_power:
@@ -262,7 +262,7 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     rna_z = encode(model, source.rna_x)
     signatures = class_signatures(source.rna_x, source.rna_y, source.n_classes) if uses_signatures(config) else None
     arrays, notes = map_query(model, QueryInputs(source.atac_x, source.atac_peaks, rna_z, source.rna_y,
-                                                 source.n_classes, source.atac_counts, signatures), config, ctx)
+                                                 source.n_classes, source.atac_tfidf, signatures), config, ctx)
     out = {"rna_embedding": rna_z, **arrays}
     if signatures is not None:
         out["class_signatures"] = signatures

@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 
-from omics_cl.data.lsi import tfidf
 from omics_cl.data.sparse_rows import hstack_rows
 
 PREDICT_ROWS = 65536  # cells whose features are built at once for the classifier's probabilities
@@ -15,9 +14,9 @@ PREDICT_ROWS = 65536  # cells whose features are built at once for the classifie
 
 def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
                     activity: sp.spmatrix | np.ndarray | None = None,
-                    peak_counts: sp.spmatrix | np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                    peak_tfidf: sp.spmatrix | np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Class probabilities from the query's own peak-space embedding (and, when given, its gene-activity features
-    and the TF-IDF of its ``peak_counts`` (``omics_cl.data.lsi.tfidf``) beside it): a logistic regression (L2,
+    and ``peak_tfidf``, the TF-IDF of its peaks (``omics_cl.data.lsi.tfidf``), beside it): a logistic regression (L2,
     C=0.1, on the standardised components and the other features as they are) fitted to the query cells whose
     transferred probability is at least ``min_vote``, with their transferred labels. Returns the probabilities and
     the number of cells it was fitted to. Uses no query labels."""
@@ -36,8 +35,8 @@ def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
     parts = [StandardScaler().fit_transform(peaks)]
     if activity is not None:
         parts.append(sp.csr_matrix(activity))
-    if peak_counts is not None:
-        parts.append(tfidf(peak_counts))
+    if peak_tfidf is not None:
+        parts.append(sp.csr_matrix(peak_tfidf))
 
     if len(parts) == 1:  # the components alone: small and dense, predicted at once
         features, predict_rows = (lambda rows: parts[0][rows]), len(prob)

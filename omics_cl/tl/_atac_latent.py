@@ -54,16 +54,17 @@ def guided_config(learned_atac) -> GuidedVAEConfig | None:
 
 def learned_atac_latent(rna_counts, genes, atac: ad.AnnData, peak_counts, annotation, seed: int = 0,
                         progress: bool = True, config: GuidedVAEConfig = GuidedVAEConfig(),
-                        ) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
+                        tfidf_scale: float | None = None) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
     """The query's guided-VAE latent (means, each column standardised), the run's record and the arrays that
     :func:`saved_query_latent` needs to embed another query (the LSI projection, the ATAC encoder, the peaks).
 
     ``rna_counts``: reference cells x ``genes`` raw counts; ``peak_counts``: ``atac``'s raw counts (its peaks'
     coordinates come from ``atac.var`` or the peak names); ``annotation``: the gene annotation linking genes to
-    peaks (gene body + 2 kb before the TSS)."""
+    peaks (gene body + 2 kb before the TSS); ``tfidf_scale``: that of the peaks' LSI
+    (:func:`omics_cl.data.lsi.tfidf`)."""
     graph = guidance_graph(ga.peak_coordinates(atac.var, atac.var_names), annotation, genes)
     rna_x = scaled_log_pca(rna_counts, config.n_pcs, seed)
-    atac_x, _, projection = lsi.fit_lsi(peak_counts, config.n_lsi, seed=seed)
+    atac_x, _, projection = lsi.fit_lsi(peak_counts, config.n_lsi, seed=seed, tfidf_scale=tfidf_scale)
     source = UnpairedSource(rna_x, rna_counts, atac_x, peak_counts, graph, config.peak_subset, config.edge_batch,
                             config.negatives)
     model = GuidedVAE(rna_x.shape[1], atac_x.shape[1], graph, config, rngs=nnx.Rngs(seed))
@@ -115,6 +116,8 @@ def saved_query_latent(peak_counts, peak_names, arrays: dict[str, np.ndarray], c
                            shape=(counts.shape[1], len(saved_peaks)))  # query peak -> saved peak
     counts = sp.csr_matrix(counts @ select)
     projection = {k: arrays[f"{LSI_PREFIX}{k}"] for k in ("idf", "components", "mean", "std")}
+    # models saved before 2026-12-06 kept no scale: theirs was Signac's
+    projection["scale"] = arrays.get(f"{LSI_PREFIX}scale", lsi.SIGNAC_SCALE)
     x = lsi.project_lsi(counts, projection)
     c = GuidedVAEConfig(**config)
     encoder = VariationalEncoder(x.shape[1], c.hidden, c.n_latent, c.dropout_rate, rngs=nnx.Rngs(0))

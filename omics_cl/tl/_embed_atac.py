@@ -5,7 +5,7 @@ import os
 
 import anndata as ad
 
-from omics_cl.checks import check_positive_int
+from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import validated_counts
 from omics_cl.tl._common import store_record, versions
@@ -15,7 +15,8 @@ LSI_COMPONENTS = 10  # MOp ATAC, n_clusters ARI medians: 10 / 20 / 30 / 50 compo
 
 
 def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = LSI_COMPONENTS, model=None,
-               gene_activity: ad.AnnData | None = None, annotation=None, seed: int = 0) -> dict:
+               gene_activity: ad.AnnData | None = None, annotation=None, seed: int = 0,
+               tfidf_scale: float | None = None) -> dict:
     """Embed ATAC cells without labels: ``obsm["X_lsi"]``, and with ``model`` the learned latent.
 
     ``X_lsi``: TF-IDF + truncated SVD of the peak counts, ``n_components`` standardised components, the
@@ -42,18 +43,23 @@ def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = L
         Gene annotation to build gene activity from (with ``model``, when ``gene_activity`` is not given).
     seed
         Random seed of the SVD.
+    tfidf_scale
+        Scale inside the peaks' ``log1p(TF * IDF * scale)`` (:func:`omics_cl.data.lsi.tfidf`; ``None``: adapted so
+        that the median value is 10; ``1e4``: Signac's, the default before 2026-12-06).
 
     Returns
     -------
     dict
-        ``n_components``, ``lsi`` (depth correlation, whether the first component was dropped), ``learned``
+        ``n_components``, ``lsi`` (depth correlation, whether the first component was dropped, the TF-IDF scale),
+        ``learned``
         (the obsm key of the learned latent or ``None``) and versions.
     """
     check_positive_int(n_components, "n_components")
+    check_positive_number(tfidf_scale, "tfidf_scale", allow_none=True)
     counts = validated_counts(atac, layer, "ATAC counts")
     if model is not None and gene_activity is None and annotation is None:
         raise ValueError("a model needs the query's gene activity: give gene_activity or annotation")
-    embedding, info = lsi.lsi(counts, n_components, seed=seed)
+    embedding, info = lsi.lsi(counts, n_components, seed=seed, tfidf_scale=tfidf_scale)
     learned = None
     if model is not None:
         saved, out, _, _, _ = mapped_query(atac, model, gene_activity, annotation, layer)

@@ -84,14 +84,16 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
         warnings.warn(f"{len(missing)} of the model's {len(saved.arrays['genes'])} genes are not in the query's gene "
                       f"activity (e.g. {missing[:3]}); they are set to zero", stacklevel=3)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
-    # models saved before the setting was recorded used 50 components
-    peaks, lsi_info = lsi.lsi(peak_counts, int(meta.get("n_lsi_components", 50)), seed=int(meta["seed"]))
+    # models saved before these settings were recorded used 50 components and Signac's TF-IDF scale
+    peaks, lsi_info = lsi.lsi(peak_counts, int(meta.get("n_lsi_components", 50)), seed=int(meta["seed"]),
+                              tfidf_scale=meta.get("tfidf_scale", lsi.SIGNAC_SCALE))
     latent = None
     if meta.get("learned_atac"):  # a model trained with transfer_labels(..., learned_atac=...)
         latent = saved_query_latent(peak_counts, atac.var_names, saved.arrays, meta["learned_atac"])
         peaks = np.hstack([peaks, latent])
     query = QueryInputs(atac_x, peaks, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
-                        len(meta["classes"]), peak_counts, saved.arrays.get("class_signatures"))
+                        len(meta["classes"]), lsi.tfidf(peak_counts, scale=lsi_info["tfidf_scale"]),
+                        saved.arrays.get("class_signatures"))
     out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
     if latent is not None:
         out = {**out, LEARNED_ATAC_KEY: latent}

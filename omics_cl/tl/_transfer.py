@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
-from omics_cl.checks import check_positive_int
+from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import counts_matrix, validated_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
@@ -92,13 +92,15 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                     n_neighbors: int = 10, n_lsi_components: int = LSI_COMPONENTS, seed: int = 0,
                     progress: bool = True, method: str = "scncl",
                     save_model: str | os.PathLike | None = None, novelty_rate: float | None = NOVELTY_RATE,
-                    learned_atac: bool | dict = False, **model_params) -> dict:
+                    learned_atac: bool | dict = False, tfidf_scale: float | None = None,
+                    **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
     Gene activity comes from ``gene_activity`` (cells x genes AnnData, same cells as ``atac``) or is
     built from ``annotation``. The ATAC neighbourhood graph is a cosine kNN on LSI of the peaks
-    (``n_lsi_components``; the query's peak-space embedding, which scncl's peak classifier also reads);
+    (``n_lsi_components``; the query's peak-space embedding, which scncl's peak classifier also reads, with the
+    peaks' TF-IDF at ``tfidf_scale``);
     ``learned_atac=True`` puts a learned ATAC latent beside the LSI (a peak-gene guided VAE of the reference's RNA
     counts and the query's peaks, linked through ``annotation``; no labels; :mod:`omics_cl.core.guided_vae`;
     a dict: :class:`~omics_cl.core.guided_vae.GuidedVAEConfig` values, e.g. ``{"epochs": 50}``).
@@ -164,6 +166,10 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         Share of the query flagged novel (``None``: the Otsu rule).
     learned_atac
         Join the LSI with the guided VAE's ATAC latent (needs ``annotation``).
+    tfidf_scale
+        Scale inside the peaks' ``log1p(TF * IDF * scale)`` (:func:`omics_cl.data.lsi.tfidf`). ``None`` (default
+        since 2026-12-06) adapts it so that the median value is 10; ``1e4`` is Signac's fixed factor, the default
+        before (measured in benchmarks/README.md, label transfer).
     **model_params
         Method config / training config values (e.g. ``epochs=50``).
 
@@ -176,6 +182,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
     check_novelty_rate(novelty_rate)
     check_positive_int(n_lsi_components, "n_lsi_components")
+    check_positive_number(tfidf_scale, "tfidf_scale", allow_none=True)
     latent_config = guided_config(learned_atac)
     if latent_config is not None and annotation is None:
         raise ValueError("learned_atac links peaks to genes through the gene annotation: give annotation")
@@ -199,17 +206,18 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
                                                          features)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
-    embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed)
+    embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed, tfidf_scale=tfidf_scale)
     latent_record, latent_arrays = None, {}
     if latent_config is not None:
         rna_counts = counts_matrix(rna[labelled], rna_layer)[:, rna.var_names.get_indexer(genes)]
         latent, latent_record, latent_arrays = learned_atac_latent(rna_counts, genes, atac, peak_counts, annotation,
-                                                                   seed, progress, latent_config)
+                                                                   seed, progress, latent_config, tfidf_scale)
         embedding = np.hstack([embedding, latent])
     neighbors = lsi.neighbors(embedding, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
+    peak_tfidf = lsi.tfidf(peak_counts, scale=lsi_info["tfidf_scale"])
     trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding,
-                                                       peak_counts),
+                                                       peak_tfidf),
                                   models.Context(seed), progress, **model_params)
     out = trained.arrays
     flag = write_predictions(atac, method, classes, out, novelty_rate=novelty_rate)
@@ -231,7 +239,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         saved.update(latent_arrays)
         save_method_model(save_model, trained, saved,
                           classes=list(classes), label_key=label_key, features=features, seed=seed,
-                          n_lsi_components=n_lsi_components, record=record,
+                          n_lsi_components=n_lsi_components, tfidf_scale=tfidf_scale, record=record,
                           learned_atac=None if latent_config is None else dataclasses.asdict(latent_config))
     for target in (atac, rna):
         store_record(target, method, record)
