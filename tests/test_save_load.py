@@ -301,19 +301,12 @@ def test_query_tfidf_follows_the_saved_model(data, tmp_path, scale, drop_key):
     _assert_same(original, _map(data, path))
 
 
-@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf"), True, "10"])
-def test_bad_tfidf_scale_fails_before_training(data, bad):
+@pytest.mark.parametrize("setting, bad", [*[("n_lsi_components", v) for v in (0, -3, 2.5, True, "20")],
+                                          *[("tfidf_scale", v) for v in (0, -1.0, float("nan"), float("inf"), True,
+                                                                         "10")]])
+def test_bad_query_lsi_setting_fails_before_training(data, setting, bad):
     rna, atac, activity = data
     query = atac.copy()
-    with pytest.raises(ValueError, match="tfidf_scale"):
-        tl.transfer_labels(rna.copy(), query, "cell_type", gene_activity=activity, tfidf_scale=bad, **FAST)
-    assert "omics_cl_label" not in query.obs
-
-
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "20"])
-def test_bad_lsi_component_count_fails_before_training(data, bad):
-    rna, atac, activity = data
-    query = atac.copy()
-    with pytest.raises(ValueError, match="n_lsi_components"):
-        tl.transfer_labels(rna.copy(), query, "cell_type", gene_activity=activity, n_lsi_components=bad, **FAST)
+    with pytest.raises(ValueError, match=setting):
+        tl.transfer_labels(rna.copy(), query, "cell_type", gene_activity=activity, **{setting: bad}, **FAST)
     assert "omics_cl_label" not in query.obs
