@@ -30,7 +30,8 @@ division, LSI only),
 ``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
 novelty), ``scncl_learned_atac`` (the default with ``learned_atac=True``: the guided VAE's ATAC latent beside the
 query's LSI), ``scncl_signac_tfidf`` (the default before 2026-12-06: the peaks' TF-IDF at Signac's fixed scale
-1e4, for the LSI and the query's classifier), one ablation per
+1e4, for the LSI and the query's classifier), ``scncl_vote30`` (the default before 2026-12-06's vote over 10
+neighbours: 30), one ablation per
 default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
 ``scncl_no_ncl``, ``scncl_cell_novelty``),
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
@@ -106,7 +107,8 @@ SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_b
                   "scncl_no_peaks": {**SINGLE, "peak_weight": 0.0}, "scncl_no_ncl": {**SINGLE, "ncl_weight": 0.0},
                   "scncl_cell_novelty": {**SINGLE, "novelty_by": "cell"},
                   "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"},
-                  "scncl_learned_atac": {"learned_atac": True}, "scncl_signac_tfidf": {"tfidf_scale": 1e4}}
+                  "scncl_learned_atac": {"learned_atac": True}, "scncl_signac_tfidf": {"tfidf_scale": 1e4},
+                  "scncl_vote30": {"vote_neighbors": 30}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
 NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the

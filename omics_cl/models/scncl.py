@@ -69,7 +69,7 @@ class SCNCLConfig:
     temperature: float = 0.4
     symmetric_nndr: bool = True
     min_vote: float = 0.8
-    vote_neighbors: int = 30
+    vote_neighbors: int = 10  # 30 before 2026-12-06 (benchmarks/README.md, label transfer)
     prediction: str = "knn"
     peak_weight: float = 0.5
     peak_features: str = "lsi+activity+peaks"
