@@ -42,6 +42,9 @@ def test_bad_input_refused_before_anything_is_written(data, tmp_path):
     for bad_count in (0, True, 2.0):
         with pytest.raises(ValueError, match="n_components must be a positive integer"):
             tl.embed_atac(out, n_components=bad_count)
+    for bad_scale in (0, -1.0, float("nan"), "10"):
+        with pytest.raises(ValueError, match="tfidf_scale must be None or a positive number"):
+            tl.embed_atac(out, tfidf_scale=bad_scale)
     with pytest.raises(ValueError, match="gene activity"):
         tl.embed_atac(out, model=tmp_path / "missing")
     bad = atac.copy()

@@ -53,8 +53,7 @@ def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = L
     -------
     dict
         ``n_components``, ``lsi`` (depth correlation, whether the first component was dropped, the TF-IDF scale),
-        ``learned``
-        (the obsm key of the learned latent or ``None``) and versions.
+        ``learned`` (the obsm key of the learned latent or ``None``) and versions.
     """
     check_positive_int(n_components, "n_components")
     check_positive_number(tfidf_scale, "tfidf_scale", allow_none=True)
