@@ -58,11 +58,16 @@ def test_lsi_on_mop_drops_depth_component_and_is_deterministic():
 
 
 def test_adaptive_scale_is_a_strided_sample_median(monkeypatch):
-    """On many stored values the scale's median comes from an evenly strided sample: close to the full median,
-    the same on every call, and the TF-IDF does not depend on the sequencing depth of all cells together."""
+    """Duplicate entries are summed first; on many stored values the scale's median comes from an evenly strided
+    sample: close to the full median, the same on every call; the TF-IDF does not depend on the sequencing depth
+    of all cells together."""
     x = sp.random(2000, 300, density=0.05, random_state=5, format="csr", dtype=np.float32)
     x.data = np.ceil(x.data * 4)
     full = lsi.adaptive_scale(x)
+    rows = [(np.tile(x.indices[a:b], 2), np.tile(x.data[a:b] / 2, 2)) for a, b in zip(x.indptr[:-1], x.indptr[1:])]
+    halves = sp.csr_matrix((np.concatenate([d for _, d in rows]), np.concatenate([i for i, _ in rows]),
+                            2 * x.indptr), shape=x.shape)  # each count stored twice, as two halves
+    assert not halves.has_canonical_format and np.isclose(lsi.adaptive_scale(halves), full)
     monkeypatch.setattr(lsi, "SCALE_SAMPLE", 997)
     sampled = lsi.adaptive_scale(x)
     assert sampled == lsi.adaptive_scale(x) and abs(sampled / full - 1) < 0.1

@@ -19,10 +19,19 @@ SIGNAC_SCALE = 1e4  # Signac's and muon's fixed scale factor; this package's bef
 SCALE_SAMPLE = 1 << 20  # stored values the adaptive scale's median is taken over, at most
 
 
+def canonical_rows(counts) -> sp.csr_matrix:
+    """``counts`` as CSR with sorted, summed (duplicate-free) entries; a copy only when they were not."""
+    x = sp.csr_matrix(counts)
+    if not x.has_canonical_format:
+        x = x.copy()
+        x.sum_duplicates()
+    return x
+
+
 def adaptive_scale(counts, idf: np.ndarray | None = None) -> float:
     """The adaptive scale of :func:`tfidf`: ``TYPICAL_TFIDF`` over the median of the stored TF * IDF values
     (an evenly strided sample of at most ``SCALE_SAMPLE``); 1 when nothing is stored."""
-    x = sp.csr_matrix(counts)
+    x = canonical_rows(counts)
     if x.nnz == 0:
         return 1.0
     idf = inverse_document_frequency(x) if idf is None else np.asarray(idf, dtype=np.float64)
@@ -46,10 +55,7 @@ def tfidf(counts, scale: float | None = None, chunk_values: int = 1 << 24,
     in float64 on the stored values, ``chunk_values`` at a time, then kept as float32, so the memory it needs
     beyond its input is about the result's (a 10^6-cell atlas fits).
     """
-    x = sp.csr_matrix(counts)
-    if not x.has_canonical_format:
-        x = x.copy()
-        x.sum_duplicates()
+    x = canonical_rows(counts)
     cell_total = np.asarray(x.sum(1, dtype=np.float64)).ravel()
     idf = inverse_document_frequency(x) if idf is None else np.asarray(idf, dtype=np.float64)
     inv_total = np.divide(1.0, cell_total, out=np.zeros_like(cell_total), where=cell_total > 0)
