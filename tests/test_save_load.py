@@ -240,11 +240,12 @@ def test_cli_transfer_save_model_then_map(data, tmp_path, capsys):
 
 @pytest.mark.parametrize("old", [
     {"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "support_weight": 0.0, "novelty_support": False},
-    {"support_rank_weight": 0.5}])
+    {"support_rank_weight": 0.5}, {"vote_share": 1.0}])
 def test_model_saved_before_newer_config_fields_maps_as_it_was_trained(data, tmp_path, old):
     """A model.json written before ``n_members``, ``class_prior_power``, ``peak_features``, ``support_weight`` and
-    ``novelty_support`` existed, or with the label support before ``support_rank_weight`` existed (equal ranks), is
-    read with the values it was trained with (scncl's ``saved_defaults``), not with today's defaults."""
+    ``novelty_support`` existed, with the label support before ``support_rank_weight`` existed (equal ranks), or with
+    the neighbour vote alone before ``vote_share`` existed, is read with the values it was trained with (scncl's
+    ``saved_defaults``), not with today's defaults."""
     original = _train(data, tmp_path / "m", **old)
     path = tmp_path / "m"
     meta = json.loads((path / "model.json").read_text())

@@ -73,6 +73,23 @@ def test_peak_tfidf_needs_the_query_tfidf():
         map_query(model, dataclasses.replace(query, class_signatures=None), config, Context(0))
 
 
+def test_vote_share_mixes_the_neighbour_vote_with_the_classifier(mop_split):
+    """The same training: the probabilities are ``vote_share`` x the neighbour vote + the rest x the classifier's
+    softmax (``vote_share=0`` is ``prediction="classifier"``); a share outside [0, 1] is refused before training."""
+    ref, query, activity = mop_split
+    plain = {"n_members": 1, "peak_weight": 0.0, "support_weight": 0.0, "epochs": 2}
+    vote = run_transfer(ref, query, activity, vote_share=1.0, **plain)[1].obsm["scncl_probabilities"]
+    softmax = run_transfer(ref, query, activity, prediction="classifier", **plain)[1].obsm["scncl_probabilities"]
+    assert np.allclose(vote * 10, np.round(vote * 10), atol=1e-5)  # shares of 10 neighbours
+    assert np.array_equal(run_transfer(ref, query, activity, vote_share=0.0, **plain)[1].obsm["scncl_probabilities"],
+                          softmax)
+    mixed = run_transfer(ref, query, activity, vote_share=0.25, **plain)[1].obsm["scncl_probabilities"]
+    assert np.allclose(mixed, 0.25 * vote + 0.75 * softmax, atol=1e-6)
+    for share in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="vote_share"):
+            run_transfer(ref, query, activity, epochs=1, vote_share=share)
+
+
 def test_unknown_peak_features_refused_before_training(mop_split):
     with pytest.raises(ValueError, match="peak_features"):
         run_transfer(*mop_split, epochs=1, peak_features="peaks")

@@ -12,19 +12,18 @@ NNDR (from scJoint): centring ``mean_j |mean_i F_ij|`` + decorrelation ``mean |u
 
 Beyond the seed (each an ablation row in benchmarks/label_transfer.py; ``variant="seed"`` is the seed's recipe):
 symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference cells in the latent space
-(``prediction="knn"``, as scGLUE's benchmark transfers) instead of g; the vote mixed with a classifier of the
-query's own peak-space embedding (LSI), gene-activity features and the TF-IDF of its peaks (``peak_features``;
-``"lsi+activity"``: without the peaks, ``"lsi"``: LSI only) fitted to its confidently labelled cells
-(``peak_weight``); the probabilities divided by the reference's class shares to the
-power ``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large
-ones; 0 by default since the label support below does that job better) and multiplied by
-``exp(support_weight * z)``, z: how well the cell's own gene activity supports each class (its genes weighted by the
-reference's class signature, ``omics_cl.data.signatures``), standardised over the query's cells per class; novelty
-averaged over query clusters (``novelty_by="cluster"``; the seed: per cell) and ranked together with how little the
-cell's own gene activity supports its label (``novelty_support``, the support's rank at weight
-``support_rank_weight``; the seed: the softmax alone); an ensemble of
-``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty
-are averaged (the seed: one model).
+(``prediction="knn"``, as scGLUE's benchmark transfers) beside g's softmax at ``vote_share``; that mixed with a
+classifier of the query's own peak-space embedding (LSI), gene-activity features and the TF-IDF of its peaks
+(``peak_features``; ``"lsi+activity"``: without the peaks, ``"lsi"``: LSI only) fitted to its confidently labelled
+cells (``peak_weight``); the probabilities divided by the reference's class shares to the power
+``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large ones; 0
+by default since the label support below does that job better) and multiplied by ``exp(support_weight * z)``, z: how
+well the cell's own gene activity supports each class (its genes weighted by the reference's class signature,
+``omics_cl.data.signatures``), standardised over the query's cells per class; novelty averaged over query clusters
+(``novelty_by="cluster"``; the seed: per cell) and ranked together with how little the cell's own gene activity
+supports its label (``novelty_support``, the support's rank at weight ``support_rank_weight``; the seed: the softmax
+alone); an ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and
+novelty are averaged (the seed: one model).
 """
 from __future__ import annotations
 
@@ -71,6 +70,7 @@ class SCNCLConfig:
     min_vote: float = 0.8
     vote_neighbors: int = 10  # 30 before 2026-12-06 (benchmarks/README.md, label transfer)
     prediction: str = "knn"
+    vote_share: float = 0.5  # 1 before 2026-12-06's forty-third session: the vote alone
     peak_weight: float = 0.5
     peak_features: str = "lsi+activity+peaks"
     novelty_by: str = "cluster"
@@ -151,6 +151,9 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
     any training); an ensemble's members each get their own batches (``MemberSource``)."""
     if config.prediction not in ("classifier", "knn"):
         raise ValueError(f"prediction must be 'classifier' or 'knn', got {config.prediction!r}")
+    if not 0.0 <= config.vote_share <= 1.0:
+        raise ValueError(f"vote_share is the neighbour vote's share beside the classifier, in [0, 1]; "
+                         f"got {config.vote_share}")
     if config.peak_features not in PEAK_FEATURES:
         raise ValueError(f"peak_features must be one of {PEAK_FEATURES}, got {config.peak_features!r}")
     if config.novelty_by not in ("cell", "cluster"):
@@ -206,9 +209,10 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
     atac_z = encode(model, query.atac_x)
     prob = softmax
     if config.prediction == "knn":
-        prob = np.mean([knn_vote(ref, z, query.reference_labels, query.n_classes, config.vote_neighbors, seed=ctx.seed)
+        vote = np.mean([knn_vote(ref, z, query.reference_labels, query.n_classes, config.vote_neighbors, seed=ctx.seed)
                         for ref, z in zip(member_latents(query.reference_embedding, len(group)),
                                           member_latents(atac_z, len(group)))], axis=0)
+        prob = config.vote_share * vote + (1 - config.vote_share) * softmax
     notes = {}
     if config.peak_weight:
         activity = query.atac_x if "activity" in config.peak_features else None
@@ -247,17 +251,17 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
 
 def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config: SCNCLConfig, train: TrainConfig, ctx):
     """Embeddings of every reference and query cell; the query's class probabilities: the classifier's softmax
-    (``prediction="classifier"``) or the reference label shares among each query cell's ``vote_neighbors`` nearest
-    reference cells in the latent space (``"knn"``), mixed with :func:`peak_classifier` at ``peak_weight``, then
-    divided by the reference's class shares to the power ``class_prior_power``, multiplied by
-    ``exp(support_weight * z)`` (z: each class's support by the cell's gene activity, standardised per class over
-    the query) and renormalised; novelty: 1 - the classifier's maximum softmax (it separates unseen types better
-    than the neighbour vote), with ``novelty_by="cluster"`` averaged over the cell's Leiden cluster (resolution 1)
-    of the query latent (``query_clusters``): an unseen type shows as a cluster the reference explains badly. With
-    ``novelty_support`` that score is kept as ``confidence_novelty`` and the novelty is a weighted mean of two
-    quantile ranks: its own and, at ``support_rank_weight``, that of the cell's lack of support for its label
-    (``label_support``: its gene activity weighted by the reference's signature of that class,
-    ``omics_cl.data.signatures``; ``class_signatures`` is returned to be saved with the model)."""
+    (``prediction="classifier"``) or, at ``vote_share`` beside it, the reference label shares among each query
+    cell's ``vote_neighbors`` nearest reference cells in the latent space (``"knn"``); either mixed with
+    :func:`peak_classifier` at ``peak_weight``, then divided by the reference's class shares to the power
+    ``class_prior_power``, multiplied by ``exp(support_weight * z)`` (z: each class's support by the cell's gene
+    activity, standardised per class over the query) and renormalised; novelty: 1 - the classifier's maximum softmax
+    (it separates unseen types better than the neighbour vote), with ``novelty_by="cluster"`` averaged over the
+    cell's Leiden cluster (resolution 1) of the query latent (``query_clusters``): an unseen type shows as a cluster
+    the reference explains badly. With ``novelty_support`` that score is kept as ``confidence_novelty`` and the
+    novelty is a weighted mean of two quantile ranks: its own and, at ``support_rank_weight``, that of the cell's
+    lack of support for its label (``label_support``: its gene activity weighted by the reference's signature of
+    that class, ``omics_cl.data.signatures``; ``class_signatures`` is returned to be saved with the model)."""
     source = transfer_batches(source)
     rna_z = encode(model, source.rna_x)
     signatures = class_signatures(source.rna_x, source.rna_y, source.n_classes) if uses_signatures(config) else None
@@ -276,6 +280,6 @@ METHOD = Method(
                                            config, ctx.seed),
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed,
     variants={"seed": SEED_RECIPE}, map_query=map_query,
-    saved_defaults={"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "support_weight": 0.0,
-                    "novelty_support": False, "support_rank_weight": 0.5},
+    saved_defaults={"vote_share": 1.0, "n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi",
+                    "support_weight": 0.0, "novelty_support": False, "support_rank_weight": 0.5},
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")
