@@ -94,7 +94,8 @@ SINGLE = {"n_members": 1, **LSI_PEAKS, "class_prior_power": 0.0}
 # every row reads the query's LSI at tl.transfer_labels' n_lsi_components (20 since 2026-12-05) unless it pins it;
 # scncl_lsi50 is the default before then (50 components). Likewise every row reads the peaks' TF-IDF at the adaptive
 # scale (tfidf_scale=None, since 2026-12-06); scncl_signac_tfidf is the default before then (Signac's 1e4);
-# scncl_vote_only: the neighbour vote alone (vote_share=1, the default before 2026-12-06's forty-third session)
+# scncl_vote_only: the neighbour vote alone (vote_share=1, the default before 2026-12-06's forty-third session);
+# scncl_scaled_lsi: the query's LSI components standardised (scale_lsi=True, the default before the same session)
 SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_before_support": BEFORE_SUPPORT,
                   "scncl_no_support_weight": {"support_weight": 0.0},
                   "scncl_support_prior": {"class_prior_power": 0.25}, "scncl_before_tfidf": BEFORE_TFIDF,
@@ -109,7 +110,8 @@ SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_b
                   "scncl_cell_novelty": {**SINGLE, "novelty_by": "cell"},
                   "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"},
                   "scncl_learned_atac": {"learned_atac": True}, "scncl_signac_tfidf": {"tfidf_scale": 1e4},
-                  "scncl_vote30": {"vote_share": 1.0, "vote_neighbors": 30}, "scncl_vote_only": {"vote_share": 1.0}}
+                  "scncl_vote30": {"vote_share": 1.0, "vote_neighbors": 30, "scale_lsi": True},
+                  "scncl_vote_only": {"vote_share": 1.0, "scale_lsi": True}, "scncl_scaled_lsi": {"scale_lsi": True}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
 NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the

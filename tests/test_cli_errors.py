@@ -228,7 +228,7 @@ def test_learned_atac_needs_the_annotation_and_reaches_the_tool(inputs, calls, c
 
 def test_tfidf_scale_is_checked_and_reaches_the_tool(inputs, calls, capsys, monkeypatch):
     """``--tfidf-scale`` must be a positive number (a usage error otherwise); it is passed on, and without it the
-    tool's default (adaptive, None) applies."""
+    tool's default (adaptive, None) applies; ``--scale-lsi`` passes ``scale_lsi=True`` (default False)."""
     argv, out, _ = command("transfer", inputs)
     for bad in ("0", "-2", "nan", "inf", "ten"):
         with pytest.raises(SystemExit) as usage:
@@ -237,12 +237,12 @@ def test_tfidf_scale_is_checked_and_reaches_the_tool(inputs, calls, capsys, monk
     stub, given = tl.transfer_labels, []
 
     def recording(*args, **kwargs):
-        given.append(kwargs["tfidf_scale"])
+        given.append((kwargs["tfidf_scale"], kwargs["scale_lsi"]))
         return stub(*args, **kwargs)
 
     monkeypatch.setattr(tl, "transfer_labels", recording)
-    for i, extra in enumerate((["--tfidf-scale", "1e4"], [])):
+    for i, extra in enumerate((["--tfidf-scale", "1e4"], ["--scale-lsi"], [])):
         run = [*argv, *extra]
         run[run.index("--out") + 1] = str(out.with_name(f"scale{i}{out.suffix}"))
         assert main(run) == 0, capsys.readouterr().err
-    assert given == [1e4, None]
+    assert given == [(1e4, False), (None, True), (None, False)]

@@ -57,6 +57,19 @@ def test_lsi_on_mop_drops_depth_component_and_is_deterministic():
     assert np.array_equal(z, z2)
 
 
+def test_unstandardized_lsi_keeps_the_components_weights():
+    """``standardize=False``: the same centred components, each divided by their mean standard deviation instead of
+    its own, so their spread follows the singular values (decreasing); the projection reproduces it."""
+    atac = datasets.load("mop_snare_paired", modality="atac")[:1500]
+    z, info, _ = lsi.fit_lsi(atac.X, n_components=12, seed=0)
+    raw, raw_info, projection = lsi.fit_lsi(atac.X, n_components=12, seed=0, standardize=False)
+    assert info["standardized"] and not raw_info["standardized"]
+    sd = raw.std(0)
+    assert np.allclose(z * sd, raw, atol=1e-4)
+    assert np.isclose(sd.mean(), 1.0, atol=1e-4) and sd[0] > sd[-1] + 0.05
+    assert np.allclose(lsi.project_lsi(atac.X, projection), raw, atol=1e-3)
+
+
 def test_adaptive_scale_is_a_strided_sample_median(monkeypatch):
     """Duplicate entries are summed first; on many stored values the scale's median comes from an evenly strided
     sample: close to the full median, the same on every call; the TF-IDF does not depend on the sequencing depth

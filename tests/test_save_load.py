@@ -302,9 +302,27 @@ def test_query_tfidf_follows_the_saved_model(data, tmp_path, scale, drop_key):
     _assert_same(original, _map(data, path))
 
 
+@pytest.mark.parametrize("scale_lsi, drop_key", [(False, False), (True, False), (True, True)])
+def test_query_lsi_scaling_follows_the_saved_model(data, tmp_path, scale_lsi, drop_key):
+    """The query's LSI components are standardised or not as the model was trained (the record says which; the
+    outputs do not depend on it when mapping, as the LSI reaches them only through the standardised features of the
+    peak classifier); a model.json written before the choice was saved was trained on standardised components."""
+    original = _train(data, tmp_path / "m", scale_lsi=scale_lsi, epochs=1)
+    path = tmp_path / "m"
+    meta = json.loads((path / "model.json").read_text())
+    assert meta["scale_lsi"] is scale_lsi and original.uns["omics_cl"]["scncl"]["lsi"]["standardized"] is scale_lsi
+    if drop_key:
+        del meta["scale_lsi"]
+        (path / "model.json").write_text(json.dumps(meta))
+    mapped = _map(data, path)
+    _assert_same(original, mapped)
+    assert mapped.uns["omics_cl"]["scncl"]["lsi"]["standardized"] is scale_lsi
+
+
 @pytest.mark.parametrize("setting, bad", [*[("n_lsi_components", v) for v in (0, -3, 2.5, True, "20")],
                                           *[("tfidf_scale", v) for v in (0, -1.0, float("nan"), float("inf"), True,
-                                                                         "10")]])
+                                                                         "10")],
+                                          *[("scale_lsi", v) for v in (None, 1, "yes")]])
 def test_bad_query_lsi_setting_fails_before_training(data, setting, bad):
     rna, atac, activity = data
     query = atac.copy()

@@ -113,7 +113,7 @@ def cmd_transfer(args) -> int:
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
                                 method=args.method, save_model=args.save_model, annotation=args.annotation,
                                 learned_atac=args.learned_atac, tfidf_scale=args.tfidf_scale,
-                                **novelty_rate_keywords(args.novelty_rate), **params)
+                                scale_lsi=args.scale_lsi, **novelty_rate_keywords(args.novelty_rate), **params)
     n_novel = int(atac.obs["omics_cl_is_novel"].sum())
     print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "

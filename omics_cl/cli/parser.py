@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tfidf-scale", type=positive_number, default=None, metavar="SCALE",
                    help="scale inside the peaks' log1p(TF * IDF * scale) (default: adapted so that the median value "
                         "is 10; 10000: Signac's fixed factor)")
+    t.add_argument("--scale-lsi", action="store_true",
+                   help="standardise each component of the query's LSI (Signac's scale.embeddings; the default before "
+                        "2026-12-06), instead of keeping their singular values' weights")
     t.add_argument("--learned-atac", action="store_true",
                    help="put a learned ATAC latent (peak-gene guided VAE; needs --annotation) beside the query's "
                         "LSI (about 4x slower)")

@@ -78,19 +78,23 @@ def tfidf(counts, scale: float | None = None, chunk_values: int = 1 << 24,
 
 
 def lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
-        tfidf_scale: float | None = None) -> tuple[np.ndarray, dict]:
-    """LSI embedding (cells x components, each standardised) of TF-IDF peak counts (:func:`tfidf` at
-    ``tfidf_scale``; None: :func:`adaptive_scale`).
+        tfidf_scale: float | None = None, standardize: bool = True) -> tuple[np.ndarray, dict]:
+    """LSI embedding (cells x components, centred) of TF-IDF peak counts (:func:`tfidf` at ``tfidf_scale``; None:
+    :func:`adaptive_scale`). ``standardize``: each component scaled to unit variance (as Signac's
+    ``scale.embeddings``); otherwise all divided by their mean standard deviation, so that they keep their
+    singular values' weights.
 
     The first component is dropped when its absolute Pearson correlation with log sequencing depth
-    exceeds ``depth_correlation``. Returns the embedding and ``{"depth_r", "dropped_first", "tfidf_scale"}``.
+    exceeds ``depth_correlation``. Returns the embedding and ``{"depth_r", "dropped_first", "tfidf_scale",
+    "standardized"}``.
     """
-    embedding, info, _ = fit_lsi(counts, n_components, depth_correlation, seed, tfidf_scale)
+    embedding, info, _ = fit_lsi(counts, n_components, depth_correlation, seed, tfidf_scale, standardize)
     return embedding, info
 
 
 def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
-            tfidf_scale: float | None = None) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
+            tfidf_scale: float | None = None,
+            standardize: bool = True) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
     """:func:`lsi`, and the projection that :func:`project_lsi` applies to other cells: the IDF, the TF-IDF
     scale, the kept SVD components and the standardisation (arrays ``idf``, ``scale``, ``components``, ``mean``,
     ``std``)."""
@@ -108,9 +112,11 @@ def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed
     kept = slice(1, None) if drop else slice(None, -1)
     z = z[:, kept]
     mean, std = z.mean(0), np.where(z.std(0) > 0, z.std(0), 1.0)
+    if not standardize:
+        std = np.full_like(std, std.mean())
     projection = {"idf": idf, "scale": np.asarray(scale), "components": svd.components_[kept], "mean": mean,
                   "std": std}
-    info = {"depth_r": r, "dropped_first": bool(drop), "tfidf_scale": scale}
+    info = {"depth_r": r, "dropped_first": bool(drop), "tfidf_scale": scale, "standardized": bool(standardize)}
     return ((z - mean) / std).astype(np.float32), info, projection
 
 

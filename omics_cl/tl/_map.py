@@ -84,9 +84,11 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
         warnings.warn(f"{len(missing)} of the model's {len(saved.arrays['genes'])} genes are not in the query's gene "
                       f"activity (e.g. {missing[:3]}); they are set to zero", stacklevel=3)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
-    # models saved before these settings were recorded used 50 components and Signac's TF-IDF scale
+    # models saved before these settings were recorded used 50 components, Signac's TF-IDF scale and standardised
+    # components
     peaks, lsi_info = lsi.lsi(peak_counts, int(meta.get("n_lsi_components", 50)), seed=int(meta["seed"]),
-                              tfidf_scale=meta.get("tfidf_scale", lsi.SIGNAC_SCALE))
+                              tfidf_scale=meta.get("tfidf_scale", lsi.SIGNAC_SCALE),
+                              standardize=bool(meta.get("scale_lsi", True)))
     latent = None
     if meta.get("learned_atac"):  # a model trained with transfer_labels(..., learned_atac=...)
         latent = saved_query_latent(peak_counts, atac.var_names, saved.arrays, meta["learned_atac"])

@@ -93,14 +93,14 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                     progress: bool = True, method: str = "scncl",
                     save_model: str | os.PathLike | None = None, novelty_rate: float | None = NOVELTY_RATE,
                     learned_atac: bool | dict = False, tfidf_scale: float | None = None,
-                    **model_params) -> dict:
+                    scale_lsi: bool = False, **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
     Gene activity comes from ``gene_activity`` (cells x genes AnnData, same cells as ``atac``) or is
     built from ``annotation``. The ATAC neighbourhood graph is a cosine kNN on LSI of the peaks
     (``n_lsi_components``; the query's peak-space embedding, which scncl's peak classifier also reads, with the
-    peaks' TF-IDF at ``tfidf_scale``);
+    peaks' TF-IDF at ``tfidf_scale``; its components standardised when ``scale_lsi``);
     ``learned_atac=True`` puts a learned ATAC latent beside the LSI (a peak-gene guided VAE of the reference's RNA
     counts and the query's peaks, linked through ``annotation``; no labels; :mod:`omics_cl.core.guided_vae`;
     a dict: :class:`~omics_cl.core.guided_vae.GuidedVAEConfig` values, e.g. ``{"epochs": 50}``).
@@ -170,6 +170,10 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         Scale inside the peaks' ``log1p(TF * IDF * scale)`` (:func:`omics_cl.data.lsi.tfidf`). ``None`` (default
         since 2026-12-06) adapts it so that the median value is 10; ``1e4`` is Signac's fixed factor, the default
         before (measured in benchmarks/README.md, label transfer).
+    scale_lsi
+        Standardise each LSI component (Signac's ``scale.embeddings``, the default before 2026-12-06's forty-third
+        session); ``False`` keeps their singular values' weights in the kNN graph (measured in
+        benchmarks/README.md, label transfer).
     **model_params
         Method config / training config values (e.g. ``epochs=50``).
 
@@ -183,6 +187,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     check_novelty_rate(novelty_rate)
     check_positive_int(n_lsi_components, "n_lsi_components")
     check_positive_number(tfidf_scale, "tfidf_scale", allow_none=True)
+    if not isinstance(scale_lsi, bool):
+        raise ValueError(f"scale_lsi must be True or False, got {scale_lsi!r}")
     latent_config = guided_config(learned_atac)
     if latent_config is not None and annotation is None:
         raise ValueError("learned_atac links peaks to genes through the gene annotation: give annotation")
@@ -206,7 +212,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
                                                          features)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
-    embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed, tfidf_scale=tfidf_scale)
+    embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed, tfidf_scale=tfidf_scale,
+                                  standardize=scale_lsi)
     latent_record, latent_arrays = None, {}
     if latent_config is not None:
         rna_counts = counts_matrix(rna[labelled], rna_layer)[:, rna.var_names.get_indexer(genes)]
@@ -239,7 +246,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         saved.update(latent_arrays)
         save_method_model(save_model, trained, saved,
                           classes=list(classes), label_key=label_key, features=features, seed=seed,
-                          n_lsi_components=n_lsi_components, tfidf_scale=tfidf_scale, record=record,
+                          n_lsi_components=n_lsi_components, tfidf_scale=tfidf_scale, scale_lsi=scale_lsi,
+                          record=record,
                           learned_atac=None if latent_config is None else dataclasses.asdict(latent_config))
     for target in (atac, rna):
         store_record(target, method, record)
