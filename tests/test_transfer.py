@@ -123,7 +123,8 @@ def test_query_labels_never_reach_the_transfer(mop_split):
 @pytest.mark.filterwarnings("error:Forward slashes")
 def test_vote_probabilities_are_neighbour_shares(mop_split, tmp_path):
     ref, query, activity = mop_split
-    out = run_transfer(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=1, support_weight=0)[1]
+    out = run_transfer(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=1, support_weight=0,
+                       vote_share=1.0)[1]
     prob = get.transfer_probabilities(out)
     assert list(prob.columns) == list(out.uns["omics_cl"]["scncl"]["classes"])
     assert prob.index.equals(out.obs_names) and np.array_equal(prob.to_numpy(), out.obsm["scncl_probabilities"])
@@ -164,7 +165,8 @@ def test_ensemble_averages_its_members(mop_split):
     """Two members: latents side by side (unit rows, so cosine similarity is the members' mean), votes are the
     members' mean; one member is the single seed model."""
     ref, query, activity = mop_split
-    out = run_transfer(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=2, support_weight=0)[1]
+    out = run_transfer(ref, query, activity, epochs=2, prediction="knn", peak_weight=0.0, n_members=2, support_weight=0,
+                       vote_share=1.0)[1]
     z = out.obsm["X_scncl"]
     assert z.shape == (out.n_obs, 128) and np.allclose(np.linalg.norm(z, axis=1), 1, atol=1e-5)
     prob = out.obsm["scncl_probabilities"]

@@ -78,23 +78,26 @@ def tfidf(counts, scale: float | None = None, chunk_values: int = 1 << 24,
 
 
 def lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
-        tfidf_scale: float | None = None, standardize: bool = True) -> tuple[np.ndarray, dict]:
+        tfidf_scale: float | None = None, standardize: bool = True,
+        counts_tfidf: sp.csr_matrix | None = None) -> tuple[np.ndarray, dict]:
     """LSI embedding (cells x components, centred) of TF-IDF peak counts (:func:`tfidf` at ``tfidf_scale``; None:
     :func:`adaptive_scale`). ``standardize``: each component scaled to unit variance (as Signac's
     ``scale.embeddings``); otherwise all divided by their mean standard deviation, so that they keep their
-    singular values' weights.
+    singular values' weights. ``counts_tfidf``: :func:`tfidf` of ``counts`` at ``tfidf_scale`` when the caller
+    has it already (not recomputed, not checked).
 
     The first component is dropped when its absolute Pearson correlation with log sequencing depth
     exceeds ``depth_correlation``. Returns the embedding and ``{"depth_r", "dropped_first", "tfidf_scale",
     "standardized"}``.
     """
-    embedding, info, _ = fit_lsi(counts, n_components, depth_correlation, seed, tfidf_scale, standardize)
+    embedding, info, _ = fit_lsi(counts, n_components, depth_correlation, seed, tfidf_scale, standardize,
+                                 counts_tfidf)
     return embedding, info
 
 
 def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
-            tfidf_scale: float | None = None,
-            standardize: bool = True) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
+            tfidf_scale: float | None = None, standardize: bool = True,
+            counts_tfidf: sp.csr_matrix | None = None) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
     """:func:`lsi`, and the projection that :func:`project_lsi` applies to other cells: the IDF, the TF-IDF
     scale, the kept SVD components and the standardisation (arrays ``idf``, ``scale``, ``components``, ``mean``,
     ``std``)."""
@@ -102,7 +105,7 @@ def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed
 
     idf = inverse_document_frequency(counts)
     scale = adaptive_scale(counts, idf) if tfidf_scale is None else float(tfidf_scale)
-    x = tfidf(counts, scale=scale, idf=idf)
+    x = tfidf(counts, scale=scale, idf=idf) if counts_tfidf is None else counts_tfidf
     n_components = min(n_components + 1, min(x.shape) - 1)
     svd = TruncatedSVD(n_components=n_components, algorithm="randomized", n_iter=7, random_state=seed)
     z = svd.fit_transform(x)

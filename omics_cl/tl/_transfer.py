@@ -212,8 +212,10 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
                                                          features)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
-    embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed, tfidf_scale=tfidf_scale,
-                                  standardize=scale_lsi)
+    scale = lsi.adaptive_scale(peak_counts) if tfidf_scale is None else float(tfidf_scale)
+    peak_tfidf = lsi.tfidf(peak_counts, scale=scale)
+    embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed, tfidf_scale=scale,
+                                  standardize=scale_lsi, counts_tfidf=peak_tfidf)
     latent_record, latent_arrays = None, {}
     if latent_config is not None:
         rna_counts = counts_matrix(rna[labelled], rna_layer)[:, rna.var_names.get_indexer(genes)]
@@ -222,7 +224,6 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         embedding = np.hstack([embedding, latent])
     neighbors = lsi.neighbors(embedding, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
-    peak_tfidf = lsi.tfidf(peak_counts, scale=lsi_info["tfidf_scale"])
     trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding,
                                                        peak_tfidf),
                                   models.Context(seed), progress, **model_params)
