@@ -11,9 +11,10 @@ and recall against the corrupted cells.
 Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene
 activity and the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's
 support by the cell's gene activity standardised over the query, novelty ranked with that support at weight 0.25;
-the query's LSI at 20 components; the peaks' TF-IDF at the adaptive scale), ``scncl_lsi50`` (the default before 2026-12-05's thirty-ninth session: LSI at 50
-components), ``scncl_before_support`` (the default before 2026-12-02's eighteenth session: probabilities divided by
-the reference's class shares to the power 0.25 instead, novelty from the classifier alone),
+the query's LSI at 20 components, its components not standardised; the peaks' TF-IDF at the adaptive scale; the
+neighbour vote beside the classifier's softmax), ``scncl_lsi50`` (the default before 2026-12-05's thirty-ninth
+session: LSI at 50 components), ``scncl_before_support`` (the default before 2026-12-02's eighteenth session:
+probabilities divided by the reference's class shares to the power 0.25 instead, novelty from the classifier alone),
 ``scncl_no_support_weight`` (the default without the support weight, no division either), ``scncl_support_prior``
 (the default with the division as well),
 ``scncl_before_tfidf`` (the query's classifier on LSI and gene activity at weight 0.6: the default
@@ -31,7 +32,8 @@ division, LSI only),
 novelty), ``scncl_learned_atac`` (the default with ``learned_atac=True``: the guided VAE's ATAC latent beside the
 query's LSI), ``scncl_signac_tfidf`` (the default before 2026-12-06: the peaks' TF-IDF at Signac's fixed scale
 1e4, for the LSI and the query's classifier), ``scncl_vote30`` (the default before 2026-12-06's vote over 10
-neighbours: 30), one ablation per
+neighbours: 30), ``scncl_vote_only`` and ``scncl_scaled_lsi`` (the defaults before 2026-12-06's forty-third session:
+the vote alone with standardised LSI components, and the standardised components alone), one ablation per
 default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
 ``scncl_no_ncl``, ``scncl_cell_novelty``),
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:

@@ -78,34 +78,45 @@ def tfidf(counts, scale: float | None = None, chunk_values: int = 1 << 24,
 
 
 def lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
-        tfidf_scale: float | None = None, standardize: bool = True,
-        counts_tfidf: sp.csr_matrix | None = None) -> tuple[np.ndarray, dict]:
+        tfidf_scale: float | None = None, standardize: bool = True) -> tuple[np.ndarray, dict]:
     """LSI embedding (cells x components, centred) of TF-IDF peak counts (:func:`tfidf` at ``tfidf_scale``; None:
     :func:`adaptive_scale`). ``standardize``: each component scaled to unit variance (as Signac's
     ``scale.embeddings``); otherwise all divided by their mean standard deviation, so that they keep their
-    singular values' weights. ``counts_tfidf``: :func:`tfidf` of ``counts`` at ``tfidf_scale`` when the caller
-    has it already (not recomputed, not checked).
+    singular values' weights.
 
     The first component is dropped when its absolute Pearson correlation with log sequencing depth
     exceeds ``depth_correlation``. Returns the embedding and ``{"depth_r", "dropped_first", "tfidf_scale",
     "standardized"}``.
     """
-    embedding, info, _ = fit_lsi(counts, n_components, depth_correlation, seed, tfidf_scale, standardize,
-                                 counts_tfidf)
+    embedding, info, _, _ = _fit(counts, n_components, depth_correlation, seed, tfidf_scale, standardize)
     return embedding, info
 
 
+def lsi_with_tfidf(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
+                   tfidf_scale: float | None = None,
+                   standardize: bool = True) -> tuple[np.ndarray, dict, sp.csr_matrix]:
+    """:func:`lsi`, and the TF-IDF matrix it was computed from (for callers that read both)."""
+    embedding, info, _, x = _fit(counts, n_components, depth_correlation, seed, tfidf_scale, standardize)
+    return embedding, info, x
+
+
 def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed: int = 0,
-            tfidf_scale: float | None = None, standardize: bool = True,
-            counts_tfidf: sp.csr_matrix | None = None) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
+            tfidf_scale: float | None = None,
+            standardize: bool = True) -> tuple[np.ndarray, dict, dict[str, np.ndarray]]:
     """:func:`lsi`, and the projection that :func:`project_lsi` applies to other cells: the IDF, the TF-IDF
     scale, the kept SVD components and the standardisation (arrays ``idf``, ``scale``, ``components``, ``mean``,
     ``std``)."""
+    embedding, info, projection, _ = _fit(counts, n_components, depth_correlation, seed, tfidf_scale, standardize)
+    return embedding, info, projection
+
+
+def _fit(counts, n_components: int, depth_correlation: float, seed: int, tfidf_scale: float | None,
+         standardize: bool) -> tuple[np.ndarray, dict, dict[str, np.ndarray], sp.csr_matrix]:
     from sklearn.decomposition import TruncatedSVD
 
     idf = inverse_document_frequency(counts)
     scale = adaptive_scale(counts, idf) if tfidf_scale is None else float(tfidf_scale)
-    x = tfidf(counts, scale=scale, idf=idf) if counts_tfidf is None else counts_tfidf
+    x = tfidf(counts, scale=scale, idf=idf)
     n_components = min(n_components + 1, min(x.shape) - 1)
     svd = TruncatedSVD(n_components=n_components, algorithm="randomized", n_iter=7, random_state=seed)
     z = svd.fit_transform(x)
@@ -120,7 +131,7 @@ def fit_lsi(counts, n_components: int = 50, depth_correlation: float = 0.5, seed
     projection = {"idf": idf, "scale": np.asarray(scale), "components": svd.components_[kept], "mean": mean,
                   "std": std}
     info = {"depth_r": r, "dropped_first": bool(drop), "tfidf_scale": scale, "standardized": bool(standardize)}
-    return ((z - mean) / std).astype(np.float32), info, projection
+    return ((z - mean) / std).astype(np.float32), info, projection, x
 
 
 def project_lsi(counts, projection: dict[str, np.ndarray]) -> np.ndarray:

@@ -86,12 +86,10 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
     # models saved before these settings were recorded used 50 components, Signac's TF-IDF scale and standardised
     # components
-    scale = meta.get("tfidf_scale", lsi.SIGNAC_SCALE)
-    scale = lsi.adaptive_scale(peak_counts) if scale is None else float(scale)
-    peak_tfidf = lsi.tfidf(peak_counts, scale=scale)
-    peaks, lsi_info = lsi.lsi(peak_counts, int(meta.get("n_lsi_components", 50)), seed=int(meta["seed"]),
-                              tfidf_scale=scale, standardize=bool(meta.get("scale_lsi", True)),
-                              counts_tfidf=peak_tfidf)
+    peaks, lsi_info, peak_tfidf = lsi.lsi_with_tfidf(peak_counts, int(meta.get("n_lsi_components", 50)),
+                                                     seed=int(meta["seed"]),
+                                                     tfidf_scale=meta.get("tfidf_scale", lsi.SIGNAC_SCALE),
+                                                     standardize=bool(meta.get("scale_lsi", True)))
     latent = None
     if meta.get("learned_atac"):  # a model trained with transfer_labels(..., learned_atac=...)
         latent = saved_query_latent(peak_counts, atac.var_names, saved.arrays, meta["learned_atac"])

@@ -212,10 +212,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
                                                          features)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
-    scale = lsi.adaptive_scale(peak_counts) if tfidf_scale is None else float(tfidf_scale)
-    peak_tfidf = lsi.tfidf(peak_counts, scale=scale)
-    embedding, lsi_info = lsi.lsi(peak_counts, n_lsi_components, seed=seed, tfidf_scale=scale,
-                                  standardize=scale_lsi, counts_tfidf=peak_tfidf)
+    embedding, lsi_info, peak_tfidf = lsi.lsi_with_tfidf(peak_counts, n_lsi_components, seed=seed,
+                                                         tfidf_scale=tfidf_scale, standardize=scale_lsi)
     latent_record, latent_arrays = None, {}
     if latent_config is not None:
         rna_counts = counts_matrix(rna[labelled], rna_layer)[:, rna.var_names.get_indexer(genes)]
