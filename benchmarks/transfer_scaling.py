@@ -11,7 +11,8 @@ the reference lacks: ``accuracy`` is on the known types' cells, ``auroc_unseen``
 the unseen type's cells (sanity checks of the run, against the generating types; labels are not read otherwise).
 
 The call runs once under cProfile; each phase is the cumulative time of the function that does it:
-``features`` (shared genes, HVGs, binarised features), ``lsi`` and ``lsi_knn`` (the query's LSI and its kNN),
+``features`` (shared genes, HVGs, binarised features), ``lsi`` and ``lsi_knn`` (the query's LSI, with the TF-IDF
+that the peak classifier also reads since 2026-12-06, and its kNN),
 ``train`` (``core.train.fit``: every member, compilation included), ``readout`` (scncl's ``embed``: encoding, the
 kNN vote, the peak-space classifier, signatures, the query's Leiden clusters for the novelty), and inside it
 ``knn_vote``, ``peak_classifier``, ``query_graph`` and ``query_leiden``; ``total`` is the whole call (cProfile's
@@ -47,7 +48,7 @@ CHUNK = 5_000  # query cells generated at once
 # phase -> (file the function is defined in, function name); cumulative seconds from the profile
 PHASES = {
     "features": ("omics_cl/data/transfer.py", "transfer_features"),
-    "lsi": ("omics_cl/data/lsi.py", "lsi"),
+    "lsi": ("omics_cl/data/lsi.py", "lsi_with_tfidf"),
     "lsi_knn": ("omics_cl/data/lsi.py", "neighbors"),
     "train": ("omics_cl/core/train.py", "fit"),
     "readout": ("omics_cl/models/scncl.py", "embed"),
