@@ -10,7 +10,8 @@ transfer flags disagreements its confusion does not explain (``tl.annotation_fla
 and recall against the corrupted cells.
 Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene
 activity and the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's
-support by the cell's gene activity standardised over the query, novelty ranked with that support at weight 0.25;
+support by the cell's gene activity standardised over the query, novelty ranked with that support (for the label
+before that weighting) at weight 0.25;
 the query's LSI at 20 components, its components not standardised; the peaks' TF-IDF at the adaptive scale; the
 neighbour vote beside the classifier's softmax), ``scncl_lsi50`` (the default before 2026-12-05's thirty-ninth
 session: LSI at 50 components), ``scncl_before_support`` (the default before 2026-12-02's eighteenth session:
@@ -33,7 +34,9 @@ novelty), ``scncl_learned_atac`` (the default with ``learned_atac=True``: the gu
 query's LSI), ``scncl_signac_tfidf`` (the default before 2026-12-06: the peaks' TF-IDF at Signac's fixed scale
 1e4, for the LSI and the query's classifier), ``scncl_vote30`` (the default before 2026-12-06's vote over 10
 neighbours: 30), ``scncl_vote_only`` and ``scncl_scaled_lsi`` (the defaults before 2026-12-06's forty-third session:
-the vote alone with standardised LSI components, and the standardised components alone), one ablation per
+the vote alone with standardised LSI components, and the standardised components alone),
+``scncl_final_label_support`` (the default before 2026-12-06's forty-fourth session: the novelty's support rank for
+the label after the support weighting, ``support_rank_label="final"``), one ablation per
 default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
 ``scncl_no_ncl``, ``scncl_cell_novelty``),
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
@@ -45,7 +48,9 @@ neighbours in the query embedding, ``propagate_neighbors=0``: the default before
 before 2026-12-02's seventeenth session), ``scncl_no_support_position`` (annotation rows only: the default check
 without the rule that a group's cells' own gene activity must sit at least 0.7 of the way from the atlas label's
 confirmed cells to the transferred label's, ``min_support_position=None``: the default before 2026-12-02's
-nineteenth session), and the
+nineteenth session), ``scncl_latent_spread`` (annotation rows only: the default check spreading flags over
+neighbours in the transfer's query latent, ``propagate_rep="X_scncl"``, instead of the query's LSI: the default
+before 2026-12-06's forty-fourth session), and the
 baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
 ``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
 kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
@@ -97,7 +102,9 @@ SINGLE = {"n_members": 1, **LSI_PEAKS, "class_prior_power": 0.0}
 # scncl_lsi50 is the default before then (50 components). Likewise every row reads the peaks' TF-IDF at the adaptive
 # scale (tfidf_scale=None, since 2026-12-06); scncl_signac_tfidf is the default before then (Signac's 1e4);
 # scncl_vote_only: the neighbour vote alone (vote_share=1, the default before 2026-12-06's forty-third session);
-# scncl_scaled_lsi: the query's LSI components standardised (scale_lsi=True, the default before the same session)
+# scncl_scaled_lsi: the query's LSI components standardised (scale_lsi=True, the default before the same session);
+# scncl_final_label_support: the novelty's support rank asks about the label after the support weighting
+# (support_rank_label="final", the default before 2026-12-06's forty-fourth session; every other row reads "unweighted")
 SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_before_support": BEFORE_SUPPORT,
                   "scncl_no_support_weight": {"support_weight": 0.0},
                   "scncl_support_prior": {"class_prior_power": 0.25}, "scncl_before_tfidf": BEFORE_TFIDF,
@@ -113,14 +120,18 @@ SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_b
                   "scncl_previous": {"variant": "seed", "ncl_weight": 0.3, "novelty_by": "cell"},
                   "scncl_learned_atac": {"learned_atac": True}, "scncl_signac_tfidf": {"tfidf_scale": 1e4},
                   "scncl_vote30": {"vote_share": 1.0, "vote_neighbors": 30, "scale_lsi": True},
-                  "scncl_vote_only": {"vote_share": 1.0, "scale_lsi": True}, "scncl_scaled_lsi": {"scale_lsi": True}}
+                  "scncl_vote_only": {"vote_share": 1.0, "scale_lsi": True}, "scncl_scaled_lsi": {"scale_lsi": True},
+                  "scncl_final_label_support": {"support_rank_label": "final"}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
 NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the
 # probability rule (min_probability_enrichment=0)
 NO_SUPPORT_POSITION = "scncl_no_support_position"  # annotation rows only: the default check without the support
 # rule (min_support_position=None)
-ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD, NO_PROBABILITY_RULE, NO_SUPPORT_POSITION)
+LATENT_SPREAD = "scncl_latent_spread"  # annotation rows only: the default check spreading flags over neighbours in
+# the transfer's latent (propagate_rep="X_scncl", the default before 2026-12-06's forty-fourth session) instead of
+# the query's LSI
+ANNOTATION_ONLY = (CELL_RULE, NO_SPREAD, NO_PROBABILITY_RULE, NO_SUPPORT_POSITION, LATENT_SPREAD)
 NO_SUPPORT = "scncl_no_support"  # closed / open rows read off the default transfer: novelty without label support
 EQUAL_RANKS = "scncl_equal_ranks"  # closed / open rows read off the default transfer: the two novelty ranks weighted
 # equally (support_rank_weight=0.5, the default before 2026-12-02's nineteenth session)
@@ -270,7 +281,8 @@ def main(argv=None) -> int:
                                     "seconds": seconds})
                         for name, check in ((NO_SPREAD, {"propagate_neighbors": 0}),
                                             (NO_PROBABILITY_RULE, {"min_probability_enrichment": 0.0}),
-                                            (NO_SUPPORT_POSITION, {"min_support_position": None})):
+                                            (NO_SUPPORT_POSITION, {"min_support_position": None}),
+                                            (LATENT_SPREAD, {"propagate_rep": "X_scncl"})):
                             if method == "scncl" and name in methods:
                                 tl.check_annotations(annotated, "atlas", **check)
                                 new.append({"scenario": "annotation", "method": name, "seed": seed,

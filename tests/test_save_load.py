@@ -73,6 +73,7 @@ def _assert_same(a, b):
         assert np.array_equal(a.obs[key].to_numpy(), b.obs[key].to_numpy()), key
     assert np.array_equal(a.obsm["X_scncl"], b.obsm["X_scncl"])
     assert np.array_equal(a.obsm["scncl_probabilities"], b.obsm["scncl_probabilities"])
+    assert np.array_equal(a.obsm["scncl_lsi"], b.obsm["scncl_lsi"])
 
 
 def test_saved_model_maps_its_training_query_bit_for_bit(data, trained):
@@ -240,11 +241,12 @@ def test_cli_transfer_save_model_then_map(data, tmp_path, capsys):
 
 @pytest.mark.parametrize("old", [
     {"n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi", "support_weight": 0.0, "novelty_support": False},
-    {"support_rank_weight": 0.5}, {"vote_share": 1.0}])
+    {"support_rank_weight": 0.5}, {"vote_share": 1.0}, {"support_rank_label": "final"}])
 def test_model_saved_before_newer_config_fields_maps_as_it_was_trained(data, tmp_path, old):
     """A model.json written before ``n_members``, ``class_prior_power``, ``peak_features``, ``support_weight`` and
     ``novelty_support`` existed, with the label support before ``support_rank_weight`` existed (equal ranks), or with
-    the neighbour vote alone before ``vote_share`` existed, is read with the values it was trained with (scncl's
+    the neighbour vote alone before ``vote_share`` existed, or with the support ranked for the final label before
+    ``support_rank_label`` existed, is read with the values it was trained with (scncl's
     ``saved_defaults``), not with today's defaults."""
     original = _train(data, tmp_path / "m", **old)
     path = tmp_path / "m"
@@ -311,6 +313,9 @@ def test_query_lsi_scaling_follows_the_saved_model(data, tmp_path, scale_lsi, dr
     path = tmp_path / "m"
     meta = json.loads((path / "model.json").read_text())
     assert meta["scale_lsi"] is scale_lsi and original.uns["omics_cl"]["scncl"]["lsi"]["standardized"] is scale_lsi
+    # the query's LSI, as the transfer computed it, is written for the annotation check's neighbours
+    expected, _ = lsi.lsi(data[1].X, meta["n_lsi_components"], seed=0, tfidf_scale=None, standardize=scale_lsi)
+    assert np.allclose(original.obsm["scncl_lsi"], expected, atol=1e-5)
     if drop_key:
         del meta["scale_lsi"]
         (path / "model.json").write_text(json.dumps(meta))

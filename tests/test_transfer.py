@@ -5,6 +5,7 @@ import pytest
 from conftest import run_transfer
 
 from omics_cl import get, tl
+from omics_cl.core.neighbors import knn
 
 
 def test_end_to_end_on_mop_subsample(mop_split):
@@ -91,13 +92,24 @@ def test_check_annotations_finds_relabelled_group(mop_split):
     assert (out.obs["omics_cl_suggested_label"].astype(str)[direct] == second).all()
     assert out.uns["omics_cl"]["check_annotations"]["estimated_precision"] == pytest.approx(
         (table["estimated_precision"] * table["n_cells"]).sum() / direct.sum())
-    # by default flags also spread to cells whose same-label neighbours in X_scncl are mostly flagged
+    # by default flags also spread to cells whose same-label neighbours in the query's LSI are mostly flagged
     table = tl.check_annotations(out, "atlas", propagate_neighbors=15)
     flags = out.obs["omics_cl_annotation_flag"].to_numpy()
     record = out.uns["omics_cl"]["check_annotations"]
+    assert record["propagate_rep"] == "scncl_lsi"
     assert (flags >= direct).all() and record["n_propagated"] == int((flags & ~direct).sum())
     assert (table["n_cells"] + table["n_propagated"]).sum() == flags.sum()
     assert (out.obs["omics_cl_suggested_label"].astype(str)[flags] == second).all()
+    for rep in ("scncl_lsi", "X_scncl"):
+        neighbors, _ = knn(out.obsm[rep], 16)
+        expected, _ = tl.neighbour_flags(direct, out.obs["atlas"], np.where(direct, second, None), neighbors[:, 1:])
+        tl.check_annotations(out, "atlas", propagate_rep=rep)
+        assert (out.obs["omics_cl_annotation_flag"].to_numpy() == expected).all()
+    with pytest.raises(ValueError, match="obsm\\['nope'\\]"):
+        tl.check_annotations(out, "atlas", propagate_rep="nope")
+    del out.obsm["scncl_lsi"]  # a transfer from before 2026-12-06 wrote no LSI: the latent spreads the flags
+    tl.check_annotations(out, "atlas")
+    assert out.uns["omics_cl"]["check_annotations"]["propagate_rep"] == "X_scncl"
     del out.obsm["X_scncl"]
     with pytest.raises(ValueError, match="propagate_neighbors=0"):
         tl.check_annotations(out, "atlas")

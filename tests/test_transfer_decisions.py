@@ -136,7 +136,8 @@ def _class_support(ref, activity, classes: pd.Index) -> np.ndarray:
 
 def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     """Default novelty: the quantile ranks of the classifier's cluster novelty and (weight 0.25) of the cell's lack of
-    support for its label (its gene activity weighted by the reference's signature of that class); the 10% most novel
+    support for its label before the support weighting (its gene activity weighted by the reference's signature of
+    that class; ``support_rank_label="final"``: for the label written, the same training); the 10% most novel
     cells are flagged (``novelty_rate``). ``novelty_rate=None`` (same training) flags by the Otsu rule: the former
     above its Otsu threshold and the support below the query's median. ``novelty_support=False`` gives the
     classifier's score alone; a rank weight outside [0, 1] or a rate outside [0, 1) is refused before training."""
@@ -163,8 +164,16 @@ def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     assert np.array_equal(alone.obs["omics_cl_is_novel"], score > threshold)
     assert "omics_cl_label_support" not in alone.obs
     classes = pd.Index(record["classes"])
-    assigned = classes.get_indexer(obs["omics_cl_label"].astype(str))
-    assert np.allclose(support, label_support(_class_support(ref, activity, classes), assigned), atol=1e-6)
+    unweighted = run_transfer(ref, query, activity, epochs=2, support_weight=0.0)[1]
+    final = run_transfer(ref, query, activity, epochs=2, support_rank_label="final")[1]
+    assert np.array_equal(final.obs["omics_cl_label"], obs["omics_cl_label"])
+    for adata, labelled in ((out, unweighted), (final, final)):
+        assigned = classes.get_indexer(labelled.obs["omics_cl_label"].astype(str))
+        assert np.allclose(adata.obs["omics_cl_label_support"],
+                           label_support(_class_support(ref, activity, classes), assigned), atol=1e-6)
+    assert not np.array_equal(final.obs["omics_cl_label_support"], support)
+    with pytest.raises(ValueError, match="support_rank_label"):
+        run_transfer(ref, query, activity, epochs=1, support_rank_label="weighted")
     for rate in (1.0, -0.1, "10%"):
         with pytest.raises(ValueError, match="novelty_rate"):
             run_transfer(ref, query, activity, epochs=1, novelty_rate=rate)

@@ -22,8 +22,9 @@ well the cell's own gene activity supports each class (its genes weighted by the
 ``omics_cl.data.signatures``), standardised over the query's cells per class; novelty averaged over query clusters
 (``novelty_by="cluster"``; the seed: per cell) and ranked together with how little the cell's own gene activity
 supports its label (``novelty_support``, the support's rank at weight ``support_rank_weight``; the seed: the softmax
-alone); an ensemble of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and
-novelty are averaged (the seed: one model).
+alone; ``support_rank_label="unweighted"``: the label the probabilities give before the support weighting, so that
+the support checks a label it did not choose); an ensemble of ``n_members`` models trained side by side, each on its
+own batches, whose softmax, votes and novelty are averaged (the seed: one model).
 """
 from __future__ import annotations
 
@@ -79,9 +80,11 @@ class SCNCLConfig:
     support_weight: float = 0.75
     novelty_support: bool = True
     support_rank_weight: float = 0.25
+    support_rank_label: str = "unweighted"  # "final" before 2026-12-06's forty-fourth session
 
 
 PEAK_FEATURES = ("lsi", "lsi+activity", "lsi+activity+peaks")
+SUPPORT_RANK_LABELS = ("unweighted", "final")
 SEED_RECIPE = {"ncl_weight": 1.0, "symmetric_nndr": False, "prediction": "classifier", "peak_weight": 0.0,
                "novelty_by": "cell", "n_members": 1, "class_prior_power": 0.0, "support_weight": 0.0,
                "novelty_support": False}
@@ -162,6 +165,8 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
         raise ValueError(f"n_members must be >= 1, got {config.n_members}")
     if config.support_weight < 0:
         raise ValueError(f"support_weight must be >= 0, got {config.support_weight}")
+    if config.support_rank_label not in SUPPORT_RANK_LABELS:
+        raise ValueError(f"support_rank_label must be one of {SUPPORT_RANK_LABELS}, got {config.support_rank_label!r}")
     if not 0 <= config.support_rank_weight <= 1:
         raise ValueError(f"support_rank_weight must be in [0, 1], got {config.support_rank_weight}")
     source = TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
@@ -230,6 +235,7 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
         prob = prob / prob.sum(1, keepdims=True)
     support = class_support(query.atac_x, query.class_signatures) if uses_signatures(config) else None
     support_z = None if support is None else standardised(support)
+    unweighted_label = prob.argmax(1)
     if config.support_weight:
         weights = config.support_weight * support_z
         prob = prob * np.exp(weights - weights.max(1, keepdims=True))
@@ -243,7 +249,7 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
         arrays["novelty"] = (np.bincount(clusters, arrays["novelty"]) / np.bincount(clusters))[clusters]
         arrays["query_clusters"] = clusters
     if config.novelty_support:
-        own = label_support(support, prob.argmax(1))
+        own = label_support(support, unweighted_label if config.support_rank_label == "unweighted" else prob.argmax(1))
         arrays.update(confidence_novelty=arrays["novelty"], label_support=own,
                       novelty=ranked_novelty(arrays["novelty"], own, config.support_rank_weight))
     return arrays, notes
@@ -261,7 +267,8 @@ def embed(model: SCNCL | Ensemble, source: TransferSource | MemberSource, config
     the reference explains badly. With ``novelty_support`` that score is kept as ``confidence_novelty`` and the
     novelty is a weighted mean of two quantile ranks: its own and, at ``support_rank_weight``, that of the cell's
     lack of support for its label (``label_support``: its gene activity weighted by the reference's signature of
-    that class, ``omics_cl.data.signatures``; ``class_signatures`` is returned to be saved with the model)."""
+    that class, ``omics_cl.data.signatures``; with ``support_rank_label="unweighted"`` the label before the
+    support weighting; ``class_signatures`` is returned to be saved with the model)."""
     source = transfer_batches(source)
     rna_z = encode(model, source.rna_x)
     signatures = class_signatures(source.rna_x, source.rna_y, source.n_classes) if uses_signatures(config) else None
@@ -281,5 +288,6 @@ METHOD = Method(
     stages=lambda config, train, source, ctx: [Stage("train", train.epochs, make_loss(config))], embed=embed,
     variants={"seed": SEED_RECIPE}, map_query=map_query,
     saved_defaults={"vote_share": 1.0, "n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi",
-                    "support_weight": 0.0, "novelty_support": False, "support_rank_weight": 0.5},
+                    "support_weight": 0.0, "novelty_support": False, "support_rank_weight": 0.5,
+                    "support_rank_label": "final"},
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")

@@ -17,7 +17,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
                       min_group_cells: int = 20, min_agreement: float = 0.35, skip_novel: bool = False,
                       propagate_neighbors: int = 15, n_markers: int = 5, layer: str | None = None,
                       method: str | None = None, min_probability_enrichment: float = 1.5,
-                      min_support_position: float | None = 0.7) -> pd.DataFrame:
+                      min_support_position: float | None = 0.7, propagate_rep: str | None = None) -> pd.DataFrame:
     """Find atlas labels that the transferred labels (from :func:`transfer_labels`) contradict more than the
     model's own confusion explains.
 
@@ -27,9 +27,10 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     ``obsm["<method>_class_support"]``, when present: ``min_support_position``; atlas labels the reference lacks are
     not checked; cells predicted novel only with ``skip_novel``: novelty is called per query cluster, and a
     relabelled type's cluster may look novel to the reference), spreads the flags over the ``propagate_neighbors``
-    nearest cells in the transfer's query embedding (``obsm["X_<method>"]``; :func:`neighbour_flags`: a cell whose
-    same-label neighbours are mostly flagged is flagged too, which reaches the cells of a relabelled type that the
-    transfer put under the atlas label; 0: no spreading) and writes ``obs["omics_cl_annotation_flag"]`` (bool) and
+    nearest cells in ``propagate_rep`` (default: the query's own LSI, ``obsm["<method>_lsi"]``, which transfers
+    write since 2026-12-06; else the transfer's query embedding, ``obsm["X_<method>"]``; :func:`neighbour_flags`: a
+    cell whose same-label neighbours are mostly flagged is flagged too, which reaches the cells of a relabelled type
+    that the transfer put under the atlas label or among other types; 0: no spreading) and writes ``obs["omics_cl_annotation_flag"]`` (bool) and
     ``obs["omics_cl_suggested_label"]`` (the transferred label of flagged cells, their flagged neighbours' for cells
     flagged by spreading, else missing). Returns one row per (atlas label, transferred label) group of flagged
     cells, the group its confusion explains least first: ``n_cells``, ``expected``, ``estimated_precision`` and
@@ -61,7 +62,10 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     skip_novel
         Leave out cells predicted novel.
     propagate_neighbors
-        Neighbours of each cell in the query embedding that spread flags (0: none).
+        Neighbours of each cell in ``propagate_rep`` that spread flags (0: none).
+    propagate_rep
+        ``obsm`` key of the embedding whose neighbours spread flags (``None``: ``"<method>_lsi"`` when present, else
+        ``"X_<method>"``, the only choice before 2026-12-06).
     n_markers
         Marker genes per group.
     layer
@@ -105,12 +109,13 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
                                         min_probability_enrichment, support, min_support_position)
     direct = flags
     suggested = np.where(flags, transferred, None)
+    if propagate_rep is None:
+        propagate_rep = f"{method}_lsi" if f"{method}_lsi" in atac.obsm else f"X_{method}"
     if propagate_neighbors > 0 and flags.any():
-        embedding = atac.obsm.get(f"X_{method}")
-        if embedding is None:
-            raise ValueError(f"obsm['X_{method}'] (the transfer's query embedding) is missing; pass "
-                             "propagate_neighbors=0 to check without it")
-        neighbors, _ = knn(np.asarray(embedding), propagate_neighbors + 1)
+        if propagate_rep not in atac.obsm:
+            raise ValueError(f"obsm[{propagate_rep!r}] (where flags spread to neighbours) is missing; obsm has "
+                             f"{list(atac.obsm.keys())}; pass propagate_neighbors=0 to check without it")
+        neighbors, _ = knn(np.asarray(atac.obsm[propagate_rep]), propagate_neighbors + 1)
         flags, suggested = neighbour_flags(flags, atlas, suggested, neighbors[:, 1:],
                                            eligible=None if novel is None else ~np.asarray(novel, dtype=bool))
     if gene_activity is None and annotation is not None:
@@ -147,7 +152,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         "min_group_cells": min_group_cells, "min_agreement": min_agreement,
         "min_probability_enrichment": min_probability_enrichment if probabilities is not None else None,
         "min_support_position": min_support_position if support is not None else None,
-        "propagate_neighbors": propagate_neighbors, "n_flagged": int(flags.sum()),
+        "propagate_neighbors": propagate_neighbors, "propagate_rep": propagate_rep, "n_flagged": int(flags.sum()),
         "n_propagated": int((flags & ~direct).sum()), "n_groups": len(table),
         "estimated_precision": float(excess / flags.sum()) if flags.any() else None})
     return table

@@ -30,7 +30,7 @@ from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import saved_query_latent
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import LoadedModel, load_method_model
-from omics_cl.tl._transfer import LEARNED_ATAC_KEY, NOVELTY_RATE, check_novelty_rate, write_predictions
+from omics_cl.tl._transfer import LEARNED_ATAC_KEY, NOVELTY_RATE, QUERY_LSI, check_novelty_rate, write_predictions
 
 THRESHOLDS = ("query", "model")
 
@@ -68,8 +68,8 @@ def load_transfer_model(model_dir: str | os.PathLike) -> LoadedModel:
 def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.AnnData | None = None,
                  annotation=None, atac_layer: str | None = None) -> tuple[LoadedModel, dict, dict, list, dict]:
     """What :func:`map_query` computes, nothing written: the loaded model, the method's query arrays (with the
-    learned ATAC latent under ``"X_atac_latent"`` for a model trained with it) and notes, the model genes the query
-    lacks and the query's LSI record."""
+    query's LSI under ``"query_lsi"`` and the learned ATAC latent under ``"X_atac_latent"`` for a model trained with
+    it) and notes, the model genes the query lacks and the query's LSI record."""
     saved = load_transfer_model(model_dir)
     meta = saved.meta
     if gene_activity is None:
@@ -90,16 +90,17 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
                                                      seed=int(meta["seed"]),
                                                      tfidf_scale=meta.get("tfidf_scale", lsi.SIGNAC_SCALE),
                                                      standardize=bool(meta.get("scale_lsi", True)))
-    latent = None
+    latent, peak_space = None, peaks
     if meta.get("learned_atac"):  # a model trained with transfer_labels(..., learned_atac=...)
         latent = saved_query_latent(peak_counts, atac.var_names, saved.arrays, meta["learned_atac"])
-        peaks = np.hstack([peaks, latent])
-    query = QueryInputs(atac_x, peaks, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
+        peak_space = np.hstack([peaks, latent])
+    query = QueryInputs(atac_x, peak_space, saved.arrays["reference_embedding"], saved.arrays["reference_labels"],
                         len(meta["classes"]), peak_tfidf,
                         saved.arrays.get("class_signatures"))
     out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
+    out = {**out, QUERY_LSI: peaks}
     if latent is not None:
-        out = {**out, LEARNED_ATAC_KEY: latent}
+        out[LEARNED_ATAC_KEY] = latent
     return saved, out, notes, missing, lsi_info
 
 

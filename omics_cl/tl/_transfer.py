@@ -20,6 +20,7 @@ from omics_cl.tl._saved import check_saveable, save_method_model
 
 NOVELTY_RATE = 0.1  # share of the query flagged novel by default
 LEARNED_ATAC_KEY = "X_atac_latent"  # obsm key of the learned ATAC latent (learned_atac=True)
+QUERY_LSI = "query_lsi"  # the query's LSI among a transfer's arrays, written to obsm["<method>_lsi"]
 LSI_COMPONENTS = 20  # LSI components of the query's peaks (benchmarks/README.md, label transfer)
 
 
@@ -113,13 +114,15 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     the known cells' false-alarm rate is at most ``novelty_rate / (1 - unseen share)``); with ``learned_atac``
     ``obsm["X_atac_latent"]`` (the latent, standardised, clusterable with :func:`cluster_embedding`); scncl by
     default (``novelty_support``) also writes ``obs["omics_cl_label_support"]`` (how much the cell's own gene activity
-    supports its label: its genes weighted by the reference's signature of that class) and
+    supports its label: its genes weighted by the reference's signature of that class; by default the label before
+    the support weighting, ``support_rank_label``) and
     ``obs["omics_cl_confidence_novelty"]`` (the classifier's score above), and its novelty is a weighted mean of
     the quantile ranks of the two (high confidence novelty, low support; the support's weight is
     ``support_rank_weight``). ``novelty_rate=None`` calls cells novel by the rule before 2026-12-02: novelty (with
     label support: confidence novelty) above its Otsu threshold (:func:`otsu_threshold`), and with label support
     the cell's support below the query's median;
-    ``obsm["X_<method>"]`` and
+    ``obsm["X_<method>"]``, ``obsm["<method>_lsi"]`` (the query's LSI above, without the learned latent; where
+    :func:`check_annotations` spreads its flags) and
     ``obsm["<method>_probabilities"]`` (cells x reference classes in the record's ``classes`` order; as a
     DataFrame: :func:`omics_cl.get.transfer_probabilities`); scncl with signatures also
     ``obsm["<method>_class_support"]`` (each cell's support for each class, standardised per class:
@@ -214,18 +217,18 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
     embedding, lsi_info, peak_tfidf = lsi.lsi_with_tfidf(peak_counts, n_lsi_components, seed=seed,
                                                          tfidf_scale=tfidf_scale, standardize=scale_lsi)
-    latent_record, latent_arrays = None, {}
+    latent_record, latent_arrays, peak_space = None, {}, embedding
     if latent_config is not None:
         rna_counts = counts_matrix(rna[labelled], rna_layer)[:, rna.var_names.get_indexer(genes)]
         latent, latent_record, latent_arrays = learned_atac_latent(rna_counts, genes, atac, peak_counts, annotation,
                                                                    seed, progress, latent_config, tfidf_scale)
-        embedding = np.hstack([embedding, latent])
-    neighbors = lsi.neighbors(embedding, n_neighbors, seed)
+        peak_space = np.hstack([embedding, latent])
+    neighbors = lsi.neighbors(peak_space, n_neighbors, seed)
     y = classes.get_indexer(labels[labelled].astype(str))
-    trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), embedding,
+    trained = models.train_method(spec, TransferInputs(rna_x, y, atac_x, neighbors, len(classes), peak_space,
                                                        peak_tfidf),
                                   models.Context(seed), progress, **model_params)
-    out = trained.arrays
+    out = {**trained.arrays, QUERY_LSI: embedding}
     flag = write_predictions(atac, method, classes, out, novelty_rate=novelty_rate)
     if latent_config is not None:
         atac.obsm[LEARNED_ATAC_KEY] = latent
@@ -256,10 +259,10 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
 
 def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dict, threshold: float | None = None,
                       novelty_rate: float | None = NOVELTY_RATE) -> dict:
-    """Write a transfer's query results (``out``: the method's arrays) into ``atac``: the obs / obsm keys
-    :func:`transfer_labels` documents, and return the flag's record entries (``novelty_threshold``,
-    ``novelty_rule``: ``"rate"`` or ``"otsu"``, ``novelty_rate``). ``omics_cl_is_novel``: novelty above
-    ``threshold`` (None: :func:`rate_threshold` at ``novelty_rate`` of this query's novelty). With
+    """Write a transfer's query results (``out``: the method's arrays, with the query's LSI under ``"query_lsi"``)
+    into ``atac``: the obs / obsm keys :func:`transfer_labels` documents, and return the flag's record entries
+    (``novelty_threshold``, ``novelty_rule``: ``"rate"`` or ``"otsu"``, ``novelty_rate``). ``omics_cl_is_novel``:
+    novelty above ``threshold`` (None: :func:`rate_threshold` at ``novelty_rate`` of this query's novelty). With
     ``novelty_rate=None`` the Otsu rule: when ``out`` has ``confidence_novelty`` and ``label_support`` the threshold
     (None: Otsu's) applies to the former and only cells whose support is below the query's median are called
     novel; otherwise to the novelty."""
@@ -286,6 +289,8 @@ def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dic
     atac.obs["omics_cl_is_novel"] = is_novel
     atac.obsm[f"X_{method}"] = out["atac_embedding"]
     atac.obsm[f"{method}_probabilities"] = np.asarray(prob)
+    if QUERY_LSI in out:
+        atac.obsm[f"{method}_lsi"] = np.asarray(out[QUERY_LSI], dtype=np.float32)
     if "class_support" in out:
         atac.obsm[f"{method}_class_support"] = np.asarray(out["class_support"], dtype=np.float32)
     return {"novelty_threshold": float(threshold), "novelty_rule": "otsu" if novelty_rate is None else "rate",
