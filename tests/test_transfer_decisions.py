@@ -54,6 +54,33 @@ def test_peak_classifier_reads_peak_tfidf_beside_lsi_and_activity():
     assert np.mean(with_peaks.argmax(1) == labels) == 1.0 and np.mean(without.argmax(1) == labels) < 0.75
 
 
+def test_peak_classifier_runs_on_one_blas_thread(monkeypatch):
+    """The query's classifier is fitted and applied with one BLAS thread whatever the caller allows, so its lbfgs stops
+    at the same point on any machine (two OpenBLAS threads moved MOp's probabilities by up to 0.06)."""
+    import sklearn.linear_model
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from omics_cl.models.scncl_readout import peak_classifier
+
+    seen = []
+
+    class Spy(sklearn.linear_model.LogisticRegression):
+        def fit(self, *args, **kwargs):
+            seen.append([pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"])
+            return super().fit(*args, **kwargs)
+
+    monkeypatch.setattr(sklearn.linear_model, "LogisticRegression", Spy)
+    rng = np.random.default_rng(0)
+    lsi = rng.normal(size=(300, 5))
+    prob = rng.dirichlet(np.ones(3) * 0.3, size=300)
+    with threadpool_limits(limits=2, user_api="blas"):
+        two, _ = peak_classifier(lsi, prob, 0.5)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one, _ = peak_classifier(lsi, prob, 0.5)
+    assert len(seen) == 2 and all(threads == [1] * len(threads) and threads for threads in seen)
+    assert np.array_equal(one, two)
+
+
 def test_peak_tfidf_needs_the_query_tfidf():
     """Mapping a query without its peaks' TF-IDF is refused when the classifier reads it."""
     import dataclasses
