@@ -35,7 +35,9 @@ query's LSI), ``scncl_signac_tfidf`` (the default before 2026-12-06: the peaks' 
 neighbours: 30), ``scncl_vote_only`` and ``scncl_scaled_lsi`` (the defaults before 2026-12-06's forty-third session:
 the vote alone with standardised LSI components, and the standardised components alone),
 ``scncl_final_label_support`` (the default before 2026-12-06's forty-fourth session: the novelty's support rank for
-the label after the support weighting, ``support_rank_label="final"``), one ablation per
+the label after the support weighting, ``support_rank_label="final"``), ``scncl_peak_unfitted_zero`` (the default
+before 2026-12-06's forty-fifth session: the query's classifier gives 0 to a class none of its training cells has,
+``peak_unfitted="zero"``), one ablation per
 default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
 ``scncl_no_ncl``, ``scncl_cell_novelty``),
 ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
@@ -103,7 +105,9 @@ SINGLE = {"n_members": 1, **LSI_PEAKS, "class_prior_power": 0.0}
 # scncl_vote_only: the neighbour vote alone (vote_share=1, the default before 2026-12-06's forty-third session);
 # scncl_scaled_lsi: the query's LSI components standardised (scale_lsi=True, the default before the same session);
 # scncl_final_label_support: the novelty's support rank asks about the label after the support weighting
-# (support_rank_label="final", the default before 2026-12-06's forty-fourth session; every other row reads "unweighted")
+# (support_rank_label="final", the default before 2026-12-06's forty-fourth session; every other row reads
+# "unweighted"); scncl_peak_unfitted_zero: the query's classifier gives 0 to a class none of its training cells has
+# (peak_unfitted="zero", the default before 2026-12-06's forty-fifth session; every other row reads "transfer")
 SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_before_support": BEFORE_SUPPORT,
                   "scncl_no_support_weight": {"support_weight": 0.0},
                   "scncl_support_prior": {"class_prior_power": 0.25}, "scncl_before_tfidf": BEFORE_TFIDF,
@@ -120,7 +124,8 @@ SCNCL_VARIANTS = {"scncl": {}, "scncl_lsi50": {"n_lsi_components": 50}, "scncl_b
                   "scncl_learned_atac": {"learned_atac": True}, "scncl_signac_tfidf": {"tfidf_scale": 1e4},
                   "scncl_vote30": {"vote_share": 1.0, "vote_neighbors": 30, "scale_lsi": True},
                   "scncl_vote_only": {"vote_share": 1.0, "scale_lsi": True}, "scncl_scaled_lsi": {"scale_lsi": True},
-                  "scncl_final_label_support": {"support_rank_label": "final"}}
+                  "scncl_final_label_support": {"support_rank_label": "final"},
+                  "scncl_peak_unfitted_zero": {"peak_unfitted": "zero"}}
 CELL_RULE = "scncl_cell_rule"  # annotation rows only: the default transfer, flagged by the rule before issue 13
 NO_SPREAD = "scncl_no_propagation"  # annotation rows only: the default check without spreading flags to neighbours
 NO_PROBABILITY_RULE = "scncl_no_probability_rule"  # annotation rows only: the default check without the

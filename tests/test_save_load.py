@@ -246,14 +246,29 @@ def test_model_saved_before_newer_config_fields_maps_as_it_was_trained(data, tmp
     """A model.json written before ``n_members``, ``class_prior_power``, ``peak_features``, ``support_weight`` and
     ``novelty_support`` existed, with the label support before ``support_rank_weight`` existed (equal ranks), or with
     the neighbour vote alone before ``vote_share`` existed, or with the support ranked for the final label before
-    ``support_rank_label`` existed, is read with the values it was trained with (scncl's
-    ``saved_defaults``), not with today's defaults."""
+    ``support_rank_label`` existed, is read with the values it was trained with (scncl's ``saved_defaults``), not
+    with today's defaults."""
     original = _train(data, tmp_path / "m", **old)
     path = tmp_path / "m"
     meta = json.loads((path / "model.json").read_text())
     meta["config"] = {k: v for k, v in meta["config"].items() if k not in old}
     (path / "model.json").write_text(json.dumps(meta))
     _assert_same(original, _map(data, path))
+
+
+def test_model_saved_before_peak_unfitted_maps_with_the_zero_rule(data, tmp_path):
+    """A model.json written before ``peak_unfitted`` existed maps with the rule it was trained with (0 for a class
+    the query's classifier had no training cell of). The query holds no C cell, so C has none and the rules differ."""
+    rna, atac, activity = data
+    cells = np.flatnonzero(atac.obs["cell_type"].to_numpy() != "C")
+    without_c = (rna, atac[cells].copy(), activity[cells].copy())
+    original = _train(without_c, tmp_path / "m", peak_unfitted="zero", min_vote=0.6)
+    today = _train(without_c, tmp_path / "t", min_vote=0.6)
+    assert not np.allclose(original.obsm["scncl_probabilities"], today.obsm["scncl_probabilities"])
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["config"]["peak_unfitted"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    _assert_same(original, _map(without_c, tmp_path / "m"))
 
 
 def test_flag_rule_follows_the_model_or_the_query(data, tmp_path, trained):

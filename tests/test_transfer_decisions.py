@@ -54,6 +54,30 @@ def test_peak_classifier_reads_peak_tfidf_beside_lsi_and_activity():
     assert np.mean(with_peaks.argmax(1) == labels) == 1.0 and np.mean(without.argmax(1) == labels) < 0.75
 
 
+def test_peak_classifier_leaves_classes_it_was_not_fitted_to_to_the_transfer():
+    """A class none of the confident cells has (a small type that never reaches ``min_vote``) keeps the transferred
+    probability (``unfitted="transfer"``, the default); the fitted classes share the rest of each cell's mass in the
+    classifier's proportions. ``"zero"`` (the rule before) gives it 0; an unknown rule is refused."""
+    from omics_cl.models.scncl_readout import peak_classifier
+
+    rng = np.random.default_rng(0)
+    lsi = rng.normal(size=(300, 4))
+    labels = np.repeat([0, 1], 150)
+    prob = np.column_stack([np.where(labels == 0, 0.85, 0.05), np.where(labels == 1, 0.85, 0.05),
+                            rng.uniform(0.05, 0.1, size=300)])
+    prob /= prob.sum(1, keepdims=True)
+    prob[:, 2] *= np.linspace(1, 3, 300)  # class 2's transferred probability varies, but never reaches 0.8
+    prob /= prob.sum(1, keepdims=True)
+    zero, n_cells = peak_classifier(lsi, prob, 0.8, unfitted="zero")
+    kept, _ = peak_classifier(lsi, prob, 0.8)
+    assert 0 < n_cells < 300 and prob[:, 2].max() < 0.8
+    assert np.all(zero[:, 2] == 0) and np.allclose(zero.sum(1), 1)
+    assert np.allclose(kept[:, 2], prob[:, 2]) and np.allclose(kept.sum(1), 1)
+    assert np.allclose(kept[:, :2], zero[:, :2] * (1 - prob[:, 2:]))
+    with pytest.raises(ValueError, match="unfitted"):
+        peak_classifier(lsi, prob, 0.8, unfitted="drop")
+
+
 def test_peak_classifier_runs_on_one_blas_thread(monkeypatch):
     """The query's classifier is fitted and applied with one BLAS thread whatever the caller allows, so its lbfgs stops
     at the same point on any machine (two OpenBLAS threads moved MOp's probabilities by up to 0.06)."""
@@ -201,6 +225,8 @@ def test_novelty_ranks_the_classifier_score_with_the_label_support(mop_split):
     assert not np.array_equal(final.obs["omics_cl_label_support"], support)
     with pytest.raises(ValueError, match="support_rank_label"):
         run_transfer(ref, query, activity, epochs=1, support_rank_label="weighted")
+    with pytest.raises(ValueError, match="peak_unfitted"):
+        run_transfer(ref, query, activity, epochs=1, peak_unfitted="uniform")
     for rate in (1.0, -0.1, "10%"):
         with pytest.raises(ValueError, match="novelty_rate"):
             run_transfer(ref, query, activity, epochs=1, novelty_rate=rate)

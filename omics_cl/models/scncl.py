@@ -15,16 +15,17 @@ symmetric NNDR; labels from a vote of the ``vote_neighbors`` nearest reference c
 (``prediction="knn"``, as scGLUE's benchmark transfers) beside g's softmax at ``vote_share``; that mixed with a
 classifier of the query's own peak-space embedding (LSI), gene-activity features and the TF-IDF of its peaks
 (``peak_features``; ``"lsi+activity"``: without the peaks, ``"lsi"``: LSI only) fitted to its confidently labelled
-cells (``peak_weight``); the probabilities divided by the reference's class shares to the power
-``class_prior_power`` (a partial logit adjustment, so that small reference classes are not drowned by large ones; 0
-by default since the label support below does that job better) and multiplied by ``exp(support_weight * z)``, z: how
-well the cell's own gene activity supports each class (its genes weighted by the reference's class signature,
-``omics_cl.data.signatures``), standardised over the query's cells per class; novelty averaged over query clusters
-(``novelty_by="cluster"``; the seed: per cell) and ranked together with how little the cell's own gene activity
-supports its label (``novelty_support``, the support's rank at weight ``support_rank_weight``; the seed: the softmax
-alone; ``support_rank_label="unweighted"``: the label the probabilities give before the support weighting, so that
-the support checks a label it did not choose); an ensemble of ``n_members`` models trained side by side, each on its
-own batches, whose softmax, votes and novelty are averaged (the seed: one model).
+cells (``peak_weight``; ``peak_unfitted``: what it gives a class none of those cells has); the probabilities divided
+by the reference's class shares to the power ``class_prior_power`` (a partial logit adjustment, so that small
+reference classes are not drowned by large ones; 0 by default since the label support below does that job better)
+and multiplied by ``exp(support_weight * z)``, z: how well the cell's own gene activity supports each class (its
+genes weighted by the reference's class signature, ``omics_cl.data.signatures``), standardised over the query's
+cells per class; novelty averaged over query clusters (``novelty_by="cluster"``; the seed: per cell) and ranked
+together with how little the cell's own gene activity supports its label (``novelty_support``, the support's rank at
+weight ``support_rank_weight``; the seed: the softmax alone; ``support_rank_label="unweighted"``: the label the
+probabilities give before the support weighting, so that the support checks a label it did not choose); an ensemble
+of ``n_members`` models trained side by side, each on its own batches, whose softmax, votes and novelty are averaged
+(the seed: one model).
 """
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ from omics_cl.data.sources import KEYS, MemberSource, TransferSource, dense_sour
 from omics_cl.data.transfer import QueryInputs
 from omics_cl.models.common import encoder_latent
 from omics_cl.models.method import Method
-from omics_cl.models.scncl_readout import peak_classifier
+from omics_cl.models.scncl_readout import UNFITTED_RULES, peak_classifier
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class SCNCLConfig:
     novelty_support: bool = True
     support_rank_weight: float = 0.25
     support_rank_label: str = "unweighted"  # "final" before 2026-12-06's forty-fourth session
+    peak_unfitted: str = "transfer"  # "zero" before 2026-12-06's forty-fifth session
 
 
 PEAK_FEATURES = ("lsi", "lsi+activity", "lsi+activity+peaks")
@@ -167,6 +169,8 @@ def transfer_source(inputs, config: SCNCLConfig, ctx) -> TransferSource:
         raise ValueError(f"support_weight must be >= 0, got {config.support_weight}")
     if config.support_rank_label not in SUPPORT_RANK_LABELS:
         raise ValueError(f"support_rank_label must be one of {SUPPORT_RANK_LABELS}, got {config.support_rank_label!r}")
+    if config.peak_unfitted not in UNFITTED_RULES:
+        raise ValueError(f"peak_unfitted must be one of {UNFITTED_RULES}, got {config.peak_unfitted!r}")
     if not 0 <= config.support_rank_weight <= 1:
         raise ValueError(f"support_rank_weight must be in [0, 1], got {config.support_rank_weight}")
     source = TransferSource(inputs.rna_x, inputs.rna_y.astype(np.int32), inputs.atac_x, inputs.neighbors,
@@ -226,7 +230,8 @@ def map_query(model: SCNCL | Ensemble, query: QueryInputs, config: SCNCLConfig, 
             raise ValueError(f"peak_features={config.peak_features!r} needs the TF-IDF of the query's "
                              "peaks (QueryInputs.atac_tfidf)")
         peak_prob, notes["n_peak_training_cells"] = peak_classifier(query.atac_peaks, prob, config.min_vote, activity,
-                                                                    query.atac_tfidf if with_peaks else None)
+                                                                    query.atac_tfidf if with_peaks else None,
+                                                                    config.peak_unfitted)
         prob = (1 - config.peak_weight) * prob + config.peak_weight * peak_prob
         prob = np.clip(prob / prob.sum(1, keepdims=True), 0.0, 1.0)
     if config.class_prior_power:
@@ -289,5 +294,5 @@ METHOD = Method(
     variants={"seed": SEED_RECIPE}, map_query=map_query,
     saved_defaults={"vote_share": 1.0, "n_members": 1, "class_prior_power": 0.0, "peak_features": "lsi",
                     "support_weight": 0.0, "novelty_support": False, "support_rank_weight": 0.5,
-                    "support_rank_label": "final"},
+                    "support_rank_label": "final", "peak_unfitted": "zero"},
     summary="scNCL: RNA -> ATAC label transfer with neighbourhood contrastive regularisation")
