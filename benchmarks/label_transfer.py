@@ -12,7 +12,8 @@ Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own c
 activity and the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's
 support by the cell's gene activity standardised over the query, novelty ranked with that support (for the label
 before that weighting) at weight 0.25; the query's LSI at 20 components, its components not standardised; the
-peaks' TF-IDF at the adaptive scale; the neighbour vote beside the classifier's softmax), ``scncl_lsi50`` (the default before 2026-12-05's thirty-ninth
+peaks' TF-IDF at the adaptive scale; the neighbour vote beside the classifier's softmax), ``scncl_lsi50`` (the default
+before 2026-12-05's thirty-ninth
 session: LSI at 50 components), ``scncl_before_support`` (the default before 2026-12-02's eighteenth session:
 probabilities divided by the reference's class shares to the power 0.25 instead, novelty from the classifier alone),
 ``scncl_no_support_weight`` (the default without the support weight, no division either), ``scncl_support_prior``

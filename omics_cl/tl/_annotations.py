@@ -30,7 +30,8 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     nearest cells in ``propagate_rep`` (default: the query's own LSI, ``obsm["<method>_lsi"]``, which transfers
     write since 2026-12-06; else the transfer's query embedding, ``obsm["X_<method>"]``; :func:`neighbour_flags`: a
     cell whose same-label neighbours are mostly flagged is flagged too, which reaches the cells of a relabelled type
-    that the transfer put under the atlas label or among other types; 0: no spreading) and writes ``obs["omics_cl_annotation_flag"]`` (bool) and
+    that the transfer put under the atlas label or among other types; 0: no spreading) and writes
+    ``obs["omics_cl_annotation_flag"]`` (bool) and
     ``obs["omics_cl_suggested_label"]`` (the transferred label of flagged cells, their flagged neighbours' for cells
     flagged by spreading, else missing). Returns one row per (atlas label, transferred label) group of flagged
     cells, the group its confusion explains least first: ``n_cells``, ``expected``, ``estimated_precision`` and
