@@ -8,61 +8,53 @@ L2/3 cells, seeded, relabelled Pvalb; Mis cells carry no atlas label) and each m
 transfer flags disagreements its confusion does not explain (``tl.annotation_flags``; scncl through
 ``tl.check_annotations``, which also reports its own label-free precision estimate), scored by precision
 and recall against the corrupted cells.
-Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene
-activity and the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's
-support by the cell's gene activity standardised over the query, novelty ranked with that support (for the label
-before that weighting) at weight 0.25; the query's LSI at 20 components, its components not standardised; the
-peaks' TF-IDF at the adaptive scale; the neighbour vote beside the classifier's softmax), ``scncl_lsi50`` (the default
-before 2026-12-05's thirty-ninth
-session: LSI at 50 components), ``scncl_before_support`` (the default before 2026-12-02's eighteenth session:
-probabilities divided by the reference's class shares to the power 0.25 instead, novelty from the classifier alone),
-``scncl_no_support_weight`` (the default without the support weight, no division either), ``scncl_support_prior``
-(the default with the division as well),
-``scncl_before_tfidf`` (the query's classifier on LSI and gene activity at weight 0.6: the default
-before 2026-12-02's seventeenth session), its two halves ``scncl_no_tfidf`` (without the peaks' TF-IDF) and
-``scncl_peak_weight_0.6``,
-``scncl_no_support`` (read off the default transfer: its novelty from the classifier alone, ``novelty_support=False``,
-the cells' support for their labels left out of the score and the flag: the default before 2026-12-02's eighteenth
-session), ``scncl_equal_ranks`` (read off the default transfer: the classifier's rank and the support's weighted
-equally in the novelty, ``support_rank_weight=0.5``: the default before 2026-12-02's nineteenth session),
-``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default before 2026-12-01's eighth
-session), ``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl_single`` (one model, no
-division, LSI only),
-``scncl_seed`` (the seed's recipe, ``variant="seed"``),
-``scncl_previous`` (the defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell
-novelty), ``scncl_learned_atac`` (the default with ``learned_atac=True``: the guided VAE's ATAC latent beside the
-query's LSI), ``scncl_signac_tfidf`` (the default before 2026-12-06: the peaks' TF-IDF at Signac's fixed scale
-1e4, for the LSI and the query's classifier), ``scncl_vote30`` (the default before 2026-12-06's vote over 10
-neighbours: 30), ``scncl_vote_only`` and ``scncl_scaled_lsi`` (the defaults before 2026-12-06's forty-third session:
-the vote alone with standardised LSI components, and the standardised components alone),
-``scncl_final_label_support`` (the default before 2026-12-06's forty-fourth session: the novelty's support rank for
-the label after the support weighting, ``support_rank_label="final"``), ``scncl_peak_unfitted_zero`` (the default
-before 2026-12-06's forty-fifth session: the query's classifier gives 0 to a class none of its training cells has,
-``peak_unfitted="zero"``), one ablation per
-default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``,
-``scncl_no_ncl``, ``scncl_cell_novelty``),
-``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous cell-level rule:
-confidence at least the agreeing cells' median, novel cells skipped, no group rule),
-``scncl_no_propagation`` (annotation rows only: the default check without spreading flags to each cell's 15
-neighbours in the query embedding, ``propagate_neighbors=0``: the default before 2026-12-01's thirteenth session),
-``scncl_no_probability_rule`` (annotation rows only: the default check without the rule that a group must exceed
-1.5 times the count the transfer's own probabilities explain, ``min_probability_enrichment=0``: the default
-before 2026-12-02's seventeenth session), ``scncl_no_support_position`` (annotation rows only: the default check
-without the rule that a group's cells' own gene activity must sit at least 0.7 of the way from the atlas label's
-confirmed cells to the transferred label's, ``min_support_position=None``: the default before 2026-12-02's
-nineteenth session), ``scncl_latent_spread`` (annotation rows only: the default check spreading flags over
-neighbours in the transfer's query latent, ``propagate_rep="X_scncl"``, instead of the query's LSI: the default
-before 2026-12-06's forty-fourth session), and the
-baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity),
-``knn_pca`` (kNN vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding +
-kNN(30) vote, run by ``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see
-``benchmarks/anchors/README.md``; its python is ``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``).
-Novelty is each method's own score (scncl: 1 - its classifier's max softmax; others: 1 - confidence);
-``novel_rate`` is the share of scored cells scncl calls novel (closed scenario: false alarms; by default the 10%
-most novel cells, ``novelty_rate=0.1``), ``flag_precision`` / ``flag_recall`` those flags scored against the unseen
-cells (open scenarios). ``scncl_otsu_flag`` (closed / open rows read off the default transfer): cells flagged by the
-rule before 2026-12-02's twentieth session (confidence novelty above its Otsu threshold and label support below the
-query's median, ``novelty_rate=None``).
+Methods: ``scncl`` (package defaults: an ensemble of 3 models, the query's own classifier on its LSI, gene activity and
+the TF-IDF of its peaks at weight 0.5, probabilities multiplied by ``exp(0.75 z)``, z: each class's support by the
+cell's gene activity standardised over the query, novelty ranked with that support (for the label before that weighting)
+at weight 0.25; the query's LSI at 20 components, its components not standardised; the peaks' TF-IDF at the adaptive
+scale; the neighbour vote beside the classifier's softmax), ``scncl_lsi50`` (the default before 2026-12-05's
+thirty-ninth session: LSI at 50 components), ``scncl_before_support`` (the default before 2026-12-02's eighteenth
+session: probabilities divided by the reference's class shares to the power 0.25 instead, novelty from the classifier
+alone), ``scncl_no_support_weight`` (the default without the support weight, no division either),
+``scncl_support_prior`` (the default with the division as well), ``scncl_before_tfidf`` (the query's classifier on LSI
+and gene activity at weight 0.6: the default before 2026-12-02's seventeenth session), its two halves ``scncl_no_tfidf``
+(without the peaks' TF-IDF) and ``scncl_peak_weight_0.6``, ``scncl_no_support`` (read off the default transfer: its
+novelty from the classifier alone, ``novelty_support=False``, the cells' support for their labels left out of the score
+and the flag: the default before 2026-12-02's eighteenth session), ``scncl_equal_ranks`` (read off the default transfer:
+the classifier's rank and the support's weighted equally in the novelty, ``support_rank_weight=0.5``: the default before
+2026-12-02's nineteenth session), ``scncl_lsi_peaks`` (the query's classifier on LSI only at weight 0.6: the default
+before 2026-12-01's eighth session), ``scncl_no_prior`` (``scncl_lsi_peaks`` without the division), ``scncl_single``
+(one model, no division, LSI only), ``scncl_seed`` (the seed's recipe, ``variant="seed"``), ``scncl_previous`` (the
+defaults before issue 13: the seed's recipe with NCL weight 0.3 and per-cell novelty), ``scncl_learned_atac`` (the
+default with ``learned_atac=True``: the guided VAE's ATAC latent beside the query's LSI), ``scncl_signac_tfidf`` (the
+default before 2026-12-06: the peaks' TF-IDF at Signac's fixed scale 1e4, for the LSI and the query's classifier),
+``scncl_vote30`` (the default before 2026-12-06's vote over 10 neighbours: 30), ``scncl_vote_only`` and
+``scncl_scaled_lsi`` (the defaults before 2026-12-06's forty-third session: the vote alone with standardised LSI
+components, and the standardised components alone), ``scncl_final_label_support`` (the default before 2026-12-06's
+forty-fourth session: the novelty's support rank for the label after the support weighting,
+``support_rank_label="final"``), ``scncl_peak_unfitted_zero`` (the default before 2026-12-06's forty-fifth session: the
+query's classifier gives 0 to a class none of its training cells has, ``peak_unfitted="zero"``), one ablation per
+default component of the single model (``scncl_asym_nndr``, ``scncl_classifier``, ``scncl_no_peaks``, ``scncl_no_ncl``,
+``scncl_cell_novelty``), ``scncl_cell_rule`` (annotation rows only: the default transfer flagged by the previous
+cell-level rule: confidence at least the agreeing cells' median, novel cells skipped, no group rule),
+``scncl_no_propagation`` (annotation rows only: the default check without spreading flags to each cell's 15 neighbours
+in the query embedding, ``propagate_neighbors=0``: the default before 2026-12-01's thirteenth session),
+``scncl_no_probability_rule`` (annotation rows only: the default check without the rule that a group must exceed 1.5
+times the count the transfer's own probabilities explain, ``min_probability_enrichment=0``: the default before
+2026-12-02's seventeenth session), ``scncl_no_support_position`` (annotation rows only: the default check without the
+rule that a group's cells' own gene activity must sit at least 0.7 of the way from the atlas label's confirmed cells to
+the transferred label's, ``min_support_position=None``: the default before 2026-12-02's nineteenth session),
+``scncl_latent_spread`` (annotation rows only: the default check spreading flags over neighbours in the transfer's query
+latent, ``propagate_rep="X_scncl"``, instead of the query's LSI: the default before 2026-12-06's forty-fourth session),
+and the baselines ``logreg`` (logistic regression on binarised RNA applied to binarised gene activity), ``knn_pca`` (kNN
+vote in a joint PCA of RNA and gene activity) and ``scglue`` (scGLUE joint embedding + kNN(30) vote, run by
+``benchmarks/anchors/scglue_embed.py`` in the anchors environment: see ``benchmarks/anchors/README.md``; its python is
+``--anchors-python`` or ``$OMICS_CL_ANCHORS_PYTHON``). Novelty is each method's own score (scncl: 1 - its classifier's
+max softmax; others: 1 - confidence); ``novel_rate`` is the share of scored cells scncl calls novel (closed scenario:
+false alarms; by default the 10% most novel cells, ``novelty_rate=0.1``), ``flag_precision`` / ``flag_recall`` those
+flags scored against the unseen cells (open scenarios). ``scncl_otsu_flag`` (closed / open rows read off the default
+transfer): cells flagged by the rule before 2026-12-02's twentieth session (confidence novelty above its Otsu threshold
+and label support below the query's median, ``novelty_rate=None``).
 
     python benchmarks/label_transfer.py --seeds 5 --json results/label_transfer.json [--resume]
         [--methods scncl,logreg] [--first-seed 3] [--scglue-max-epochs N] [--scglue-workdir DIR]

@@ -31,16 +31,15 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     write since 2026-12-06; else the transfer's query embedding, ``obsm["X_<method>"]``; :func:`neighbour_flags`: a
     cell whose same-label neighbours are mostly flagged is flagged too, which reaches the cells of a relabelled type
     that the transfer put under the atlas label or among other types; 0: no spreading) and writes
-    ``obs["omics_cl_annotation_flag"]`` (bool) and
-    ``obs["omics_cl_suggested_label"]`` (the transferred label of flagged cells, their flagged neighbours' for cells
-    flagged by spreading, else missing). Returns one row per (atlas label, transferred label) group of flagged
-    cells, the group its confusion explains least first: ``n_cells``, ``expected``, ``estimated_precision`` and
-    (with class support) ``support_position`` (label-free, see :func:`confusion_groups`), ``n_propagated`` (cells of
-    the atlas label flagged with that suggested label by their neighbours), ``mean_confidence``,
-    ``fraction_of_atlas_label`` and ``markers``, the ``n_markers`` genes whose gene activity (fraction of cells with
-    any) is most higher in the group than in the cells of the same atlas label whose transfer agrees. Gene activity
-    comes from ``gene_activity`` (same cells as ``atac``) or is built from ``annotation``; without either, markers
-    are left empty.
+    ``obs["omics_cl_annotation_flag"]`` (bool) and ``obs["omics_cl_suggested_label"]`` (the transferred label of
+    flagged cells, their flagged neighbours' for cells flagged by spreading, else missing). Returns one row per
+    (atlas label, transferred label) group of flagged cells, the group its confusion explains least first:
+    ``n_cells``, ``expected``, ``estimated_precision`` and (with class support) ``support_position`` (label-free,
+    see :func:`confusion_groups`), ``n_propagated`` (cells of the atlas label flagged with that suggested label by
+    their neighbours), ``mean_confidence``, ``fraction_of_atlas_label`` and ``markers``, the ``n_markers`` genes
+    whose gene activity (fraction of cells with any) is most higher in the group than in the cells of the same atlas
+    label whose transfer agrees. Gene activity comes from ``gene_activity`` (same cells as ``atac``) or is built
+    from ``annotation``; without either, markers are left empty.
 
     Parameters
     ----------
