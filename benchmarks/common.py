@@ -156,16 +156,19 @@ def median_table(rows: list[dict], keys: list[str], values: list[str], spread: b
 MACHINE = machine()  # recorded with every benchmark row
 
 
-def labelled_rna(name: str):
-    """``(manifest, adata, labels, k)``: a registry set's RNA AnnData, its default labels and the number of labelled
-    classes (the n_clusters protocol's K); prints what was loaded."""
+def labelled_rna(name: str, label_key: str | None = None):
+    """``(manifest, adata, labels, k)``: a registry set's RNA AnnData, its labels in ``label_key`` (``None``: the
+    manifest's default) and the number of labelled classes (the n_clusters protocol's K); prints what was loaded."""
     manifest = datasets.get_manifest(name)
     adata = datasets.load(name, modality="rna")
-    labels = adata.obs[manifest.default_label_key]
+    label_key = label_key or manifest.default_label_key
+    if label_key not in adata.obs:
+        raise SystemExit(f"{name} has no obs column {label_key!r}; it has {list(adata.obs.columns)}")
+    labels = adata.obs[label_key]
     scored = metrics.labelled_mask(labels, manifest.unlabelled_values)
     k = int(labels[scored].nunique())
     print(f"{name}: {adata.n_obs} cells x {adata.n_vars} genes, {k} classes in "
-          f"{manifest.default_label_key} ({int(scored.sum())} cells scored)", flush=True)
+          f"{label_key} ({int(scored.sum())} cells scored)", flush=True)
     return manifest, adata, labels, k
 
 

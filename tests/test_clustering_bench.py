@@ -1,20 +1,24 @@
-"""benchmarks/clustering.py's Leiden-stream figures (``--leiden-streams``)."""
+"""benchmarks/clustering.py's Leiden-stream figures (``--leiden-streams``) and label columns (``--label-key``,
+``--score-keys``)."""
 import json
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import clustering  # noqa: E402
+import common  # noqa: E402
+from omics_cl import metrics  # noqa: E402
 
 
 @pytest.mark.parametrize("method", ["pca", "scinno"])
 def test_stream_zero_is_the_row_and_streams_are_recorded(counts_adata, monkeypatch, tmp_path, method):
-    manifest = SimpleNamespace(unlabelled_values=())
+    manifest = SimpleNamespace(default_label_key="group", unlabelled_values=())
     monkeypatch.setattr(clustering, "labelled_rna",
-                        lambda name: (manifest, counts_adata, counts_adata.obs["group"], 3))
+                        lambda name, label_key=None: (manifest, counts_adata, counts_adata.obs["group"], 3))
     own = []
     original = clustering.stream_aris
 
@@ -33,3 +37,24 @@ def test_stream_zero_is_the_row_and_streams_are_recorded(counts_adata, monkeypat
     assert len(rows) == 1 and len(rows[0]["ari_streams"]) == 3
     assert rows[0]["ari_streams"][0] == rows[0]["ari"] == own[0]  # the recomputed stream 0 is the row's clustering
     assert "seeds" in clustering.stream_table(rows)
+
+
+def test_label_key_sets_k_and_score_keys_score_other_columns(counts_adata, monkeypatch, tmp_path):
+    adata = counts_adata.copy()
+    adata.obs["coarse"] = np.where(adata.obs["group"] == "0", "a", "b")
+    manifest = SimpleNamespace(default_label_key="group", unlabelled_values=())
+    monkeypatch.setattr(common.datasets, "get_manifest", lambda name: manifest)
+    monkeypatch.setattr(common.datasets, "load", lambda name, modality: adata.copy())
+    out = tmp_path / "rows.json"
+    base = ["--datasets", "toy", "--methods", "pca", "--seeds", "1", "--protocols", "n_clusters", "--json", str(out)]
+    clustering.main([*base, "--label-key", "coarse", "--score-keys", "group"])
+    clustering.main([*base, "--resume", "--score-keys", "coarse"])  # the default column is another run
+    coarse, default = json.loads(out.read_text())
+    assert (coarse["label_key"], coarse["n_clusters"], default["label_key"], default["n_clusters"]) == \
+        ("coarse", 2, "group", 3)
+    # the default run recovers the three groups, so its score against the coarse column is the groups' own
+    assert default["ari"] == 1.0
+    assert default["ari_coarse"] == metrics.clustering_scores(adata.obs["coarse"], adata.obs["group"])["ari"]
+    assert set(coarse) >= {"ari_group", "nmi_group"} and "ari_coarse" not in coarse
+    with pytest.raises(SystemExit, match="no obs column"):
+        clustering.main([*base, "--score-keys", "subclass"])
