@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import MACHINE, add_seed_arguments, labelled_rna, machine, median_table, seed_range, write_json_atomic
+from common import (MACHINE, add_seed_arguments, labelled_rna, machine, median_table, require_obs_columns,
+                    seed_range, write_json_atomic)
 
 from omics_cl import datasets, metrics, models, tl
 from omics_cl.core import graph
@@ -184,9 +185,7 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}", flush=True)
     for name in args.datasets.split(","):
         manifest, adata, labels, k = labelled_rna(name, args.label_key)
-        missing = [key for key in args.score_keys if key not in adata.obs]
-        if missing:
-            raise SystemExit(f"{name} has no obs column {missing}; it has {list(adata.obs.columns)}")
+        require_obs_columns(name, adata, args.score_keys)
         label_key = args.label_key or manifest.default_label_key
         for method in args.methods.split(","):
             for seed in seed_range(args):

@@ -156,14 +156,20 @@ def median_table(rows: list[dict], keys: list[str], values: list[str], spread: b
 MACHINE = machine()  # recorded with every benchmark row
 
 
+def require_obs_columns(name: str, adata, keys) -> None:
+    """Exit with the columns ``adata.obs`` has when any of ``keys`` is not one of them."""
+    missing = [key for key in keys if key not in adata.obs]
+    if missing:
+        raise SystemExit(f"{name} has no obs column {missing}; it has {list(adata.obs.columns)}")
+
+
 def labelled_rna(name: str, label_key: str | None = None):
     """``(manifest, adata, labels, k)``: a registry set's RNA AnnData, its labels in ``label_key`` (``None``: the
     manifest's default) and the number of labelled classes (the n_clusters protocol's K); prints what was loaded."""
     manifest = datasets.get_manifest(name)
     adata = datasets.load(name, modality="rna")
     label_key = label_key or manifest.default_label_key
-    if label_key not in adata.obs:
-        raise SystemExit(f"{name} has no obs column {label_key!r}; it has {list(adata.obs.columns)}")
+    require_obs_columns(name, adata, [label_key])
     labels = adata.obs[label_key]
     scored = metrics.labelled_mask(labels, manifest.unlabelled_values)
     k = int(labels[scored].nunique())
