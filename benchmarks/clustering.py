@@ -120,7 +120,7 @@ def bisected(adata, method: str, seed: int, k: int, record: dict, seconds: float
 def stream_aris(adata, clustered, k: int, seed: int, streams, labels, manifest, args) -> list[float]:
     """ARIs of the n_clusters protocol on the same kNN graph (seeded by ``seed``) under the Leiden streams
     ``seed + 1000 c`` for c in ``streams`` (c = 0: the row's own clustering): how far another machine's last bits
-    could move the row, which picks one of these partitions (benchmarks/README.md, "scinno's MOp figure: a read-off
+    could move the row, which picks one of these partitions (benchmarks/clustering.md, "scinno's MOp figure: a read-off
     on a knife edge")."""
     key, n_dims = clustered
     adjacency = graph.neighbor_graph(np.asarray(adata.obsm[key])[:, :n_dims], 15, "cosine", seed)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU rows of the benchmarks, for the workplace's device tool (benchmarks/README.md, "On a GPU"): run from the
+# The GPU rows of the benchmarks, for the workplace's device tool (benchmarks/performance.md, "On a GPU"): run from the
 # repository root with the wheels scanpy & co. need in .whl (flax / optax in .whl_alt, used only if the machine's
 # own fail to import) and the registry files in .gpu_data/{data,annotations}; results and logs go to $OUT.
 #   bash benchmarks/gpu_run.sh [PART ...]   PART: throughput (zeisel with the torch twin, then 10^6 synthetic

@@ -2,7 +2,7 @@
 (dataset, seed): rows ``scinno_encoder`` (``readout_latent="encoder"``, the default since 2026-12-03) and
 ``scinno_refined`` (the default before). Each latent is fused with the two PCA views as the default config fuses them
 (``models.common.fused_readout``, once per latent on views computed once: ``pca_residuals="both"``; cae's fixed
-weights since 2026-12-05, equal weights when the rows in ``benchmarks/README.md`` were recorded) and clustered by
+weights since 2026-12-05, equal weights when the rows in ``benchmarks/clustering.md`` were recorded) and clustered by
 consensus Leiden (n_clusters protocol), as ``tl.cluster`` does. ``--contexts N`` also scores the refined latent under
 N-1 further inference contexts (the fixed cells each cell attends to) and their mean (rows ``scinno_refined_ctx<c>``,
 ``scinno_refined_mean<N>``). Labels are used only for scoring and K.

@@ -242,7 +242,7 @@ def epoch_runner(graphdef, loss_fn: LossFn, tx, source, config,
     and the source has a device form whose arrays fit in ``config.device_budget`` of device memory; else
     :class:`HostEpochs`, building ``source.prefetch`` batches ahead when the source sets it (streamed sources). ``"auto"`` keeps the host loop on the CPU: XLA compiles the step inside the epoch's
     scan with other rounding than the per-batch step (cae: 2e-6 after 2 epochs), and on CPU the gain is small
-    for the default networks (benchmarks/README.md, training throughput), so CPU results stay those of the
+    for the default networks (benchmarks/performance.md, training throughput), so CPU results stay those of the
     host loop. ``epoch_bar_delay``: see :class:`HostEpochs`."""
     if config.device_resident not in RESIDENT:
         raise ValueError(f"device_resident must be one of {RESIDENT}, got {config.device_resident!r}")

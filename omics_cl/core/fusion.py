@@ -14,7 +14,7 @@ an embedding any graph or clustering can read). No labels are read.
 (``(1 - s) * w + s * target``; ``s = 1`` gives the target weights for every cell). Learned or graph-smoothed views
 often get weights near 0 or 1, and two cells of one type with opposite weights then lose the similarity they have
 in every view (``sqrt(w_im w_jm)`` near 0), which splits clusters; shrinking keeps every pair's similarity at least
-``s / n_views`` of each view's (benchmarks/README.md, "Fusion weights and read-offs").
+``s / n_views`` of each view's (benchmarks/clustering.md, "Fusion weights and read-offs").
 """
 from __future__ import annotations
 

@@ -11,11 +11,12 @@ import scipy.sparse as sp
 from omics_cl.core.fuzzy import connectivities
 from omics_cl.core.neighbors import knn
 
-LEIDEN_RESTARTS = 1  # 10 made PCA + Leiden seed-stable but chose the worse cbmc solution (benchmarks/README.md)
+LEIDEN_RESTARTS = 1  # 10 made PCA + Leiden seed-stable but chose the worse cbmc solution (benchmarks/clustering.md)
 NEIGHBOUR_RESOLUTIONS = (0.8, 0.9, 1.1, 1.25)
-CONSENSUS_RUNS = 10  # Leiden runs pooled by consensus_leiden (benchmarks/README.md, clustering: consensus Leiden)
+CONSENSUS_RUNS = 10  # Leiden runs pooled by consensus_leiden (benchmarks/clustering.md, "Consensus Leiden")
 CONSENSUS_MAX_CELLS = 100_000  # above this, consensus_leiden's default is one run (each run costs a full Leiden)
-OVERCLUSTER = 3.0  # n_clusters: Leiden makes this many times the clusters, merge_clusters joins them (benchmarks/README.md)
+# n_clusters: Leiden makes this many times the clusters, merge_clusters joins them (benchmarks/clustering.md)
+OVERCLUSTER = 3.0
 OVERCLUSTER_MIN_CELLS = 100  # ... but at most one cluster per this many cells before merging (small data: plain bisection)
 
 

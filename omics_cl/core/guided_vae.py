@@ -1,5 +1,5 @@
 """Peak-gene guided VAE: an ATAC latent tied to an RNA reference through a guidance graph (after scGLUE, Cao &
-Gao 2022, without its adversarial alignment, which collapsed the ATAC latent on MOp: benchmarks/README.md).
+Gao 2022, without its adversarial alignment, which collapsed the ATAC latent on MOp: benchmarks/label_transfer.md).
 
 Variational encoders read the reference's PCA and the query's LSI; negative-binomial decoders reconstruct the RNA
 counts and the peak counts as ``softplus(scale) * z . v + bias`` from feature embeddings ``v``: one GCN layer

@@ -14,7 +14,7 @@ def inverse_document_frequency(counts) -> np.ndarray:
     return np.divide(x.shape[0], peak_total, out=np.zeros_like(peak_total), where=peak_total > 0)
 
 
-TYPICAL_TFIDF = 10.0  # where the adaptive scale puts the median stored TF * IDF (benchmarks/README.md, label transfer)
+TYPICAL_TFIDF = 10.0  # where the adaptive scale puts the median stored TF * IDF (benchmarks/label_transfer.md)
 SIGNAC_SCALE = 1e4  # Signac's and muon's fixed scale factor; this package's before 2026-12-06
 SCALE_SAMPLE = 1 << 20  # stored values the adaptive scale's median is taken over, at most
 
@@ -49,7 +49,7 @@ def tfidf(counts, scale: float | None = None, chunk_values: int = 1 << 24,
     ``idf``: given, e.g. another data set's, to project these cells into its LSI). ``scale=None`` is
     :func:`adaptive_scale`: the log then acts where the values lie, whatever the depth; Signac's fixed 1e4
     (``SIGNAC_SCALE``) saturates it on sparse cells (83 counts per MOp cell), where its LSI keeps less of the
-    cell type (benchmarks/README.md, label transfer).
+    cell type (benchmarks/label_transfer.md).
 
     Cells with no counts give zero rows; peaks with no counts give zero columns; stored zeros are dropped. Computed
     in float64 on the stored values, ``chunk_values`` at a time, then kept as float32, so the memory it needs

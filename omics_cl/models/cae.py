@@ -4,7 +4,7 @@ Loss ``MSE(decoder(z1), x) + weight * NTXent(z1, z2, tau)`` on log-normalised HV
 ``views="clean"`` pairs the clean cell (z1) with one augmented view (z2), as the reference
 code does, and ``views="two"`` uses two independently augmented views.
 
-Options, both on for cae and off for ae (ablations in benchmarks/README.md; ``standardize=False, fusion="none"`` is
+Options, both on for cae and off for ae (ablations in benchmarks/clustering.md; ``standardize=False, fusion="none"`` is
 cae before 2026-12-01): ``standardize`` scales each input gene to unit variance, clipped at ``max_value`` sd, with
 statistics of the training cells (``LogNormalizer.standardized``; not centred); ``fusion="wnn"`` writes as the
 embedding the weighted fusion (``omics_cl.core.fusion``) of the latent with ``pca_comps`` principal components of
@@ -39,7 +39,7 @@ from omics_cl.models.method import Method
 FUSIONS = ("none", "wnn")
 DEFAULT_FUSION_WEIGHTS = FIXED_VIEW_WEIGHTS
 # where the two PCA views' own clusters agree this well (ARI), WNN weights shrunk halfway to equal instead (measured:
-# benchmarks/README.md, "The views' agreement picks cae's weights")
+# benchmarks/clustering.md, "The views' agreement picks cae's weights")
 VIEWS_AGREE = 0.8
 
 

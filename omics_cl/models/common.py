@@ -20,7 +20,7 @@ from omics_cl.data.sources import KEYS
 
 READOUTS = ("argmax", "leiden")
 # fixed fusion weights by view: the log PCA view and the latent 0.425 each, the Pearson view 0.15 (cae's since
-# 2026-12-02, scinno's since 2026-12-05; benchmarks/README.md, "cae's fixed weights", "scinno's MOp figure")
+# 2026-12-02, scinno's since 2026-12-05; benchmarks/clustering.md, "cae's fixed weights", "scinno's MOp figure")
 FIXED_VIEW_WEIGHTS = {"pca": 0.425, "pca_pearson": 0.15, "latent": 0.425}
 
 

@@ -28,7 +28,7 @@ prediction) shrunk by ``fusion_shrinkage`` toward the fixed ``fusion_weights`` (
 2026-12-04: the fixed weights themselves, 0.8 on the PCA view and 0.2 on Z_r, for every cell (``fusion_shrinkage=1``):
 on MOp the per-cell weights shrunk halfway to equal (the default before) scored below the PCA view alone, with the
 RNA counts halved by .08 ARI on the median (up to .14 on a seed); the fixed weights are level with it on the full
-data and above it in NMI with RNA halved. Measured choices in benchmarks/README.md. A trained model maps new cells
+data and above it in NMI with RNA halved. Measured choices in benchmarks/integration.md. A trained model maps new cells
 with :func:`map_query` (saved state: :func:`query_state`).
 """
 from __future__ import annotations
@@ -68,7 +68,7 @@ class SCI2CLConfig:
     regressed out of every gene (on MOp the standardised view's second component follows depth, r = .78). Scored
     as the mean of 5 clusterings per seed, the fused embedding gained .018 on seeds 0-2 (n_clusters ARI .466 vs
     .448) and .030 with RNA counts halved, and its clusterings no longer flip between partitions. The record is
-    in benchmarks/README.md. ``atac_likelihood`` "bernoulli" (since 2026-12-03): the ATAC decoder models whether
+    in benchmarks/integration.md. ``atac_likelihood`` "bernoulli" (since 2026-12-03): the ATAC decoder models whether
     each peak is open instead of ZINB counts; on MOp (5 seeds, mean of 5 clusterings) n_clusters ARI is level
     (median .461 vs .463, seeds 0-2 mean .463 vs .466) and the default run takes 274 s instead of 426 s on 2 cores
     (the ATAC ZINB term, two output heads and log-gamma functions over 10,000 peaks, took 0.13 s of each step's

@@ -13,7 +13,7 @@ of cells dropped first):
    ``mean_i sum_k u_ik^m d_ik + alpha sum_k u_bar_k log u_bar_k`` is added with a weight ramped
    linearly from 0 to ``clustering_weight`` over ``ramp_epochs``.
 
-Deviations from METHODS.md (tried on zeisel, seed 0; see benchmarks/README.md): as specified, the
+Deviations from METHODS.md (tried on zeisel, seed 0; see benchmarks/clustering.md): as specified, the
 clustering stage collapsed every cell into one cluster or into uniform memberships (the attention
 can map all cells to one point, and centres can coincide). So: ``d_ik`` is the squared distance
 between the L2-normalised refined latent and centre (on raw latents the encoder shrank until the
@@ -30,22 +30,22 @@ warm-up latent; no labels are involved. The seed's prediction (``readout="argmax
 membership; the default read-off (``readout="leiden"``, as siamese's: ``models.common.leiden_readout``) is
 Leiden on the encoder's latent (``readout_latent="encoder"``; the attention-refined latent, ``"refined"``, was the
 default before 2026-12-03: on the same trained models it moved far more with the seed, MOp 5-seed spread .143 vs
-.039, and scored lower on pbmc68k_reduced and MOp; benchmarks/README.md) fused with two PCA
+.039, and scored lower on pbmc68k_reduced and MOp; benchmarks/clustering.md) fused with two PCA
 views of all HVGs (not only the detected genes:
 that view scored MOp .33 / .29 instead of .39 / .37, seeds 0-1), the ``pca`` baseline's and the Pearson residuals'
 (``pca_residuals="both"``; with the log view alone, the default before 2026-12-02, the 5-seed medians were lower on
 all four registry sets), under the fixed ``fusion_weights`` (cae's: log view and latent .425 each, Pearson view
 .15; ``None`` is equal weights, the default before 2026-12-05: their MOp partition flipped between .42 and .59 ARI
 with Leiden's seed or noise of 1e-6 of the embedding's sd, where the fixed weights' 5-seed median held .555-.557 over
-five Leiden streams; benchmarks/README.md, "scinno's MOp figure: a read-off on a knife edge"), and gives no
+five Leiden streams; benchmarks/clustering.md, "scinno's MOp figure: a read-off on a knife edge"), and gives no
 memberships. The
 argmax can leave centres without cells: cluster sizes churn while the clustering weight ramps up, as the
 attention-refined latent moves under the centres. ``reseed_empty`` moves such a centre onto the cell of the
 largest cluster farthest from its centre after every clustering epoch, so K clusters come out; it is off
 because it lowered ARI (pbmc68k_reduced 5 seeds: median 0.495 vs 0.562, spread 0.103 vs 0.199;
-benchmarks/README.md).
+benchmarks/clustering.md).
 
-Read-offs over 5 seeds (benchmarks/README.md, "Fusion weights and read-offs"): the fused read-off is higher and
+Read-offs over 5 seeds (benchmarks/clustering.md, "Fusion weights and read-offs"): the fused read-off is higher and
 steadier on cbmc and MOp and lower on pbmc68k_reduced and zeisel.
 
 Inference does not depend on how cells are ordered or batched: every cell attends to itself and one

@@ -55,7 +55,7 @@ class SCNCLConfig:
     """Loss weights, model sizes and decision rules. ``ncl_weight`` 0.3, not the seed's 1: on benchmark
     seeds 0-1 (MOp, closed set) weights 0 / 0.1 / 0.3 / 0.5 / 1 gave accuracy about .53 / .59 / .60 / .57 /
     .52; the other weights are 1 as in the seed. The defaults after ``symmetric_nndr`` are measured in
-    benchmarks/README.md (label transfer)."""
+    benchmarks/label_transfer.md."""
 
     encoder: str = "mlp"
     hidden: int = 256
@@ -70,7 +70,7 @@ class SCNCLConfig:
     temperature: float = 0.4
     symmetric_nndr: bool = True
     min_vote: float = 0.8
-    vote_neighbors: int = 10  # 30 before 2026-12-06 (benchmarks/README.md, label transfer)
+    vote_neighbors: int = 10  # 30 before 2026-12-06 (benchmarks/label_transfer.md)
     prediction: str = "knn"
     vote_share: float = 0.5  # 1 before 2026-12-06's forty-third session: the vote alone
     peak_weight: float = 0.5

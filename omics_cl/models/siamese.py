@@ -32,14 +32,14 @@ Read-off (``readout``): ``"argmax"`` (the seed) writes argmax q as the clusters,
 analytic Pearson residuals (``pca_residuals="pearson"``, the ``pca_pearson`` view; ``"log"``: of the standardised
 log-normalised HVGs, the ``pca`` baseline's view and the default before 2026-12-01's tenth session), keeps the
 joint embedding as ``latent``, and the clusters are Leiden on the fused embedding (``n_clusters``, else
-``resolution``), as for cae. Measured in benchmarks/README.md ("Fusion weights and read-offs", "The Pearson
+``resolution``), as for cae. Measured in benchmarks/clustering.md ("Fusion weights and read-offs", "The Pearson
 residuals' view"). With the Leiden read-off and a given ``n_clusters``, DEC trains ``centres_per_cluster`` (3)
 x K centres from as many Leiden clusters (ours): with K centres, DEC hardened whatever the initial partition got
 wrong (zeisel seeds 3-4 split oligodendrocytes and merged three glial types, ARI .74 against .85-.87), and the
 read-off kept it; with more, a split costs no merge and the read-off's Leiden picks the K clusters (5-seed medians
 [spreads], zeisel / cbmc / pbmc68k_reduced / MOp: 3K .875 [.020] / .755 [.065] / .524 [.024] / .478 [.029], 2K .889
 [.058] / .750 [.020] / .524 [.089] / .455 [.036], K .810 [.133] / .740 [.084] / .523 [.021] / .436 [.019];
-benchmarks/README.md, "Two DEC centres per cluster" and "Three centres per cluster").
+benchmarks/clustering.md, "Two DEC centres per cluster" and "Three centres per cluster").
 """
 from __future__ import annotations
 

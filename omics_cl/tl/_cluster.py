@@ -81,7 +81,7 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
     leiden_restarts
         Leiden runs per resolution; the most modular is kept (with ``n_clusters``: the most modular
         partition with that count around the bisected resolution). 10 made PCA + Leiden seed-stable on
-        the registry sets but lowered its median ARI on cbmc (benchmarks/README.md); 1: a single run.
+        the registry sets but lowered its median ARI on cbmc (benchmarks/clustering.md); 1: a single run.
     leiden_consensus
         Leiden runs pooled into one partition (:func:`omics_cl.core.graph.consensus_leiden`: clusters of
         the graph reweighted by how often the runs keep two cells together); ``None``: 10 up to 100,000
@@ -90,7 +90,7 @@ def cluster_embedding(adata: ad.AnnData, use_rep: str, n_clusters: int | None = 
         With ``n_clusters``: Leiden first makes ``overcluster`` x ``n_clusters`` clusters (at most one per 100
         cells: :func:`omics_cl.core.graph.overcluster_target`), then the most connected pairs are merged down to
         ``n_clusters`` (:func:`omics_cl.core.graph.merge_clusters`), so small distinct populations are kept
-        rather than a large one split (benchmarks/README.md); 1: bisect straight to ``n_clusters`` (the protocol
+        rather than a large one split (benchmarks/clustering.md); 1: bisect straight to ``n_clusters`` (the protocol
         before 2026-12-03). Not used with ``leiden_restarts`` > 1. On an embedding whose clusters keep little of
         their edge weight inside (cae's contrastive latent alone) the greedy merge can snowball one cluster; compare
         with 1 there.

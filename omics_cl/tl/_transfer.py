@@ -21,7 +21,7 @@ from omics_cl.tl._saved import check_saveable, save_method_model
 NOVELTY_RATE = 0.1  # share of the query flagged novel by default
 LEARNED_ATAC_KEY = "X_atac_latent"  # obsm key of the learned ATAC latent (learned_atac=True)
 QUERY_LSI = "query_lsi"  # the query's LSI among a transfer's arrays, written to obsm["<method>_lsi"]
-LSI_COMPONENTS = 20  # LSI components of the query's peaks (benchmarks/README.md, label transfer)
+LSI_COMPONENTS = 20  # LSI components of the query's peaks (benchmarks/label_transfer.md)
 
 
 def otsu_threshold(scores: np.ndarray, bins: int = 256) -> float:
@@ -155,7 +155,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     n_neighbors
         Neighbours of the ATAC kNN graph on LSI.
     n_lsi_components
-        LSI components of the query's peaks (20: measured in benchmarks/README.md, label transfer; 50 before
+        LSI components of the query's peaks (20: measured in benchmarks/label_transfer.md; 50 before
         2026-12-05).
     seed
         Random seed.
@@ -172,11 +172,11 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     tfidf_scale
         Scale inside the peaks' ``log1p(TF * IDF * scale)`` (:func:`omics_cl.data.lsi.tfidf`). ``None`` (default
         since 2026-12-06) adapts it so that the median value is 10; ``1e4`` is Signac's fixed factor, the default
-        before (measured in benchmarks/README.md, label transfer).
+        before (measured in benchmarks/label_transfer.md).
     scale_lsi
         Standardise each LSI component (Signac's ``scale.embeddings``, the default before 2026-12-06's forty-third
         session); ``False`` keeps their singular values' weights in the kNN graph (measured in
-        benchmarks/README.md, label transfer).
+        benchmarks/label_transfer.md).
     **model_params
         Method config / training config values (e.g. ``epochs=50``).
 
