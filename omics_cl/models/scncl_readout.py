@@ -24,7 +24,8 @@ def peak_classifier(peaks: np.ndarray | None, prob: np.ndarray, min_vote: float,
     (small types rarely reach ``min_vote``: MOp's OPC and MGC never did) is one the classifier cannot speak for:
     ``unfitted="transfer"`` gives it the transferred probability and scales the fitted classes' to the rest of each
     cell's mass; ``"zero"`` gives it 0, which halved small types' probabilities in the mix
-    (benchmarks/label_transfer.md). Returns the probabilities and the number of cells it was fitted to. Uses no query labels.
+    (benchmarks/label_transfer.md). Returns the probabilities and the number of cells it was fitted to. Uses no
+    query labels.
     Fitted and applied with one BLAS thread: lbfgs stops at a tolerance, and with two threads OpenBLAS's other
     rounding stopped it elsewhere (MOp: probabilities up to 0.06 apart, 4 of 5,155 labels changed), so the result
     would depend on the machine's thread count."""
