@@ -186,7 +186,7 @@ def main(argv=None) -> int:
     for name in args.datasets.split(","):
         manifest, adata, labels, k = labelled_rna(name, args.label_key)
         require_obs_columns(name, adata, args.score_keys)
-        label_key = args.label_key or manifest.default_label_key
+        label_key = labels.name  # the column labelled_rna read: --label-key or the registry's default
         for method in args.methods.split(","):
             for seed in seed_range(args):
                 if (name, method, seed, label_key) in done or \
@@ -220,8 +220,8 @@ def main(argv=None) -> int:
                     print(json.dumps(row), flush=True)
                 write_json_atomic(rows, args.json)
     print(f"\nmachine: {machine()}")
+    scored = [f"{m}_{key}" for key in args.score_keys for m in ("ari", "nmi")]
     for protocol in ("n_clusters", "resolution"):
-        scored = [f"{m}_{key}" for key in args.score_keys for m in ("ari", "nmi")]
         print(median_table([r for r in rows if r["protocol"] == protocol],
                            ["dataset", "label_key", "method", "protocol"],
                            ["nmi", "ari", *scored, "acc", "n_clusters", "train_seconds"], spread=True) + "\n")
