@@ -21,3 +21,15 @@ def check_positive_number(value, name: str, allow_none: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
         allowed = "None or a positive number" if allow_none else "a positive number"
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def check_atlas_labels(atlas, classes, name: str) -> None:
+    """Refuse an atlas label column (a pandas Series) that holds no label, or none of whose labels is among the
+    reference's ``classes``: an annotation check would have nothing to check."""
+    labels = atlas.dropna().astype(str).unique()
+    if len(labels) == 0:
+        raise ValueError(f"{name} holds no atlas label (every value is missing)")
+    known = {str(c) for c in classes}
+    if not any(label in known for label in labels):
+        raise ValueError(f"none of the atlas labels in {name} (first: {list(labels[:5])}) is a reference class "
+                         f"(first: {sorted(known)[:5]}): nothing to check; do the two use the same label names?")

@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy import stats
@@ -107,3 +108,24 @@ def test_l2_normalize_keeps_zero_rows():
     out = np.asarray(losses.l2_normalize(jnp.asarray([[3.0, 4.0], [0.0, 0.0]])))
     assert np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])
 
+
+
+def test_l2_normalize_gradient_is_finite_at_a_zero_row_and_unchanged_elsewhere():
+    """A zero row (an encoder's output for an all-zero input at initialisation) once made every gradient NaN."""
+    z = jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32))
+    other = jnp.asarray(np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32))
+
+    def loss(normalize, z):
+        return jnp.sum(normalize(z) @ normalize(other).T)
+
+    def before(z):  # the formula before 2026-12-06's forty-ninth session
+        return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+
+    assert np.array_equal(losses.l2_normalize(z), before(z))
+    assert np.array_equal(jax.grad(lambda z: loss(losses.l2_normalize, z))(z), jax.grad(lambda z: loss(before, z))(z))
+    zeroed = z.at[2].set(0.0)
+    assert np.isnan(jax.grad(lambda z: loss(before, z))(zeroed)).any()
+    grad = jax.grad(lambda z: loss(losses.l2_normalize, z))(zeroed)
+    assert np.isfinite(grad).all()
+    unit_other = np.asarray(other) / np.linalg.norm(other, axis=1, keepdims=True)
+    assert np.allclose(grad[2], unit_other.sum(0) / np.sqrt(z.shape[1]))  # the zero row divided by a ones row's norm

@@ -2,6 +2,7 @@
 the seed's recipe and the ensemble."""
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from conftest import run_transfer
 
 from omics_cl import get, tl
@@ -41,6 +42,25 @@ def test_unlabelled_reference_cells_left_out_and_counted(mop_split):
     assert np.isnan(ref_out.obsm["X_scncl"][:10]).all() and not np.isnan(ref_out.obsm["X_scncl"][10:]).any()
 
 
+def test_cells_without_gene_activity_are_counted_not_fatal(mop_split, tmp_path):
+    """Query cells with no gene activity among the model's genes once made the encoder's output 0, its L2 norm's
+    gradient NaN and every parameter NaN (the kNN on the latent then died inside scikit-learn)."""
+    ref, query, activity = mop_split
+    empty = activity.copy()
+    empty.X = sp.csr_matrix(empty.X)
+    empty.X[:20] = 0
+    empty.X.eliminate_zeros()
+    with pytest.warns(UserWarning, match="20 query cells have no count among the model's"):
+        _, out = run_transfer(ref, query, empty, epochs=1, save_model=tmp_path / "model")
+    record = out.uns["omics_cl"]["scncl"]
+    assert record["n_query_cells_without_features"] == 20 and record["n_reference_cells_without_features"] == 0
+    assert np.isfinite(out.obsm["X_scncl"]).all() and np.isfinite(out.obsm["scncl_probabilities"]).all()
+    assert len(set(map(tuple, out.obsm["X_scncl"][:20]))) == 1  # one latent for all of them
+    with pytest.warns(UserWarning, match="20 query cells"):
+        mapped = tl.map_query(query.copy(), tmp_path / "model", gene_activity=empty)
+    assert mapped["params"]["n_query_cells_without_features"] == 20
+
+
 def _nothing_written(query):
     return "omics_cl_label" not in query.obs and "X_scncl" not in query.obsm
 
@@ -73,6 +93,20 @@ def test_check_annotations_finds_relabelled_group(mop_split):
         tl.check_annotations(query.copy(), "cell_type")
     with pytest.raises(ValueError, match="atlas label column 'nope'"):
         tl.check_annotations(out, "nope")
+    # an atlas named otherwise than the reference (no label to check) is refused before anything is written
+    out.obs["foreign"] = "Astrocyte"
+    with pytest.raises(ValueError, match="first: \\['Astrocyte'\\].*same label names"):
+        tl.check_annotations(out, "foreign")
+    out.obs["missing"] = np.nan
+    with pytest.raises(ValueError, match="holds no atlas label"):
+        tl.check_annotations(out, "missing")
+    assert "omics_cl_annotation_flag" not in out.obs and "check_annotations" not in out.uns["omics_cl"]
+    # an atlas the transfer confirms everywhere: no disagreement, an empty table with its columns
+    out.obs["agreeing"] = out.obs["omics_cl_label"].astype(str).to_numpy()
+    table = tl.check_annotations(out, "agreeing", gene_activity=activity)
+    assert table.empty and {"atlas_label", "transferred_label", "estimated_precision", "markers"} <= set(table.columns)
+    assert not out.obs["omics_cl_annotation_flag"].any()
+    assert out.uns["omics_cl"]["check_annotations"]["n_groups"] == 0
     # the atlas gives every cell of the model's second most frequent label the most frequent one (as a
     # curator who merged two types would): a wrong label on a whole group
     transferred = out.obs["omics_cl_label"].astype(str)

@@ -1,8 +1,11 @@
 """Label transfer's building blocks on small hand-made arrays: the scNCL loss terms, the novelty thresholds and the
 annotation-check rules."""
+import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
+from conftest import blobs
 
 from omics_cl import tl
 from omics_cl.core import losses
@@ -124,3 +127,17 @@ def test_neighbour_flags_spread_within_an_atlas_label():
         tl.neighbour_flags(flags, atlas, suggested, neighbors, min_share=0)
     with pytest.raises(ValueError, match="cells x k"):
         tl.neighbour_flags(flags, atlas, suggested, neighbors[:3])
+
+
+def test_label_consistency_with_no_disagreement_returns_an_empty_table():
+    """Labels every neighbourhood confirms (well separated types) leave no candidate group: an empty table with its
+    columns, nothing suspect (this once died with a KeyError)."""
+    points, groups = blobs(n_per=40, k=3)
+    counts = np.random.default_rng(0).poisson(2.0, size=(len(groups), 30)) + 1
+    adata = ad.AnnData(sp.csr_matrix(counts))
+    adata.obsm["X_joint"] = points
+    adata.obs["label"] = groups.astype(str)
+    table = tl.label_consistency(adata, "label", use_rep="X_joint")
+    assert table.empty and {"given_label", "neighbourhood_label", "n_cells", "markers"} <= set(table.columns)
+    assert not adata.obs["omics_cl_label_suspect"].any()
+    assert adata.uns["omics_cl"]["label_consistency"]["n_suspect"] == 0

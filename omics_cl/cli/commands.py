@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omics_cl import demos, models
+from omics_cl.checks import check_atlas_labels
 from omics_cl.cli.inputs import (
     check_paired_args,
     check_paths,
@@ -104,6 +105,9 @@ def cmd_transfer(args) -> int:
     if args.query_label_key is not None and args.query_label_key not in atac.obs:
         raise ValueError(f"--query-label-key {args.query_label_key!r} not in the ATAC obs; columns: "
                          f"{list(atac.obs.columns)}")
+    if args.query_label_key is not None:
+        check_atlas_labels(atac.obs[args.query_label_key], rna.obs[args.label_key].dropna().astype(str).unique(),
+                           f"--query-label-key {args.query_label_key!r}")
     activity = read_input(args.gene_activity) if args.gene_activity else None
     if activity is None and args.fragments:
         activity = io.gene_activity_from_fragments(args.fragments, args.annotation, barcodes=atac.obs_names)

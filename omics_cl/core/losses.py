@@ -23,8 +23,11 @@ EPS = 1e-8
 
 # geometry
 def l2_normalize(z: jax.Array) -> jax.Array:
-    """Rows scaled to unit L2 norm (zero rows stay zero)."""
-    return z / jnp.maximum(jnp.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+    """Rows scaled to unit L2 norm. A zero row (an encoder's output for an all-zero input row, at initialisation)
+    stays zero and gets a finite gradient: it is divided by the norm of a row of ones, as the norm's gradient at 0 is
+    NaN. Other rows get the values and gradients of the formula before (2026-12-06)."""
+    nonzero = jnp.any(z != 0, axis=-1, keepdims=True)
+    return z / jnp.maximum(jnp.linalg.norm(jnp.where(nonzero, z, 1.0), axis=-1, keepdims=True), 1e-12)
 
 
 # contrastive

@@ -69,6 +69,14 @@ def confusion_groups(atlas: np.ndarray, transferred: np.ndarray, candidates: np.
     return pd.DataFrame(rows, columns=columns)
 
 
+def flagged_groups(groups: pd.DataFrame, atlas: np.ndarray, transferred: np.ndarray, flags: np.ndarray) -> pd.DataFrame:
+    """The rows of :func:`confusion_groups` whose (atlas, transferred) pair holds a flagged cell (none: an empty
+    table with the same columns)."""
+    flagged = set(zip(np.asarray(atlas)[flags], np.asarray(transferred)[flags]))
+    return groups[np.fromiter((pair in flagged for pair in zip(groups["atlas_label"], groups["transferred_label"])),
+                              bool, len(groups))]
+
+
 def support_position(class_support: pd.DataFrame, atlas: np.ndarray, transferred: np.ndarray,
                      candidates: np.ndarray, label: str, suggested: str) -> float:
     """Where the (``label`` -> ``suggested``) group's candidate cells sit between the cells confirmed as ``label``

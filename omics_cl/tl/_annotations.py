@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import get
+from omics_cl.checks import check_atlas_labels
 from omics_cl.core.neighbors import knn
 from omics_cl.pp import gene_activity as build_gene_activity
-from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups, neighbour_flags
+from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups, flagged_groups, neighbour_flags
 from omics_cl.tl._common import marker_genes, store_record
 
 
@@ -101,6 +102,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     classes = get.run_record(atac, method).get("classes")
     if classes is None:
         raise ValueError(f"atac.uns['omics_cl'][{method!r}] lacks the reference classes; run tl.transfer_labels first")
+    check_atlas_labels(atlas, classes, f"obs[{atlas_key!r}]")
     novel = atac.obs["omics_cl_is_novel"].to_numpy() if skip_novel else None
     probabilities = get.transfer_probabilities(atac, method) if f"{method}_probabilities" in atac.obsm else None
     support = get.transfer_class_support(atac, method)
@@ -127,8 +129,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     candidates, _ = annotation_flags(atlas, transferred, confidence, classes, novel, threshold, 0.0, 0, 0.0)
     table = confusion_groups(atlas_str, transferred, candidates, probabilities, support)
     suggested_str = suggested.astype(str)
-    flagged_pairs = set(zip(atlas_str[direct], transferred[direct]))
-    table = table[[pair in flagged_pairs for pair in zip(table["atlas_label"], table["transferred_label"])]]
+    table = flagged_groups(table, atlas_str, transferred, direct)
     extra = []
     for label, proposal in zip(table["atlas_label"], table["transferred_label"]):
         cells = np.flatnonzero(flags & (atlas_str == label) & (suggested_str == proposal))

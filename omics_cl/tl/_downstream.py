@@ -8,7 +8,7 @@ import pandas as pd
 from omics_cl import get
 from omics_cl.core.neighbors import knn
 from omics_cl.data.preprocess import check_finite_counts, fit_lognormalizer
-from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups
+from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups, flagged_groups
 from omics_cl.tl._cluster import cluster_embedding
 from omics_cl.tl._common import marker_genes, store_record
 
@@ -175,8 +175,7 @@ def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbo
     candidates, _ = annotation_flags(given, neighbourhood, share, np.unique(labels[usable]), None, min_share,
                                      0.0, 0, min_agreement=0.0)
     table = confusion_groups(labels, neighbourhood, candidates)
-    flagged_pairs = set(zip(labels[suspect], neighbourhood[suspect]))
-    table = table[[pair in flagged_pairs for pair in zip(table["atlas_label"], table["transferred_label"])]]
+    table = flagged_groups(table, labels, neighbourhood, suspect)
     table = table.rename(columns={"atlas_label": "given_label", "transferred_label": "neighbourhood_label"})
     rna = get.rna_modality(data)
     x = rna.layers[layer] if layer else rna.X

@@ -30,7 +30,8 @@ from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import saved_query_latent
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._saved import LoadedModel, load_method_model
-from omics_cl.tl._transfer import LEARNED_ATAC_KEY, NOVELTY_RATE, QUERY_LSI, check_novelty_rate, write_predictions
+from omics_cl.tl._transfer import (LEARNED_ATAC_KEY, NOVELTY_RATE, QUERY_LSI, cells_without_features,
+                                   check_novelty_rate, write_predictions)
 
 THRESHOLDS = ("query", "model")
 
@@ -83,6 +84,7 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
     if missing:
         warnings.warn(f"{len(missing)} of the model's {len(saved.arrays['genes'])} genes are not in the query's gene "
                       f"activity (e.g. {missing[:3]}); they are set to zero", stacklevel=3)
+    empty = cells_without_features(len(saved.arrays["genes"]), stacklevel=4, query=atac_x)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
     # models saved before these settings were recorded used 50 components, Signac's TF-IDF scale and standardised
     # components
@@ -98,6 +100,7 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
                         len(meta["classes"]), peak_tfidf,
                         saved.arrays.get("class_signatures"))
     out, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(int(meta["seed"])))
+    notes = {**notes, **empty}
     out = {**out, QUERY_LSI: peaks}
     if latent is not None:
         out[LEARNED_ATAC_KEY] = latent

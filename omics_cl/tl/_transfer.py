@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -81,6 +82,21 @@ def rate_threshold(scores: np.ndarray, rate: float) -> float:
     return float(ordered[ordered.size - flagged - 1])
 
 
+def cells_without_features(n_genes: int, stacklevel: int = 3, **features) -> dict[str, int]:
+    """``{"n_<name>_cells_without_features": count}`` of each named feature matrix's all-zero rows (cells with no
+    count among the model's ``n_genes`` genes: the encoder sees one and the same input for all of them), with a
+    warning when there are any."""
+    counts = {f"n_{name}_cells_without_features": int((np.asarray(x.getnnz(axis=1)) == 0).sum())
+              for name, x in features.items()}
+    found = {key.split("_")[1]: n for key, n in counts.items() if n}
+    if found:
+        warnings.warn(f"{' and '.join(f'{n} {name}' for name, n in found.items())} cells have no count among the "
+                      f"model's {n_genes} genes: the encoder gives each of them the same latent, and the same label "
+                      "unless the query's peak classifier tells them apart; consider removing cells with few counts",
+                      stacklevel=stacklevel)
+    return counts
+
+
 def check_novelty_rate(rate: float | None) -> None:
     """``ValueError`` unless ``rate`` is ``None`` (the Otsu rule) or a share in [0, 1)."""
     if rate is not None and not (isinstance(rate, (int, float)) and 0 <= rate < 1):
@@ -129,8 +145,10 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     :func:`omics_cl.get.transfer_class_support`); into ``rna``:
     ``obsm["X_<method>"]``; run record in both ``uns["omics_cl"]["<method>"]`` and the method's name in
     ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference
-    cells without a label are left out of training and counted in the record. ``save_model``: a new directory
-    where the trained model is saved for :func:`map_query` (checked before any work).
+    cells without a label are left out of training and counted in the record; cells of either side with no count
+    among the model's genes are kept (at the one latent an empty input gives), counted
+    (``n_<side>_cells_without_features``) and warned about. ``save_model``: a new directory where the trained model
+    is saved for :func:`map_query` (checked before any work).
 
     Parameters
     ----------
@@ -214,6 +232,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                          "they must be the same cells in the same order")
     rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
                                                          features)
+    empty = cells_without_features(len(genes), reference=rna_x, query=atac_x)
     peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
     embedding, lsi_info, peak_tfidf = lsi.lsi_with_tfidf(peak_counts, n_lsi_components, seed=seed,
                                                          tfidf_scale=tfidf_scale, standardize=scale_lsi)
@@ -236,7 +255,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_embedding[labelled] = out["rna_embedding"]
     rna.obsm[f"X_{method}"] = rna_embedding
     record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes),
-              "n_unlabelled_reference_cells": int((~labelled).sum()),
+              "n_unlabelled_reference_cells": int((~labelled).sum()), **empty,
               "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors,
               "n_lsi_components": n_lsi_components, "seed": seed,
               **flag, "lsi": lsi_info, "learned_atac": latent_record, "params": trained.record, "versions": versions()}
