@@ -25,7 +25,8 @@ EPS = 1e-8
 def l2_normalize(z: jax.Array) -> jax.Array:
     """Rows scaled to unit L2 norm. A zero row (an encoder's output for an all-zero input row, at initialisation)
     stays zero and gets a finite gradient: it is divided by the norm of a row of ones, as the norm's gradient at 0 is
-    NaN. Other rows get the values and gradients of the formula before (2026-12-06)."""
+    NaN. Other rows get the values and gradients of the formula before 2026-12-06 (inside a larger jitted step XLA
+    may round them otherwise: scncl's training moved in its last bits)."""
     nonzero = jnp.any(z != 0, axis=-1, keepdims=True)
     return z / jnp.maximum(jnp.linalg.norm(jnp.where(nonzero, z, 1.0), axis=-1, keepdims=True), 1e-12)
 
