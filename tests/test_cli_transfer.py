@@ -30,7 +30,6 @@ def test_transfer_cli_writes_output_and_report(mop_files, capsys):
                "--query-label-key", "cell_type", "--report", str(report), "--epochs", "2", "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     assert query.read_bytes() == before
-
     result = ad.read_h5ad(out)
     assert {"omics_cl_label", "omics_cl_is_novel", "omics_cl_annotation_flag"} <= set(result.obs)
     assert {p.name for p in report.iterdir()} == {"novelty_distribution.png", "umap_joint.png", "confusion_matrix.png",
@@ -51,7 +50,6 @@ def test_transfer_cli_refuses_bad_input_and_writes_nothing(mop_files, capsys):
     assert main(["transfer", "--rna", str(mop_files / "ref.h5ad"), "--atac", str(mop_files / "query.h5ad"),
                  "--label-key", "cell_type", "--annotation", "x.gtf", "--out", str(mop_files / "query.h5ad")]) == 2
     assert "never overwrites its input" in capsys.readouterr().err
-    import anndata as ad
     renamed = ad.read_h5ad(mop_files / "query.h5ad")
     renamed.obs["atlas"] = "Astrocyte"  # a type name the reference does not use: refused before any training
     renamed.write_h5ad(mop_files / "renamed.h5ad")

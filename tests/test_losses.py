@@ -109,7 +109,6 @@ def test_l2_normalize_keeps_zero_rows():
     assert np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])
 
 
-
 def test_l2_normalize_gradient_is_finite_at_a_zero_row_and_unchanged_elsewhere():
     """A zero row (an encoder's output for an all-zero input at initialisation) once made every gradient NaN."""
     z = jnp.asarray(np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32))

@@ -86,15 +86,13 @@ def cells_without_features(n_genes: int, stacklevel: int = 3, **features) -> dic
     """``{"n_<name>_cells_without_features": count}`` of each named feature matrix's all-zero rows (cells with no
     count among the model's ``n_genes`` genes: the encoder sees one and the same input for all of them), with a
     warning when there are any."""
-    counts = {f"n_{name}_cells_without_features": int((np.asarray(x.getnnz(axis=1)) == 0).sum())
-              for name, x in features.items()}
-    found = {key.split("_")[1]: n for key, n in counts.items() if n}
-    if found:
-        warnings.warn(f"{' and '.join(f'{n} {name}' for name, n in found.items())} cells have no count among the "
+    counts = {name: int((np.asarray(x.getnnz(axis=1)) == 0).sum()) for name, x in features.items()}
+    if any(counts.values()):
+        warnings.warn(f"{' and '.join(f'{n} {name}' for name, n in counts.items() if n)} cells have no count among the "
                       f"model's {n_genes} genes: the encoder gives each of them the same latent, and the same label "
                       "unless the query's peak classifier tells them apart; consider removing cells with few counts",
                       stacklevel=stacklevel)
-    return counts
+    return {f"n_{name}_cells_without_features": n for name, n in counts.items()}
 
 
 def check_novelty_rate(rate: float | None) -> None:
