@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import clustering  # noqa: E402
 import common  # noqa: E402
 from omics_cl import metrics  # noqa: E402
+from omics_cl.core import train  # noqa: E402
 
 
 @pytest.mark.parametrize("method", ["pca", "scinno"])
@@ -58,3 +59,33 @@ def test_label_key_sets_k_and_score_keys_score_other_columns(counts_adata, monke
     assert set(coarse) >= {"ari_group", "nmi_group"} and "ari_coarse" not in coarse
     with pytest.raises(SystemExit, match="no obs column"):
         clustering.main([*base, "--score-keys", "subclass"])
+
+
+def test_n_clusters_rows_are_the_call_with_k_and_the_resolution_call_reuses_its_model(counts_adata, monkeypatch,
+                                                                                        tmp_path):
+    """cae's read-off weights depend on K, so the n_clusters row must be ``tl.cluster(..., n_clusters=K)`` itself;
+    the call without K reads the same trained model back from its checkpoint."""
+    manifest = SimpleNamespace(default_label_key="group", unlabelled_values=())
+    monkeypatch.setattr(clustering, "labelled_rna",
+                        lambda name, label_key=None: (manifest, counts_adata, counts_adata.obs["group"], 3))
+    calls, epochs_run = [], []
+    original, original_order = clustering.tl.cluster, train.epoch_order
+
+    def recorded(adata, **kwargs):
+        epochs_run.clear()
+        record = original(adata, **kwargs)
+        ari = metrics.clustering_scores(adata.obs["group"], adata.obs["cae_cluster"])["ari"]
+        calls.append((kwargs, ari, len(epochs_run)))
+        return record
+
+    monkeypatch.setattr(clustering.tl, "cluster", recorded)
+    monkeypatch.setattr(train, "epoch_order", lambda *a: epochs_run.append(1) or original_order(*a))
+    out = tmp_path / "rows.json"
+    clustering.main(["--datasets", "toy", "--methods", "cae", "--seeds", "1", "--json", str(out),
+                     "--param", "hidden=[32]", "--param", "latent=8", "--param", "epochs=2",
+                     "--param", "batch_size=64"])
+    rows = {r["protocol"]: r for r in json.loads(out.read_text()) if r["method"] == "cae"}
+    (with_k, ari_k, epochs_k), (without_k, ari_res, epochs_res) = calls
+    assert with_k["n_clusters"] == 3 and "n_clusters" not in without_k
+    assert (rows["n_clusters"]["ari"], rows["resolution"]["ari"]) == (ari_k, ari_res)
+    assert with_k["checkpoint_path"] == without_k["checkpoint_path"] and (epochs_k, epochs_res) == (2, 0)

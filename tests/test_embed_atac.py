@@ -1,6 +1,9 @@
 """tl.embed_atac: LSI of the peaks, and a saved transfer model's learned latent (synthetic data)."""
+import warnings
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 from test_save_load import FAST, synthetic
 
@@ -52,4 +55,24 @@ def test_bad_input_refused_before_anything_is_written(data, tmp_path):
     bad.X.data[0] = -1
     with pytest.raises(ValueError):
         tl.embed_atac(bad)
+    empty = atac.copy()
+    empty.X = sp.csr_matrix(empty.shape, dtype=np.float32)
+    with pytest.raises(ValueError, match="hold no count at all"):
+        tl.embed_atac(empty)
     assert "X_lsi" not in out.obsm and "omics_cl" not in out.uns
+    assert "X_lsi" not in empty.obsm and "omics_cl" not in empty.uns
+
+
+def test_cells_without_counts_are_warned_about_and_counted(data):
+    _, atac, _ = data
+    out = atac.copy()
+    x = out.X.tolil()
+    x[:4] = 0
+    out.X = x.tocsr()
+    with pytest.warns(UserWarning, match="4 of .* cells have no ATAC count"):
+        record = tl.embed_atac(out, n_components=8)
+    assert record["n_cells_without_counts"] == 4
+    assert np.isfinite(out.obsm["X_lsi"]).all() and np.ptp(out.obsm["X_lsi"][:4], axis=0).max() < 1e-5
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert tl.embed_atac(atac.copy(), n_components=8)["n_cells_without_counts"] == 0

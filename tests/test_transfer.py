@@ -83,7 +83,11 @@ def test_bad_inputs_refused_and_nothing_written(mop_split):
         tl.transfer_labels(ref, non_count, "cell_type", gene_activity=activity)
     with pytest.raises(ValueError, match="same cells"):
         tl.transfer_labels(ref, q, "cell_type", gene_activity=activity[::-1].copy())
-    assert _nothing_written(q) and _nothing_written(non_count)
+    no_peaks = q.copy()
+    no_peaks.X = sp.csr_matrix(no_peaks.shape, dtype=np.float32)
+    with pytest.raises(ValueError, match="ATAC counts hold no count at all"):
+        tl.transfer_labels(ref, no_peaks, "cell_type", gene_activity=activity)
+    assert _nothing_written(q) and _nothing_written(non_count) and _nothing_written(no_peaks)
 
 
 def test_check_annotations_finds_relabelled_group(mop_split):

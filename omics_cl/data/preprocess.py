@@ -100,6 +100,16 @@ def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "c
     return x
 
 
+def nonempty_counts(adata: ad.AnnData, layer: str | None = None, what: str = "counts"):
+    """``(validated_counts(adata, layer, what), number of cells without a count)``; ``ValueError`` when no cell
+    has a count."""
+    x = validated_counts(adata, layer, what)
+    empty = sum(int((np.asarray(rows.sum(axis=1)).ravel() == 0).sum()) for _, _, rows in row_chunks(x))
+    if empty == x.shape[0]:
+        raise ValueError(f"{what} hold no count at all ({x.shape[0]} cells x {x.shape[1]} features)")
+    return x, empty
+
+
 @dataclass
 class LogNormalizer:
     """``log1p(counts[:, genes] / library_size * target_sum)`` applied to any row subset; when standardised

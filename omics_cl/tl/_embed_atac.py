@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import anndata as ad
 
 from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import validated_counts
+from omics_cl.data.preprocess import nonempty_counts
 from omics_cl.tl._common import store_record, versions
 from omics_cl.tl._map import mapped_query
 
@@ -53,13 +54,18 @@ def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = L
     -------
     dict
         ``n_components``, ``lsi`` (depth correlation, whether the first component was dropped, the TF-IDF scale),
-        ``learned`` (the obsm key of the learned latent or ``None``) and versions.
+        ``learned`` (the obsm key of the learned latent or ``None``), ``n_cells_without_counts`` (warned about)
+        and versions.
     """
     check_positive_int(n_components, "n_components")
     check_positive_number(tfidf_scale, "tfidf_scale", allow_none=True)
-    counts = validated_counts(atac, layer, "ATAC counts")
+    counts, empty = nonempty_counts(atac, layer, "ATAC counts")
     if model is not None and gene_activity is None and annotation is None:
         raise ValueError("a model needs the query's gene activity: give gene_activity or annotation")
+    if empty:
+        warnings.warn(f"{empty} of {atac.n_obs} cells have no ATAC count: their X_lsi rows are one and the same "
+                      "point and cluster together; consider removing them (e.g. sc.pp.filter_cells(atac, "
+                      "min_counts=1))", stacklevel=2)
     embedding, info = lsi.lsi(counts, n_components, seed=seed, tfidf_scale=tfidf_scale)
     learned = None
     if model is not None:
@@ -67,7 +73,7 @@ def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = L
         learned = f"X_{saved.method.name}"
         atac.obsm[learned] = out["atac_embedding"]
     atac.obsm["X_lsi"] = embedding
-    record = {"n_components": n_components, "lsi": info, "learned": learned,
+    record = {"n_components": n_components, "lsi": info, "learned": learned, "n_cells_without_counts": empty,
               "model": None if model is None else str(os.path.abspath(model)), "seed": seed, "versions": versions()}
     store_record(atac, "embed_atac", record)
     return record

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from omics_cl import models
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import validated_counts
+from omics_cl.data.preprocess import nonempty_counts
 from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import saved_query_latent
@@ -85,7 +85,7 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
         warnings.warn(f"{len(missing)} of the model's {len(saved.arrays['genes'])} genes are not in the query's gene "
                       f"activity (e.g. {missing[:3]}); they are set to zero", stacklevel=3)
     empty = cells_without_features(len(saved.arrays["genes"]), stacklevel=4, query=atac_x)
-    peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
+    peak_counts, _ = nonempty_counts(atac, atac_layer, "ATAC counts")
     # models saved before these settings were recorded used 50 components, Signac's TF-IDF scale and standardised
     # components
     peaks, lsi_info, peak_tfidf = lsi.lsi_with_tfidf(peak_counts, int(meta.get("n_lsi_components", 50)),

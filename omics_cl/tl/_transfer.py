@@ -12,7 +12,7 @@ import pandas as pd
 from omics_cl import models
 from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import counts_matrix, validated_counts
+from omics_cl.data.preprocess import counts_matrix, nonempty_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
@@ -231,7 +231,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     rna_x, atac_x, genes, hvg_flavor = transfer_features(rna[labelled], gene_activity, rna_layer, n_top_genes,
                                                          features)
     empty = cells_without_features(len(genes), reference=rna_x, query=atac_x)
-    peak_counts = validated_counts(atac, atac_layer, "ATAC counts")
+    peak_counts, _ = nonempty_counts(atac, atac_layer, "ATAC counts")
     embedding, lsi_info, peak_tfidf = lsi.lsi_with_tfidf(peak_counts, n_lsi_components, seed=seed,
                                                          tfidf_scale=tfidf_scale, standardize=scale_lsi)
     latent_record, latent_arrays, peak_space = None, {}, embedding
