@@ -82,6 +82,10 @@ def main():
     p.add_argument("--max-epochs", type=int, default=None)
     p.add_argument("--workdir", help="scglue: keep each finished training stage here and resume from it")
     args = p.parse_args()
+    if args.method == "scglue":
+        from scglue_resume import rerun_with_fixed_hash_seed  # same folder
+
+        rerun_with_fixed_hash_seed()
     rna, atac = ad.read_h5ad(args.rna), ad.read_h5ad(args.atac)
     if not np.array_equal(rna.obs_names, atac.obs_names):
         raise SystemExit("RNA and ATAC must hold the same cells in the same order")

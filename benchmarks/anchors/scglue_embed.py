@@ -8,9 +8,10 @@ scGLUE tutorial: seurat_v3 HVGs + PCA(100) for RNA, LSI(100) for ATAC, RNA-ancho
 graph, NB likelihoods, scGLUE's automatic training schedule unless ``--max-epochs`` caps each of its
 two stages (pre-training, fine-tuning). Writes ``rna`` and ``atac`` embeddings.
 
-``--workdir`` keeps each finished stage's model there (``pretrain.dill``, ``fine-tune.dill``); a later run with
-the same inputs, seed and workdir starts from the last finished stage. The full schedule of one stage takes
-hours on 2 cores, so a run can span sessions this way. The stages are those of ``scglue.models.fit_SCGLUE``.
+``--workdir`` keeps each finished stage's model there (``pretrain.dill``, ``fine-tune.dill``) and, during a stage,
+its state after the last finished epoch (``scglue_resume.py``); a later run with the same inputs, seed and workdir
+goes on from there and ends with the model an uninterrupted run gives. The full schedule of one stage takes hours
+on 2 cores, so a run can span sessions this way. The stages are those of ``scglue.models.fit_SCGLUE``.
 """
 import argparse
 import glob
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scglue
+from scglue_resume import STATE_FILE, fit_resumable, rerun_with_fixed_hash_seed  # same folder
 
 
 def fit_stages(adatas, graph, model, seed, fit_kws, workdir):
@@ -43,10 +45,7 @@ def fit_stages(adatas, graph, model, seed, fit_kws, workdir):
     else:
         pretrain = model(adatas, sorted(graph.nodes), random_seed=seed, shared_batches=False)
         pretrain.compile()
-        pretrain.fit(adatas, graph, **fit_kws, align_burnin=np.inf, safe_burnin=False,
-                     directory=os.path.join(workdir, "pretrain"))
-        atomic_save(pretrain, pretrain_path)
-        report_stage(workdir, "pretrain")
+        fit_stage(pretrain, adatas, graph, workdir, "pretrain", **fit_kws, align_burnin=np.inf, safe_burnin=False)
     for key, adata in adatas.items():
         adata.obsm["X_glue_pretrain"] = pretrain.encode_data(key, adata)
     scglue.data.estimate_balancing_weight(*adatas.values(), use_rep="X_glue_pretrain", use_batch=None,
@@ -58,29 +57,48 @@ def fit_stages(adatas, graph, model, seed, fit_kws, workdir):
     finetune.adopt_pretrained_model(pretrain)
     finetune.compile()
     finetune.random_seed += 1  # as fit_SCGLUE: another data order than pre-training's
-    finetune.fit(adatas, graph, **fit_kws, directory=os.path.join(workdir, "fine-tune"))
-    atomic_save(finetune, finetune_path)
-    report_stage(workdir, "fine-tune")
+    fit_stage(finetune, adatas, graph, workdir, "fine-tune", **fit_kws)
     return finetune
 
 
+def fit_stage(glue, adatas, graph, workdir, stage, **fit_kws):
+    """One stage's ``fit`` (resumed from its last finished epoch when an earlier run stopped inside it), kept as
+    ``workdir/<stage>.dill``. scGLUE clears the stage's tensorboard log when it starts, so a stopped run's log is
+    kept aside as a part first."""
+    directory = os.path.join(workdir, stage)
+    state = os.path.join(directory, STATE_FILE)
+    log = os.path.join(directory, "tensorboard")
+    if os.path.exists(state) and os.path.isdir(log):
+        os.replace(log, f"{log}-part{len(glob.glob(log + '-part*'))}")
+    fit_resumable(glue, adatas, graph, **fit_kws, directory=directory)
+    atomic_save(glue, os.path.join(workdir, f"{stage}.dill"))
+    os.remove(state)
+    report_stage(workdir, stage)
+
+
 def report_stage(workdir, stage):
-    """Print how many epochs a finished stage trained and its wall time, read off its tensorboard log (scGLUE
-    writes one record per epoch; the file is named after the time it was opened)."""
+    """Print how many epochs a finished stage trained and its wall time, read off its tensorboard logs (scGLUE
+    writes one record per epoch; a file is named after the time it was opened; a resumed stage has one log per
+    run, the last one newest)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    files = sorted(glob.glob(os.path.join(workdir, stage, "tensorboard", "events.out.tfevents.*")))
-    if not files:
-        return
-    log = EventAccumulator(files[-1])
-    log.Reload()
-    train_tags = [tag for tag in log.Tags()["scalars"] if tag.startswith("train/")]
-    if not train_tags:
-        return
-    events = log.Scalars(train_tags[0])
-    seconds = events[-1].wall_time - float(os.path.basename(files[-1]).split(".")[3])
-    print(f"scglue: {stage} trained {max(e.step for e in events)} epochs in {seconds:.0f} s ({workdir})",
-          file=sys.stderr, flush=True)
+    epochs, seconds, runs = 0, 0.0, 0
+    for log_dir in sorted(glob.glob(os.path.join(workdir, stage, "tensorboard*"))):
+        files = sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")))
+        if not files:
+            continue
+        log = EventAccumulator(files[-1])
+        log.Reload()
+        train_tags = [tag for tag in log.Tags()["scalars"] if tag.startswith("train/")]
+        if not train_tags:
+            continue
+        events = log.Scalars(train_tags[0])
+        epochs = max(epochs, max(e.step for e in events))
+        seconds += events[-1].wall_time - float(os.path.basename(files[-1]).split(".")[3])
+        runs += 1
+    if runs:
+        print(f"scglue: {stage} trained {epochs} epochs in {seconds:.0f} s over {runs} run(s) ({workdir})",
+              file=sys.stderr, flush=True)
 
 
 def atomic_save(model, path):
@@ -134,6 +152,7 @@ def fit_glue(rna, atac, genes_path, seed=0, max_epochs=None, paired=False, workd
 
 
 def main():
+    rerun_with_fixed_hash_seed()
     p = argparse.ArgumentParser()
     p.add_argument("rna"), p.add_argument("atac"), p.add_argument("genes"), p.add_argument("out")
     p.add_argument("--seed", type=int, default=0)
