@@ -33,10 +33,12 @@ class EpochResume(scglue.models.plugins.TrainingPlugin):
         loaders = train_loader.data_loaders + val_loader.data_loaders
         handlers = engine_handlers(train_engine, (ignite.handlers.Checkpoint, ignite.handlers.EarlyStopping))
         schedulers = [s for plugin in self.schedulers for s in plugin.schedulers]
-        path = pathlib.Path(directory) / STATE_FILE
+        directory = pathlib.Path(directory)
+        path = directory / STATE_FILE
 
         def save(engine):
-            drain(train_loader), drain(val_loader)
+            drain(train_loader)
+            drain(val_loader)
             state = {
                 "net": net.state_dict(), "trainer": trainer.state_dict(), "torch_rng": torch.get_rng_state(),
                 "numpy_rng": np.random.get_state(),
@@ -46,7 +48,7 @@ class EpochResume(scglue.models.plugins.TrainingPlugin):
                 "val_engine": val_engine.state_dict(),
                 "schedulers": [s.state_dict() for s in schedulers],
                 "handlers": [h.state_dict() for h in handlers],
-                "checkpoints": {p.name: p.read_bytes() for p in pathlib.Path(directory).glob("checkpoint_*.pt")},
+                "checkpoints": {p.name: p.read_bytes() for p in directory.glob("checkpoint_*.pt")},
             }
             buffer = io.BytesIO()
             torch.save(state, buffer)
@@ -75,7 +77,7 @@ class EpochResume(scglue.models.plugins.TrainingPlugin):
             for handler, handler_state in zip(handlers, state["handlers"]):
                 handler.load_state_dict(handler_state)
             for name, content in state["checkpoints"].items():
-                (pathlib.Path(directory) / name).write_bytes(content)
+                (directory / name).write_bytes(content)
 
             def restore_random_state(engine):  # after Trainer.fit's torch.manual_seed
                 torch.set_rng_state(state["torch_rng"])
