@@ -138,3 +138,17 @@ def test_positive_int_check_refuses_non_counts(value):
 @pytest.mark.parametrize("value", [None, 1, np.int64(7)])
 def test_positive_int_check_accepts_counts(value):
     check_positive_int(value, "n_things", allow_none=True)
+
+
+def test_cells_without_hvg_counts_are_warned_about_and_counted(counts_adata):
+    """Cells whose only counts are in genes the HVG selection drops get one and the same input: warned, counted."""
+    x = counts_adata.X.toarray()
+    x[:5] = 0
+    x = np.hstack([x, np.ones((x.shape[0], 10), dtype=x.dtype)])  # constant genes: never highly variable
+    a = ad.AnnData(sp.csr_matrix(x), obs=counts_adata.obs.copy())
+    with pytest.warns(UserWarning, match="^5 cells have no count among the 40 selected genes"):
+        record = tl.cluster(a, method="pca", n_top_genes=40, progress=False)
+    assert record["n_cells_without_features"] == 5
+    assert a.uns["omics_cl"]["pca"]["n_cells_without_features"] == 5
+    np.testing.assert_allclose(a.obsm["X_pca"][1:5], a.obsm["X_pca"][[0] * 4], atol=1e-5)  # one input, one point
+    assert tl.cluster(counts_adata, method="pca", n_top_genes=40, progress=False)["n_cells_without_features"] == 0

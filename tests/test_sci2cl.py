@@ -133,6 +133,24 @@ def test_integrate_two_anndata_and_batch_independent_inference():
     assert len(ctx) == 50 and (ctx == context_cells(1000, 50, 0)).all()
 
 
+def test_cells_without_kept_peaks_are_warned_about_and_counted(tmp_path):
+    """ATAC cells whose only counts are in peaks outside the kept ones: warned about and counted, at training and
+    when a saved model maps them."""
+    rna, atac = _paired()
+    y = atac.X.toarray()
+    y[:, 390:] = 0
+    y[:3] = 0
+    y[:3, 395] = 1  # open in three cells only: not among the 300 most accessible peaks
+    atac.X = sp.csr_matrix(y)
+    with pytest.warns(UserWarning, match="^3 ATAC cells have no count among the kept genes"):
+        record = tl.integrate(rna=rna, atac=atac, seed=0, progress=False, save_model=tmp_path / "model", **FAST)
+    assert record["n_atac_cells_without_features"] == 3 and record["n_rna_cells_without_features"] == 0
+    np.testing.assert_array_equal(atac.obsm["X_sci2cl_atac"][1:3], atac.obsm["X_sci2cl_atac"][[0, 0]])
+    with pytest.warns(UserWarning, match="^3 ATAC cells have no count"):
+        mapped = tl.map_paired(rna=rna.copy(), atac=atac.copy(), model_dir=tmp_path / "model")
+    assert mapped["n_atac_cells_without_features"] == 3
+
+
 @pytest.mark.parametrize("case", ["unmatched", "empty", "non_count_rna", "non_count_atac", "nan", "no_mudata_mods"])
 def test_integrate_bad_input_raises_and_writes_nothing(case):
     rna, atac = _paired(n=40)

@@ -100,6 +100,12 @@ def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "c
     return x
 
 
+def cells_without_counts(x, columns: np.ndarray) -> int:
+    """Rows of ``x`` (dense, sparse or backed) with no nonzero value in ``columns``, counted in row chunks."""
+    return sum(int((np.asarray((rows[:, columns] != 0).sum(axis=1)).ravel() == 0).sum())
+               for _, _, rows in row_chunks(x))
+
+
 def nonempty_counts(adata: ad.AnnData, layer: str | None = None, what: str = "counts"):
     """``(validated_counts(adata, layer, what), number of cells without a count)``; ``ValueError`` when no cell
     has a count."""
@@ -275,6 +281,11 @@ class PreparedCounts:
             raise ValueError(f"only {len(keep)} genes are detected in at least {min_fraction:.0%} of cells; "
                              "lower min_detection")
         return replace(self, normalizer=replace(self.normalizer, genes=keep))
+
+    def n_cells_without_features(self) -> int:
+        """Cells with no count among the kept genes (one pass over the rows): the model sees one and the same
+        input for all of them."""
+        return cells_without_counts(self.counts, self.normalizer.genes)
 
     @property
     def hvg_flavor(self) -> str | None:

@@ -30,7 +30,7 @@ from omics_cl.checks import check_positive_int
 from omics_cl.core import graph
 from omics_cl.data.device_sources import in_memory
 from omics_cl.data.preprocess import counts_matrix, prepare_counts
-from omics_cl.tl._common import store_record, versions
+from omics_cl.tl._common import store_record, versions, warn_cells_without_features
 
 
 def check_leiden_consensus(runs: int | None, leiden_restarts: int = 1) -> None:
@@ -167,7 +167,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     of their soft memberships as clusters.
     Counts are read from ``adata.layers[layer]`` or ``adata.X`` (raw integer counts; backed
     AnnData works), normalised to 1e4, log1p, and restricted to ``n_top_genes`` seurat_v3 HVGs (when its
-    loess fails: wider spans, then Pearson residuals, with a warning; ``hvg_flavor`` in the record).
+    loess fails: wider spans, then Pearson residuals, with a warning; ``hvg_flavor`` in the record). Cells with
+    counts but none among the HVGs are kept, warned about and counted (``n_cells_without_features``).
     Extra keyword arguments go to the method's config or training config (e.g. ``epochs=50``,
     ``temperature=0.1``; ``config={...}`` / ``train={...}`` for a name both have).
     A backed AnnData (``sc.read_h5ad(path, backed="r")``) is streamed by methods that can (``cae``, ``ae``):
@@ -234,6 +235,9 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     stream = can_stream and backed if stream is None else stream
     start = time.perf_counter()
     prepared = replace(prepare_counts(adata, layer, n_top_genes), stream=stream)
+    empty = warn_cells_without_features({"": prepared.n_cells_without_features()},
+                                        f"the {prepared.normalizer.n_features} selected genes",
+                                        "the model gets one and the same input for all of them")
     ctx = models.Context(seed, n_clusters, resolution, n_neighbors, leiden_restarts)
     run = models.run_members if getattr(config, "n_members", 1) > 1 else models.run  # pca has no ensembles
     out, info = run(spec, prepared, ctx, progress, **method_params)
@@ -260,7 +264,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
               "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
               "n_neighbors": n_neighbors, "graph_dims": graph_dims, "stream": stream,
-              "leiden_restarts": leiden_restarts,
+              "leiden_restarts": leiden_restarts, **empty,
               "train_seconds": train_seconds, **clusters, "params": info, "versions": versions()}
     store_record(adata, method, record)
     return record

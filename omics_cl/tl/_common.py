@@ -1,6 +1,7 @@
 """Shared by the tools: the run record stored in ``uns["omics_cl"]`` and group-vs-background markers."""
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 import anndata as ad
@@ -29,6 +30,18 @@ def h5ad_safe(value):
 def store_record(data, key: str, record: dict) -> None:
     """``uns["omics_cl"][key] = record`` (made writable to .h5ad)."""
     data.uns.setdefault("omics_cl", {})[key] = h5ad_safe(record)
+
+
+def warn_cells_without_features(counts: dict[str, int], features: str, consequence: str,
+                                stacklevel: int = 2) -> dict[str, int]:
+    """``{"n_<name>_cells_without_features": count}`` for each named count of cells with no count among
+    ``features`` (name ``""``: ``"n_cells_without_features"``), with one warning saying ``consequence`` when any
+    is nonzero; ``stacklevel`` as ``warnings.warn``'s would be in the caller."""
+    if any(counts.values()):
+        said = " and ".join(f"{n} {name}".rstrip() for name, n in counts.items() if n)
+        warnings.warn(f"{said} cells have no count among {features}: {consequence}; consider removing cells with few "
+                      "counts (e.g. sc.pp.filter_cells(adata, min_genes=...))", stacklevel=stacklevel + 1)
+    return {"_".join(filter(None, ("n", name.lower(), "cells_without_features"))): n for name, n in counts.items()}
 
 
 def marker_genes(activity: ad.AnnData, group: np.ndarray, background: np.ndarray, n: int) -> list[str]:

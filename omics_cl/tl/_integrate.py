@@ -11,10 +11,19 @@ import pandas as pd
 from omics_cl import models
 from omics_cl.core import graph
 from omics_cl.data.paired import Modality, paired_modalities
-from omics_cl.data.preprocess import counts_matrix
+from omics_cl.data.preprocess import cells_without_counts, counts_matrix
 from omics_cl.tl._cluster import check_leiden_consensus, check_overcluster, cluster_embedding
-from omics_cl.tl._common import store_record, versions
+from omics_cl.tl._common import store_record, versions, warn_cells_without_features
 from omics_cl.tl._saved import check_saveable, save_method_model
+
+
+def modalities_without_features(modalities: dict[str, Modality], stacklevel: int = 3) -> dict[str, int]:
+    """``{"n_rna_cells_without_features": ..., "n_atac_cells_without_features": ...}``: cells with no count among a
+    modality's kept features (its encoder gets one and the same input for all of them), with a warning when any."""
+    return warn_cells_without_features(
+        {name: cells_without_counts(m.counts, np.arange(m.n_features)) for name, m in modalities.items()},
+        "the kept genes (RNA) or peaks (ATAC)", "that modality's encoder gets one and the same input for all of them",
+        stacklevel=stacklevel)
 
 
 def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, atac: ad.AnnData | None = None,
@@ -28,8 +37,10 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     ``data`` is a MuData with modalities ``rna`` and ``atac``; or pass ``rna=`` and ``atac=`` AnnData.
     Cells are matched by name (ATAC reordered if needed). Raw counts come from ``X`` or the given
     layers; RNA keeps ``n_top_genes`` seurat_v3 HVGs, ATAC the ``n_top_peaks`` most often accessible
-    peaks. Extra keyword arguments go to the method's config / training config (e.g. ``epochs=50``,
-    ``mom_weight=0``). Clusters: ``resolution``, or ``n_clusters`` by bisection. No labels are used.
+    peaks (cells with counts but none among a modality's kept features are warned about and counted:
+    ``n_rna_cells_without_features``, ``n_atac_cells_without_features``). Extra keyword arguments go to the
+    method's config / training config (e.g. ``epochs=50``, ``mom_weight=0``). Clusters: ``resolution``, or
+    ``n_clusters`` by bisection. No labels are used.
     ``save_model``: a new directory where the trained model is saved for :func:`map_paired` (checked before
     any work).
 
@@ -99,12 +110,13 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
             modalities[name] = Modality.fit(counts_matrix(view, layer), n_top, selection)  # validates the counts
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from None
+    empty = modalities_without_features(modalities)
     inputs, ctx = (modalities["RNA"], modalities["ATAC"]), models.Context(seed)
     trained = models.train_method(spec, inputs, ctx, progress, **model_params)
     train_seconds = time.perf_counter() - start
     record = {"method": method, "job": "integrate", "seed": seed, "n_genes": modalities["RNA"].n_features,
               "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors,
-              "train_seconds": train_seconds,
+              **empty, "train_seconds": train_seconds,
               "params": trained.record, "versions": versions()}
     carrier = clustered(rna_view.obs_names, method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
                         leiden_consensus, overcluster)

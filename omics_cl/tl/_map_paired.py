@@ -23,7 +23,7 @@ from omics_cl import models
 from omics_cl.data.paired import Modality, PairedQuery, paired_modalities
 from omics_cl.data.preprocess import LogNormalizer, counts_matrix
 from omics_cl.tl._common import versions
-from omics_cl.tl._integrate import clustered, write_results
+from omics_cl.tl._integrate import clustered, modalities_without_features, write_results
 from omics_cl.tl._saved import LoadedModel, load_method_model
 
 PCA_MODES = ("project", "refit")
@@ -123,12 +123,13 @@ def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.An
         if missing[what]:
             warnings.warn(f"{len(missing[what])} of the model's {len(saved.arrays[what])} {what} are not in the "
                           f"{name} data (e.g. {missing[what][:3]}); they are set to zero", stacklevel=2)
+    empty = modalities_without_features(modalities)
     seed = int(meta["seed"])
     query = PairedQuery(modalities["RNA"], modalities["ATAC"], saved.arrays, refit_pca=pca == "refit")
     arrays, notes = saved.method.map_query(saved.model, query, saved.config, models.Context(seed))
     record = {"method": method, "job": "integrate", "mapped_with": str(os.path.abspath(model_dir)), "seed": seed,
               "n_genes": len(saved.arrays["genes"]), "n_peaks": len(saved.arrays["peaks"]),
-              "n_missing_genes": len(missing["genes"]), "n_missing_peaks": len(missing["peaks"]),
+              "n_missing_genes": len(missing["genes"]), "n_missing_peaks": len(missing["peaks"]), **empty,
               "pca": pca if "pca_components" in saved.arrays else None,
               "n_neighbors": n_neighbors, "params": {**meta["record"]["params"], **notes},
               "model_versions": meta["versions"], "versions": versions()}

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 
 import anndata as ad
 import numpy as np
@@ -16,7 +15,7 @@ from omics_cl.data.preprocess import counts_matrix, nonempty_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
-from omics_cl.tl._common import store_record, versions
+from omics_cl.tl._common import store_record, versions, warn_cells_without_features
 from omics_cl.tl._saved import check_saveable, save_method_model
 
 NOVELTY_RATE = 0.1  # share of the query flagged novel by default
@@ -87,12 +86,9 @@ def cells_without_features(n_genes: int, stacklevel: int = 3, **features) -> dic
     count among the model's ``n_genes`` genes: the encoder sees one and the same input for all of them), with a
     warning when there are any."""
     counts = {name: int((np.asarray(x.getnnz(axis=1)) == 0).sum()) for name, x in features.items()}
-    if any(counts.values()):
-        warnings.warn(f"{' and '.join(f'{n} {name}' for name, n in counts.items() if n)} cells have no count among the "
-                      f"model's {n_genes} genes: the encoder gives each of them the same latent, and the same label "
-                      "unless the query's peak classifier tells them apart; consider removing cells with few counts",
-                      stacklevel=stacklevel)
-    return {f"n_{name}_cells_without_features": n for name, n in counts.items()}
+    return warn_cells_without_features(counts, f"the model's {n_genes} genes", "the encoder gives each of them the "
+                                       "same latent, and the same label unless the query's peak classifier tells "
+                                       "them apart", stacklevel=stacklevel)
 
 
 def check_novelty_rate(rate: float | None) -> None:
