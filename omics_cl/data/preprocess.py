@@ -100,9 +100,10 @@ def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "c
     return x
 
 
-def cells_without_counts(x, columns: np.ndarray) -> int:
-    """Rows of ``x`` (dense, sparse or backed) with no nonzero value in ``columns``, counted in row chunks."""
-    return sum(int((np.asarray((rows[:, columns] != 0).sum(axis=1)).ravel() == 0).sum())
+def cells_without_counts(x, columns: np.ndarray | None = None) -> int:
+    """Rows of ``x`` (dense, sparse or backed) with no nonzero value in ``columns`` (``None``: any column), counted
+    in row chunks."""
+    return sum(int((np.asarray(((rows if columns is None else rows[:, columns]) != 0).sum(axis=1)).ravel() == 0).sum())
                for _, _, rows in row_chunks(x))
 
 
@@ -110,7 +111,7 @@ def nonempty_counts(adata: ad.AnnData, layer: str | None = None, what: str = "co
     """``(validated_counts(adata, layer, what), number of cells without a count)``; ``ValueError`` when no cell
     has a count."""
     x = validated_counts(adata, layer, what)
-    empty = sum(int((np.asarray(rows.sum(axis=1)).ravel() == 0).sum()) for _, _, rows in row_chunks(x))
+    empty = cells_without_counts(x)
     if empty == x.shape[0]:
         raise ValueError(f"{what} hold no count at all ({x.shape[0]} cells x {x.shape[1]} features)")
     return x, empty

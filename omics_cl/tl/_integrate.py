@@ -21,7 +21,7 @@ def modalities_without_features(modalities: dict[str, Modality], stacklevel: int
     """``{"n_rna_cells_without_features": ..., "n_atac_cells_without_features": ...}``: cells with no count among a
     modality's kept features (its encoder gets one and the same input for all of them), with a warning when any."""
     return warn_cells_without_features(
-        {name: cells_without_counts(m.counts, np.arange(m.n_features)) for name, m in modalities.items()},
+        {name: cells_without_counts(m.counts) for name, m in modalities.items()},
         "the kept genes (RNA) or peaks (ATAC)", "that modality's encoder gets one and the same input for all of them",
         stacklevel=stacklevel)
 
