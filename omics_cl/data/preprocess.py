@@ -103,8 +103,11 @@ def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "c
 def cells_without_counts(x, columns: np.ndarray | None = None) -> int:
     """Rows of ``x`` (dense, sparse or backed) with no nonzero value in ``columns`` (``None``: any column), counted
     in row chunks."""
-    return sum(int((np.asarray(((rows if columns is None else rows[:, columns]) != 0).sum(axis=1)).ravel() == 0).sum())
-               for _, _, rows in row_chunks(x))
+    empty = 0
+    for _, _, rows in row_chunks(x):
+        kept = rows if columns is None else rows[:, columns]
+        empty += int((np.asarray((kept != 0).sum(axis=1)).ravel() == 0).sum())
+    return empty
 
 
 def nonempty_counts(adata: ad.AnnData, layer: str | None = None, what: str = "counts"):

@@ -71,6 +71,7 @@ def _features(x, columns: np.ndarray, mode: str) -> sp.csr_matrix:
     blocks = []
     for _, _, rows in row_chunks(x):
         rows = sp.csr_matrix(rows[:, columns], dtype=np.float32)
+        rows.eliminate_zeros()  # a stored zero is no count: binarising would make it 1
         if mode == "binary":
             rows.data[:] = 1.0
         else:

@@ -11,7 +11,7 @@ import pandas as pd
 from omics_cl import models
 from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import counts_matrix, nonempty_counts
+from omics_cl.data.preprocess import cells_without_counts, counts_matrix, nonempty_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
@@ -85,7 +85,7 @@ def cells_without_features(n_genes: int, stacklevel: int = 3, **features) -> dic
     """``{"n_<name>_cells_without_features": count}`` of each named feature matrix's all-zero rows (cells with no
     count among the model's ``n_genes`` genes: the encoder sees one and the same input for all of them), with a
     warning when there are any."""
-    counts = {name: int((np.asarray(x.getnnz(axis=1)) == 0).sum()) for name, x in features.items()}
+    counts = {name: cells_without_counts(x) for name, x in features.items()}
     return warn_cells_without_features(counts, f"the model's {n_genes} genes", "the encoder gives each of them the "
                                        "same latent, and the same label unless the query's peak classifier tells "
                                        "them apart", stacklevel=stacklevel)
