@@ -5,7 +5,8 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from omics_cl import datasets
-from omics_cl.data.preprocess import LogNormalizer, fit_lognormalizer, prepare_counts
+from omics_cl.data import preprocess
+from omics_cl.data.preprocess import LogNormalizer, fit_lognormalizer, nonempty_counts, prepare_counts
 from omics_cl.data.sources import KEYS
 
 
@@ -69,6 +70,25 @@ def test_sparse_rows_normalise_as_their_dense_form(standardized, genes):
 def test_all_genes_kept_when_fewer_than_n_top():
     x = sp.csr_matrix(np.random.default_rng(0).poisson(1.0, size=(50, 30)) + np.eye(50, 30, dtype=int))
     assert len(fit_lognormalizer(x, n_top_genes=2000).genes) == 30
+
+
+def test_nonempty_counts_checks_and_counts_in_one_pass(monkeypatch, tmp_path):
+    counts = sp.csr_matrix(np.random.default_rng(0).poisson(1.0, size=(40, 12)).astype(np.float32))
+    counts[[3, 17, 39]] = 0
+    counts.data[counts.indptr[5]:counts.indptr[6]] = 0  # a row of stored zeros is a cell without counts
+    path = tmp_path / "counts.h5ad"
+    ad.AnnData(counts).write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    passes = []
+    real = preprocess.row_chunks
+    monkeypatch.setattr(preprocess, "row_chunks", lambda x, *a, **k: passes.append(1) or real(x, 7))
+    x, empty = nonempty_counts(backed)
+    assert (empty, len(passes), x.shape) == (4, 1, (40, 12))
+    counts.data[counts.indptr[30]] = np.nan
+    with pytest.raises(ValueError, match="NaN/inf"):
+        nonempty_counts(ad.AnnData(counts))
+    with pytest.raises(ValueError, match="no count at all"):
+        nonempty_counts(ad.AnnData(sp.csr_matrix((5, 3), dtype=np.float32)))
 
 
 def test_pbmc_demo_counts_equal_registered_file():

@@ -103,18 +103,21 @@ def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "c
 def cells_without_counts(x, columns: np.ndarray | None = None) -> int:
     """Rows of ``x`` (dense, sparse or backed) with no nonzero value in ``columns`` (``None``: any column), counted
     in row chunks."""
-    empty = 0
-    for _, _, rows in row_chunks(x):
-        kept = rows if columns is None else rows[:, columns]
-        empty += int((np.asarray((kept != 0).sum(axis=1)).ravel() == 0).sum())
-    return empty
+    return sum(_empty_rows(rows if columns is None else rows[:, columns]) for _, _, rows in row_chunks(x))
+
+
+def _empty_rows(rows) -> int:
+    return int((np.asarray((rows != 0).sum(axis=1)).ravel() == 0).sum())
 
 
 def nonempty_counts(adata: ad.AnnData, layer: str | None = None, what: str = "counts"):
-    """``(validated_counts(adata, layer, what), number of cells without a count)``; ``ValueError`` when no cell
-    has a count."""
-    x = validated_counts(adata, layer, what)
-    empty = cells_without_counts(x)
+    """``(validated_counts(adata, layer, what), number of cells without a count)`` in one pass over the row
+    chunks; ``ValueError`` when no cell has a count."""
+    x = counts_matrix(adata, layer)
+    empty = 0
+    for _, _, rows in row_chunks(x):
+        check_finite_counts(rows, what)
+        empty += _empty_rows(rows)
     if empty == x.shape[0]:
         raise ValueError(f"{what} hold no count at all ({x.shape[0]} cells x {x.shape[1]} features)")
     return x, empty
