@@ -95,9 +95,16 @@ def validated_counts(adata: ad.AnnData, layer: str | None = None, what: str = "c
         The counts matrix as stored (dense, sparse or backed).
     """
     x = counts_matrix(adata, layer)
+    for _ in _checked_rows(x, what):
+        pass
+    return x
+
+
+def _checked_rows(x, what: str):
+    """Row chunks of ``x``, each checked with ``check_finite_counts`` before it is yielded."""
     for _, _, rows in row_chunks(x):
         check_finite_counts(rows, what)
-    return x
+        yield rows
 
 
 def cells_without_counts(x, columns: np.ndarray | None = None) -> int:
@@ -114,10 +121,7 @@ def nonempty_counts(adata: ad.AnnData, layer: str | None = None, what: str = "co
     """``(validated_counts(adata, layer, what), number of cells without a count)`` in one pass over the row
     chunks; ``ValueError`` when no cell has a count."""
     x = counts_matrix(adata, layer)
-    empty = 0
-    for _, _, rows in row_chunks(x):
-        check_finite_counts(rows, what)
-        empty += _empty_rows(rows)
+    empty = sum(_empty_rows(rows) for rows in _checked_rows(x, what))
     if empty == x.shape[0]:
         raise ValueError(f"{what} hold no count at all ({x.shape[0]} cells x {x.shape[1]} features)")
     return x, empty
