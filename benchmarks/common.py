@@ -3,34 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 
 import numpy as np
 
-from omics_cl import datasets, metrics
+from omics_cl import datasets, environment, metrics
 from omics_cl.core import graph
 from omics_cl.core.files import atomic_write
-
-
-def cpu_model() -> str:
-    """The CPU's model name with its family / model / stepping and whether it has AVX-512: cloud CPUs often report
-    a bare vendor name, and XLA compiles for the host's instruction set, so two "AMD EPYC" machines can round
-    differently."""
-    fields = {}
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                if not key.strip():
-                    break  # first processor only
-                fields.setdefault(key.strip(), value.strip())
-    except OSError:
-        return platform.processor() or platform.machine()
-    name = fields.get("model name", platform.machine())
-    avx512 = "avx512" if "avx512f" in fields.get("flags", "").split() else "no avx512"
-    return f"{name} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')} " \
-           f"stepping {fields.get('stepping', '?')}, {avx512})"
 
 
 def add_seed_arguments(parser) -> None:
@@ -96,27 +75,19 @@ def scglue_stage_dir(root: str | None, run: str, max_epochs: int | None) -> str 
 
 
 def machine() -> str:
-    import jax
-
-    cpu = cpu_model()
-    from importlib.metadata import PackageNotFoundError, version
-
-    libs = []
-    for name in ("numpy", "scipy", "scikit-learn", "igraph", "leidenalg", "pynndescent", "numba", "flax", "optax",
-                 "anndata", "mudata", "scanpy", "scikit-misc"):
-        try:
-            libs.append(f"{name} {version(name)}")
-        except PackageNotFoundError:
-            pass
-    try:
-        from threadpoolctl import threadpool_info
-
-        threads = ", ".join(sorted({f"{t['internal_api']} {t['num_threads']}" for t in threadpool_info()}))
-    except ImportError:
-        threads = "unknown"
-    return (f"{cpu}, {os.cpu_count()} cores, jax {jax.__version__} on {backend()}, "
-            f"python {platform.python_version()}; {', '.join(libs)}; threads: {threads}; "
-            f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+    """One line for the tables: CPU (family / model / stepping, AVX-512), cores, jax and its backend, the other
+    libraries' versions, BLAS / OpenMP threads and ``$XLA_FLAGS`` (``omics_cl.environment``, as run records hold
+    them)."""
+    env = environment.machine()
+    cpu = env["cpu"]
+    family, model, stepping = (cpu.get("family_model_stepping", "?/?/?").split("/") + ["?", "?"])[:3]
+    versions = environment.library_versions()
+    libs = ", ".join(f"{name} {v}" for name, v in versions.items()
+                     if v != "unknown" and name not in ("omics_cl", "jax", "jaxlib"))
+    threads = ", ".join(f"{api} {n}" for api, n in sorted(env["threads"].items())) or "unknown"
+    return (f"{cpu['name']} (family {family} model {model} stepping {stepping}, "
+            f"{'avx512' if cpu['avx512'] else 'no avx512'}), {env['cores']} cores, jax {versions['jax']} on "
+            f"{env['backend']}, python {env['python']}; {libs}; threads: {threads}; XLA_FLAGS={env['xla_flags']!r}")
 
 
 def write_json_atomic(rows: list[dict], path: str) -> None:

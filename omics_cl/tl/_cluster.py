@@ -13,7 +13,7 @@ Keys written by :func:`cluster` for ``method="<m>"``:
   argmax of their soft memberships;
 - ``obsm["<m>_membership"]``: those soft memberships (cells x K, columns in the order of the cluster names);
 - ``uns["omics_cl"]["<m>"]``: parameters, seed, protocol, resolution, cluster count, HVG flavour used
-  (``hvg_flavor``), loss per epoch, versions.
+  (``hvg_flavor``), loss per epoch, library versions and the machine (``omics_cl.environment``).
 """
 from __future__ import annotations
 
@@ -30,7 +30,8 @@ from omics_cl.checks import check_positive_int
 from omics_cl.core import graph
 from omics_cl.data.device_sources import in_memory
 from omics_cl.data.preprocess import counts_matrix, prepare_counts
-from omics_cl.tl._common import store_record, versions, warn_cells_without_features
+from omics_cl.environment import provenance
+from omics_cl.tl._common import store_record, warn_cells_without_features
 
 
 def check_leiden_consensus(runs: int | None, leiden_restarts: int = 1) -> None:
@@ -265,6 +266,6 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
               "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
               "n_neighbors": n_neighbors, "graph_dims": graph_dims, "stream": stream,
               "leiden_restarts": leiden_restarts, **empty,
-              "train_seconds": train_seconds, **clusters, "params": info, "versions": versions()}
+              "train_seconds": train_seconds, **clusters, "params": info, **provenance()}
     store_record(adata, method, record)
     return record

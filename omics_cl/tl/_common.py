@@ -3,20 +3,9 @@ the kept features, and group-vs-background markers."""
 from __future__ import annotations
 
 import warnings
-from importlib.metadata import PackageNotFoundError, version
 
 import anndata as ad
 import numpy as np
-
-
-def versions() -> dict[str, str]:
-    out = {}
-    for pkg in ("omics_cl", "jax", "flax", "optax", "anndata", "scanpy"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
-    return out
 
 
 def h5ad_safe(value):

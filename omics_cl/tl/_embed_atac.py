@@ -9,7 +9,8 @@ import anndata as ad
 from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import nonempty_counts
-from omics_cl.tl._common import store_record, versions
+from omics_cl.environment import provenance
+from omics_cl.tl._common import store_record
 from omics_cl.tl._map import mapped_query
 
 # MOp ATAC, n_clusters ARI medians at 10 / 20 / 30 / 50 components: .344 / .309 / .244 / .281 with the adaptive
@@ -54,8 +55,8 @@ def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = L
     -------
     dict
         ``n_components``, ``lsi`` (depth correlation, whether the first component was dropped, the TF-IDF scale),
-        ``learned`` (the obsm key of the learned latent or ``None``), ``n_cells_without_counts`` (warned about)
-        and versions.
+        ``learned`` (the obsm key of the learned latent or ``None``), ``n_cells_without_counts`` (warned about),
+        library versions and the machine.
     """
     check_positive_int(n_components, "n_components")
     check_positive_number(tfidf_scale, "tfidf_scale", allow_none=True)
@@ -74,6 +75,6 @@ def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = L
         atac.obsm[learned] = out["atac_embedding"]
     atac.obsm["X_lsi"] = embedding
     record = {"n_components": n_components, "lsi": info, "learned": learned, "n_cells_without_counts": empty,
-              "model": None if model is None else str(os.path.abspath(model)), "seed": seed, "versions": versions()}
+              "model": None if model is None else str(os.path.abspath(model)), "seed": seed, **provenance()}
     store_record(atac, "embed_atac", record)
     return record

@@ -13,7 +13,8 @@ from omics_cl.core import graph
 from omics_cl.data.paired import Modality, paired_modalities
 from omics_cl.data.preprocess import cells_without_counts, counts_matrix
 from omics_cl.tl._cluster import check_leiden_consensus, check_overcluster, cluster_embedding
-from omics_cl.tl._common import store_record, versions, warn_cells_without_features
+from omics_cl.environment import provenance
+from omics_cl.tl._common import store_record, warn_cells_without_features
 from omics_cl.tl._saved import check_saveable, save_method_model
 
 
@@ -117,7 +118,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     record = {"method": method, "job": "integrate", "seed": seed, "n_genes": modalities["RNA"].n_features,
               "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors,
               **empty, "train_seconds": train_seconds,
-              "params": trained.record, "versions": versions()}
+              "params": trained.record, **provenance()}
     carrier = clustered(rna_view.obs_names, method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
                         leiden_consensus, overcluster)
     if save_model is not None:

@@ -28,7 +28,8 @@ from omics_cl.data.preprocess import nonempty_counts
 from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import saved_query_latent
-from omics_cl.tl._common import store_record, versions
+from omics_cl.environment import provenance
+from omics_cl.tl._common import store_record
 from omics_cl.tl._saved import LoadedModel, load_method_model
 from omics_cl.tl._transfer import (LEARNED_ATAC_KEY, NOVELTY_RATE, QUERY_LSI, cells_without_features,
                                    check_novelty_rate, write_predictions)
@@ -163,7 +164,7 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
               **flag,
               "novelty_threshold_from": novelty_threshold if novelty_threshold in THRESHOLDS else "given",
               "lsi": lsi_info, "params": {**meta["record"]["params"], **notes}, "model_versions": meta["versions"],
-              "versions": versions()}
+              **provenance()}
     store_record(atac, method, record)
     atac.uns["omics_cl"]["transfer_method"] = method
     return record

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from omics_cl import models
 from omics_cl.data.paired import Modality, PairedQuery, paired_modalities
 from omics_cl.data.preprocess import LogNormalizer, counts_matrix
-from omics_cl.tl._common import versions
+from omics_cl.environment import provenance
 from omics_cl.tl._integrate import clustered, modalities_without_features, write_results
 from omics_cl.tl._saved import LoadedModel, load_method_model
 
@@ -132,7 +132,7 @@ def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.An
               "n_missing_genes": len(missing["genes"]), "n_missing_peaks": len(missing["peaks"]), **empty,
               "pca": pca if "pca_components" in saved.arrays else None,
               "n_neighbors": n_neighbors, "params": {**meta["record"]["params"], **notes},
-              "model_versions": meta["versions"], "versions": versions()}
+              "model_versions": meta["versions"], **provenance()}
     carrier = clustered(rna_view.obs_names, method, arrays, record, n_clusters, resolution, seed, n_neighbors)
     write_results(data, rna, atac, carrier, method, record)
     return record

@@ -1,7 +1,7 @@
 """Saving a trained method and loading it back, for any job (``omics_cl.core.saved_model`` on disk).
 
-``model.json`` holds the method's name and job, its config and training config, the omics_cl / JAX / flax
-versions and what the job adds (e.g. the reference's classes); ``params.msgpack`` the trained parameters;
+``model.json`` holds the method's name and job, its config and training config, the library versions and the
+machine it was trained on (``omics_cl.environment``) and what the job adds (e.g. the reference's classes); ``params.msgpack`` the trained parameters;
 ``arrays.npz`` the job's arrays (e.g. selected genes, reference latent).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 
 from omics_cl import models
 from omics_cl.core import saved_model
-from omics_cl.tl._common import versions
+from omics_cl.environment import provenance
 
 # fields of the training config that describe one session, not the model
 SESSION_FIELDS = ("progress", "checkpoint_path")
@@ -47,7 +47,7 @@ def save_method_model(path: str | os.PathLike, trained: models.TrainedRun, array
     train = {k: v for k, v in asdict(trained.train).items() if k not in SESSION_FIELDS}
     saved_model.save_model(path, trained.model, {
         "method": trained.method.name, "job": trained.method.job, "config": asdict(trained.config),
-        "train": train, "versions": versions(), **meta}, arrays)
+        "train": train, **provenance(), **meta}, arrays)
 
 
 def load_method_model(path: str | os.PathLike, job: str,

@@ -15,7 +15,8 @@ from omics_cl.data.preprocess import cells_without_counts, counts_matrix, nonemp
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
-from omics_cl.tl._common import store_record, versions, warn_cells_without_features
+from omics_cl.environment import provenance
+from omics_cl.tl._common import store_record, warn_cells_without_features
 from omics_cl.tl._saved import check_saveable, save_method_model
 
 NOVELTY_RATE = 0.1  # share of the query flagged novel by default
@@ -252,7 +253,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
               "n_unlabelled_reference_cells": int((~labelled).sum()), **empty,
               "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors,
               "n_lsi_components": n_lsi_components, "seed": seed,
-              **flag, "lsi": lsi_info, "learned_atac": latent_record, "params": trained.record, "versions": versions()}
+              **flag, "lsi": lsi_info, "learned_atac": latent_record, "params": trained.record, **provenance()}
     if save_model is not None:
         saved = {"genes": np.asarray(genes, dtype=str), "reference_embedding": out["rna_embedding"],
                  "reference_labels": y}
