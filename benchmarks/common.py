@@ -23,14 +23,6 @@ def seed_range(args) -> range:
     return range(args.first_seed, args.first_seed + args.seeds)
 
 
-def backend() -> str:
-    """jax's backend, with its first device's kind when that is not the CPU (``gpu (NVIDIA H200)``)."""
-    import jax
-
-    name = jax.default_backend()
-    return name if name == "cpu" else f"{name} ({jax.devices()[0].device_kind})"
-
-
 def transfer_halves(n_obs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The label-transfer split of mop_snare_paired's cells: a seeded permutation cut in half (reference RNA of
     the first half, query ATAC of the second)."""
@@ -80,12 +72,12 @@ def machine() -> str:
     them)."""
     env = environment.machine()
     cpu = env["cpu"]
-    family, model, stepping = (cpu.get("family_model_stepping", "?/?/?").split("/") + ["?", "?"])[:3]
     versions = environment.library_versions()
     libs = ", ".join(f"{name} {v}" for name, v in versions.items()
                      if v != "unknown" and name not in ("omics_cl", "jax", "jaxlib"))
     threads = ", ".join(f"{api} {n}" for api, n in sorted(env["threads"].items())) or "unknown"
-    return (f"{cpu['name']} (family {family} model {model} stepping {stepping}, "
+    return (f"{cpu['name']} (family {cpu.get('family', '?')} model {cpu.get('model', '?')} "
+            f"stepping {cpu.get('stepping', '?')}, "
             f"{'avx512' if cpu['avx512'] else 'no avx512'}), {env['cores']} cores, jax {versions['jax']} on "
             f"{env['backend']}, python {env['python']}; {libs}; threads: {threads}; XLA_FLAGS={env['xla_flags']!r}")
 

@@ -24,11 +24,12 @@ from pathlib import Path
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (MACHINE, add_seed_arguments, backend, labelled_rna, median_table, seed_range,  # noqa: E402
+from common import (MACHINE, add_seed_arguments, labelled_rna, median_table, seed_range,  # noqa: E402
                     transfer_halves, write_json_atomic)
 from gpu_load import UtilisationSampler  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, settings, tl  # noqa: E402
+from omics_cl.environment import backend  # noqa: E402
 
 PAIRED = "mop_snare_paired"
 

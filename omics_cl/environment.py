@@ -39,8 +39,8 @@ def cpu() -> dict[str, str | bool]:
                 fields.setdefault(key.strip(), value.strip())
     except OSError:
         return {"name": platform.processor() or platform.machine(), "avx512": False}
-    return {"name": fields.get("model name", platform.machine()),
-            "family_model_stepping": "/".join(fields.get(k, "?") for k in ("cpu family", "model", "stepping")),
+    return {"name": fields.get("model name", platform.machine()), "family": fields.get("cpu family", "?"),
+            "model": fields.get("model", "?"), "stepping": fields.get("stepping", "?"),
             "avx512": "avx512f" in fields.get("flags", "").split()}
 
 
@@ -54,14 +54,17 @@ def thread_counts() -> dict[str, int]:
     return counts
 
 
-def machine() -> dict:
-    """CPU, cores, jax's backend, BLAS / OpenMP threads and ``$XLA_FLAGS`` of this process."""
+def backend() -> str:
+    """jax's backend, with its first device's kind when that is not the CPU (``gpu (NVIDIA H200)``)."""
     import jax
 
-    backend = jax.default_backend()
-    if backend != "cpu":
-        backend = f"{backend} ({jax.devices()[0].device_kind})"
-    return {"cpu": cpu(), "cores": os.cpu_count() or 0, "backend": backend, "threads": thread_counts(),
+    name = jax.default_backend()
+    return name if name == "cpu" else f"{name} ({jax.devices()[0].device_kind})"
+
+
+def machine() -> dict:
+    """CPU, cores, jax's backend, BLAS / OpenMP threads and ``$XLA_FLAGS`` of this process."""
+    return {"cpu": cpu(), "cores": os.cpu_count() or 0, "backend": backend(), "threads": thread_counts(),
             "xla_flags": os.environ.get("XLA_FLAGS", ""), "python": platform.python_version()}
 
 

@@ -26,9 +26,9 @@ from omics_cl import models
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import nonempty_counts
 from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
+from omics_cl.environment import provenance
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import saved_query_latent
-from omics_cl.environment import provenance
 from omics_cl.tl._common import store_record
 from omics_cl.tl._saved import LoadedModel, load_method_model
 from omics_cl.tl._transfer import (LEARNED_ATAC_KEY, NOVELTY_RATE, QUERY_LSI, cells_without_features,

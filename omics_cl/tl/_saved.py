@@ -1,8 +1,8 @@
 """Saving a trained method and loading it back, for any job (``omics_cl.core.saved_model`` on disk).
 
 ``model.json`` holds the method's name and job, its config and training config, the library versions and the
-machine it was trained on (``omics_cl.environment``) and what the job adds (e.g. the reference's classes); ``params.msgpack`` the trained parameters;
-``arrays.npz`` the job's arrays (e.g. selected genes, reference latent).
+machine it was trained on (``omics_cl.environment``) and what the job adds (e.g. the reference's classes);
+``params.msgpack`` the trained parameters; ``arrays.npz`` the job's arrays (e.g. selected genes, reference latent).
 """
 from __future__ import annotations
 

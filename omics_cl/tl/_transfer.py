@@ -13,9 +13,9 @@ from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
 from omics_cl.data.preprocess import cells_without_counts, counts_matrix, nonempty_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
+from omics_cl.environment import provenance
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
-from omics_cl.environment import provenance
 from omics_cl.tl._common import store_record, warn_cells_without_features
 from omics_cl.tl._saved import check_saveable, save_method_model
 
