@@ -9,7 +9,8 @@ from omics_cl import tl
 from omics_cl.core import fusion
 from omics_cl.data import lsi
 from omics_cl.data.components import principal_components
-from omics_cl.data.preprocess import counts_matrix, fit_lognormalizer
+from omics_cl.data.counts import counts_matrix
+from omics_cl.data.preprocess import fit_lognormalizer
 from omics_cl.models.common import pca_view
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from omics_cl.data import gene_activity as ga
-from omics_cl.data.preprocess import mito_fraction, row_chunks, validated_counts
+from omics_cl.data.counts import mito_fraction, row_chunks, validated_counts
 
 
 def filter_mito(adata: ad.AnnData, max_fraction: float = 0.2, layer: str | None = None) -> int:

@@ -5,8 +5,9 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from omics_cl import datasets
-from omics_cl.data import preprocess
-from omics_cl.data.preprocess import LogNormalizer, fit_lognormalizer, nonempty_counts, prepare_counts
+from omics_cl.data import counts as counts_module
+from omics_cl.data.counts import nonempty_counts
+from omics_cl.data.preprocess import LogNormalizer, fit_lognormalizer, prepare_counts
 from omics_cl.data.sources import KEYS
 
 
@@ -80,8 +81,8 @@ def test_nonempty_counts_checks_and_counts_in_one_pass(monkeypatch, tmp_path):
     ad.AnnData(counts).write_h5ad(path)
     backed = ad.read_h5ad(path, backed="r")
     passes = []
-    real = preprocess.row_chunks
-    monkeypatch.setattr(preprocess, "row_chunks", lambda x, *a, **k: passes.append(1) or real(x, 7))
+    real = counts_module.row_chunks
+    monkeypatch.setattr(counts_module, "row_chunks", lambda x, *a, **k: passes.append(1) or real(x, 7))
     x, empty = nonempty_counts(backed)
     assert (empty, len(passes), x.shape) == (4, 1, (40, 12))
     counts.data[counts.indptr[30]] = np.nan

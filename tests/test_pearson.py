@@ -6,7 +6,7 @@ import scanpy as sc
 import scipy.sparse as sp
 
 from omics_cl import models, tl
-from omics_cl.data import pearson, preprocess
+from omics_cl.data import counts, pearson, preprocess
 from omics_cl.models.common import fused_with_pca, pca_view, pca_views
 from omics_cl.models.pca import PCAConfig
 
@@ -41,7 +41,7 @@ def test_components_match_a_dense_pca_and_do_not_depend_on_chunks(monkeypatch):
     for j in range(5):  # equal up to each component's sign
         expected = u[:, j] * s[j]
         assert min(np.abs(pcs[:, j] - expected).max(), np.abs(pcs[:, j] + expected).max()) < 1e-3
-    chunked = preprocess.row_chunks
+    chunked = counts.row_chunks
     monkeypatch.setattr(pearson, "row_chunks", lambda counts: chunked(counts, chunk_rows=37))
     np.testing.assert_allclose(pearson.principal_components(x, genes, library, 5), pcs, atol=1e-4)
 

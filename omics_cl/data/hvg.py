@@ -17,7 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from omics_cl.data.components import column_sums
-from omics_cl.data.preprocess import CHUNK_ROWS, check_finite_counts, row_chunks
+from omics_cl.data.counts import CHUNK_ROWS, check_finite_counts, row_chunks
 
 SPANS = (0.3, 0.5, 0.8)
 THETA = 100.0

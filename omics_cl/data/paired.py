@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from omics_cl.data.preprocess import LogNormalizer, fit_lognormalizer, row_chunks
+from omics_cl.data.counts import row_chunks
+
+from omics_cl.data.preprocess import LogNormalizer, fit_lognormalizer
 
 
 def paired_modalities(data=None, rna: ad.AnnData | None = None, atac: ad.AnnData | None = None,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from omics_cl.data.preprocess import row_chunks
+from omics_cl.data.counts import row_chunks
 
 DEFAULT_THETA = 100.0
 RESIDUALS = ("log", "pearson")  # what a PCA view reads: log-normalised HVGs, or their Pearson residuals

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from omics_cl.data.preprocess import CHUNK_ROWS
+from omics_cl.data.counts import CHUNK_ROWS
 
 
 def index_dtype(nnz: int, n_cols: int) -> type:

@@ -8,12 +8,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from omics_cl.data.preprocess import (
-    counts_matrix,
-    fit_lognormalizer,
-    row_chunks,
-    validated_counts,
-)
+from omics_cl.data.counts import counts_matrix, row_chunks, validated_counts
+from omics_cl.data.preprocess import fit_lognormalizer
 
 
 @dataclass(frozen=True)

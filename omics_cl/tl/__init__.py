@@ -20,7 +20,8 @@ from omics_cl.tl._embed_atac import embed_atac
 from omics_cl.tl._integrate import integrate
 from omics_cl.tl._map import load_transfer_model, map_query
 from omics_cl.tl._map_paired import load_integration_model, map_paired
-from omics_cl.tl._transfer import otsu_threshold, rate_threshold, transfer_labels
+from omics_cl.tl._novelty import otsu_threshold, rate_threshold
+from omics_cl.tl._transfer import transfer_labels
 
 __all__ = [
     "annotation_flags",

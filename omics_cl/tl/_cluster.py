@@ -29,7 +29,8 @@ from omics_cl import models
 from omics_cl.checks import check_positive_int
 from omics_cl.core import graph
 from omics_cl.data.device_sources import in_memory
-from omics_cl.data.preprocess import counts_matrix, prepare_counts
+from omics_cl.data.counts import counts_matrix
+from omics_cl.data.preprocess import prepare_counts
 from omics_cl.environment import provenance
 from omics_cl.tl._common import store_record, warn_cells_without_features
 

@@ -7,7 +7,8 @@ import pandas as pd
 
 from omics_cl import get
 from omics_cl.core.neighbors import knn
-from omics_cl.data.preprocess import check_finite_counts, fit_lognormalizer
+from omics_cl.data.counts import check_finite_counts
+from omics_cl.data.preprocess import fit_lognormalizer
 from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups, flagged_groups
 from omics_cl.tl._cluster import cluster_embedding
 from omics_cl.tl._common import marker_genes, store_record

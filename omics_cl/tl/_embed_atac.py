@@ -8,7 +8,7 @@ import anndata as ad
 
 from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import nonempty_counts
+from omics_cl.data.counts import nonempty_counts
 from omics_cl.environment import provenance
 from omics_cl.tl._common import store_record
 from omics_cl.tl._map import mapped_query

@@ -11,7 +11,7 @@ import pandas as pd
 from omics_cl import models
 from omics_cl.core import graph
 from omics_cl.data.paired import Modality, paired_modalities
-from omics_cl.data.preprocess import cells_without_counts, counts_matrix
+from omics_cl.data.counts import cells_without_counts, counts_matrix
 from omics_cl.environment import provenance
 from omics_cl.tl._cluster import check_leiden_consensus, check_overcluster, cluster_embedding
 from omics_cl.tl._common import store_record, warn_cells_without_features

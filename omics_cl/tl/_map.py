@@ -24,15 +24,15 @@ import scipy.sparse as sp
 
 from omics_cl import models
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import nonempty_counts
+from omics_cl.data.counts import nonempty_counts
 from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
 from omics_cl.environment import provenance
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import saved_query_latent
 from omics_cl.tl._common import store_record
+from omics_cl.tl._novelty import NOVELTY_RATE, check_novelty_rate
 from omics_cl.tl._saved import LoadedModel, load_method_model
-from omics_cl.tl._transfer import (LEARNED_ATAC_KEY, NOVELTY_RATE, QUERY_LSI, cells_without_features,
-                                   check_novelty_rate, write_predictions)
+from omics_cl.tl._transfer import LEARNED_ATAC_KEY, QUERY_LSI, cells_without_features, write_predictions
 
 THRESHOLDS = ("query", "model")
 

@@ -21,7 +21,8 @@ import scipy.sparse as sp
 
 from omics_cl import models
 from omics_cl.data.paired import Modality, PairedQuery, paired_modalities
-from omics_cl.data.preprocess import LogNormalizer, counts_matrix
+from omics_cl.data.counts import counts_matrix
+from omics_cl.data.preprocess import LogNormalizer
 from omics_cl.environment import provenance
 from omics_cl.tl._integrate import clustered, modalities_without_features, write_results
 from omics_cl.tl._saved import LoadedModel, load_method_model

@@ -11,75 +11,18 @@ import pandas as pd
 from omics_cl import models
 from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
-from omics_cl.data.preprocess import cells_without_counts, counts_matrix, nonempty_counts
+from omics_cl.data.counts import cells_without_counts, counts_matrix, nonempty_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.environment import provenance
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
 from omics_cl.tl._common import store_record, warn_cells_without_features
+from omics_cl.tl._novelty import NOVELTY_RATE, check_novelty_rate, otsu_threshold, rate_threshold
 from omics_cl.tl._saved import check_saveable, save_method_model
 
-NOVELTY_RATE = 0.1  # share of the query flagged novel by default
 LEARNED_ATAC_KEY = "X_atac_latent"  # obsm key of the learned ATAC latent (learned_atac=True)
 QUERY_LSI = "query_lsi"  # the query's LSI among a transfer's arrays, written to obsm["<method>_lsi"]
 LSI_COMPONENTS = 20  # LSI components of the query's peaks (benchmarks/label_transfer.md)
-
-
-def otsu_threshold(scores: np.ndarray, bins: int = 256) -> float:
-    """Label-free split of a score distribution: the cut maximising between-class variance (Otsu);
-    where the maximum is a plateau (an empty gap between modes), its middle.
-
-    Parameters
-    ----------
-    scores
-        Scores, one per cell.
-    bins
-        Histogram bins.
-
-    Returns
-    -------
-    float
-        The threshold.
-    """
-    hist, edges = np.histogram(scores, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centres) / np.maximum(w0, 1)
-    m1 = (np.sum(hist * centres) - np.cumsum(hist * centres)) / np.maximum(w1, 1)
-    between = w0 * w1 * (m0 - m1) ** 2
-    first = int(np.argmax(between))
-    last = first
-    while last + 1 < len(between) and between[last + 1] >= between[first] * (1 - 1e-9):
-        last += 1
-    return float((edges[first + 1] + edges[last + 1]) / 2)
-
-
-def rate_threshold(scores: np.ndarray, rate: float) -> float:
-    """The score above which at most ``rate`` of the cells lie: the (k+1)-th largest score, k = floor(rate x cells).
-    Flagging the scores above it flags at most k cells (fewer where scores tie at the threshold); with no unseen
-    type in the query every flag is a false alarm, so ``rate`` is the false-alarm rate a user accepts.
-
-    Parameters
-    ----------
-    scores
-        Scores, one per cell (higher: more novel).
-    rate
-        Largest share of cells to flag, in [0, 1).
-
-    Returns
-    -------
-    float
-        The threshold.
-    """
-    if rate is None:
-        raise ValueError("novelty_rate must be a share in [0, 1) for a rate threshold, got None")
-    check_novelty_rate(rate)
-    ordered = np.sort(np.asarray(scores, dtype=float))
-    if ordered.size == 0:
-        raise ValueError("no scores to threshold")
-    flagged = int(np.floor(rate * ordered.size + 1e-9))
-    return float(ordered[ordered.size - flagged - 1])
 
 
 def cells_without_features(n_genes: int, stacklevel: int = 3, **features) -> dict[str, int]:
@@ -90,12 +33,6 @@ def cells_without_features(n_genes: int, stacklevel: int = 3, **features) -> dic
     return warn_cells_without_features(counts, f"the model's {n_genes} genes", "the encoder gives each of them the "
                                        "same latent, and the same label unless the query's peak classifier tells "
                                        "them apart", stacklevel=stacklevel)
-
-
-def check_novelty_rate(rate: float | None) -> None:
-    """``ValueError`` unless ``rate`` is ``None`` (the Otsu rule) or a share in [0, 1)."""
-    if rate is not None and not (isinstance(rate, (int, float)) and 0 <= rate < 1):
-        raise ValueError(f"novelty_rate must be a share in [0, 1) or None (the Otsu rule), got {rate!r}")
 
 
 def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotation=None,
