@@ -152,3 +152,33 @@ def test_cells_without_hvg_counts_are_warned_about_and_counted(counts_adata):
     assert a.uns["omics_cl"]["pca"]["n_cells_without_features"] == 5
     np.testing.assert_allclose(a.obsm["X_pca"][1:5], a.obsm["X_pca"][[0] * 4], atol=1e-5)  # one input, one point
     assert tl.cluster(counts_adata, method="pca", n_top_genes=40, progress=False)["n_cells_without_features"] == 0
+
+
+def test_pca_survives_arpack_failure(counts_adata, monkeypatch):
+    """Cells identical over their genes give a matrix without variance, on which ARPACK stops ("starting vector is
+    zero"): the PCA falls back to the covariance eigendecomposition with a warning; where ARPACK is made to fail on
+    ordinary data, the fallback finds the same components up to sign."""
+    import scanpy as sc
+    from scipy.sparse.linalg import ArpackError
+
+    from omics_cl.data.components import principal_components
+
+    same = ad.AnnData(sp.csr_matrix(np.tile(counts_adata.X[:1].toarray(), (60, 1))))
+    with pytest.warns(UserWarning, match="ARPACK failed"):
+        tl.cluster(same, method="pca", progress=False)
+    assert np.all(same.obsm["X_pca"] == 0) and same.obs["pca_cluster"].nunique() == 1
+    assert any("ARPACK failed" in taken for taken in same.uns["omics_cl"]["pca"]["fallbacks"])
+
+    x = sp.csr_matrix(np.log1p(counts_adata.X.toarray().astype(np.float32)))
+    arpack = principal_components(x, 10, 0, standardize=True)
+    pca = sc.pp.pca
+
+    def failing(data, svd_solver, **kw):
+        if svd_solver == "arpack":
+            raise ArpackError(-9)
+        return pca(data, svd_solver=svd_solver, **kw)
+
+    monkeypatch.setattr(sc.pp, "pca", failing)
+    with pytest.warns(UserWarning, match="ARPACK failed"):
+        fallback = principal_components(x, 10, 0, standardize=True)
+    np.testing.assert_allclose(np.abs(fallback), np.abs(arpack), atol=1e-3)

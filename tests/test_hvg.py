@@ -83,6 +83,10 @@ def test_cluster_succeeds_warns_and_records_the_flavor(flat_fraction, pattern, f
     assert rec["hvg_flavor"] == flavor
     assert adata.uns["omics_cl"]["pca"]["hvg_flavor"] == flavor
     assert rec["n_features"] == 100 and adata.obsm["X_pca"].shape[0] == adata.n_obs
+    assert len(rec["fallbacks"]) == 1 and "loess" in rec["fallbacks"][0]
+    assert list(adata.uns["omics_cl"]["pca"]["fallbacks"]) == rec["fallbacks"]
+    assert "fallbacks" not in tl.cluster(adata, method="pca", n_top_genes=None, n_comps=20, graph_comps=10,
+                                         progress=False)  # all genes kept: no loess, nothing left from the first run
 
 
 def test_pearson_fallback_on_backed_and_dense_counts(tmp_path):

@@ -11,8 +11,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from omics_cl.data.paired import paired_modalities
 from omics_cl.data.counts import check_finite_counts, counts_matrix, row_chunks, validated_counts
+from omics_cl.data.paired import paired_modalities
 from omics_cl.data.preprocess import fit_lognormalizer
 
 # ---------------------------------------------------------------- count validators

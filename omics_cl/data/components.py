@@ -6,8 +6,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import ArpackError
 
 from omics_cl.data.regress import regressed_components
+from omics_cl.fallbacks import warn_fallback
 
 
 def column_sums(block) -> tuple[np.ndarray, np.ndarray]:
@@ -76,8 +78,8 @@ def fit_principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standard
                              max_value: float = 10.0,
                              statistics: tuple[np.ndarray, np.ndarray] | None = None,
                              covariate: np.ndarray | None = None) -> tuple[np.ndarray, PCAProjection]:
-    """The first ``n_comps`` principal components of a sparse non-negative matrix (implicitly centred, ARPACK)
-    and the fitted :class:`PCAProjection` that puts new rows on the same axes.
+    """The first ``n_comps`` principal components of a sparse non-negative matrix (implicitly centred, ARPACK; where
+    ARPACK fails, with a warning, the eigendecomposition of the covariance matrix) and the fitted :class:`PCAProjection` that puts new rows on the same axes.
 
     With ``standardize``, of its columns scaled to unit variance and clipped at ``max_value`` standard deviations
     above the mean, as ``sc.pp.scale(max_value=...)`` before PCA, but kept sparse (the clip is applied to the
@@ -105,7 +107,15 @@ def fit_principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standard
     if covariate is not None:
         pcs, components, center, coef, covariate_center = regressed_components(x, covariate, n_comps, seed)
         return pcs, PCAProjection(components, center, clip, scale, coef, np.array([covariate_center]))
-    pcs, components, _, _ = sc.pp.pca(x, n_comps=n_comps, random_state=seed, svd_solver="arpack", return_info=True)
+    try:
+        pcs, components, _, _ = sc.pp.pca(x, n_comps=n_comps, random_state=seed, svd_solver="arpack",
+                                          return_info=True)
+    except ArpackError as error:  # e.g. a matrix without variance: ARPACK's start vector is zero
+        warn_fallback(f"ARPACK failed on the PCA ({error}); the components come from the eigendecomposition of "
+                      "the covariance matrix instead")
+        with np.errstate(invalid="ignore", divide="ignore"):  # explained-variance ratios of a matrix without any
+            pcs, components, _, _ = sc.pp.pca(x, n_comps=n_comps, random_state=seed, svd_solver="covariance_eigh",
+                                              return_info=True)
     center = column_sums(x)[0] / x.shape[0]
     return np.asarray(pcs, dtype=np.float32), PCAProjection(np.asarray(components, np.float32), center, clip, scale)
 

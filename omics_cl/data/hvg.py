@@ -11,13 +11,12 @@ the flavour used is returned (and recorded as ``hvg_flavor`` in the run record).
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import scipy.sparse as sp
 
 from omics_cl.data.components import column_sums
 from omics_cl.data.counts import CHUNK_ROWS, check_finite_counts, row_chunks
+from omics_cl.fallbacks import warn_fallback
 
 SPANS = (0.3, 0.5, 0.8)
 THETA = 100.0
@@ -121,7 +120,8 @@ def select_hvg(x, n_top_genes: int | None, gene_sum: np.ndarray | None = None, g
     Flavours, tried in order: ``"seurat_v3"`` (loess span 0.3, identical to the former recipe),
     ``"seurat_v3_span0.5"``, ``"seurat_v3_span0.8"`` (on a loess failure), ``"pearson_residuals"``
     (theta 100). ``"all_genes"`` when ``n_top_genes`` is None or not smaller than the gene count.
-    A fallback warns once (``UserWarning``) with the loess errors. ``gene_sum``, ``gene_sumsq`` and
+    A fallback warns once (``UserWarning``) with the loess errors and is listed in the run record
+    (``omics_cl.fallbacks``). ``gene_sum``, ``gene_sumsq`` and
     ``library`` (see ``gene_stats``) are computed, validating the counts, when not all given.
     """
     if n_top_genes is None or n_top_genes >= x.shape[1]:
@@ -139,6 +139,6 @@ def select_hvg(x, n_top_genes: int | None, gene_sum: np.ndarray | None = None, g
         var = pearson_residual_variance(x, gene_sum, library)
         genes, flavor = np.sort(np.argsort(-var, kind="stable")[:n_top_genes]), PEARSON
     if failures:
-        warnings.warn(f"seurat_v3 HVG selection failed in skmisc's loess ({'; '.join(failures)}); "
-                      f"selected {n_top_genes} genes with flavor {flavor!r} instead", UserWarning, stacklevel=2)
+        warn_fallback(f"seurat_v3 HVG selection failed in skmisc's loess ({'; '.join(failures)}); "
+                      f"selected {n_top_genes} genes with flavor {flavor!r} instead")
     return genes, flavor

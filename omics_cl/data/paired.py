@@ -17,7 +17,6 @@ import pandas as pd
 import scipy.sparse as sp
 
 from omics_cl.data.counts import row_chunks
-
 from omics_cl.data.preprocess import LogNormalizer, fit_lognormalizer
 
 

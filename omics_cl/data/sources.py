@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from omics_cl.core.neighbors import knn
 from omics_cl.data import device_sources as dev
+from omics_cl.data.components import principal_components
 
 KEYS = SimpleNamespace(
     X="x",                          # model input rows (cells x features)
@@ -107,11 +108,7 @@ class ArraySource:
 def cell_graph(rows: CountsSource, n_pcs: int, n_neighbors: int, seed: int) -> np.ndarray:
     """Neighbour indices (cells x n_neighbors, self excluded) of a cosine kNN on PCA of the log-normalised
     rows. Built from expression alone."""
-    import scanpy as sc
-
-    x = rows.lognorm_sparse()
-    n_pcs = min(n_pcs, min(x.shape) - 1)
-    pcs = sc.pp.pca(x, n_comps=n_pcs, random_state=seed, svd_solver="arpack")
+    pcs = principal_components(rows.lognorm_sparse(), n_pcs, seed)
     idx, _ = knn(pcs, n_neighbors + 1, "cosine", seed)
     return idx[:, 1:]
 

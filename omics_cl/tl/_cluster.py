@@ -28,10 +28,11 @@ import pandas as pd
 from omics_cl import models
 from omics_cl.checks import check_positive_int
 from omics_cl.core import graph
-from omics_cl.data.device_sources import in_memory
 from omics_cl.data.counts import counts_matrix
+from omics_cl.data.device_sources import in_memory
 from omics_cl.data.preprocess import prepare_counts
 from omics_cl.environment import provenance
+from omics_cl.fallbacks import recorded
 from omics_cl.tl._common import store_record, warn_cells_without_features
 
 
@@ -154,6 +155,7 @@ def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, member
             "n_centres": len(order)}
 
 
+@recorded
 def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
             seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
             progress: bool = True, leiden_restarts: int = 1, leiden_consensus: int | None = None,

@@ -1,4 +1,4 @@
-"""Shared by the tools: the run record stored in ``uns["omics_cl"]``, the warning about cells with no count among
+"""Shared by the tools: the run record stored in ``uns["omics_cl"]`` (with the fallbacks the run took), the warning about cells with no count among
 the kept features, and group-vs-background markers."""
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import warnings
 
 import anndata as ad
 import numpy as np
+
+from omics_cl.fallbacks import taken
 
 
 def h5ad_safe(value):
@@ -18,7 +20,10 @@ def h5ad_safe(value):
 
 
 def store_record(data, key: str, record: dict) -> None:
-    """``uns["omics_cl"][key] = record`` (made writable to .h5ad)."""
+    """``uns["omics_cl"][key] = record`` (made writable to .h5ad); the fallbacks the run took, if any, are added to
+    ``record`` as ``fallbacks`` first (``omics_cl.fallbacks``)."""
+    if taken():
+        record["fallbacks"] = taken()
     data.uns.setdefault("omics_cl", {})[key] = h5ad_safe(record)
 
 

@@ -10,6 +10,7 @@ from omics_cl.checks import check_positive_int, check_positive_number
 from omics_cl.data import lsi
 from omics_cl.data.counts import nonempty_counts
 from omics_cl.environment import provenance
+from omics_cl.fallbacks import recorded
 from omics_cl.tl._common import store_record
 from omics_cl.tl._map import mapped_query
 
@@ -18,6 +19,7 @@ from omics_cl.tl._map import mapped_query
 LSI_COMPONENTS = 10
 
 
+@recorded
 def embed_atac(atac: ad.AnnData, layer: str | None = None, n_components: int = LSI_COMPONENTS, model=None,
                gene_activity: ad.AnnData | None = None, annotation=None, seed: int = 0,
                tfidf_scale: float | None = None) -> dict:

@@ -10,9 +10,10 @@ import pandas as pd
 
 from omics_cl import models
 from omics_cl.core import graph
-from omics_cl.data.paired import Modality, paired_modalities
 from omics_cl.data.counts import cells_without_counts, counts_matrix
+from omics_cl.data.paired import Modality, paired_modalities
 from omics_cl.environment import provenance
+from omics_cl.fallbacks import recorded
 from omics_cl.tl._cluster import check_leiden_consensus, check_overcluster, cluster_embedding
 from omics_cl.tl._common import store_record, warn_cells_without_features
 from omics_cl.tl._saved import check_saveable, save_method_model
@@ -27,6 +28,7 @@ def modalities_without_features(modalities: dict[str, Modality], stacklevel: int
         stacklevel=stacklevel)
 
 
+@recorded
 def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, atac: ad.AnnData | None = None,
               n_clusters: int | None = None, resolution: float = 1.0, seed: int = 0, rna_layer: str | None = None,
               atac_layer: str | None = None, n_top_genes: int | None = 2000, n_top_peaks: int | None = 10000,

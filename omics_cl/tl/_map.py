@@ -27,6 +27,7 @@ from omics_cl.data import lsi
 from omics_cl.data.counts import nonempty_counts
 from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
 from omics_cl.environment import provenance
+from omics_cl.fallbacks import recorded
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import saved_query_latent
 from omics_cl.tl._common import store_record
@@ -108,6 +109,7 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
     return saved, out, notes, missing, lsi_info
 
 
+@recorded
 def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.AnnData | None = None,
               annotation=None, atac_layer: str | None = None, novelty_threshold: str | float = "query",
               novelty_rate: float | None = NOVELTY_RATE) -> dict:

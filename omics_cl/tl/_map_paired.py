@@ -20,10 +20,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from omics_cl import models
-from omics_cl.data.paired import Modality, PairedQuery, paired_modalities
 from omics_cl.data.counts import counts_matrix
+from omics_cl.data.paired import Modality, PairedQuery, paired_modalities
 from omics_cl.data.preprocess import LogNormalizer
 from omics_cl.environment import provenance
+from omics_cl.fallbacks import recorded
 from omics_cl.tl._integrate import clustered, modalities_without_features, write_results
 from omics_cl.tl._saved import LoadedModel, load_method_model
 
@@ -63,6 +64,7 @@ def load_integration_model(model_dir: str | os.PathLike) -> LoadedModel:
     return load_method_model(model_dir, "integrate", partial(_build, model_dir))
 
 
+@recorded
 def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.AnnData | None = None,
                atac: ad.AnnData | None = None, n_clusters: int | None = None, resolution: float = 1.0,
                rna_layer: str | None = None, atac_layer: str | None = None, n_neighbors: int = 15,

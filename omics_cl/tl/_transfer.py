@@ -14,6 +14,7 @@ from omics_cl.data import lsi
 from omics_cl.data.counts import cells_without_counts, counts_matrix, nonempty_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.environment import provenance
+from omics_cl.fallbacks import recorded
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
 from omics_cl.tl._common import store_record, warn_cells_without_features
@@ -35,6 +36,7 @@ def cells_without_features(n_genes: int, stacklevel: int = 3, **features) -> dic
                                        "them apart", stacklevel=stacklevel)
 
 
+@recorded
 def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotation=None,
                     gene_activity: ad.AnnData | None = None, rna_layer: str | None = None,
                     atac_layer: str | None = None, n_top_genes: int | None = 2000, features: str = "binary",
