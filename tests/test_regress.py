@@ -43,3 +43,27 @@ def test_constant_or_misshapen_covariate_is_refused():
         fit_principal_components(x, 5, seed=0, covariate=np.ones(x.shape[0]))
     with pytest.raises(ValueError, match="299 values for 300 cells"):
         fit_principal_components(x, 5, seed=0, covariate=covariate[1:])
+
+
+def test_arpack_failure_falls_back_to_the_covariance_eigendecomposition(monkeypatch):
+    """Where ARPACK raises (forced here; a residual matrix without variance does it), the components come from the
+    cross-product's eigendecomposition: the same as ARPACK's where both run, and zeros where nothing is left."""
+    from scipy.sparse.linalg import ArpackError
+
+    from omics_cl.data import regress
+
+    x, covariate = _data()
+    same = sp.csr_matrix(np.tile(x[:1].toarray(), (50, 1)))  # standardised: all zero
+    with pytest.warns(UserWarning, match="ARPACK failed"):
+        zero, _ = fit_principal_components(same, 5, 0, standardize=True, covariate=covariate[:50])
+    np.testing.assert_allclose(zero, 0, atol=1e-6)
+    pcs, projection = fit_principal_components(x, 5, seed=0, covariate=covariate)
+
+    def failing(*args, **kwargs):
+        raise ArpackError(-9)
+
+    monkeypatch.setattr(regress, "svds", failing)
+    with pytest.warns(UserWarning, match="ARPACK failed"):
+        fallback, fallback_projection = fit_principal_components(x, 5, seed=0, covariate=covariate)
+    np.testing.assert_allclose(fallback, pcs, atol=1e-4)
+    np.testing.assert_allclose(fallback_projection.components, projection.components, atol=1e-5)

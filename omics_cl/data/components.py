@@ -79,7 +79,8 @@ def fit_principal_components(x: sp.csr_matrix, n_comps: int, seed: int, standard
                              statistics: tuple[np.ndarray, np.ndarray] | None = None,
                              covariate: np.ndarray | None = None) -> tuple[np.ndarray, PCAProjection]:
     """The first ``n_comps`` principal components of a sparse non-negative matrix (implicitly centred, ARPACK; where
-    ARPACK fails, with a warning, the eigendecomposition of the covariance matrix) and the fitted :class:`PCAProjection` that puts new rows on the same axes.
+    ARPACK fails, with a warning, the eigendecomposition of the covariance matrix) and the fitted
+    :class:`PCAProjection` that puts new rows on the same axes.
 
     With ``standardize``, of its columns scaled to unit variance and clipped at ``max_value`` standard deviations
     above the mean, as ``sc.pp.scale(max_value=...)`` before PCA, but kept sparse (the clip is applied to the

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import LinearOperator, svds
+from scipy.sparse.linalg import ArpackError, LinearOperator, svds
+
+from omics_cl.fallbacks import warn_fallback
 
 
 def regressed_components(x: sp.csr_matrix, covariate: np.ndarray, n_comps: int,
@@ -39,8 +41,26 @@ def regressed_components(x: sp.csr_matrix, covariate: np.ndarray, n_comps: int,
 
     operator = LinearOperator(x.shape, matvec=matvec, rmatvec=rmatvec, dtype=np.float64)
     start = np.random.default_rng(seed).uniform(-1, 1, min(x.shape))
-    u, s, vt = svds(operator, k=n_comps, solver="arpack", v0=start)
-    order = np.argsort(-s)
-    u, s, vt = u[:, order], s[order], vt[order]
-    signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])
-    return ((u * s) * signs).astype(np.float32), (vt * signs[:, None]).astype(np.float32), mean, coef, center
+    try:
+        u, s, vt = svds(operator, k=n_comps, solver="arpack", v0=start)
+        order = np.argsort(-s)
+        scores, vt = (u * s)[:, order], vt[order]
+    except ArpackError as error:  # e.g. no variance left: ARPACK's start vector is zero
+        warn_fallback(f"ARPACK failed on the PCA with a covariate regressed out ({error}); the components come from "
+                      "the eigendecomposition of the covariance matrix instead")
+        scores, vt = covariance_components(x, mean, centred, coef64, n_comps)
+    signs = np.where(np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)]) < 0, -1.0, 1.0)
+    return (scores * signs).astype(np.float32), (vt * signs[:, None]).astype(np.float32), mean, coef, center
+
+
+def covariance_components(x: sp.csr_matrix, mean: np.ndarray, centred: np.ndarray, coef: np.ndarray,
+                          n_comps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scores and loadings (rows) of the residual matrix ``x - 1 mean^T - centred coef^T`` from the
+    eigendecomposition of its cross-product, ``x^T x - n mean mean^T - (centred . centred) coef coef^T`` (the
+    least-squares slopes make the cross terms cancel); columns x columns, dense."""
+    cross = np.asarray((x.T @ x).todense()) - len(centred) * np.outer(mean, mean) - \
+        float(centred @ centred) * np.outer(coef, coef)
+    values, vectors = np.linalg.eigh((cross + cross.T) / 2)
+    loadings = vectors[:, np.argsort(-values, kind="stable")[:n_comps]]
+    scores = x @ loadings - mean @ loadings - np.outer(centred, coef @ loadings)
+    return np.asarray(scores), loadings.T

@@ -1,5 +1,5 @@
-"""Shared by the tools: the run record stored in ``uns["omics_cl"]`` (with the fallbacks the run took), the warning about cells with no count among
-the kept features, and group-vs-background markers."""
+"""Shared by the tools: the run record stored in ``uns["omics_cl"]`` (with the fallbacks the run took), the
+warning about cells with no count among the kept features, and group-vs-background markers."""
 from __future__ import annotations
 
 import warnings
