@@ -59,8 +59,11 @@ def test_bad_input_refused_before_anything_is_written(data, tmp_path):
     empty.X = sp.csr_matrix(empty.shape, dtype=np.float32)
     with pytest.raises(ValueError, match="hold no count at all"):
         tl.embed_atac(empty)
+    one = atac[:1].copy()
+    with pytest.raises(ValueError, match="LSI needs at least 2 cells and 2 peaks, got 1 x"):
+        tl.embed_atac(one)
     assert "X_lsi" not in out.obsm and "omics_cl" not in out.uns
-    assert "X_lsi" not in empty.obsm and "omics_cl" not in empty.uns
+    assert "X_lsi" not in empty.obsm and "omics_cl" not in empty.uns and "X_lsi" not in one.obsm
 
 
 def test_cells_without_counts_are_warned_about_and_counted(data):

@@ -161,6 +161,20 @@ def _copy_model(path, tmp_path):
     return out
 
 
+def test_tiny_queries_map_or_are_refused_before_anything_is_written(data, trained):
+    """A trained model maps a query of 2 cells; one cell has no LSI of its own and is refused, as is transfer
+    training on a query no larger than its neighbour count."""
+    path, _ = trained
+    assert _map(data, path, np.arange(2)).obs["omics_cl_label"].notna().all()
+    with pytest.raises(ValueError, match="query has 1 cell.*at least 2"):
+        _map(data, path, np.arange(1))
+    rna, atac, activity = data
+    small = atac[:5].copy()
+    with pytest.raises(ValueError, match="query has 5 cells.*more than n_neighbors \\(10\\)"):
+        tl.transfer_labels(rna.copy(), small, "cell_type", gene_activity=activity[:5].copy(), **FAST)
+    assert "omics_cl" not in small.uns and "omics_cl_label" not in small.obs
+
+
 def test_loading_refuses_missing_corrupt_or_foreign_models(data, trained, tmp_path):
     path, _ = trained
     with pytest.raises(ValueError, match="no saved model at .*not a directory"):

@@ -114,6 +114,8 @@ def _fit(counts, n_components: int, depth_correlation: float, seed: int, tfidf_s
          standardize: bool) -> tuple[np.ndarray, dict, dict[str, np.ndarray], sp.csr_matrix]:
     from sklearn.decomposition import TruncatedSVD
 
+    if min(counts.shape) < 2:
+        raise ValueError(f"LSI needs at least 2 cells and 2 peaks, got {counts.shape[0]} x {counts.shape[1]}")
     idf = inverse_document_frequency(counts)
     scale = adaptive_scale(counts, idf) if tfidf_scale is None else float(tfidf_scale)
     x = tfidf(counts, scale=scale, idf=idf)

@@ -73,6 +73,8 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
     """What :func:`map_query` computes, nothing written: the loaded model, the method's query arrays (with the
     query's LSI under ``"query_lsi"`` and the learned ATAC latent under ``"X_atac_latent"`` for a model trained with
     it) and notes, the model genes the query lacks and the query's LSI record."""
+    if atac.n_obs < 2:
+        raise ValueError(f"the ATAC query has {atac.n_obs} cell(s); mapping needs at least 2 (the query's own LSI)")
     saved = load_transfer_model(model_dir)
     meta = saved.meta
     if gene_activity is None:
