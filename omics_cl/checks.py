@@ -13,6 +13,12 @@ def check_positive_int(value, name: str, allow_none: bool = False) -> None:
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
 
 
+def check_feature_count(value, name: str) -> None:
+    """Refuse ``value`` unless it is ``None`` (all features) or an integer >= 2 (features to keep)."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 2):
+        raise ValueError(f"{name} must be None (all) or an integer of at least 2, got {value!r}")
+
+
 def check_positive_number(value, name: str, allow_none: bool = False) -> None:
     """Refuse ``value`` unless it is a finite real number > 0 (``None`` too with ``allow_none``); booleans are
     refused."""

@@ -79,6 +79,19 @@ def test_bad_n_clusters_and_method(counts_adata):
         tl.cluster(counts_adata, method="nope", progress=False)
 
 
+@pytest.mark.parametrize("bad", [0, 1, -3, 2.5, "10", True])
+def test_feature_counts_below_two_refused_before_any_work(counts_adata, bad):
+    """Once these died inside scanpy / scikit-learn (0, 1, True), in Python (2.5, "10") or went through (-3)."""
+    a = counts_adata.copy()
+    with pytest.raises(ValueError, match="n_top_genes must be None \\(all\\) or an integer of at least 2"):
+        tl.cluster(a, method="pca", n_top_genes=bad, progress=False)
+    with pytest.raises(ValueError, match="n_top_genes must be None"):
+        tl.transfer_labels(a, a.copy(), "group", n_top_genes=bad, progress=False)
+    with pytest.raises(ValueError, match="n_top_peaks must be None"):
+        tl.integrate(rna=a, atac=a.copy(), n_top_peaks=bad, progress=False)
+    assert "omics_cl" not in a.uns and "pca_cluster" not in a.obs
+
+
 def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

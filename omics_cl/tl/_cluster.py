@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
-from omics_cl.checks import check_positive_int
+from omics_cl.checks import check_feature_count, check_positive_int
 from omics_cl.core import graph
 from omics_cl.data.counts import counts_matrix
 from omics_cl.data.device_sources import in_memory
@@ -224,6 +224,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     config, _ = models.configure(spec, **method_params)  # a wrong parameter fails before any work
     check_leiden_consensus(leiden_consensus, leiden_restarts)
     check_overcluster(overcluster)
+    check_feature_count(n_top_genes, "n_top_genes")
     if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
         raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
                          f"got {n_clusters!r}")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
+from omics_cl.checks import check_feature_count
 from omics_cl.core import graph
 from omics_cl.data.counts import cells_without_counts, counts_matrix
 from omics_cl.data.paired import Modality, paired_modalities
@@ -100,6 +101,8 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
     check_leiden_consensus(leiden_consensus)
     check_overcluster(overcluster)
+    check_feature_count(n_top_genes, "n_top_genes")
+    check_feature_count(n_top_peaks, "n_top_peaks")
     if save_model is not None:
         if spec.map_query is None or spec.query_state is None:
             raise ValueError(f"{method} cannot map new cells, so its model cannot be saved")

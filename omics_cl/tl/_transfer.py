@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
-from omics_cl.checks import check_positive_int, check_positive_number
+from omics_cl.checks import check_feature_count, check_positive_int, check_positive_number
 from omics_cl.data import lsi
 from omics_cl.data.counts import cells_without_counts, counts_matrix, nonempty_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
@@ -142,6 +142,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     check_novelty_rate(novelty_rate)
     check_positive_int(n_lsi_components, "n_lsi_components")
     check_positive_int(n_neighbors, "n_neighbors")
+    check_feature_count(n_top_genes, "n_top_genes")
     if atac.n_obs <= max(n_neighbors, 2):
         raise ValueError(f"the ATAC query has {atac.n_obs} cells; label transfer needs at least 3 and more than "
                          f"n_neighbors ({n_neighbors}) for the query's LSI and neighbour graph: lower n_neighbors or "
