@@ -112,3 +112,12 @@ def test_leiden_readout_trains_more_centres_than_clusters(counts_adata):
     for bad, error in ((0, ValueError), (1.5, TypeError)):
         with pytest.raises(error, match="centres_per_cluster"):
             tl.cluster(counts_adata.copy(), method="siamese", centres_per_cluster=bad, progress=False, **SMALL)
+
+
+def test_at_most_one_centre_per_cell(counts_adata):
+    """K up to the cell count is valid; its three DEC centres per cluster stop at one per cell (the request of
+    3 x 150 centres on 150 cells used to fail inside the Leiden bisection)."""
+    small = counts_adata[::2].copy()
+    rec = tl.cluster(small, method="siamese", n_clusters=small.n_obs, progress=False, **{**SMALL, "epochs": 2})
+    assert rec["params"]["n_clusters"] == small.n_obs and rec["params"]["centres_per_cluster"] == 3
+    assert small.obs["siamese_cluster"].notna().all()

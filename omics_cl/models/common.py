@@ -59,13 +59,15 @@ def leiden_centres_init(build: Callable[[int], nnx.Module], latent: Callable[[nn
     """Stage init for self-clustering: Leiden centres on ``latent(previous model)``, then ``build(K)`` starts
     from the previous model's parameters (all but ``centres``) with those centres. ``ctx`` carries the
     request (``n_clusters`` or ``resolution``, ``n_neighbors``, ``seed``); with ``n_clusters`` given,
-    ``per_cluster`` x ``n_clusters`` centres are made (an estimated K: one per Leiden cluster). No labels are read."""
+    ``per_cluster`` x ``n_clusters`` centres are made, at most one per cell (an estimated K: one per Leiden
+    cluster). No labels are read."""
     per_cluster = 1 if ctx.n_clusters is None else per_cluster
     n_centres = None if ctx.n_clusters is None else ctx.n_clusters * per_cluster
 
     def init(previous: nnx.Module) -> tuple[nnx.Module, dict]:
-        centres = leiden_centres(latent(previous), n_centres, ctx.n_neighbors, ctx.resolution, ctx.seed,
-                                 ctx.leiden_restarts)
+        z = latent(previous)
+        centres = leiden_centres(z, None if n_centres is None else min(n_centres, len(z)), ctx.n_neighbors,
+                                 ctx.resolution, ctx.seed, ctx.leiden_restarts)
         model = build(len(centres))
         nnx.update(model, nnx.state(previous, nnx.Not(nnx.PathContains("centres"))))
         model.centres[...] = jnp.asarray(centres)
