@@ -22,7 +22,8 @@ from common import MACHINE, median_table, write_json_atomic
 
 from omics_cl.core.train import predict
 from omics_cl.data.sources import KEYS, ArraySource
-from omics_cl.models.cae import AutoEncoder, CAEConfig, encode
+from omics_cl.models.cae import AutoEncoder, CAEConfig
+from omics_cl.models.common import encoder_latent
 
 
 def jit_per_call(fn, model, source, batch_size: int = 4096) -> np.ndarray:
@@ -54,7 +55,7 @@ def main() -> None:
             model = AutoEncoder(args.genes, config, rngs=nnx.Rngs(1000 + 2 * round_ + (path != "predict (cached jit)")))
             for i in range(args.calls):
                 started = time.perf_counter()
-                call(encode, model, source)
+                call(encoder_latent, model, source)
                 seconds = time.perf_counter() - started
                 call_kind = "later" if i else ("first in process" if round_ == 0 else "first, new model")
                 rows.append({"path": path, "call": call_kind, "round": round_,

@@ -35,7 +35,7 @@ from transfer_baselines import knn_vote, scglue_embeddings  # noqa: E402
 
 from omics_cl import datasets, metrics, pp  # noqa: E402
 from omics_cl.data import lsi  # noqa: E402
-from omics_cl.data.preprocess import validated_counts  # noqa: E402
+from omics_cl.data.counts import validated_counts  # noqa: E402
 
 HARD_TYPE = "L4/5"
 
