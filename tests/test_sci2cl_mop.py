@@ -49,6 +49,12 @@ def test_subclusters_with_rna_and_gene_activity_markers(mop_embedded):
         assert set(table["subcluster"]) == {"L2/3.0", "L2/3.1"} and (table.groupby("subcluster").size() == 5).all()
     with pytest.raises(ValueError, match="obs column 'nope' not found"):
         tl.subclusters(mdata, "nope", "L2/3", use_rep="X_joint")
+    sizes = mdata["rna"].obs["cell_type"].value_counts()
+    small = sizes[(sizes >= 30)].index[-1]  # the smallest type that can be sub-clustered, split into single cells
+    before = mdata.obs["omics_cl_subcluster"].copy()
+    with pytest.raises(ValueError, match="sub-clusters of .* hold one cell; marker genes need at least 2"):
+        tl.subclusters(mdata, "cell_type", small, use_rep="X_joint", n_clusters=int(sizes[small]))
+    assert mdata.obs["omics_cl_subcluster"].equals(before)  # nothing written
 
 
 def test_label_consistency_flags_planted_relabelling_with_marker_evidence(mop_embedded):

@@ -69,6 +69,10 @@ def subclusters(data, groupby: str, group: str, use_rep: str = "X_sci2cl", resol
     sub = (f"{group}." + part.obs["sub"].astype(str)).to_numpy()
     if info["n_clusters"] < 2:
         raise ValueError(f"{group!r} forms a single cluster at resolution {resolution}; raise it or give n_clusters")
+    sizes = part.obs["sub"].value_counts()
+    if sizes.min() < 2:
+        raise ValueError(f"{int((sizes < 2).sum())} of the {len(sizes)} sub-clusters of {group!r} hold one cell; "
+                         "marker genes need at least 2 per sub-cluster: lower n_clusters or the resolution")
     column = np.full(data.n_obs, None, dtype=object)
     column[cells] = sub
     markers = rank_genes(get.rna_modality(data)[cells], sub, layer, n_genes)
