@@ -146,7 +146,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     if atac.n_obs <= max(n_neighbors, 2):
         raise ValueError(f"the ATAC query has {atac.n_obs} cells; label transfer needs at least 3 and more than "
                          f"n_neighbors ({n_neighbors}) for the query's LSI and neighbour graph: lower n_neighbors or "
-                         "transfer to more cells (a trained model maps any number: save_model=..., tl.map_query)")
+                         "transfer to more cells (a saved model maps queries of 2 cells or more: save_model=..., "
+                         "tl.map_query)")
     check_positive_number(tfidf_scale, "tfidf_scale", allow_none=True)
     if not isinstance(scale_lsi, bool):
         raise ValueError(f"scale_lsi must be True or False, got {scale_lsi!r}")
