@@ -89,6 +89,7 @@ def test_cluster_demo_writes_report_only_with_out(tmp_path, capsys, monkeypatch)
     assert main(["demo", "--epochs", "1", "--out", str(out), "--no-progress"]) == 0
     rows = table_rows(capsys.readouterr().out)
     assert [r["method"] for r in rows] == ["pca", "pca", "ae", "ae", "cae", "cae"]
+    assert [r["n_clusters"] for r in rows if r["protocol"] == "n_clusters"] == ["10"] * 3  # bulk_labels' 10 types
     assert {p.name for p in out.iterdir()} == {"umap_pca.png", "umap_ae.png", "umap_cae.png",
                                                "training_history_cae.png", "pbmc68k_reduced.h5ad", "scores.md"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cluster"]  # nothing else in the working directory

@@ -1,4 +1,7 @@
 """The kNN searches of core.neighbors (exact JAX, scikit-learn, pynndescent) and the graphs built on them."""
+import sys
+import types
+
 import numpy as np
 import pytest
 from conftest import blobs
@@ -48,12 +51,34 @@ def test_jax_knn_equals_numpy_brute_force(metric):
     np.testing.assert_array_equal(neighbors.knn(x, 15, metric, method="jax")[0], brute_force(x, x, 15, metric)[0])
 
 
+class ExactIndex:
+    """Stands in for pynndescent's index in the dispatch test (its numba compilation per metric takes a minute on 2
+    cores; the real one is checked by ``test_jax_knn_agrees_with_pynndescent``): exact answers by scikit-learn."""
+
+    def __init__(self, x, n_neighbors, metric):
+        self.x, self.metric = x, metric
+        self.neighbor_graph = self.query(x, n_neighbors)
+
+    def query(self, query, k):
+        from sklearn.neighbors import NearestNeighbors
+
+        dist, idx = NearestNeighbors(n_neighbors=k, metric=self.metric).fit(self.x).kneighbors(query)
+        return idx, dist
+
+
 def test_auto_knn_picks_the_search_by_size_metric_and_query(monkeypatch):
     x = np.random.default_rng(5).normal(size=(200, 8)).astype(np.float32)
     query = np.random.default_rng(6).normal(size=(40, 8)).astype(np.float32)
     calls = []
     blocked = neighbors.blocked_knn
     monkeypatch.setattr(neighbors, "blocked_knn", lambda *a, **kw: calls.append(a[2]) or blocked(*a, **kw))
+    approximate = []
+
+    def nndescent(x, n_neighbors, metric, **kwargs):
+        approximate.append(metric)
+        return ExactIndex(x, n_neighbors, metric)
+
+    monkeypatch.setitem(sys.modules, "pynndescent", types.SimpleNamespace(NNDescent=nndescent))
     for metric in ("cosine", "euclidean"):
         idx, _ = neighbors.knn(x, 10, metric, query=query)
         np.testing.assert_array_equal(idx, brute_force(x, query, 10, metric)[0])
@@ -68,6 +93,7 @@ def test_auto_knn_picks_the_search_by_size_metric_and_query(monkeypatch):
     assert neighbors.knn(x, 10, "cosine", query=query)[0].shape == (40, 10)
     assert neighbors.knn(x, 10, "cosine")[0].shape == (200, 10)
     assert calls == ["cosine", "euclidean", "cosine"]
+    assert approximate == ["manhattan", "cosine", "cosine"]
 
 
 def test_jax_knn_agrees_with_pynndescent():
