@@ -39,3 +39,18 @@ def check_atlas_labels(atlas, classes, name: str) -> None:
     if not any(label in known for label in labels):
         raise ValueError(f"none of the atlas labels in {name} (first: {list(labels[:5])}) is a reference class "
                          f"(first: {sorted(known)[:5]}): nothing to check; do the two use the same label names?")
+
+
+# uns["omics_cl"] entries written by tools other than cluster / integrate, which a result key must not overwrite
+OTHER_RECORDS = ("subclusters", "label_consistency", "trajectory", "embed_atac", "check_annotations", "transfer_method")
+
+
+def check_key_added(value) -> None:
+    """Refuse a result key (``key_added``) that is not a non-empty string, holds '/' (an .h5ad group separator) or
+    names another tool's record."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not value or "/" in value:
+        raise ValueError(f"key_added must be None or a non-empty string without '/', got {value!r}")
+    if value in OTHER_RECORDS:
+        raise ValueError(f"key_added={value!r} is the name of another tool's record in uns['omics_cl']; pick another")

@@ -119,14 +119,17 @@ def test_integrate_ignores_labels_is_deterministic_and_matches_cells_by_name():
     assert mdata.uns["omics_cl"]["sci2cl"]["hvg_flavor"] in ("seurat_v3", "all_genes")
 
 
-def test_integrate_two_anndata_and_batch_independent_inference():
+def test_integrate_two_anndata_under_a_key_and_batch_independent_inference():
     rna, atac = _paired()
     atac = atac[::-1].copy()
-    rec = tl.integrate(rna=rna, atac=atac, seed=1, n_clusters=2, progress=False, **FAST)
-    assert rec["n_clusters"] == 2
+    rec = tl.integrate(rna=rna, atac=atac, seed=1, n_clusters=2, progress=False, key_added="joint", **FAST)
+    assert rec["n_clusters"] == 2 and rec["method"] == "sci2cl"
     order = atac.obs_names.get_indexer(rna.obs_names)
-    np.testing.assert_array_equal(rna.obsm["X_sci2cl"], atac.obsm["X_sci2cl"][order])
-    assert (rna.obs["sci2cl_cluster"].to_numpy() == atac.obs["sci2cl_cluster"].to_numpy()[order]).all()
+    np.testing.assert_array_equal(rna.obsm["X_joint"], atac.obsm["X_joint"][order])
+    assert (rna.obs["joint_cluster"].to_numpy() == atac.obs["joint_cluster"].to_numpy()[order]).all()
+    for a in (rna, atac):  # every result under the key, none under the method's name
+        assert {"X_joint_rna", "X_joint_atac"} <= set(a.obsm) and not any("sci2cl" in k for k in a.obsm)
+        assert list(a.uns["omics_cl"]) == ["joint"] and "sci2cl_cluster" not in a.obs
     # inference: every cell attends to one fixed context, so a subset gives the same rows
     assert list(context_cells(100, 200, 0)) == list(range(100))
     ctx = context_cells(1000, 50, 0)

@@ -1,7 +1,7 @@
 """Clustering: ``cluster`` (any registered cluster-job method) and ``cluster_embedding`` (Leiden on any
 representation).
 
-Keys written by :func:`cluster` for ``method="<m>"``:
+Keys written by :func:`cluster` for ``method="<m>"`` (``<m>`` is ``key_added`` where given):
 
 - ``obsm["X_<m>"]``: the embedding;
 - ``obsm["X_<m>_latent"]``: the learnt latent, when the embedding is a fusion of it with another view (``cae``
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
-from omics_cl.checks import check_feature_count, check_positive_int
+from omics_cl.checks import check_feature_count, check_key_added, check_positive_int
 from omics_cl.core import graph
 from omics_cl.data.counts import counts_matrix
 from omics_cl.data.device_sources import in_memory
@@ -142,15 +142,15 @@ def cluster_graph(adata: ad.AnnData, adjacency, key_added: str, n_clusters: int 
             **merged}
 
 
-def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, memberships: np.ndarray,
-                       protocol: str, resolution: float) -> dict:
-    """Argmax clusters renamed by decreasing size ("0" largest; empty clusters last) and the memberships in
-    that column order."""
+def write_memberships(adata: ad.AnnData, key: str, labels: np.ndarray, memberships: np.ndarray,
+                      protocol: str, resolution: float) -> dict:
+    """Argmax clusters renamed by decreasing size ("0" largest; empty clusters last) as ``obs["<key>_cluster"]`` and
+    the memberships in that column order as ``obsm["<key>_membership"]``."""
     order = graph.size_order(labels, memberships.shape[1])
     rank = np.argsort(order)
     names = [str(i) for i in range(len(order))]
-    adata.obs[f"{method}_cluster"] = pd.Categorical(np.asarray(names)[rank[labels]], categories=names)
-    adata.obsm[f"{method}_membership"] = memberships[:, order]
+    adata.obs[f"{key}_cluster"] = pd.Categorical(np.asarray(names)[rank[labels]], categories=names)
+    adata.obsm[f"{key}_membership"] = memberships[:, order]
     return {"protocol": protocol, "resolution": float(resolution), "n_clusters": len(np.unique(labels)),
             "n_centres": len(order)}
 
@@ -159,7 +159,8 @@ def write_memberships(adata: ad.AnnData, method: str, labels: np.ndarray, member
 def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = None, resolution: float = 1.0,
             seed: int = 0, layer: str | None = None, n_top_genes: int | None = 2000, n_neighbors: int = 15,
             progress: bool = True, leiden_restarts: int = 1, leiden_consensus: int | None = None,
-            stream: bool | None = None, overcluster: float = graph.OVERCLUSTER, **method_params) -> dict:
+            stream: bool | None = None, overcluster: float = graph.OVERCLUSTER, key_added: str | None = None,
+            **method_params) -> dict:
     """Embed cells with ``method`` (any registered cluster method, ``omics_cl.models.names("cluster")``)
     and cluster them.
 
@@ -181,6 +182,8 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     whole; the file is only read. ``stream`` forces this on (any AnnData) or off (backed: random row reads,
     the in-memory results but far slower). No labels are used. Returns the run record also stored in
     ``uns["omics_cl"][method]``; its ``graph_dims`` (PCA: 30) is how many embedding columns the cell graph used.
+    ``key_added`` writes every result under that name instead of the method's (as scanpy's ``key_added``), so runs
+    of one method with other settings can sit side by side.
 
     Parameters
     ----------
@@ -212,6 +215,9 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     stream
         Stream the counts in chunks (``None``: when they are backed and the method can;
         ``True`` for a method or config that cannot: ``models.StreamingError``).
+    key_added
+        Name the results are written under: ``obsm["X_<key>"]``, ``obs["<key>_cluster"]``,
+        ``uns["omics_cl"]["<key>"]``, ... (``None``: the method's name).
     **method_params
         Method config / training config values.
 
@@ -225,6 +231,7 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     check_leiden_consensus(leiden_consensus, leiden_restarts)
     check_overcluster(overcluster)
     check_feature_count(n_top_genes, "n_top_genes")
+    check_key_added(key_added)
     if n_clusters is not None and not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= adata.n_obs):
         raise ValueError(f"n_clusters must be an integer between 1 and the number of cells ({adata.n_obs}), "
                          f"got {n_clusters!r}")
@@ -247,29 +254,30 @@ def cluster(adata: ad.AnnData, method: str = "cae", n_clusters: int | None = Non
     run = models.run_members if getattr(config, "n_members", 1) > 1 else models.run  # pca has no ensembles
     out, info = run(spec, prepared, ctx, progress, **method_params)
     train_seconds = time.perf_counter() - start
-    adata.obsm[f"X_{method}"] = out["embedding"]
-    for key, value, store in ((f"X_{method}_latent", out.get("latent"), adata.obsm),
-                              (f"{method}_connectivities", out.get("graph"), adata.obsp)):
+    key = key_added or method
+    adata.obsm[f"X_{key}"] = out["embedding"]
+    for name, value, store in ((f"X_{key}_latent", out.get("latent"), adata.obsm),
+                               (f"{key}_connectivities", out.get("graph"), adata.obsp)):
         if value is None:
-            store.pop(key, None)  # not left from an earlier run
+            store.pop(name, None)  # not left from an earlier run
         else:
-            store[key] = value
+            store[name] = value
     graph_dims = info.pop("graph_dims", None)
     if "graph" in out:
-        clusters = cluster_graph(adata, out["graph"], f"{method}_cluster", n_clusters, resolution, seed,
+        clusters = cluster_graph(adata, out["graph"], f"{key}_cluster", n_clusters, resolution, seed,
                                  leiden_restarts, leiden_consensus, overcluster)
     elif "memberships" in out:
         u = out["memberships"]
-        clusters = write_memberships(adata, method, u.argmax(1), u,
+        clusters = write_memberships(adata, key, u.argmax(1), u,
                                      "resolution" if info["k_estimated"] else "n_clusters", resolution)
     else:
-        adata.obsm.pop(f"{method}_membership", None)  # not left from an earlier argmax run
-        clusters = cluster_embedding(adata, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
+        adata.obsm.pop(f"{key}_membership", None)  # not left from an earlier argmax run
+        clusters = cluster_embedding(adata, f"X_{key}", n_clusters, resolution, f"{key}_cluster", seed,
                                      n_neighbors, graph_dims, leiden_restarts, leiden_consensus, overcluster)
     record = {"method": method, "job": "cluster", "seed": seed, "layer": layer, "n_top_genes": n_top_genes,
               "n_features": prepared.normalizer.n_features, "hvg_flavor": prepared.hvg_flavor,
               "n_neighbors": n_neighbors, "graph_dims": graph_dims, "stream": stream,
               "leiden_restarts": leiden_restarts, **empty,
               "train_seconds": train_seconds, **clusters, "params": info, **provenance()}
-    store_record(adata, method, record)
+    store_record(adata, key, record)
     return record

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
-from omics_cl.checks import check_feature_count
+from omics_cl.checks import check_feature_count, check_key_added
 from omics_cl.core import graph
 from omics_cl.data.counts import cells_without_counts, counts_matrix
 from omics_cl.data.paired import Modality, paired_modalities
@@ -34,7 +34,8 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
               n_clusters: int | None = None, resolution: float = 1.0, seed: int = 0, rna_layer: str | None = None,
               atac_layer: str | None = None, n_top_genes: int | None = 2000, n_top_peaks: int | None = 10000,
               n_neighbors: int = 15, progress: bool = True, save_model: str | os.PathLike | None = None,
-              leiden_consensus: int | None = None, overcluster: float = graph.OVERCLUSTER, **model_params) -> dict:
+              leiden_consensus: int | None = None, overcluster: float = graph.OVERCLUSTER, key_added: str | None = None,
+              **model_params) -> dict:
     """Joint embedding of paired RNA + ATAC cells with ``method`` (a registered integrate method; default
     scI2CL, METHODS.md section 4), then Leiden clusters.
 
@@ -51,8 +52,8 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     Writes (on the MuData, or on both AnnData): ``obsm["X_<method>"]`` (joint embedding),
     ``obsm["X_<method>_rna"]`` / ``obsm["X_<method>_atac"]`` (the aligned per-modality embeddings) and any
     further per-cell array the method gives (sci2cl: ``_xattn``, ``_pca``, ``_view_weights``),
-    ``obs["<method>_cluster"]`` and the run record ``uns["omics_cl"]["<method>"]``. Nothing is written when
-    an error is raised.
+    ``obs["<method>_cluster"]`` and the run record ``uns["omics_cl"]["<method>"]``, all under ``key_added`` instead
+    of the method's name where given. Nothing is written when an error is raised.
 
     Parameters
     ----------
@@ -89,6 +90,8 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
         :func:`cluster_embedding`).
     overcluster
         With ``n_clusters``: clusters made before merging, as a multiple of it (see :func:`cluster_embedding`).
+    key_added
+        Name the results are written under (``None``: the method's name).
     **model_params
         Method config / training config values.
 
@@ -103,6 +106,7 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
     check_overcluster(overcluster)
     check_feature_count(n_top_genes, "n_top_genes")
     check_feature_count(n_top_peaks, "n_top_peaks")
+    check_key_added(key_added)
     if save_model is not None:
         if spec.map_query is None or spec.query_state is None:
             raise ValueError(f"{method} cannot map new cells, so its model cannot be saved")
@@ -124,37 +128,37 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
               "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors,
               **empty, "train_seconds": train_seconds,
               "params": trained.record, **provenance()}
-    carrier = clustered(rna_view.obs_names, method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
+    carrier = clustered(rna_view.obs_names, key_added or method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
                         leiden_consensus, overcluster)
     if save_model is not None:
         state = spec.query_state(trained.arrays, trained.state, trained.config, ctx)
         features = {key: np.asarray(view.var_names[m.columns], dtype=str)
                     for key, view, m in (("genes", rna_view, inputs[0]), ("peaks", atac_view, inputs[1]))}
         save_method_model(save_model, trained, {**features, **state}, seed=seed, record=record)
-    write_results(data, rna, atac, carrier, method, record)
+    write_results(data, rna, atac, carrier, key_added or method, record)
     return record
 
 
-def clustered(cells: pd.Index, method: str, arrays: dict, record: dict, n_clusters: int | None,
+def clustered(cells: pd.Index, key: str, arrays: dict, record: dict, n_clusters: int | None,
               resolution: float, seed: int, n_neighbors: int, leiden_consensus: int | None = None,
               overcluster: float = graph.OVERCLUSTER) -> ad.AnnData:
-    """An AnnData of ``cells`` holding the method's per-cell ``arrays`` as ``obsm["X_<method>[_<part>]"]`` and
-    Leiden clusters of the joint embedding (``obs["<method>_cluster"]``); the clustering enters ``record``."""
+    """An AnnData of ``cells`` holding the method's per-cell ``arrays`` as ``obsm["X_<key>[_<part>]"]`` and
+    Leiden clusters of the joint embedding (``obs["<key>_cluster"]``); the clustering enters ``record``."""
     carrier = ad.AnnData(obs=pd.DataFrame(index=cells),
-                         obsm={f"X_{method}" if part == "joint" else f"X_{method}_{part}": array
+                         obsm={f"X_{key}" if part == "joint" else f"X_{key}_{part}": array
                                for part, array in arrays.items()})
-    record.update(cluster_embedding(carrier, f"X_{method}", n_clusters, resolution, f"{method}_cluster", seed,
+    record.update(cluster_embedding(carrier, f"X_{key}", n_clusters, resolution, f"{key}_cluster", seed,
                                     n_neighbors, leiden_consensus=leiden_consensus, overcluster=overcluster))
     return carrier
 
 
-def write_results(data, rna: ad.AnnData | None, atac: ad.AnnData | None, carrier: ad.AnnData, method: str,
+def write_results(data, rna: ad.AnnData | None, atac: ad.AnnData | None, carrier: ad.AnnData, key: str,
                   record: dict) -> None:
     """Write the ``carrier``'s obsm / clusters and ``record`` into the MuData ``data``, or into ``rna`` and
     ``atac``, each in its own cell order."""
     for target in [data] if data is not None else [rna, atac]:
         order = carrier.obs_names.get_indexer(target.obs_names)
-        for key, value in carrier.obsm.items():
-            target.obsm[key] = value[order]
-        target.obs[f"{method}_cluster"] = carrier.obs[f"{method}_cluster"].to_numpy()[order]
-        store_record(target, method, record)
+        for name, value in carrier.obsm.items():
+            target.obsm[name] = value[order]
+        target.obs[f"{key}_cluster"] = carrier.obs[f"{key}_cluster"].to_numpy()[order]
+        store_record(target, key, record)
