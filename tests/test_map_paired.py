@@ -110,6 +110,19 @@ def test_mapping_the_training_cells_reproduces_the_run(trained):
     assert np.array_equal(refitted.obs["sci2cl_cluster"].to_numpy(), original.obs["sci2cl_cluster"].to_numpy())
 
 
+def test_mapped_cells_go_under_a_key_beside_their_own_run(trained):
+    path, original = trained
+    mdata = original.copy()
+    tl.map_paired(mdata, path, key_added="mapped", pca="refit")
+    for key in (*PER_CELL, *JOINT):  # the run's own results stay; the mapping is the same arrays under the key
+        assert np.array_equal(mdata.obsm[key], original.obsm[key]), key
+        assert np.array_equal(mdata.obsm[key.replace("sci2cl", "mapped")], original.obsm[key]), key
+    assert sorted(mdata.uns["omics_cl"]) == ["mapped", "sci2cl"] and "mapped_cluster" in mdata.obs
+    assert mdata.uns["omics_cl"]["mapped"]["mapped_with"] == str(path.resolve())
+    with pytest.raises(ValueError, match="another tool's record"):
+        tl.map_paired(mdata, path, key_added="subclusters")
+
+
 def test_new_cells_are_embedded_per_cell_against_the_saved_context(trained):
     """A subset of the cells, ATAC in another order, given as two AnnData: Z_r, Z_a, the cross-attention output
     and the projected PCA view of each cell are its rows of the original run (to float32 rounding: the batch

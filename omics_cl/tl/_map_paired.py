@@ -20,6 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from omics_cl import models
+from omics_cl.checks import check_key_added
 from omics_cl.data.counts import counts_matrix
 from omics_cl.data.paired import Modality, PairedQuery, paired_modalities
 from omics_cl.data.preprocess import LogNormalizer
@@ -68,7 +69,7 @@ def load_integration_model(model_dir: str | os.PathLike) -> LoadedModel:
 def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.AnnData | None = None,
                atac: ad.AnnData | None = None, n_clusters: int | None = None, resolution: float = 1.0,
                rna_layer: str | None = None, atac_layer: str | None = None, n_neighbors: int = 15,
-               pca: str = "project") -> dict:
+               pca: str = "project", key_added: str | None = None) -> dict:
     """Embed and cluster new paired cells with a saved integration model (no training).
 
     ``data`` (a MuData with ``rna`` and ``atac``) or ``rna=`` and ``atac=``, cells matched by name as in
@@ -79,7 +80,8 @@ def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.An
     is an error. ``pca``: ``"project"`` puts the cells on the training run's PCA axes (as scanpy's ``ingest``);
     ``"refit"`` fits a PCA to these cells. The fusion weights are always computed among these cells. Mapping the
     training cells gives the original Z_r, Z_a and cross-attention output bit for bit; with ``pca="refit"`` every
-    output (the projection agrees to float32 rounding). Returns the run record.
+    output (the projection agrees to float32 rounding). ``key_added``: write under that name instead of the
+    method's (as :func:`integrate`). Returns the run record.
 
     Parameters
     ----------
@@ -103,6 +105,8 @@ def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.An
         Neighbours of the cosine kNN graph used for Leiden.
     pca
         ``"project"`` or ``"refit"``.
+    key_added
+        Name the results are written under (``None``: the method's name).
 
     Returns
     -------
@@ -113,6 +117,7 @@ def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.An
         raise ValueError("give model_dir, the directory written by integrate(..., save_model=...)")
     if pca not in PCA_MODES:
         raise ValueError(f"pca must be one of {PCA_MODES}, got {pca!r}")
+    check_key_added(key_added)
     saved = load_integration_model(model_dir)
     meta, method = saved.meta, saved.method.name
     rna_view, atac_view = paired_modalities(data, rna, atac)
@@ -136,6 +141,7 @@ def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.An
               "pca": pca if "pca_components" in saved.arrays else None,
               "n_neighbors": n_neighbors, "params": {**meta["record"]["params"], **notes},
               "model_versions": meta["versions"], **provenance()}
-    carrier = clustered(rna_view.obs_names, method, arrays, record, n_clusters, resolution, seed, n_neighbors)
-    write_results(data, rna, atac, carrier, method, record)
+    carrier = clustered(rna_view.obs_names, key_added or method, arrays, record, n_clusters, resolution, seed,
+                        n_neighbors)
+    write_results(data, rna, atac, carrier, key_added or method, record)
     return record
