@@ -26,6 +26,22 @@ def test_cluster_cli_on_pbmc68k_reduced(tmp_path, capsys):
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before
 
 
+def test_cluster_cli_keeps_an_earlier_run_beside_a_keyed_one(tmp_path, capsys):
+    first, second = tmp_path / "first.h5ad", tmp_path / "second.h5ad"
+    base = ["--method", "pca", "--no-progress", "--n-clusters", "10"]
+    assert cli.main(["cluster", str(datasets.path("pbmc68k_reduced", "rna")), *base, "--out", str(first)]) == 0
+    assert cli.main(["cluster", str(first), *base, "--n-top-genes", "300", "--key-added", "pca_300",
+                     "--label-key", "bulk_labels", "--out", str(second)]) == 0
+    printed = capsys.readouterr().out
+    assert "embedding obsm['X_pca_300'], clusters obs['pca_300_cluster']" in printed and "| pca | n_clusters |" in printed
+    result, earlier = ad.read_h5ad(second), ad.read_h5ad(first)
+    np.testing.assert_array_equal(result.obsm["X_pca"], earlier.obsm["X_pca"])
+    assert result.uns["omics_cl"]["pca_300"]["n_features"] == 300 and result.obs["pca_300_cluster"].nunique() == 10
+    bad = tmp_path / "bad.h5ad"
+    assert cli.main(["cluster", str(first), *base, "--key-added", "a/b", "--out", str(bad)]) != 0
+    assert "key_added must be None or a non-empty string without '/'" in capsys.readouterr().err and not bad.exists()
+
+
 def test_cluster_cli_refuses_a_bad_leiden_consensus_before_any_work(tmp_path, capsys):
     out = tmp_path / "out.h5ad"
     code = cli.main(["cluster", str(datasets.path("pbmc68k_reduced", "rna")), "--method", "pca", "--out", str(out),

@@ -213,10 +213,12 @@ def test_cli_integrate_writes_mudata_and_report_and_refuses_bad_input(tmp_path, 
     out = tmp_path / "out.h5mu"
     code = main(["integrate", "--rna", str(tmp_path / "rna.h5ad"), "--atac", str(tmp_path / "atac.h5ad"),
                  "--out", str(out), "--n-clusters", "2", "--label-key", "cell_type", "--report",
-                 str(tmp_path / "report"), "--epochs", "1", "--n-top-peaks", "300", "--no-progress"])
+                 str(tmp_path / "report"), "--epochs", "1", "--n-top-peaks", "300", "--no-progress",
+                 "--key-added", "joint"])
     assert code == 0
     result = md.read_h5mu(out)
-    assert result.obsm["X_sci2cl"].shape[0] == 160 and result.obs["sci2cl_cluster"].nunique() == 2
+    assert result.obsm["X_joint"].shape[0] == 160 and result.obs["joint_cluster"].nunique() == 2
+    assert "X_sci2cl" not in result.obsm and result.uns["omics_cl"]["joint"]["method"] == "sci2cl"
     assert (tmp_path / "report" / "umap.png").stat().st_size > 0
     assert "| sci2cl | n_clusters | 2 |" in capsys.readouterr().out
     assert digest == {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in tmp_path.glob("*.h5ad")}
@@ -228,7 +230,8 @@ def test_cli_integrate_writes_mudata_and_report_and_refuses_bad_input(tmp_path, 
     out2 = tmp_path / "out2.h5mu"
     for args, message in (([ "--rna", str(tmp_path / "rna.h5ad"), "--atac", str(bad)], "do not match"),
                           (["--rna", str(tmp_path / "rna.h5ad")], "give one of --mudata, --multiome, or both"),
-                          (["--mudata", str(out), "--label-key", "nope"], "'nope' not found")):
+                          (["--mudata", str(out), "--label-key", "nope"], "'nope' not found"),
+                          (["--mudata", str(out), "--key-added", "trajectory"], "another tool's record")):
         assert main(["integrate", *args, "--out", str(out2), "--epochs", "1", "--no-progress"]) == 2
         assert message in capsys.readouterr().err
         assert not out2.exists()

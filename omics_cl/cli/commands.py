@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from omics_cl import demos, models
-from omics_cl.checks import check_atlas_labels
+from omics_cl.checks import check_atlas_labels, check_key_added
 from omics_cl.cli.inputs import (
     check_paired_args,
     check_paths,
@@ -40,6 +40,8 @@ def cmd_cluster(args) -> int:
     from omics_cl import metrics, tl
 
     params = method_params(args, "cluster")
+    check_key_added(args.key_added)
+    key = args.key_added or args.method
     src, out = Path(args.input), Path(args.out)
     if args.backed:
         check_backed(args)
@@ -51,18 +53,18 @@ def cmd_cluster(args) -> int:
         record = tl.cluster(adata, method=args.method, n_clusters=args.n_clusters, resolution=args.resolution,
                             seed=args.seed, layer=args.layer, n_top_genes=args.n_top_genes,
                             progress=not args.no_progress, stream=True if args.backed else None,
-                            leiden_consensus=args.leiden_consensus, **params)
+                            leiden_consensus=args.leiden_consensus, key_added=args.key_added, **params)
     except models.StreamingError as err:
         raise ValueError(backed_refusal(err)) from None
-    if f"{args.method}_membership" in adata.obsm:
+    if f"{key}_membership" in adata.obsm:
         how = ("K estimated by Leiden on the pretrained latent" if record["params"]["k_estimated"] else "K given")
-        how += f"; memberships obsm['{args.method}_membership']"
+        how += f"; memberships obsm['{key}_membership']"
     else:
         how = f"Leiden resolution {record['resolution']:.4g}"
     print(f"{args.method}: {record['n_clusters']} clusters ({how}), "
-          f"embedding obsm['X_{args.method}'], clusters obs['{args.method}_cluster']")
+          f"embedding obsm['X_{key}'], clusters obs['{key}_cluster']")
     if args.label_key is not None:
-        s = metrics.clustering_scores(adata.obs[args.label_key], adata.obs[f"{args.method}_cluster"],
+        s = metrics.clustering_scores(adata.obs[args.label_key], adata.obs[f"{key}_cluster"],
                                       exclude=args.exclude_label)
         print(demos.markdown_table([{"method": args.method, "protocol": record["protocol"],
                                      "n_clusters": record["n_clusters"], **s, "seconds": record["train_seconds"]}],
@@ -156,7 +158,8 @@ def cmd_integrate(args) -> int:
     from omics_cl import get, metrics, pl, tl
 
     params = method_params(args, "integrate")
-    name = args.method
+    check_key_added(args.key_added)
+    name, key = args.method, args.key_added or args.method
     out = Path(args.out)
     check_paired_args(args, out)
     mdata = read_paired(args)
@@ -164,19 +167,19 @@ def cmd_integrate(args) -> int:
     record = tl.integrate(mdata, method=name, n_clusters=args.n_clusters, resolution=args.resolution, seed=args.seed,
                           rna_layer=args.rna_layer, atac_layer=args.atac_layer, n_top_genes=args.n_top_genes,
                           n_top_peaks=args.n_top_peaks, progress=not args.no_progress, save_model=args.save_model,
-                          leiden_consensus=args.leiden_consensus, **params)
+                          leiden_consensus=args.leiden_consensus, key_added=args.key_added, **params)
     print(f"{name}: {mdata.n_obs} paired cells, {record['n_genes']} genes + {record['n_peaks']} peaks; "
-          f"{record['n_clusters']} clusters (resolution {record['resolution']:.4g}); embedding obsm['X_{name}'], "
-          f"clusters obs['{name}_cluster']")
+          f"{record['n_clusters']} clusters (resolution {record['resolution']:.4g}); embedding obsm['X_{key}'], "
+          f"clusters obs['{key}_cluster']")
     if labels is not None:
-        s = metrics.clustering_scores(labels, mdata.obs[f"{name}_cluster"], exclude=args.exclude_label)
+        s = metrics.clustering_scores(labels, mdata.obs[f"{key}_cluster"], exclude=args.exclude_label)
         print(demos.markdown_table([{"method": name, "protocol": record["protocol"], "n_clusters": record["n_clusters"],
                                      **s, "seconds": record["train_seconds"]}], demos.CLUSTER_COLUMNS))
     if args.report:
         report = Path(args.report)
         report.mkdir(parents=True, exist_ok=True)
-        colors = [f"{name}_cluster"] + ([args.label_key] if labels is not None else [])
-        pl.umap(mdata, f"X_{name}", colors, seed=args.seed, save=str(report / "umap.png"))
+        colors = [f"{key}_cluster"] + ([args.label_key] if labels is not None else [])
+        pl.umap(mdata, f"X_{key}", colors, seed=args.seed, save=str(report / "umap.png"))
         print(f"report in {report}")
     write_output(mdata, out)
     print(f"wrote {out}")

@@ -39,6 +39,12 @@ def add_method_arguments(parser: argparse.ArgumentParser, job: str, default: str
                              "--set hidden=[512,256] (repeatable; checked before any data is read)")
 
 
+def add_key_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key-added", default=None, metavar="NAME",
+                        help="write the results under this name instead of the method's (obsm X_NAME, obs "
+                             "NAME_cluster, ...), e.g. to keep an earlier run's results in the input beside them")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omics-cl", description="Contrastive learning for single-cell omics.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -66,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(models.streaming_names()) + "); for files larger than memory")
     c.add_argument("--n-top-genes", type=int, default=2000)
     c.add_argument("--seed", type=int, default=0)
+    add_key_argument(c)
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     c.set_defaults(func=cmd_cluster)
 
@@ -162,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--n-top-peaks", type=int, default=10000)
     add_method_arguments(i, "integrate", "sci2cl")
     i.add_argument("--seed", type=int, default=0)
+    add_key_argument(i)
     i.add_argument("--no-progress", action="store_true")
     i.set_defaults(func=cmd_integrate)
 
