@@ -41,7 +41,7 @@ def check_atlas_labels(atlas, classes, name: str) -> None:
                          f"(first: {sorted(known)[:5]}): nothing to check; do the two use the same label names?")
 
 
-# uns["omics_cl"] entries written by tools other than cluster / integrate, which a result key must not overwrite
+# uns["omics_cl"] entries written by tools other than cluster / integrate / map_paired: a result key must not take them
 OTHER_RECORDS = ("subclusters", "label_consistency", "trajectory", "embed_atac", "check_annotations", "transfer_method")
 
 
