@@ -32,8 +32,16 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (MACHINE, add_seed_arguments, labelled_rna, machine, median_table, require_obs_columns,
-                    seed_range, write_json_atomic)
+from common import (
+    MACHINE,
+    add_seed_arguments,
+    labelled_rna,
+    machine,
+    median_table,
+    require_obs_columns,
+    seed_range,
+    write_json_atomic,
+)
 
 from omics_cl import datasets, metrics, models, tl
 from omics_cl.core import graph

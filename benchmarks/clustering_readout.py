@@ -39,8 +39,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
-from common import (add_seed_arguments, clustering_row, labelled_rna, machine, n_clusters_leiden,
-                    print_clustering_summary, seed_range, write_json_atomic)
+from common import (
+    add_seed_arguments,
+    clustering_row,
+    labelled_rna,
+    machine,
+    n_clusters_leiden,
+    print_clustering_summary,
+    seed_range,
+    write_json_atomic,
+)
 from integration import stored
 
 from omics_cl import models, tl

@@ -22,10 +22,16 @@ import sys
 import time
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (MACHINE, add_seed_arguments, labelled_rna, median_table, seed_range,  # noqa: E402
-                    transfer_halves, write_json_atomic)
+from common import (  # noqa: E402
+    MACHINE,
+    add_seed_arguments,
+    labelled_rna,
+    median_table,
+    seed_range,
+    transfer_halves,
+    write_json_atomic,
+)
 from gpu_load import UtilisationSampler  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, settings, tl  # noqa: E402

@@ -20,8 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from clustering import DEFAULT_DATASETS
-from common import (clustering_row, labelled_rna, machine, n_clusters_leiden, print_clustering_summary,
-                    write_json_atomic)
+from common import clustering_row, labelled_rna, machine, n_clusters_leiden, print_clustering_summary, write_json_atomic
 
 from omics_cl import models
 from omics_cl.data.preprocess import prepare_counts

@@ -11,6 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import clustering  # noqa: E402
 import common  # noqa: E402
+
 from omics_cl import metrics  # noqa: E402
 from omics_cl.core import train  # noqa: E402
 

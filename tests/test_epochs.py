@@ -17,8 +17,15 @@ from omics_cl.core.train import Stage, TrainConfig, fit, run_stages
 from omics_cl.data.device_sources import COLUMNS, DENSE, matrix_arrays
 from omics_cl.data.paired import Modality
 from omics_cl.data.preprocess import prepare_counts
-from omics_cl.data.sources import (ArraySource, GraphSource, MemberSource, PairedSource, RowSource, TransferSource,
-                                   dense_source)
+from omics_cl.data.sources import (
+    ArraySource,
+    GraphSource,
+    MemberSource,
+    PairedSource,
+    RowSource,
+    TransferSource,
+    dense_source,
+)
 from omics_cl.models.cae import AutoEncoder, CAEConfig, make_loss
 
 IDX = np.array([5, 3, 299, 0, 17, 5, 120])

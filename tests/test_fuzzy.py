@@ -1,7 +1,8 @@
 """The numpy port of UMAP's fuzzy simplicial set against umap's own (numba) implementation."""
 import numpy as np
 import scipy.sparse as sp
-from umap.umap_ import fuzzy_simplicial_set, smooth_knn_dist as umap_smooth_knn_dist
+from umap.umap_ import fuzzy_simplicial_set
+from umap.umap_ import smooth_knn_dist as umap_smooth_knn_dist
 
 from omics_cl.core import fuzzy
 from omics_cl.core.neighbors import knn

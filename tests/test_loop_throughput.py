@@ -8,6 +8,7 @@ from omics_cl import models
 from omics_cl.core import train as core_train
 from omics_cl.data.preprocess import prepare_counts
 
+
 @pytest.fixture(scope="module")
 def loop_throughput():
     return load_benchmark("loop_throughput")

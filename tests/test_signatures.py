@@ -3,8 +3,14 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from omics_cl.data.signatures import (class_signatures, class_support, label_support, quantile_rank, ranked_novelty,
-                                      standardised)
+from omics_cl.data.signatures import (
+    class_signatures,
+    class_support,
+    label_support,
+    quantile_rank,
+    ranked_novelty,
+    standardised,
+)
 
 
 def test_class_signature_is_the_class_mean_minus_the_other_classes_mean():

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
-
 from scglue_resume import STOP_AFTER, STOPPED  # same folder
 
 HERE = Path(__file__).resolve().parent

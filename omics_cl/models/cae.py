@@ -32,8 +32,15 @@ from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import Stage, TrainConfig, predict
 from omics_cl.data import pearson
 from omics_cl.data.sources import KEYS
-from omics_cl.models.common import (FIXED_VIEW_WEIGHTS, agreement_weighting, check_fusion_weights, check_members,
-                                    encoder_latent, fused_with_pca, pca_views)
+from omics_cl.models.common import (
+    FIXED_VIEW_WEIGHTS,
+    agreement_weighting,
+    check_fusion_weights,
+    check_members,
+    encoder_latent,
+    fused_with_pca,
+    pca_views,
+)
 from omics_cl.models.method import Method
 
 FUSIONS = ("none", "wnn")

@@ -65,10 +65,15 @@ from omics_cl.core import augment, losses
 from omics_cl.core.layers import decoder, dropout_keys, encoder
 from omics_cl.core.train import SCHEDULE, Stage, TrainConfig, predict
 from omics_cl.data.sources import KEYS, ArraySource, CountsSource
-from omics_cl.models.common import (FIXED_VIEW_WEIGHTS, ReadoutConfig, context_cells, leiden_centres_init,
-                                    leiden_readout, reseed_empty_centres)
+from omics_cl.models.common import (
+    FIXED_VIEW_WEIGHTS,
+    ReadoutConfig,
+    context_cells,
+    leiden_centres_init,
+    leiden_readout,
+    reseed_empty_centres,
+)
 from omics_cl.models.method import Method
-
 
 READOUT_LATENTS = ("encoder", "refined")
 

@@ -38,11 +38,10 @@ from flax import nnx
 
 from omics_cl.core import losses
 from omics_cl.core.graph import leiden, neighbor_graph
-from omics_cl.core.neighbors import knn_vote
 from omics_cl.core.layers import MLP, dropout_keys
+from omics_cl.core.neighbors import knn_vote
 from omics_cl.core.train import Stage, TrainConfig, predict
-from omics_cl.data.signatures import (class_signatures, class_support, label_support, ranked_novelty,
-                                      standardised)
+from omics_cl.data.signatures import class_signatures, class_support, label_support, ranked_novelty, standardised
 from omics_cl.data.sources import KEYS, MemberSource, TransferSource, dense_source
 from omics_cl.data.transfer import QueryInputs
 from omics_cl.models.common import encoder_latent
