@@ -75,16 +75,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    MACHINE,
-    add_seed_arguments,
-    machine,
-    median_table,
-    scglue_stage_dir,
-    seed_range,
-    transfer_halves,
-    write_json_atomic,
-)
+from common import (MACHINE, add_seed_arguments, machine, median_table, scglue_stage_dir, seed_range,  # noqa: E402
+                    transfer_halves, write_json_atomic)
 from transfer_baselines import run_knn_pca, run_logreg, run_scglue  # noqa: E402
 
 from omics_cl import datasets, metrics, pp, tl  # noqa: E402

@@ -28,15 +28,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    add_seed_arguments,
-    machine,
-    median_table,
-    scglue_stage_dir,
-    seed_range,
-    transfer_halves,
-    write_json_atomic,
-)
+from common import (add_seed_arguments, machine, median_table, scglue_stage_dir, seed_range,  # noqa: E402
+                    transfer_halves, write_json_atomic)
 from label_transfer import run_scncl  # noqa: E402
 from transfer_baselines import knn_vote, scglue_embeddings  # noqa: E402
 
