@@ -128,14 +128,15 @@ def integrate(data=None, method: str = "sci2cl", rna: ad.AnnData | None = None, 
               "n_peaks": modalities["ATAC"].n_features, "hvg_flavor": modalities["RNA"].selected_by, "n_neighbors": n_neighbors,
               **empty, "train_seconds": train_seconds,
               "params": trained.record, **provenance()}
-    carrier = clustered(rna_view.obs_names, key_added or method, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
+    key = key_added or method
+    carrier = clustered(rna_view.obs_names, key, trained.arrays, record, n_clusters, resolution, seed, n_neighbors,
                         leiden_consensus, overcluster)
     if save_model is not None:
         state = spec.query_state(trained.arrays, trained.state, trained.config, ctx)
         features = {key: np.asarray(view.var_names[m.columns], dtype=str)
                     for key, view, m in (("genes", rna_view, inputs[0]), ("peaks", atac_view, inputs[1]))}
         save_method_model(save_model, trained, {**features, **state}, seed=seed, record=record)
-    write_results(data, rna, atac, carrier, key_added or method, record)
+    write_results(data, rna, atac, carrier, key, record)
     return record
 
 

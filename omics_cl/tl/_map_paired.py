@@ -141,7 +141,7 @@ def map_paired(data=None, model_dir: str | os.PathLike | None = None, rna: ad.An
               "pca": pca if "pca_components" in saved.arrays else None,
               "n_neighbors": n_neighbors, "params": {**meta["record"]["params"], **notes},
               "model_versions": meta["versions"], **provenance()}
-    carrier = clustered(rna_view.obs_names, key_added or method, arrays, record, n_clusters, resolution, seed,
-                        n_neighbors)
-    write_results(data, rna, atac, carrier, key_added or method, record)
+    key = key_added or method
+    carrier = clustered(rna_view.obs_names, key, arrays, record, n_clusters, resolution, seed, n_neighbors)
+    write_results(data, rna, atac, carrier, key, record)
     return record
