@@ -1,9 +1,13 @@
 """``key_added`` in ``tl.cluster``: runs of one method with other settings side by side, as scanpy's ``key_added``."""
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import FAST
 
 from omics_cl import get, pl, tl
+from omics_cl.checks import OTHER_RECORDS
 
 
 def test_two_runs_of_one_method_sit_side_by_side(counts_adata):
@@ -36,3 +40,13 @@ def test_a_bad_key_is_refused_before_any_work(counts_adata, bad, message):
     with pytest.raises(ValueError, match=message):
         tl.integrate(rna=a, atac=a.copy(), key_added=bad, progress=False)
     assert "omics_cl" not in a.uns and not a.obsm
+
+
+def test_every_other_tools_record_name_is_refused_as_a_key():
+    """``checks.OTHER_RECORDS`` lists by hand the records that tools other than cluster / integrate / map_paired
+    write; a tool added later with a literal record name must join the list."""
+    source = "\n".join(p.read_text() for p in (Path(__file__).parents[1] / "omics_cl").rglob("*.py"))
+    stored = re.findall(r'store_record\(\w+, "(\w+)"', source)
+    assigned = re.findall(r'uns\["omics_cl"\]\["(\w+)"\] =', source)
+    written = set(stored) | set(assigned)
+    assert written and written == set(OTHER_RECORDS), written
