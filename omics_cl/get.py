@@ -5,6 +5,10 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+TRANSFER_OBS_PREFIX = "omics_cl"  # prefix of a label transfer's obs columns without key_added (omics_cl_label, ...)
+TRANSFER_OBS_NAMES = ("label", "confidence", "novelty", "is_novel", "query_cluster", "label_support",
+                      "confidence_novelty")  # a label transfer's obs columns after their prefix
+
 
 def obs_column(data, key: str) -> pd.Series:
     """``obs[key]`` of an AnnData or MuData (for a MuData also the first modality whose own obs has ``key``).
@@ -89,20 +93,21 @@ def run_record(data, key: str) -> dict:
 
 
 def transfer_method(adata: ad.AnnData, method: str | None = None) -> str:
-    """The label-transfer method whose results ``adata`` holds: ``method`` if given, else the one recorded by
-    ``omics_cl.tl.transfer_labels`` (``uns["omics_cl"]["transfer_method"]``).
+    """The key of the label transfer whose results ``adata`` holds (the method's name, or the transfer's
+    ``key_added``): ``method`` if given, else the latest one recorded by ``omics_cl.tl.transfer_labels`` or
+    ``map_query`` (``uns["omics_cl"]["transfer_method"]``).
 
     Parameters
     ----------
     adata
         The ATAC query of a label transfer.
     method
-        A method name; ``None`` reads the recorded one.
+        A method name or ``key_added``; ``None`` reads the recorded one.
 
     Returns
     -------
     str
-        The method name.
+        The transfer's key.
     """
     if method is not None:
         return method
@@ -110,6 +115,30 @@ def transfer_method(adata: ad.AnnData, method: str | None = None) -> str:
     if recorded is None:
         raise ValueError("no label-transfer results in uns['omics_cl']; run omics_cl.tl.transfer_labels first")
     return str(recorded)
+
+
+def transfer_column(adata: ad.AnnData, name: str, method: str | None = None) -> str:
+    """The obs column of a label transfer's per-cell ``name`` (one of ``TRANSFER_OBS_NAMES``: ``label``,
+    ``confidence``, ``novelty``, ``is_novel``; scncl also ``query_cluster``, ``label_support``,
+    ``confidence_novelty``): ``omics_cl_<name>``, or
+    ``<key>_<name>`` for a transfer run with ``key_added=key`` (the run record's ``obs_prefix``).
+
+    Parameters
+    ----------
+    adata
+        The ATAC query of a label transfer.
+    name
+        The column's name after its prefix.
+    method
+        The transfer's key (method name or ``key_added``); ``None`` reads the recorded one.
+
+    Returns
+    -------
+    str
+        The obs column's name.
+    """
+    prefix = run_record(adata, transfer_method(adata, method)).get("obs_prefix", TRANSFER_OBS_PREFIX)
+    return f"{prefix}_{name}"
 
 
 def transfer_probabilities(adata: ad.AnnData, method: str | None = None) -> pd.DataFrame:

@@ -126,16 +126,17 @@ def training_history(adata: ad.AnnData, method: str, save: str | None = None):
 
 def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str | None = None):
     """How :func:`omics_cl.tl.transfer_labels` called cells novel (``method``; default: the recorded one):
-    histograms of ``obs["omics_cl_novelty"]`` for cells predicted known and novel, with the threshold. Under the
-    Otsu rule with label support (``novelty_rate=None``): each cell's confidence novelty against its label support,
-    the Otsu threshold and the query's median support (novel: right of the one and below the other).
+    histograms of ``obs["omics_cl_novelty"]`` (under ``key_added``: ``<key>_novelty``) for cells predicted known
+    and novel, with the threshold. Under the Otsu rule with label support (``novelty_rate=None``): each cell's
+    confidence novelty against its label support, the Otsu threshold and the query's median support (novel: right
+    of the one and below the other).
 
     Parameters
     ----------
     adata
         The ATAC query after :func:`omics_cl.tl.transfer_labels`.
     method
-        The transfer method whose threshold is drawn (``None``: the recorded one).
+        The transfer whose threshold is drawn, its method name or ``key_added`` (``None``: the recorded one).
     save
         File path to save the figure to (``None``: not saved).
 
@@ -144,14 +145,17 @@ def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str
     matplotlib.figure.Figure
         The figure.
     """
-    novel = adata.obs["omics_cl_is_novel"].to_numpy(dtype=bool)
-    record = get.run_record(adata, get.transfer_method(adata, method))
+    method = get.transfer_method(adata, method)
+    column = {name: get.transfer_column(adata, name, method)
+              for name in ("is_novel", "confidence_novelty", "label_support", "novelty")}
+    novel = adata.obs[column["is_novel"]].to_numpy(dtype=bool)
+    record = get.run_record(adata, method)
     threshold = record.get("novelty_threshold")
     labels = (f"predicted known ({(~novel).sum()})", f"predicted novel ({novel.sum()})")
     otsu_with_support = record.get("novelty_rule", "otsu") == "otsu"
-    if otsu_with_support and {"omics_cl_confidence_novelty", "omics_cl_label_support"} <= set(adata.obs):
-        score = adata.obs["omics_cl_confidence_novelty"].to_numpy()
-        support = adata.obs["omics_cl_label_support"].to_numpy()
+    if otsu_with_support and {column["confidence_novelty"], column["label_support"]} <= set(adata.obs):
+        score = adata.obs[column["confidence_novelty"]].to_numpy()
+        support = adata.obs[column["label_support"]].to_numpy()
         fig, ax = plt.subplots(figsize=(5.5, 4))
         for mask, label in ((~novel, labels[0]), (novel, labels[1])):
             ax.scatter(score[mask], support[mask], s=4, alpha=0.6, label=label)
@@ -159,7 +163,7 @@ def novelty_distribution(adata: ad.AnnData, method: str | None = None, save: str
         ax.set_xlabel("confidence novelty (1 - max softmax, cluster mean)")
         ax.set_ylabel("support for the label (gene activity)")
     else:
-        novelty = adata.obs["omics_cl_novelty"].to_numpy()
+        novelty = adata.obs[column["novelty"]].to_numpy()
         bins = np.linspace(novelty.min(), novelty.max(), 50) if novelty.max() > novelty.min() else 10
         fig, ax = plt.subplots(figsize=(5.5, 3.5))
         for mask, label in ((~novel, labels[0]), (novel, labels[1])):
@@ -190,7 +194,7 @@ def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int =
     seed
         Random seed of the neighbour graph and UMAP.
     method
-        The transfer method (``None``: the recorded one).
+        The transfer's method name or ``key_added`` (``None``: the recorded one).
     save
         File path to save the figure to (``None``: not saved).
 
@@ -201,10 +205,11 @@ def transfer_umap(rna: ad.AnnData, atac: ad.AnnData, label_key: str, seed: int =
     """
     import pandas as pd
 
-    key = f"X_{get.transfer_method(atac, method)}"
+    method = get.transfer_method(atac, method)
+    key = f"X_{method}"
     has = ~np.isnan(rna.obsm[key]).any(1)
     labels = np.concatenate([rna.obs[label_key].astype(str).to_numpy()[has],
-                             atac.obs["omics_cl_label"].astype(str).to_numpy()])
+                             atac.obs[get.transfer_column(atac, "label", method)].astype(str).to_numpy()])
     joint = ad.AnnData(obs=pd.DataFrame({
         "modality": pd.Categorical(["RNA"] * int(has.sum()) + ["ATAC"] * atac.n_obs),
         "label": pd.Categorical(labels)}, index=[f"rna:{n}" for n in rna.obs_names[has]]

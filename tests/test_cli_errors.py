@@ -42,9 +42,11 @@ def calls(monkeypatch):
             seen.append(name)
             atac = args[0] if name == "map_query" else args[1]
             atac.obs["omics_cl_is_novel"] = False
-            return {"method": "scncl", "classes": ["0", "1", "2"], "n_unlabelled_reference_cells": 0,
-                    "novelty_threshold": 0.5, "novelty_rule": "rate", "n_missing_genes": 0,
-                    "novelty_threshold_from": "query"}
+            record = {"method": "scncl", "classes": ["0", "1", "2"], "n_unlabelled_reference_cells": 0,
+                      "novelty_threshold": 0.5, "novelty_rule": "rate", "n_missing_genes": 0,
+                      "novelty_threshold_from": "query"}
+            atac.uns["omics_cl"] = {"scncl": record, "transfer_method": "scncl"}  # as the tools record it
+            return record
         return stub
 
     def paired(name):

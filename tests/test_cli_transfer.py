@@ -37,6 +37,27 @@ def test_transfer_cli_writes_output_and_report(mop_files, capsys):
     table = pd.read_csv(report / "annotation_check.csv")
     assert list(table.columns[:3]) == ["atlas_label", "transferred_label", "n_cells"]
     assert "accuracy" in capsys.readouterr().out
+    assert list(pd.read_csv(report / "labels.csv", index_col=0).columns) == [
+        "omics_cl_label", "omics_cl_confidence", "omics_cl_novelty", "omics_cl_is_novel", "omics_cl_query_cluster",
+        "omics_cl_label_support", "omics_cl_confidence_novelty", "omics_cl_annotation_flag",
+        "omics_cl_suggested_label"]
+    # a second transfer into the first's output under --key-added: both in the result, the report on the second
+    again, report2 = mop_files / "again.h5ad", mop_files / "report2"
+    rc = main(["transfer", "--rna", str(mop_files / "ref.h5ad"), "--atac", str(out), "--label-key", "cell_type",
+               "--annotation", str(datasets.annotation_path("mm10_ensembl_genes.tsv.gz")), "--out", str(again),
+               "--query-label-key", "cell_type", "--report", str(report2), "--epochs", "2", "--no-progress",
+               "--novelty-rate", "0.3", "--key-added", "wide"])
+    assert rc == 0, capsys.readouterr().err
+    both = ad.read_h5ad(again)
+    pd.testing.assert_frame_equal(both.obs[result.obs.columns.drop(["omics_cl_annotation_flag",
+                                                                     "omics_cl_suggested_label"])],
+                                  result.obs.drop(columns=["omics_cl_annotation_flag", "omics_cl_suggested_label"]))
+    assert {"wide_label", "wide_is_novel", "X_wide"} <= set(both.obs) | set(both.obsm)
+    assert both.uns["omics_cl"]["check_annotations"]["method"] == "wide"
+    labels = pd.read_csv(report2 / "labels.csv", index_col=0)
+    assert labels.columns[0] == "wide_label" and labels["wide_is_novel"].mean() == pytest.approx(0.3, abs=0.02)
+    assert not any(c.startswith("omics_cl_") for c in labels.columns[:-2])
+    assert f"{int(both.obs['wide_is_novel'].sum())} flagged novel" in capsys.readouterr().out
 
 
 def test_transfer_cli_refuses_bad_input_and_writes_nothing(mop_files, capsys):

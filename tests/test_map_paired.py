@@ -223,6 +223,14 @@ def test_cli_integrate_save_model_then_map(tmp_path, capsys):
     original, mapped = md.read_h5mu(tmp_path / "out.h5mu"), md.read_h5mu(tmp_path / "mapped.h5mu")
     for key in (*PER_CELL, *JOINT):
         assert np.array_equal(original.obsm[key], mapped.obsm[key]), key
+    # mapped into the first run's output under --key-added: both side by side, the same arrays
+    rc = main(["map", "--model", str(tmp_path / "model"), "--mudata", str(tmp_path / "out.h5mu"), "--pca", "refit",
+               "--key-added", "mapped", "--out", str(tmp_path / "both.h5mu")])
+    assert rc == 0, capsys.readouterr().err
+    assert "embedding obsm['X_mapped'], clusters obs['mapped_cluster']" in capsys.readouterr().out
+    both = md.read_h5mu(tmp_path / "both.h5mu")
+    assert np.array_equal(both.obsm["X_mapped"], original.obsm["X_sci2cl"])
+    assert np.array_equal(both.obsm["X_sci2cl"], original.obsm["X_sci2cl"]) and "mapped" in both.uns["omics_cl"]
     for args, message in ((["--annotation", "genes.gtf"], "--annotation do not apply to the integrate model"),
                           ([], "give one of --mudata, --multiome, or both --rna and --atac")):
         extra = args + ([] if not args else pair)

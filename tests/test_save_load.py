@@ -248,6 +248,16 @@ def test_cli_transfer_save_model_then_map(data, tmp_path, capsys):
     original, mapped = ad.read_h5ad(tmp_path / "out.h5ad"), ad.read_h5ad(tmp_path / "mapped.h5ad")
     for key in OUTPUTS:
         assert np.array_equal(original.obs[key].to_numpy(), mapped.obs[key].to_numpy()), key
+    # mapped into the first run's output under --key-added: both side by side, the same labels
+    rc = main(["map", "--model", str(tmp_path / "model"), "--atac", str(tmp_path / "out.h5ad"), "--gene-activity",
+               str(tmp_path / "ga.h5ad"), "--key-added", "mapped", "--out", str(tmp_path / "both.h5ad")])
+    assert rc == 0, capsys.readouterr().err
+    both = ad.read_h5ad(tmp_path / "both.h5ad")
+    assert f"{int(both.obs['mapped_is_novel'].sum())} flagged novel" in capsys.readouterr().out
+    for key in OUTPUTS:
+        mapped_key = key.replace("omics_cl_", "mapped_")
+        assert np.array_equal(both.obs[key].to_numpy(), original.obs[key].to_numpy()), key
+        assert np.array_equal(both.obs[mapped_key].to_numpy(), original.obs[key].to_numpy()), mapped_key
     assert main(["map", "--model", str(tmp_path / "nope"), *common, "--out", str(tmp_path / "x.h5ad")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no saved model at" in err and not (tmp_path / "x.h5ad").exists()

@@ -80,9 +80,10 @@ def cmd_transfer(args) -> int:
     matplotlib.use("Agg")
     import numpy as np
 
-    from omics_cl import io, metrics, pl, pp, tl
+    from omics_cl import get, io, metrics, pl, pp, tl
 
     params = method_params(args, "transfer")
+    check_key_added(args.key_added)
     out = Path(args.out)
     if (args.atac is None) == (args.fragments is None):
         raise ValueError("give exactly one of --atac and --fragments")
@@ -119,8 +120,10 @@ def cmd_transfer(args) -> int:
                                 atac_layer=args.atac_layer, seed=args.seed, progress=not args.no_progress,
                                 method=args.method, save_model=args.save_model, annotation=args.annotation,
                                 learned_atac=args.learned_atac, tfidf_scale=args.tfidf_scale,
-                                scale_lsi=args.scale_lsi, **novelty_rate_keywords(args.novelty_rate), **params)
-    n_novel = int(atac.obs["omics_cl_is_novel"].sum())
+                                scale_lsi=args.scale_lsi, key_added=args.key_added,
+                                **novelty_rate_keywords(args.novelty_rate), **params)
+    column = {name: get.transfer_column(atac, name) for name in get.TRANSFER_OBS_NAMES}
+    n_novel = int(atac.obs[column["is_novel"]].sum())
     print(f"{args.method}: {atac.n_obs} ATAC cells labelled from {len(record['classes'])} reference types "
           f"({record['n_unlabelled_reference_cells']} unlabelled reference cells left out); {n_novel} flagged novel "
           f"(novelty > {record['novelty_threshold']:.3f}, {record['novelty_rule']} rule)")
@@ -130,7 +133,7 @@ def cmd_transfer(args) -> int:
         table = tl.check_annotations(atac, query_key, gene_activity=activity)
         truth = atac.obs[query_key].astype(str).to_numpy()
         known = atac.obs[query_key].notna().to_numpy() & atac.obs[query_key].astype(str).isin(record["classes"])
-        pred = atac.obs["omics_cl_label"].astype(str).to_numpy()
+        pred = atac.obs[column["label"]].astype(str).to_numpy()
         print(f"against {query_key}: accuracy {np.mean(truth[known] == pred[known]):.3f}, macro-F1 "
               f"{metrics.macro_f1(truth[known], pred[known]):.3f} on {known.sum()} cells of reference types; "
               f"{int(atac.obs['omics_cl_annotation_flag'].sum())} cells flagged in {len(table)} groups "
@@ -141,10 +144,11 @@ def cmd_transfer(args) -> int:
         pl.novelty_distribution(atac, save=str(report / "novelty_distribution.png"))
         pl.transfer_umap(rna, atac, args.label_key, seed=args.seed, save=str(report / "umap_joint.png"))
         if query_key is not None:
-            pl.confusion_matrix(atac.obs[query_key].astype(str), atac.obs["omics_cl_label"].astype(str),
+            pl.confusion_matrix(atac.obs[query_key].astype(str), atac.obs[column["label"]].astype(str),
                                 save=str(report / "confusion_matrix.png"))
             table.to_csv(report / "annotation_check.csv", index=False)
-        atac.obs[[c for c in atac.obs if c.startswith("omics_cl_")]].to_csv(report / "labels.csv")
+        checked = ["omics_cl_annotation_flag", "omics_cl_suggested_label"] if query_key is not None else []
+        atac.obs[[c for c in column.values() if c in atac.obs] + checked].to_csv(report / "labels.csv")
         print(f"report in {report}")
     write_output(atac, out)
     print(f"wrote {out}")

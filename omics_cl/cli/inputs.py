@@ -7,6 +7,16 @@ from pathlib import Path
 from omics_cl import models
 from omics_cl.cli_io import check_readable, check_writable
 
+CLUSTER_KEYS = "obsm X_NAME, obs NAME_cluster"  # what --key-added names for cluster and integrate
+TRANSFER_KEYS = "obs NAME_label, NAME_is_novel, obsm X_NAME"  # and for transfer
+
+
+def add_key_argument(parser, written: str) -> None:
+    """``--key-added``; ``written`` lists the keys it names, e.g. ``"obsm X_NAME, obs NAME_cluster"``."""
+    parser.add_argument("--key-added", default=None, metavar="NAME",
+                        help=f"write the results under this name instead of the method's ({written}, ...), e.g. to "
+                             "keep an earlier run's results in the input beside them")
+
 
 def method_params(args, job: str) -> dict:
     """``--epochs`` and every ``--set KEY=VALUE`` (values read as JSON, else as text), checked against the

@@ -6,7 +6,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from omics_cl.cli.inputs import check_paired_args, check_paths, read_input, read_paired
+from omics_cl.checks import check_key_added
+from omics_cl.cli.inputs import (
+    CLUSTER_KEYS,
+    TRANSFER_KEYS,
+    add_key_argument,
+    check_paired_args,
+    check_paths,
+    read_input,
+    read_paired,
+)
 from omics_cl.cli_io import write_output
 
 TRANSFER_ONLY = ("--annotation", "--gene-activity", "--novelty-threshold", "--novelty-rate")
@@ -53,6 +62,7 @@ def refuse(args, flags: tuple[str, ...], job: str) -> None:
 def cmd_map(args) -> int:
     from omics_cl.core.saved_model import read_model
 
+    check_key_added(args.key_added)
     job = read_model(args.model).meta.get("job")  # a missing or corrupt model fails before the data are read
     if job == "integrate":
         refuse(args, TRANSFER_ONLY, job)
@@ -64,7 +74,7 @@ def cmd_map(args) -> int:
 
 
 def map_transfer(args) -> int:
-    from omics_cl import pp, tl
+    from omics_cl import get, pp, tl
 
     out = Path(args.out)
     if args.atac is None:
@@ -79,11 +89,12 @@ def map_transfer(args) -> int:
     else:
         activity = pp.gene_activity(atac, args.annotation, layer=args.atac_layer)
     record = tl.map_query(atac, args.model, gene_activity=activity, atac_layer=args.atac_layer,
-                          novelty_threshold=args.novelty_threshold or "query",
+                          novelty_threshold=args.novelty_threshold or "query", key_added=args.key_added,
                           **novelty_rate_keywords(args.novelty_rate))
     missing = f"; {record['n_missing_genes']} model genes missing (zero-filled)" if record["n_missing_genes"] else ""
+    is_novel = get.transfer_column(atac, "is_novel")
     print(f"{record['method']}: {atac.n_obs} ATAC cells labelled with the model in {args.model} "
-          f"({len(record['classes'])} reference types{missing}); {int(atac.obs['omics_cl_is_novel'].sum())} flagged "
+          f"({len(record['classes'])} reference types{missing}); {int(atac.obs[is_novel].sum())} flagged "
           f"novel (novelty > {record['novelty_threshold']:.3f}, {record['novelty_rule']} rule, threshold from "
           f"{record['novelty_threshold_from']})")
     write_output(atac, out)
@@ -100,13 +111,13 @@ def map_integration(args) -> int:
     mdata = read_paired(args)
     record = tl.map_paired(mdata, args.model, n_clusters=args.n_clusters,
                            resolution=1.0 if args.resolution is None else args.resolution, rna_layer=args.rna_layer,
-                           atac_layer=args.atac_layer, pca=args.pca or "project")
-    name = record["method"]
+                           atac_layer=args.atac_layer, pca=args.pca or "project", key_added=args.key_added)
+    method, key = record["method"], args.key_added or record["method"]
     missing = "".join(f"; {record[f'n_missing_{what}']} model {what} missing (zero-filled)"
                       for what in ("genes", "peaks") if record[f"n_missing_{what}"])
-    print(f"{name}: {mdata.n_obs} paired cells embedded with the model in {args.model} ({record['n_genes']} genes + "
+    print(f"{method}: {mdata.n_obs} paired cells embedded with the model in {args.model} ({record['n_genes']} genes + "
           f"{record['n_peaks']} peaks{missing}); {record['n_clusters']} clusters (resolution "
-          f"{record['resolution']:.4g}); embedding obsm['X_{name}'], clusters obs['{name}_cluster']")
+          f"{record['resolution']:.4g}); embedding obsm['X_{key}'], clusters obs['{key}_cluster']")
     write_output(mdata, out)
     print(f"wrote {out}")
     return 0
@@ -130,6 +141,7 @@ def add_map_parser(sub) -> None:
     m.add_argument("--out", required=True, metavar="OUT",
                    help="labelled query .h5ad (transfer) or .h5mu (integrate); must differ from the inputs")
     m.add_argument("--atac-layer", default=None)
+    add_key_argument(m, f"transfer models: {TRANSFER_KEYS}; integration models: {CLUSTER_KEYS}")
     t = m.add_argument_group("transfer models")
     t.add_argument("--annotation", default=None, metavar="GENES",
                    help="gene annotation (GTF, GFF3, BED or TSV, optionally gzipped) for the gene activity")

@@ -12,6 +12,7 @@ from omics_cl.cli.commands import (
     cmd_integrate,
     cmd_transfer,
 )
+from omics_cl.cli.inputs import CLUSTER_KEYS, TRANSFER_KEYS, add_key_argument
 from omics_cl.cli.map import NOVELTY_RATE_HELP, add_map_parser, novelty_rate
 
 
@@ -37,12 +38,6 @@ def add_method_arguments(parser: argparse.ArgumentParser, job: str, default: str
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="set a parameter of the method's config or training config, e.g. --set temperature=0.1 "
                              "--set hidden=[512,256] (repeatable; checked before any data is read)")
-
-
-def add_key_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--key-added", default=None, metavar="NAME",
-                        help="write the results under this name instead of the method's (obsm X_NAME, obs "
-                             "NAME_cluster, ...), e.g. to keep an earlier run's results in the input beside them")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         + ", ".join(models.streaming_names()) + "); for files larger than memory")
     c.add_argument("--n-top-genes", type=int, default=2000)
     c.add_argument("--seed", type=int, default=0)
-    add_key_argument(c)
+    add_key_argument(c, CLUSTER_KEYS)
     c.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     c.set_defaults(func=cmd_cluster)
 
@@ -138,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "LSI (about 4x slower)")
     add_method_arguments(t, "transfer", "scncl")
     t.add_argument("--seed", type=int, default=0)
+    add_key_argument(t, TRANSFER_KEYS)
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_transfer)
     add_map_parser(sub)
@@ -169,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--n-top-peaks", type=int, default=10000)
     add_method_arguments(i, "integrate", "sci2cl")
     i.add_argument("--seed", type=int, default=0)
-    add_key_argument(i)
+    add_key_argument(i, CLUSTER_KEYS)
     i.add_argument("--no-progress", action="store_true")
     i.set_defaults(func=cmd_integrate)
 

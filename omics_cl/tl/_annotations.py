@@ -22,7 +22,8 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     """Find atlas labels that the transferred labels (from :func:`transfer_labels`) contradict more than the
     model's own confusion explains.
 
-    ``method``: whose transfer to check (default: the one recorded by :func:`transfer_labels`). Flags cells with
+    ``method``: whose transfer to check, its method name or ``key_added`` (default: the latest one recorded by
+    :func:`transfer_labels`; its columns by :func:`omics_cl.get.transfer_column`). Flags cells with
     :func:`annotation_flags` (with the transfer's probabilities, ``obsm["<method>_probabilities"]``, when present:
     ``min_probability_enrichment``; with each cell's class support by its own gene activity,
     ``obsm["<method>_class_support"]``, when present: ``min_support_position``; atlas labels the reference lacks are
@@ -72,7 +73,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     layer
         Layer of ``atac`` holding the raw counts, to build gene activity (``None``: ``X``).
     method
-        Transfer method to check (``None``: the recorded one).
+        Transfer to check: its method name or ``key_added`` (``None``: the recorded one).
     min_probability_enrichment
         Times the count the transfer's own probabilities explain (``obsm["<method>_probabilities"]``;
         ``expected_from_probabilities`` in :func:`confusion_groups`) a group must reach (0: no such rule; skipped
@@ -88,7 +89,10 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     pandas.DataFrame
         One row per flagged group, as described above.
     """
-    missing = [k for k in ("omics_cl_label", "omics_cl_confidence", "omics_cl_is_novel") if k not in atac.obs]
+    method = get.transfer_method(atac, method)
+    label_column, confidence_column, novel_column = (get.transfer_column(atac, name, method)
+                                                     for name in ("label", "confidence", "is_novel"))
+    missing = [k for k in (label_column, confidence_column, novel_column) if k not in atac.obs]
     if missing:
         raise ValueError(f"atac.obs lacks {missing}; run omics_cl.tl.transfer_labels first")
     if atlas_key not in atac.obs:
@@ -96,14 +100,13 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     if propagate_neighbors < 0:
         raise ValueError(f"propagate_neighbors must be >= 0, got {propagate_neighbors}")
     atlas = atac.obs[atlas_key]
-    transferred = atac.obs["omics_cl_label"].astype(str).to_numpy()
-    confidence = atac.obs["omics_cl_confidence"].to_numpy()
-    method = get.transfer_method(atac, method)
+    transferred = atac.obs[label_column].astype(str).to_numpy()
+    confidence = atac.obs[confidence_column].to_numpy()
     classes = get.run_record(atac, method).get("classes")
     if classes is None:
         raise ValueError(f"atac.uns['omics_cl'][{method!r}] lacks the reference classes; run tl.transfer_labels first")
     check_atlas_labels(atlas, classes, f"obs[{atlas_key!r}]")
-    novel = atac.obs["omics_cl_is_novel"].to_numpy() if skip_novel else None
+    novel = atac.obs[novel_column].to_numpy() if skip_novel else None
     probabilities = get.transfer_probabilities(atac, method) if f"{method}_probabilities" in atac.obsm else None
     support = get.transfer_class_support(atac, method)
     flags, threshold = annotation_flags(atlas, transferred, confidence, classes, novel, min_confidence,

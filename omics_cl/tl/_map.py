@@ -23,17 +23,25 @@ import pandas as pd
 import scipy.sparse as sp
 
 from omics_cl import models
+from omics_cl.checks import check_key_added
 from omics_cl.data import lsi
 from omics_cl.data.counts import nonempty_counts
 from omics_cl.data.transfer import QueryInputs, TransferInputs, query_features
 from omics_cl.environment import provenance
 from omics_cl.fallbacks import recorded
+from omics_cl.get import TRANSFER_OBS_PREFIX
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import saved_query_latent
 from omics_cl.tl._common import store_record
 from omics_cl.tl._novelty import NOVELTY_RATE, check_novelty_rate
 from omics_cl.tl._saved import LoadedModel, load_method_model
-from omics_cl.tl._transfer import LEARNED_ATAC_KEY, QUERY_LSI, cells_without_features, write_predictions
+from omics_cl.tl._transfer import (
+    LEARNED_ATAC_KEY,
+    QUERY_LSI,
+    cells_without_features,
+    learned_atac_key,
+    write_predictions,
+)
 
 THRESHOLDS = ("query", "model")
 
@@ -114,18 +122,18 @@ def mapped_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: 
 @recorded
 def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.AnnData | None = None,
               annotation=None, atac_layer: str | None = None, novelty_threshold: str | float = "query",
-              novelty_rate: float | None = NOVELTY_RATE) -> dict:
+              novelty_rate: float | None = NOVELTY_RATE, key_added: str | None = None) -> dict:
     """Label the ATAC cells of ``atac`` with a saved transfer model (no training).
 
     Writes the same ``obs`` / ``obsm`` keys and run record as :func:`transfer_labels` writes into its query
-    (not the reference's embedding). Gene activity comes from ``gene_activity`` (same cells as ``atac``) or is
-    built from ``annotation``; its genes are matched to the model's by name (then ``alt_name``): genes the
-    query lacks are zero-filled with a warning and counted in the record (``n_missing_genes``), no shared gene
-    is an error. ``novelty_threshold``: ``"query"`` (chosen on this query as :func:`transfer_labels` chooses it:
-    the ``novelty_rate`` most novel cells, or with ``novelty_rate=None`` the Otsu rule), ``"model"`` (the
-    threshold and rule the training run chose; a model saved before the rule was recorded: the Otsu rule) or a
-    number (applied under the rule ``novelty_rate`` names). Mapping the
-    training query with its gene activity gives the original run's results bit for bit.
+    (not the reference's embedding), under ``key_added`` where given (as there). Gene activity comes from
+    ``gene_activity`` (same cells as ``atac``) or is built from ``annotation``; its genes are matched to the
+    model's by name (then ``alt_name``): genes the query lacks are zero-filled with a warning and counted in the
+    record (``n_missing_genes``), no shared gene is an error. ``novelty_threshold``: ``"query"`` (chosen on this
+    query as :func:`transfer_labels` chooses it: the ``novelty_rate`` most novel cells, or with
+    ``novelty_rate=None`` the Otsu rule), ``"model"`` (the threshold and rule the training run chose; a model saved
+    before the rule was recorded: the Otsu rule) or a number (applied under the rule ``novelty_rate`` names).
+    Mapping the training query with its gene activity gives the original run's results bit for bit.
     Returns the run record.
 
     Parameters
@@ -144,6 +152,8 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
         ``"query"``, ``"model"`` or a number.
     novelty_rate
         Share of the query flagged novel (``None``: the Otsu rule).
+    key_added
+        Name to write the results under (``None``: ``omics_cl_*`` obs columns, the method's name elsewhere).
 
     Returns
     -------
@@ -153,15 +163,18 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
     if not (novelty_threshold in THRESHOLDS or isinstance(novelty_threshold, (int, float))):
         raise ValueError(f"novelty_threshold must be one of {THRESHOLDS} or a number, got {novelty_threshold!r}")
     check_novelty_rate(novelty_rate)
+    check_key_added(key_added)
     saved, out, notes, missing, lsi_info = mapped_query(atac, model_dir, gene_activity, annotation, atac_layer)
     meta, method = saved.meta, saved.method.name
     classes = pd.Index(meta["classes"])
     fixed = {"query": None, "model": meta["record"]["novelty_threshold"]}.get(novelty_threshold, novelty_threshold)
     if novelty_threshold == "model":
         novelty_rate = meta["record"].get("novelty_rate") if meta["record"].get("novelty_rule") == "rate" else None
-    flag = write_predictions(atac, method, classes, out, fixed, novelty_rate)
+    key = key_added or method
+    flag = write_predictions(atac, key, classes, out, fixed, novelty_rate,
+                             obs_prefix=key_added or TRANSFER_OBS_PREFIX)
     if LEARNED_ATAC_KEY in out:
-        atac.obsm[LEARNED_ATAC_KEY] = out[LEARNED_ATAC_KEY]
+        atac.obsm[learned_atac_key(key_added)] = out[LEARNED_ATAC_KEY]
     record = {"method": method, "job": "transfer", "mapped_with": str(os.path.abspath(model_dir)),
               "label_key": meta["label_key"], "classes": list(classes), "n_genes": len(saved.arrays["genes"]),
               "n_missing_genes": len(missing), "features": meta["features"], "seed": meta["seed"],
@@ -169,6 +182,6 @@ def map_query(atac: ad.AnnData, model_dir: str | os.PathLike, gene_activity: ad.
               "novelty_threshold_from": novelty_threshold if novelty_threshold in THRESHOLDS else "given",
               "lsi": lsi_info, "params": {**meta["record"]["params"], **notes}, "model_versions": meta["versions"],
               **provenance()}
-    store_record(atac, method, record)
-    atac.uns["omics_cl"]["transfer_method"] = method
+    store_record(atac, key, record)
+    atac.uns["omics_cl"]["transfer_method"] = key
     return record

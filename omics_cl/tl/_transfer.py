@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 
 from omics_cl import models
-from omics_cl.checks import check_feature_count, check_positive_int, check_positive_number
+from omics_cl.checks import check_feature_count, check_key_added, check_positive_int, check_positive_number
 from omics_cl.data import lsi
 from omics_cl.data.counts import cells_without_counts, counts_matrix, nonempty_counts
 from omics_cl.data.transfer import TransferInputs, transfer_features
 from omics_cl.environment import provenance
 from omics_cl.fallbacks import recorded
+from omics_cl.get import TRANSFER_OBS_PREFIX
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._atac_latent import guided_config, learned_atac_latent
 from omics_cl.tl._common import store_record, warn_cells_without_features
@@ -24,6 +25,12 @@ from omics_cl.tl._saved import check_saveable, save_method_model
 LEARNED_ATAC_KEY = "X_atac_latent"  # obsm key of the learned ATAC latent (learned_atac=True)
 QUERY_LSI = "query_lsi"  # the query's LSI among a transfer's arrays, written to obsm["<method>_lsi"]
 LSI_COMPONENTS = 20  # LSI components of the query's peaks (benchmarks/label_transfer.md)
+
+
+def learned_atac_key(key_added: str | None) -> str:
+    """obsm key of a transfer's learned ATAC latent: ``X_atac_latent``, or ``X_<key>_atac_latent`` under
+    ``key_added``."""
+    return LEARNED_ATAC_KEY if key_added is None else f"X_{key_added}_atac_latent"
 
 
 def cells_without_features(n_genes: int, stacklevel: int = 3, **features) -> dict[str, int]:
@@ -44,7 +51,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                     progress: bool = True, method: str = "scncl",
                     save_model: str | os.PathLike | None = None, novelty_rate: float | None = NOVELTY_RATE,
                     learned_atac: bool | dict = False, tfidf_scale: float | None = None,
-                    scale_lsi: bool = False, **model_params) -> dict:
+                    scale_lsi: bool = False, key_added: str | None = None, **model_params) -> dict:
     """Label transfer from a labelled RNA reference to an ATAC query with ``method`` (a registered transfer
     method; default scNCL, METHODS.md section 5).
 
@@ -78,7 +85,11 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     ``obsm["<method>_class_support"]`` (each cell's support for each class, standardised per class:
     :func:`omics_cl.get.transfer_class_support`); into ``rna``:
     ``obsm["X_<method>"]``; run record in both ``uns["omics_cl"]["<method>"]`` and the method's name in
-    ``uns["omics_cl"]["transfer_method"]``. Extra keywords go to the method's config / training config. Reference
+    ``uns["omics_cl"]["transfer_method"]``. ``key_added``: write under that name instead (as scanpy's
+    ``key_added``; a second transfer into the same query keeps the first's results): obs ``<key>_label``,
+    ``<key>_confidence``, ..., obsm ``X_<key>``, ``<key>_probabilities``, ..., ``X_<key>_atac_latent``, the record
+    ``uns["omics_cl"]["<key>"]``, and ``transfer_method`` holds the key (``omics_cl.get.transfer_column`` finds a
+    transfer's columns). Extra keywords go to the method's config / training config. Reference
     cells without a label are left out of training and counted in the record; cells of either side with no count
     among the model's genes are kept (at the one latent an empty input gives), counted
     (``n_<side>_cells_without_features``) and warned about. ``save_model``: a new directory where the trained model
@@ -129,6 +140,8 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
         Standardise each LSI component (Signac's ``scale.embeddings``, the default before 2026-12-06's forty-third
         session); ``False`` keeps their singular values' weights in the kNN graph (measured in
         benchmarks/label_transfer.md).
+    key_added
+        Name to write the results under (``None``: ``omics_cl_*`` obs columns, the method's name elsewhere).
     **model_params
         Method config / training config values (e.g. ``epochs=50``).
 
@@ -140,6 +153,7 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
     spec = models.get(method, "transfer")
     models.configure(spec, **model_params)  # a wrong parameter fails before any work
     check_novelty_rate(novelty_rate)
+    check_key_added(key_added)
     check_positive_int(n_lsi_components, "n_lsi_components")
     check_positive_int(n_neighbors, "n_neighbors")
     check_feature_count(n_top_genes, "n_top_genes")
@@ -189,12 +203,14 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                                                        peak_tfidf),
                                   models.Context(seed), progress, **model_params)
     out = {**trained.arrays, QUERY_LSI: embedding}
-    flag = write_predictions(atac, method, classes, out, novelty_rate=novelty_rate)
+    key = key_added or method
+    flag = write_predictions(atac, key, classes, out, novelty_rate=novelty_rate,
+                             obs_prefix=key_added or TRANSFER_OBS_PREFIX)
     if latent_config is not None:
-        atac.obsm[LEARNED_ATAC_KEY] = latent
+        atac.obsm[learned_atac_key(key_added)] = latent
     rna_embedding = np.full((rna.n_obs, out["rna_embedding"].shape[1]), np.nan, dtype=np.float32)
     rna_embedding[labelled] = out["rna_embedding"]
-    rna.obsm[f"X_{method}"] = rna_embedding
+    rna.obsm[f"X_{key}"] = rna_embedding
     record = {"method": method, "job": "transfer", "label_key": label_key, "classes": list(classes),
               "n_unlabelled_reference_cells": int((~labelled).sum()), **empty,
               "n_genes": len(genes), "hvg_flavor": hvg_flavor, "features": features, "n_neighbors": n_neighbors,
@@ -212,16 +228,17 @@ def transfer_labels(rna: ad.AnnData, atac: ad.AnnData, label_key: str, annotatio
                           record=record,
                           learned_atac=None if latent_config is None else dataclasses.asdict(latent_config))
     for target in (atac, rna):
-        store_record(target, method, record)
-        target.uns["omics_cl"]["transfer_method"] = method
+        store_record(target, key, record)
+        target.uns["omics_cl"]["transfer_method"] = key
     return record
 
 
-def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dict, threshold: float | None = None,
-                      novelty_rate: float | None = NOVELTY_RATE) -> dict:
+def write_predictions(atac: ad.AnnData, key: str, classes: pd.Index, out: dict, threshold: float | None = None,
+                      novelty_rate: float | None = NOVELTY_RATE, obs_prefix: str = TRANSFER_OBS_PREFIX) -> dict:
     """Write a transfer's query results (``out``: the method's arrays, with the query's LSI under ``"query_lsi"``)
-    into ``atac``: the obs / obsm keys :func:`transfer_labels` documents, and return the flag's record entries
-    (``novelty_threshold``, ``novelty_rule``: ``"rate"`` or ``"otsu"``, ``novelty_rate``). ``omics_cl_is_novel``:
+    into ``atac``: the obs keys :func:`transfer_labels` documents under ``obs_prefix`` and its obsm keys under
+    ``key``, and return the record entries of the flag (``novelty_threshold``, ``novelty_rule``: ``"rate"`` or
+    ``"otsu"``, ``novelty_rate``) and ``obs_prefix``. ``<obs_prefix>_is_novel``:
     novelty above ``threshold`` (None: :func:`rate_threshold` at ``novelty_rate`` of this query's novelty). With
     ``novelty_rate=None`` the Otsu rule: when ``out`` has ``confidence_novelty`` and ``label_support`` the threshold
     (None: Otsu's) applies to the former and only cells whose support is below the query's median are called
@@ -239,19 +256,19 @@ def write_predictions(atac: ad.AnnData, method: str, classes: pd.Index, out: dic
         threshold = rate_threshold(novelty, novelty_rate) if threshold is None else threshold
         is_novel = novelty > threshold
     if "label_support" in out:
-        atac.obs["omics_cl_confidence_novelty"] = confidence_novelty
-        atac.obs["omics_cl_label_support"] = out["label_support"]
+        atac.obs[f"{obs_prefix}_confidence_novelty"] = confidence_novelty
+        atac.obs[f"{obs_prefix}_label_support"] = out["label_support"]
     if "query_clusters" in out:
-        atac.obs["omics_cl_query_cluster"] = pd.Categorical(out["query_clusters"].astype(str))
-    atac.obs["omics_cl_label"] = pd.Categorical(np.asarray(classes)[prob.argmax(1)], categories=classes)
-    atac.obs["omics_cl_confidence"] = confidence
-    atac.obs["omics_cl_novelty"] = novelty
-    atac.obs["omics_cl_is_novel"] = is_novel
-    atac.obsm[f"X_{method}"] = out["atac_embedding"]
-    atac.obsm[f"{method}_probabilities"] = np.asarray(prob)
+        atac.obs[f"{obs_prefix}_query_cluster"] = pd.Categorical(out["query_clusters"].astype(str))
+    atac.obs[f"{obs_prefix}_label"] = pd.Categorical(np.asarray(classes)[prob.argmax(1)], categories=classes)
+    atac.obs[f"{obs_prefix}_confidence"] = confidence
+    atac.obs[f"{obs_prefix}_novelty"] = novelty
+    atac.obs[f"{obs_prefix}_is_novel"] = is_novel
+    atac.obsm[f"X_{key}"] = out["atac_embedding"]
+    atac.obsm[f"{key}_probabilities"] = np.asarray(prob)
     if QUERY_LSI in out:
-        atac.obsm[f"{method}_lsi"] = np.asarray(out[QUERY_LSI], dtype=np.float32)
+        atac.obsm[f"{key}_lsi"] = np.asarray(out[QUERY_LSI], dtype=np.float32)
     if "class_support" in out:
-        atac.obsm[f"{method}_class_support"] = np.asarray(out["class_support"], dtype=np.float32)
+        atac.obsm[f"{key}_class_support"] = np.asarray(out["class_support"], dtype=np.float32)
     return {"novelty_threshold": float(threshold), "novelty_rule": "otsu" if novelty_rate is None else "rate",
-            "novelty_rate": novelty_rate}
+            "novelty_rate": novelty_rate, "obs_prefix": obs_prefix}
