@@ -32,17 +32,23 @@ def compilation_cache(directory: str | os.PathLike | None = None) -> Path | None
     """
     import jax
 
-    from omics_cl.data.registry import cache_dir
-
     if jax.config.jax_compilation_cache_dir:
         return None
-    env = os.environ.get(COMPILATION_CACHE_VAR, "")
-    path = Path(directory or (env if env and env.lower() not in OFF_VALUES + ("1", "true", "yes") else
-                              cache_dir() / "jax")).expanduser()
+    path = compilation_cache_directory(directory)
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return path
+
+
+def compilation_cache_directory(directory: str | os.PathLike | None = None) -> Path:
+    """Where :func:`compilation_cache` keeps the programs: ``directory``, else ``$OMICS_CL_COMPILATION_CACHE`` when
+    it names a directory, else ``<omics_cl.datasets.cache_dir()>/jax``."""
+    from omics_cl.data.registry import cache_dir
+
+    env = os.environ.get(COMPILATION_CACHE_VAR, "")
+    named = env and env.lower() not in OFF_VALUES + ("1", "true", "yes")
+    return Path(directory or (env if named else cache_dir() / "jax")).expanduser()
 
 
 def compilation_cache_wanted() -> bool:

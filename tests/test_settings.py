@@ -29,9 +29,17 @@ def test_programs_are_kept_and_reused(tmp_path):
     assert sorted(p.name for p in (tmp_path / "jax").iterdir()) == kept  # nothing compiled anew
 
 
-def test_default_directory_and_env(tmp_path):
-    assert run({"OMICS_CL_CACHE_DIR": str(tmp_path)})[0] == str(tmp_path / "jax")
-    assert run({"OMICS_CL_COMPILATION_CACHE": str(tmp_path / "elsewhere")})[0] == str(tmp_path / "elsewhere")
+def test_default_directory_and_env(tmp_path, monkeypatch):
+    """compilation_cache's directory, resolved in this process (a fresh process uses what it resolves: above)."""
+    monkeypatch.setenv("OMICS_CL_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(settings.COMPILATION_CACHE_VAR, raising=False)
+    assert settings.compilation_cache_directory() == tmp_path / "jax"
+    for on in ("1", "true", "YES"):
+        monkeypatch.setenv(settings.COMPILATION_CACHE_VAR, on)
+        assert settings.compilation_cache_directory() == tmp_path / "jax"
+    monkeypatch.setenv(settings.COMPILATION_CACHE_VAR, str(tmp_path / "elsewhere"))
+    assert settings.compilation_cache_directory() == tmp_path / "elsewhere"
+    assert settings.compilation_cache_directory(tmp_path / "given") == tmp_path / "given"
 
 
 def test_a_cache_jax_already_has_is_left_alone(tmp_path):
