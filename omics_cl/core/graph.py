@@ -124,12 +124,6 @@ def leiden_n_clusters(adjacency: sp.spmatrix, n_clusters: int, seed: int = 0, ma
     return labels, res
 
 
-def kmeans(x: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
-    from sklearn.cluster import KMeans
-
-    return KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(np.asarray(x))
-
-
 def coassociation_graph(adjacency: sp.spmatrix, partitions: list[np.ndarray]) -> sp.csr_matrix:
     """``adjacency`` with each edge's weight times the share of ``partitions`` that put its two cells in one
     cluster (edges no partition keeps together are dropped)."""
