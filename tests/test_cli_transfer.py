@@ -49,14 +49,14 @@ def test_transfer_cli_writes_output_and_report(mop_files, capsys):
                "--novelty-rate", "0.3", "--key-added", "wide"])
     assert rc == 0, capsys.readouterr().err
     both = ad.read_h5ad(again)
-    pd.testing.assert_frame_equal(both.obs[result.obs.columns.drop(["omics_cl_annotation_flag",
-                                                                     "omics_cl_suggested_label"])],
-                                  result.obs.drop(columns=["omics_cl_annotation_flag", "omics_cl_suggested_label"]))
-    assert {"wide_label", "wide_is_novel", "X_wide"} <= set(both.obs) | set(both.obsm)
-    assert both.uns["omics_cl"]["check_annotations"]["method"] == "wide"
+    pd.testing.assert_frame_equal(both.obs[result.obs.columns], result.obs)
+    assert {"wide_label", "wide_is_novel", "X_wide", "wide_check_annotation_flag"} <= set(both.obs) | set(both.obsm)
+    checks = both.uns["omics_cl"]
+    assert checks["wide_check"]["method"] == "wide" and checks["check_annotations"]["method"] == "scncl"
     labels = pd.read_csv(report2 / "labels.csv", index_col=0)
     assert labels.columns[0] == "wide_label" and labels["wide_is_novel"].mean() == pytest.approx(0.3, abs=0.02)
-    assert not any(c.startswith("omics_cl_") for c in labels.columns[:-2])
+    assert list(labels.columns[-2:]) == ["wide_check_annotation_flag", "wide_check_suggested_label"]
+    assert not any(c.startswith("omics_cl_") for c in labels.columns)
     assert f"{int(both.obs['wide_is_novel'].sum())} flagged novel" in capsys.readouterr().out
 
 

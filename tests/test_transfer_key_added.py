@@ -54,6 +54,24 @@ def test_readers_of_a_transfer_find_its_columns_under_the_key(two_transfers, tmp
     assert keyed.uns["omics_cl"]["check_annotations"]["method"] == "wide"
     with pytest.raises(ValueError, match=r"lacks \['omics_cl_label', 'omics_cl_confidence', 'omics_cl_is_novel'\]"):
         tl.check_annotations(keyed, "atlas", method="scncl")
+    # a second check under its own key (of the default transfer, its columns put back, against an atlas that
+    # calls the second most frequent type the first) sits beside the first
+    for name in NAMES:
+        keyed.obs[f"omics_cl_{name}"] = query.obs[f"omics_cl_{name}"]
+    transferred = keyed.obs["omics_cl_label"].astype(str)
+    largest, second = transferred.value_counts().index[:2]
+    wrong = (transferred == second).to_numpy()
+    keyed.obs["merged"] = np.where(wrong, largest, transferred.to_numpy())
+    first = keyed.obs.copy()
+    tl.check_annotations(keyed, "merged", method="scncl", key_added="scncl_check", propagate_neighbors=0)
+    pd.testing.assert_frame_equal(keyed.obs[first.columns], first)
+    flags = keyed.obs["scncl_check_annotation_flag"].to_numpy()
+    assert flags.any() and not flags[~wrong].any()
+    assert keyed.uns["omics_cl"]["scncl_check"]["method"] == "scncl"
+    assert keyed.uns["omics_cl"]["check_annotations"]["method"] == "wide"
+    with pytest.raises(ValueError, match="record of another run"):  # would overwrite the transfer's record
+        tl.check_annotations(keyed, "atlas", key_added="wide")
+    assert keyed.uns["omics_cl"]["wide"]["job"] == "transfer"
     fig = pl.novelty_distribution(keyed)
     assert sum(len(c.get_offsets()) for c in fig.axes[0].collections) + len(fig.axes[0].patches) > 0
     pl.transfer_umap(ref[:300].copy(), keyed[:300].copy(), "cell_type", save=str(tmp_path / "umap.png"))

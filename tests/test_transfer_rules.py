@@ -141,3 +141,30 @@ def test_label_consistency_with_no_disagreement_returns_an_empty_table():
     assert table.empty and {"given_label", "neighbourhood_label", "n_cells", "markers"} <= set(table.columns)
     assert not adata.obs["omics_cl_label_suspect"].any()
     assert adata.uns["omics_cl"]["label_consistency"]["n_suspect"] == 0
+
+
+def test_label_consistency_under_a_key_sits_beside_the_first_check():
+    """A planted relabelling (a quarter of group 0 called 1): the group rule (default) and the cell rule under
+    ``key_added`` side by side; a key holding another run's record is refused before anything is written."""
+    points, groups = blobs(n_per=40, k=3)
+    counts = np.random.default_rng(0).poisson(2.0, size=(len(groups), 30)) + 1
+    adata = ad.AnnData(sp.csr_matrix(counts))
+    adata.obsm["X_joint"] = points
+    labels = groups.astype(str).astype(object)
+    labels[np.flatnonzero(groups == 0)[:10]] = "1"
+    adata.obs["label"] = labels
+    tl.label_consistency(adata, "label", use_rep="X_joint", min_group_cells=5)
+    first = adata.obs.copy()
+    tl.label_consistency(adata, "label", use_rep="X_joint", min_enrichment=0, min_group_cells=0,
+                         key_added="cell_rule")
+    pd.testing.assert_frame_equal(adata.obs[first.columns], first)
+    assert adata.obs["cell_rule_label_suspect"].sum() >= adata.obs["omics_cl_label_suspect"].sum() == 10
+    records = adata.uns["omics_cl"]
+    assert records["cell_rule"]["min_enrichment"] == 0 and records["label_consistency"]["min_enrichment"] == 4.0
+    assert records["cell_rule"]["tool"] == "label_consistency"
+    tl.label_consistency(adata, "label", use_rep="X_joint", key_added="cell_rule")  # its own key: rewritten
+    records["sci2cl"] = {"method": "sci2cl"}
+    for bad, message in (("sci2cl", "record of another run"), ("trajectory", "another tool's record")):
+        with pytest.raises(ValueError, match=message):
+            tl.label_consistency(adata, "label", use_rep="X_joint", key_added=bad)
+    assert set(records) == {"label_consistency", "cell_rule", "sci2cl"} and "sci2cl_label_suspect" not in adata.obs

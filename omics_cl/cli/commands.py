@@ -130,14 +130,17 @@ def cmd_transfer(args) -> int:
     query_key = args.query_label_key
     table = None
     if query_key is not None:
-        table = tl.check_annotations(atac, query_key, gene_activity=activity)
+        check_key = None if args.key_added is None else f"{args.key_added}_check"  # beside the transfer's record
+        table = tl.check_annotations(atac, query_key, gene_activity=activity, key_added=check_key)
+        check = check_key or "omics_cl"
         truth = atac.obs[query_key].astype(str).to_numpy()
         known = atac.obs[query_key].notna().to_numpy() & atac.obs[query_key].astype(str).isin(record["classes"])
         pred = atac.obs[column["label"]].astype(str).to_numpy()
         print(f"against {query_key}: accuracy {np.mean(truth[known] == pred[known]):.3f}, macro-F1 "
               f"{metrics.macro_f1(truth[known], pred[known]):.3f} on {known.sum()} cells of reference types; "
-              f"{int(atac.obs['omics_cl_annotation_flag'].sum())} cells flagged in {len(table)} groups "
-              f"({atac.uns['omics_cl']['check_annotations']['n_propagated']} of them by their neighbours)")
+              f"{int(atac.obs[f'{check}_annotation_flag'].sum())} cells flagged in {len(table)} groups "
+              f"({atac.uns['omics_cl'][check_key or 'check_annotations']['n_propagated']} of them by their "
+              "neighbours)")
     if args.report:
         report = Path(args.report)
         report.mkdir(parents=True, exist_ok=True)
@@ -147,7 +150,7 @@ def cmd_transfer(args) -> int:
             pl.confusion_matrix(atac.obs[query_key].astype(str), atac.obs[column["label"]].astype(str),
                                 save=str(report / "confusion_matrix.png"))
             table.to_csv(report / "annotation_check.csv", index=False)
-        checked = ["omics_cl_annotation_flag", "omics_cl_suggested_label"] if query_key is not None else []
+        checked = [f"{check}_annotation_flag", f"{check}_suggested_label"] if query_key is not None else []
         atac.obs[[c for c in column.values() if c in atac.obs] + checked].to_csv(report / "labels.csv")
         print(f"report in {report}")
     write_output(atac, out)

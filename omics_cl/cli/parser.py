@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "LSI (about 4x slower)")
     add_method_arguments(t, "transfer", "scncl")
     t.add_argument("--seed", type=int, default=0)
-    add_key_argument(t, TRANSFER_KEYS)
+    add_key_argument(t, f"{TRANSFER_KEYS}; with --query-label-key the check's obs NAME_check_annotation_flag")
     t.add_argument("--no-progress", action="store_true")
     t.set_defaults(func=cmd_transfer)
     add_map_parser(sub)

@@ -10,7 +10,7 @@ from omics_cl.checks import check_atlas_labels
 from omics_cl.core.neighbors import knn
 from omics_cl.pp import gene_activity as build_gene_activity
 from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups, flagged_groups, neighbour_flags
-from omics_cl.tl._common import marker_genes, store_record
+from omics_cl.tl._common import check_result_key, marker_genes, store_record
 
 
 def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnData | None = None,
@@ -18,7 +18,8 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
                       min_group_cells: int = 20, min_agreement: float = 0.35, skip_novel: bool = False,
                       propagate_neighbors: int = 15, n_markers: int = 5, layer: str | None = None,
                       method: str | None = None, min_probability_enrichment: float = 1.5,
-                      min_support_position: float | None = 0.7, propagate_rep: str | None = None) -> pd.DataFrame:
+                      min_support_position: float | None = 0.7, propagate_rep: str | None = None,
+                      key_added: str | None = None) -> pd.DataFrame:
     """Find atlas labels that the transferred labels (from :func:`transfer_labels`) contradict more than the
     model's own confusion explains.
 
@@ -34,7 +35,10 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     cell whose same-label neighbours are mostly flagged is flagged too, which reaches the cells of a relabelled type
     that the transfer put under the atlas label or among other types; 0: no spreading) and writes
     ``obs["omics_cl_annotation_flag"]`` (bool) and ``obs["omics_cl_suggested_label"]`` (the transferred label of
-    flagged cells, their flagged neighbours' for cells flagged by spreading, else missing). Returns one row per
+    flagged cells, their flagged neighbours' for cells flagged by spreading, else missing) and the record
+    ``uns["omics_cl"]["check_annotations"]``; under ``key_added`` ``obs["<key>_annotation_flag"]``,
+    ``obs["<key>_suggested_label"]`` and ``uns["omics_cl"]["<key>"]`` instead (a second check, e.g. of another
+    transfer or at other thresholds, beside the first). Returns one row per
     (atlas label, transferred label) group of flagged cells, the group its confusion explains least first:
     ``n_cells``, ``expected``, ``estimated_precision`` and (with class support) ``support_position`` (label-free,
     see :func:`confusion_groups`), ``n_propagated`` (cells of the atlas label flagged with that suggested label by
@@ -74,6 +78,8 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
         Layer of ``atac`` holding the raw counts, to build gene activity (``None``: ``X``).
     method
         Transfer to check: its method name or ``key_added`` (``None``: the recorded one).
+    key_added
+        Name to write the flags and record under (``None``: ``omics_cl_*`` columns, record ``check_annotations``).
     min_probability_enrichment
         Times the count the transfer's own probabilities explain (``obsm["<method>_probabilities"]``;
         ``expected_from_probabilities`` in :func:`confusion_groups`) a group must reach (0: no such rule; skipped
@@ -89,6 +95,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     pandas.DataFrame
         One row per flagged group, as described above.
     """
+    check_result_key(atac, key_added, "check_annotations")
     method = get.transfer_method(atac, method)
     label_column, confidence_column, novel_column = (get.transfer_column(atac, name, method)
                                                      for name in ("label", "confidence", "is_novel"))
@@ -149,10 +156,11 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     table = table.iloc[order].reset_index(drop=True)
     # each group's flagged cells (its own and the propagated ones) at the group's estimated precision
     excess = (table["estimated_precision"] * (table["n_cells"] + table["n_propagated"])).sum()
-    atac.obs["omics_cl_annotation_flag"] = flags
-    atac.obs["omics_cl_suggested_label"] = pd.Categorical(suggested)
-    store_record(atac, "check_annotations", {
-        "method": method, "atlas_key": atlas_key, "min_confidence": threshold, "min_enrichment": min_enrichment,
+    prefix = key_added or "omics_cl"
+    atac.obs[f"{prefix}_annotation_flag"] = flags
+    atac.obs[f"{prefix}_suggested_label"] = pd.Categorical(suggested)
+    store_record(atac, key_added or "check_annotations", {
+        "tool": "check_annotations", "method": method, "atlas_key": atlas_key, "min_confidence": threshold, "min_enrichment": min_enrichment,
         "min_group_cells": min_group_cells, "min_agreement": min_agreement,
         "min_probability_enrichment": min_probability_enrichment if probabilities is not None else None,
         "min_support_position": min_support_position if support is not None else None,

@@ -7,6 +7,7 @@ import warnings
 import anndata as ad
 import numpy as np
 
+from omics_cl.checks import check_key_added
 from omics_cl.fallbacks import taken
 
 
@@ -25,6 +26,16 @@ def store_record(data, key: str, record: dict) -> None:
     if taken():
         record["fallbacks"] = taken()
     data.uns.setdefault("omics_cl", {})[key] = h5ad_safe(record)
+
+
+def check_result_key(data, key_added: str | None, tool: str) -> None:
+    """Refuse a ``key_added`` of a checking tool (``check_annotations``, ``label_consistency``) that holds another
+    kind of record in ``uns["omics_cl"]`` (the transfer or run it checks, say), which the check would overwrite."""
+    check_key_added(key_added)
+    held = data.uns.get("omics_cl", {}).get(key_added) if key_added is not None else None
+    if held is not None and held.get("tool") != tool:
+        raise ValueError(f"key_added={key_added!r} names the record of another run in uns['omics_cl'] (method "
+                         f"{held.get('method', '?')!r}), which {tool} would overwrite; pick another key")
 
 
 def warn_cells_without_features(counts: dict[str, int], features: str, consequence: str,

@@ -11,7 +11,7 @@ from omics_cl.data.counts import check_finite_counts
 from omics_cl.data.preprocess import fit_lognormalizer
 from omics_cl.tl._annotation_rules import annotation_flags, confusion_groups, flagged_groups
 from omics_cl.tl._cluster import cluster_embedding
-from omics_cl.tl._common import marker_genes, store_record
+from omics_cl.tl._common import check_result_key, marker_genes, store_record
 
 
 def subclusters(data, groupby: str, group: str, use_rep: str = "X_sci2cl", resolution: float = 0.5,
@@ -110,7 +110,8 @@ def rank_genes(adata: ad.AnnData, groups: np.ndarray, layer: str | None, n_genes
 
 def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbors: int = 15,
                       min_share: float = 0.5, exclude=(), layer: str | None = None, n_markers: int = 5,
-                      min_enrichment: float = 4.0, min_group_cells: int = 20, seed: int = 0) -> pd.DataFrame:
+                      min_enrichment: float = 4.0, min_group_cells: int = 20, seed: int = 0,
+                      key_added: str | None = None) -> pd.DataFrame:
     """Cells whose given label disagrees with their neighbourhood in the joint embedding more than the
     embedding's own mixing of labels explains (the group rule of :func:`annotation_flags`).
 
@@ -121,7 +122,9 @@ def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbo
     the opposite group explains (:func:`confusion_groups`: two types the embedding mixes leave disagreements
     both ways, a relabelled subset one way); ``min_enrichment=0`` keeps every candidate (the cell-level rule).
     Cells without a label or labelled one of ``exclude`` are neither scored nor counted as votes. Writes
-    ``obs["omics_cl_label_agreement"]``, ``obs["omics_cl_neighbourhood_label"]``, ``obs["omics_cl_label_suspect"]``.
+    ``obs["omics_cl_label_agreement"]``, ``obs["omics_cl_neighbourhood_label"]``, ``obs["omics_cl_label_suspect"]``
+    and the record ``uns["omics_cl"]["label_consistency"]``; under ``key_added`` ``obs["<key>_label_agreement"]``,
+    ... and ``uns["omics_cl"]["<key>"]`` instead (a second check beside the first).
     Returns one row per (given, neighbourhood) label group of suspect cells, the group its mixing explains
     least first: ``n_cells``, ``expected``, ``estimated_precision`` (label-free), ``mean_agreement``,
     ``fraction_of_label`` and ``markers``, the ``n_markers`` RNA genes detected in more of these cells than of
@@ -151,12 +154,15 @@ def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbo
         Smallest group that can be suspect.
     seed
         Random seed.
+    key_added
+        Name to write the results under (``None``: ``omics_cl_*`` columns, record ``label_consistency``).
 
     Returns
     -------
     pandas.DataFrame
         One row per suspect group, as described above.
     """
+    check_result_key(data, key_added, "label_consistency")
     raw = get.obs_column(data, label_key)
     usable = raw.notna().to_numpy() & ~raw.astype(str).isin([str(e) for e in exclude]).to_numpy()
     labels = raw.astype(str).to_numpy()
@@ -197,11 +203,12 @@ def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbo
     table = table.iloc[np.argsort(-(table["n_cells"] - table["expected"]).to_numpy(), kind="stable")]
     table = table.reset_index(drop=True)
     excess = np.maximum(table["n_cells"] - table["expected"], 0).sum()
-    data.obs["omics_cl_label_agreement"] = agreement
-    data.obs["omics_cl_neighbourhood_label"] = pd.Categorical(majority)
-    data.obs["omics_cl_label_suspect"] = suspect
-    store_record(data, "label_consistency", {
-        "label_key": label_key, "use_rep": use_rep, "n_neighbors": n_neighbors, "min_share": min_share,
+    prefix = key_added or "omics_cl"
+    data.obs[f"{prefix}_label_agreement"] = agreement
+    data.obs[f"{prefix}_neighbourhood_label"] = pd.Categorical(majority)
+    data.obs[f"{prefix}_label_suspect"] = suspect
+    store_record(data, key_added or "label_consistency", {
+        "tool": "label_consistency", "label_key": label_key, "use_rep": use_rep, "n_neighbors": n_neighbors, "min_share": min_share,
         "min_enrichment": min_enrichment, "min_group_cells": min_group_cells, "n_suspect": int(suspect.sum()),
         "estimated_precision": float(excess / suspect.sum()) if suspect.any() else None})
     return table
