@@ -120,8 +120,8 @@ def transfer_method(adata: ad.AnnData, method: str | None = None) -> str:
 def transfer_column(adata: ad.AnnData, name: str, method: str | None = None) -> str:
     """The obs column of a label transfer's per-cell ``name`` (one of ``TRANSFER_OBS_NAMES``: ``label``,
     ``confidence``, ``novelty``, ``is_novel``; scncl also ``query_cluster``, ``label_support``,
-    ``confidence_novelty``): ``omics_cl_<name>``, or
-    ``<key>_<name>`` for a transfer run with ``key_added=key`` (the run record's ``obs_prefix``).
+    ``confidence_novelty``): ``omics_cl_<name>``, or ``<key>_<name>`` for a transfer run with ``key_added=key``
+    (the run record's ``obs_prefix``).
 
     Parameters
     ----------
