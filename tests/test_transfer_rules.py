@@ -161,7 +161,7 @@ def test_label_consistency_under_a_key_sits_beside_the_first_check():
     assert adata.obs["cell_rule_label_suspect"].sum() >= adata.obs["omics_cl_label_suspect"].sum() == 10
     records = adata.uns["omics_cl"]
     assert records["cell_rule"]["min_enrichment"] == 0 and records["label_consistency"]["min_enrichment"] == 4.0
-    assert records["cell_rule"]["tool"] == "label_consistency"
+    assert records["cell_rule"]["job"] == "label_consistency"
     tl.label_consistency(adata, "label", use_rep="X_joint", key_added="cell_rule")  # its own key: rewritten
     records["sci2cl"] = {"method": "sci2cl"}
     for bad, message in (("sci2cl", "record of another run"), ("trajectory", "another tool's record")):

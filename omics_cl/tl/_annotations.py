@@ -160,7 +160,7 @@ def check_annotations(atac: ad.AnnData, atlas_key: str, gene_activity: ad.AnnDat
     atac.obs[f"{prefix}_annotation_flag"] = flags
     atac.obs[f"{prefix}_suggested_label"] = pd.Categorical(suggested)
     store_record(atac, key_added or "check_annotations", {
-        "tool": "check_annotations", "method": method, "atlas_key": atlas_key, "min_confidence": threshold,
+        "job": "check_annotations", "method": method, "atlas_key": atlas_key, "min_confidence": threshold,
         "min_enrichment": min_enrichment, "min_group_cells": min_group_cells, "min_agreement": min_agreement,
         "min_probability_enrichment": min_probability_enrichment if probabilities is not None else None,
         "min_support_position": min_support_position if support is not None else None,

@@ -28,14 +28,15 @@ def store_record(data, key: str, record: dict) -> None:
     data.uns.setdefault("omics_cl", {})[key] = h5ad_safe(record)
 
 
-def check_result_key(data, key_added: str | None, tool: str) -> None:
-    """Refuse a ``key_added`` of a checking tool (``check_annotations``, ``label_consistency``) that holds another
-    kind of record in ``uns["omics_cl"]`` (the transfer or run it checks, say), which the check would overwrite."""
+def check_result_key(data, key_added: str | None, job: str) -> None:
+    """Refuse a ``key_added`` of a checking tool (``check_annotations``, ``label_consistency``: the record's
+    ``job``) that holds another job's record in ``uns["omics_cl"]`` (the transfer or run it checks, say), which the
+    check would overwrite."""
     check_key_added(key_added)
     held = data.uns.get("omics_cl", {}).get(key_added) if key_added is not None else None
-    if held is not None and held.get("tool") != tool:
+    if held is not None and held.get("job") != job:
         raise ValueError(f"key_added={key_added!r} names the record of another run in uns['omics_cl'] (method "
-                         f"{held.get('method', '?')!r}), which {tool} would overwrite; pick another key")
+                         f"{held.get('method', '?')!r}), which {job} would overwrite; pick another key")
 
 
 def warn_cells_without_features(counts: dict[str, int], features: str, consequence: str,

@@ -208,7 +208,7 @@ def label_consistency(data, label_key: str, use_rep: str = "X_sci2cl", n_neighbo
     data.obs[f"{prefix}_neighbourhood_label"] = pd.Categorical(majority)
     data.obs[f"{prefix}_label_suspect"] = suspect
     store_record(data, key_added or "label_consistency", {
-        "tool": "label_consistency", "label_key": label_key, "use_rep": use_rep, "n_neighbors": n_neighbors,
+        "job": "label_consistency", "label_key": label_key, "use_rep": use_rep, "n_neighbors": n_neighbors,
         "min_share": min_share, "min_enrichment": min_enrichment, "min_group_cells": min_group_cells,
         "n_suspect": int(suspect.sum()),
         "estimated_precision": float(excess / suspect.sum()) if suspect.any() else None})
